@@ -1,0 +1,474 @@
+"""Read untrusted image files safely and turn them into model input.
+
+Every public function either returns a usable result or raises
+:class:`~recommender.errors.ImageError` with one sentence a user can act on. Limits are
+checked before any pixel data is decoded:
+
+* files or uploads larger than :data:`MAX_BYTES` are refused before they are read fully;
+* images declaring more than :data:`MAX_PIXELS` pixels are refused after the header is
+  read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes).
+
+Only the formats in :data:`SUPPORTED` are opened, whatever the file name says. Pillow's
+global settings (``Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_TRUNCATED_IMAGES``) are
+read, never changed. The functions keep no mutable state and may be called from several
+threads at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import operator
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import IO
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+from recommender.errors import ImageError
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_PIXELS",
+    "SUPPORTED",
+    "ImageSource",
+    "content_hash",
+    "decode_thumbnail",
+    "load_for_model",
+    "open_image",
+    "read_bytes",
+    "thumbnail_jpeg",
+    "to_model_input",
+]
+
+MAX_PIXELS = 40_000_000
+"""Largest image, in pixels, that is decoded; checked against the header before decoding."""
+
+MAX_BYTES = 50 * 1024 * 1024
+"""Largest file or upload, in bytes, that is read."""
+
+SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF"
+"""The formats accepted, as shown to users."""
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image
+
+# Pillow's names for SUPPORTED; JPEG also covers MPO (multi-picture JPEGs from cameras).
+_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA", "P")
+_CHUNK = 1024 * 1024
+
+# warnings.catch_warnings swaps the process-wide filter list; this lock stops our own
+# threads from interleaving those swaps. It is held only while a header is parsed.
+_OPEN_LOCK = threading.Lock()
+
+_CORRUPT = "The image is truncated or corrupt."
+_UNSUPPORTED = f"This file is not an image in a supported format ({SUPPORTED})."
+_NO_MEMORY = "There is not enough memory to decode this image."
+
+
+def read_bytes(source: str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]) -> bytes:
+    """Return the raw bytes of an image source, refusing empty or oversized input.
+
+    Parameters
+    ----------
+    source
+        A file path (``str`` or ``os.PathLike``), the bytes themselves (``bytes``,
+        ``bytearray``, ``memoryview``), or a binary file object, which is read from its
+        current position and left open.
+
+    Returns
+    -------
+    bytes
+        At most :data:`MAX_BYTES` bytes.
+
+    Raises
+    ------
+    ImageError
+        If the path does not exist or cannot be read, the input is empty, or it is larger
+        than :data:`MAX_BYTES` (a file's size is checked before it is read).
+    TypeError
+        If ``source`` is none of the above, or a file object opened in text mode.
+    """
+    limit = MAX_BYTES
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source)
+        if view.nbytes > limit:
+            raise ImageError(_too_many_bytes(view.nbytes, limit))
+        data = source if isinstance(source, bytes) else view.tobytes()
+    elif isinstance(source, (str, os.PathLike)):
+        data = _read_path(source, limit)
+    elif hasattr(source, "read"):
+        try:
+            data = _read_capped(source, limit)
+        except OSError as exc:
+            raise ImageError(f"The file cannot be read: {_reason(exc)}.") from exc
+    else:
+        raise TypeError(
+            f"expected a path, bytes or a binary file object, not {type(source).__name__}"
+        )
+    if not data:
+        raise ImageError("The file is empty (0 bytes).")
+    return data
+
+
+def content_hash(data: bytes) -> str:
+    """Return the SHA-256 of ``data`` as 64 lowercase hex digits.
+
+    Parameters
+    ----------
+    data
+        Raw file bytes, as returned by :func:`read_bytes`.
+
+    Returns
+    -------
+    str
+        The hex digest; identical files give identical hashes.
+    """
+    return hashlib.sha256(data).hexdigest()
+
+
+def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image fully and return it upright in RGB.
+
+    The format is detected from the content, not the file name. EXIF orientation is
+    applied, animated images give their first frame, transparency is composited over
+    white, and 16-bit or floating-point greyscale is scaled (not clipped) to 8 bits.
+
+    Parameters
+    ----------
+    source
+        A path, the encoded bytes, a binary file object, or a PIL image. A PIL image is
+        checked against the same pixel limit and converted into a new image; it is not
+        changed, and its current frame is used.
+    max_pixels
+        Refuse images whose header declares more pixels than this.
+
+    Returns
+    -------
+    PIL.Image.Image
+        A new, fully loaded image in mode ``"RGB"``.
+
+    Raises
+    ------
+    ImageError
+        If the input is missing, empty, too big (in bytes or pixels), not a supported
+        image, truncated or corrupt, or cannot be decoded in the memory available.
+    """
+    data = None if isinstance(source, Image.Image) else read_bytes(source)
+    with _mapped_errors(max_pixels):
+        if data is None:
+            _check_pixels(source.size, max_pixels)
+            original, rgb = source, _upright_rgb(source)
+        else:
+            original, rgb = _decode(data, max_pixels)
+        # Never hand back the caller's image, nor an open file that keeps `data` alive.
+        return rgb.copy() if rgb is original else rgb
+
+
+def to_model_input(img: Image.Image, size: int) -> np.ndarray:
+    """Squash the whole image to ``size`` x ``size`` pixels, as the CNN sees it.
+
+    The aspect ratio is not kept: nothing is cropped. Downsampling is bicubic after a fast
+    integer box reduction (``reducing_gap=3``), which is close to a full antialiased
+    resize.
+
+    Parameters
+    ----------
+    img
+        Any PIL image; other modes are converted as :func:`open_image` does, but EXIF
+        orientation is not applied here.
+    size
+        Output side in pixels, at least 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous ``uint8`` array of shape ``(size, size, 3)``.
+
+    Raises
+    ------
+    ImageError
+        If ``img`` is a lazily opened file whose pixels cannot be decoded.
+    ValueError
+        If ``size`` is less than 1.
+    """
+    size = _positive(size, "size")
+    with _mapped_errors():
+        rgb = _to_rgb(img)
+        small = rgb.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.array(small, dtype=np.uint8, order="C")
+
+
+def load_for_model(source: ImageSource, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Open an image and return the model input, decoding big JPEGs at reduced scale.
+
+    Equivalent to ``to_model_input(open_image(source, max_pixels), size)``, except that a
+    JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale when it is still at least
+    ``2 * size`` pixels on each side (``Image.draft``), which makes a 24 MP photo several
+    times faster. EXIF orientation is applied after the reduced decode.
+
+    Parameters
+    ----------
+    source
+        As for :func:`open_image`.
+    size
+        Output side in pixels, at least 1.
+    max_pixels
+        Refuse images whose header declares more pixels than this (full size, before
+        any reduced decode).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous ``uint8`` array of shape ``(size, size, 3)``.
+
+    Raises
+    ------
+    ImageError
+        As for :func:`open_image`.
+    ValueError
+        If ``size`` is less than 1.
+    """
+    size = _positive(size, "size")
+    if isinstance(source, Image.Image):
+        with _mapped_errors(max_pixels):
+            _check_pixels(source.size, max_pixels)
+            rgb = _upright_rgb(source)
+    else:
+        _, rgb = _decode(read_bytes(source), max_pixels, draft=(2 * size, 2 * size))
+    return to_model_input(rgb, size)
+
+
+def thumbnail_jpeg(img: Image.Image, size: int = 128, quality: int = 80) -> bytes:
+    """Return a centre-cropped square thumbnail encoded as JPEG.
+
+    Parameters
+    ----------
+    img
+        Any PIL image, normally the result of :func:`open_image`; it is not changed.
+    size
+        Side of the square thumbnail in pixels, at least 1.
+    quality
+        JPEG quality, 1 (smallest) to 95 (best).
+
+    Returns
+    -------
+    bytes
+        A baseline JPEG of ``size`` x ``size`` pixels.
+
+    Raises
+    ------
+    ImageError
+        If ``img`` is a lazily opened file whose pixels cannot be decoded.
+    ValueError
+        If ``size`` or ``quality`` is out of range.
+    """
+    size = _positive(size, "size")
+    if not 1 <= operator.index(quality) <= 95:
+        raise ValueError(f"quality must be between 1 and 95, not {quality}")
+    with _mapped_errors():
+        rgb = _to_rgb(img)
+        # Box-reduce huge images first; fit() then only resamples a few times the target.
+        factor = min(rgb.size) // (4 * size)
+        if factor >= 2:
+            rgb = rgb.reduce(factor)
+        thumb = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        thumb.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def decode_thumbnail(data: bytes) -> Image.Image:
+    """Decode bytes made by :func:`thumbnail_jpeg` (or any supported image) to RGB.
+
+    Parameters
+    ----------
+    data
+        Encoded image bytes, for example read back from a cache.
+
+    Returns
+    -------
+    PIL.Image.Image
+        A new, fully loaded image in mode ``"RGB"``.
+
+    Raises
+    ------
+    ImageError
+        If the bytes are empty, not an image, or corrupt.
+    """
+    return open_image(data)
+
+
+def _decode(
+    data: bytes, max_pixels: int, draft: tuple[int, int] | None = None
+) -> tuple[Image.Image, Image.Image]:
+    """Return the opened file and its upright RGB version (which may be the same object)."""
+    with _mapped_errors(max_pixels):
+        with _OPEN_LOCK, warnings.catch_warnings():
+            # Our own limit below replaces Pillow's DecompressionBombWarning.
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data), formats=_FORMATS)
+        _check_pixels(img.size, max_pixels)
+        if draft is not None:
+            img.draft("RGB", draft)
+        img.load()
+        return img, _upright_rgb(img)
+
+
+@contextlib.contextmanager
+def _mapped_errors(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+    """Turn anything Pillow raises on bad input into an ImageError with a user message."""
+    try:
+        yield
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_bomb_message(exc, max_pixels)) from exc
+    except Image.DecompressionBombWarning as exc:  # only raised when warnings are errors
+        raise ImageError(_bomb_message(exc, max_pixels)) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(_UNSUPPORTED) from exc
+    except MemoryError as exc:
+        raise ImageError(_NO_MEMORY) from exc
+    except Exception as exc:
+        # Decoders fail on hostile input with OSError, SyntaxError, ValueError, TypeError,
+        # struct.error, IndexError, EOFError...; to a user they all mean a broken file.
+        raise ImageError(_CORRUPT) from exc
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"The image has no pixels ({width}x{height}).")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is too large: {width}x{height} pixels; "
+            f"the limit is {_megapixels(max_pixels)}."
+        )
+
+
+def _bomb_message(exc: Exception, max_pixels: int) -> str:
+    # Pillow refuses before we see the dimensions; its message carries the pixel count.
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    declared = _megapixels(int(found.group(1))) if found else "too many pixels"
+    return f"The image is too large: {declared}; the limit is {_megapixels(max_pixels)}."
+
+
+def _upright_rgb(img: Image.Image) -> Image.Image:
+    """Apply EXIF orientation, then convert to RGB; returns ``img`` itself if neither applies."""
+    try:
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+            # Also removes the tag, so a second pass does not rotate again.
+            img = ImageOps.exif_transpose(img)
+    except Exception:  # broken EXIF must not cost the user a readable picture
+        pass
+    return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Return ``img`` as RGB: alpha over white, wide greyscale scaled to 8 bits."""
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
+    if img.mode in _SIXTEEN_BIT or img.mode in ("I", "F"):
+        return Image.fromarray(_scale_to_uint8(img.mode, np.asarray(img))).convert("RGB")
+    if img.mode in _WITH_ALPHA or "transparency" in img.info:
+        if img.mode == "La":
+            img = img.convert("LA")
+        rgba = img.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba)
+        return rgb
+    return img.convert("RGB")
+
+
+def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
+    """Map greyscale wider than 8 bits onto 0..255 without clipping."""
+    if mode in _SIXTEEN_BIT:
+        return (values >> 8).astype(np.uint8)
+    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 1 and mode == "F":
+        scale, low = 255.0, 0.0
+    elif low >= 0 and high <= 255:
+        scale, low = 1.0, 0.0
+    elif low >= 0 and high <= 65535:
+        scale, low = 1 / 257, 0.0
+    else:  # an unusual range: stretch what is there
+        scale = 255 / (high - low) if high > low else 0.0
+    return np.clip(np.rint((values - low) * scale), 0, 255).astype(np.uint8)
+
+
+def _read_path(path: str | os.PathLike, limit: int) -> bytes:
+    shown = os.fsdecode(path)
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > limit:
+                raise ImageError(_too_many_bytes(size, limit))
+            # Read with the cap anyway: pipes and /proc files report a size of 0.
+            return _read_capped(file, limit)
+    except ImageError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageError(f"There is no file at '{shown}'.") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"The path '{shown}' is a folder, not an image file.") from exc
+    except PermissionError as exc:
+        raise ImageError(f"The file '{shown}' cannot be read: permission denied.") from exc
+    except OSError as exc:
+        raise ImageError(f"The file '{shown}' cannot be read: {_reason(exc)}.") from exc
+    except ValueError as exc:  # a NUL character in the path
+        raise ImageError(f"There is no file at '{shown}'.") from exc
+
+
+def _read_capped(file: IO[bytes], limit: int) -> bytes:
+    """Read to the end, but refuse as soon as more than ``limit`` bytes have arrived."""
+    chunks = []
+    total = 0
+    while total <= limit:
+        chunk = file.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise TypeError("the file object must be opened in binary mode ('rb')")
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise ImageError(f"The file is larger than the {_format_bytes(limit)} limit.")
+    return b"".join(chunks)
+
+
+def _too_many_bytes(size: int, limit: int) -> str:
+    return f"The file is too large: {_format_bytes(size)}; the limit is {_format_bytes(limit)}."
+
+
+def _format_bytes(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    value, unit = (count / 1024, "KB") if count < 1024 * 1024 else (count / 1024**2, "MB")
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:g} megapixels"
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def _positive(value: int, name: str) -> int:
+    value = operator.index(value)
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+# Register every plugin now rather than lazily from several threads at once.
+Image.init()
