@@ -1,0 +1,32 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`.
+# Everything installs into .venv from requirements*.txt; nothing is fetched at run time.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HASHTAG_DATASET ?= $(abspath ../shared/datasets/instagram-2019)
+HASHTAG_MODEL ?= $(abspath models/demo)
+PORT ?= 8501
+export HASHTAG_DATASET HASHTAG_MODEL
+
+.PHONY: install run model test lint bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Build the demo model once (skipped when a loadable model is already there).
+model: install
+	$(PY) -m recommender build "$(HASHTAG_DATASET)" --out "$(HASHTAG_MODEL)" --skip-existing
+
+run: model
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
