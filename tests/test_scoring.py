@@ -1,0 +1,80 @@
+"""Scoring methods on tiny cases whose right answer is worked out by hand."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender.scoring import METHODS, Method, Scorer, get_method, neighbour_weights, top_k
+
+
+@pytest.fixture
+def scorer():
+    # 3 indexed posts, 4 hashtags, 2 factors.
+    image_factors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    tag_factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.0, 0.0]], dtype=np.float32)
+    image_tags = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 1]]))
+    return Scorer(image_factors, tag_factors, image_tags)
+
+
+def test_original_is_mean_of_post_factors_dotted_with_tag_factors(scorer):
+    method = METHODS["original"]
+    nbrs = np.array([0, 2])
+    w = neighbour_weights(np.array([0.9, 0.1], dtype=np.float32), method)
+    assert w.tolist() == [0.5, 0.5]  # uniform: similarity does not matter
+    mean = (scorer.image_factors[0] + scorer.image_factors[2]) / 2  # [1, 0.5]
+    expected = scorer.tag_factors @ mean  # [1, 0.5, 0.75, 0]
+    np.testing.assert_allclose(scorer.scores(nbrs, w, method), expected, rtol=1e-6)
+    np.testing.assert_allclose(expected, [1.0, 0.5, 0.75, 0.0])
+
+
+def test_knn_vote_is_similarity_weighted_share_of_neighbours_with_the_tag(scorer):
+    method = METHODS["knn_vote"]
+    nbrs = np.array([0, 1])
+    w = neighbour_weights(np.array([0.6, 0.2], dtype=np.float32), method)
+    np.testing.assert_allclose(w, [0.75, 0.25])
+    np.testing.assert_allclose(scorer.scores(nbrs, w, method), [0.75, 0.25, 0.75, 0.0])
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_contributions_sum_to_scores(scorer, name):
+    method = METHODS[name]
+    nbrs = np.array([2, 0, 1])
+    w = neighbour_weights(np.array([0.8, 0.5, 0.1], dtype=np.float32), method)
+    scores = scorer.scores(nbrs, w, method)
+    tags = np.array([3, 0, 2])
+    contrib = scorer.contributions(nbrs, w, tags, method)
+    assert contrib.shape == (3, 3)
+    np.testing.assert_allclose(contrib.sum(axis=0), scores[tags], rtol=1e-5, atol=1e-7)
+
+
+def test_blend_is_halfway_between_als_and_vote(scorer):
+    nbrs = np.array([0, 1])
+    sims = np.array([0.5, 0.5], dtype=np.float32)
+    parts = {}
+    for name in ("als_weighted", "knn_vote", "blend"):
+        m = METHODS[name]
+        parts[name] = scorer.scores(nbrs, neighbour_weights(sims, m), m)
+    np.testing.assert_allclose(parts["blend"], (parts["als_weighted"] + parts["knn_vote"]) / 2)
+
+
+def test_negative_similarities_fall_back_to_uniform_weights():
+    w = neighbour_weights(np.array([-0.2, -0.5], dtype=np.float32), METHODS["knn_vote"])
+    np.testing.assert_allclose(w, [0.5, 0.5])
+
+
+def test_top_k_orders_by_score_then_index_and_honours_exclusions():
+    scores = np.array([0.1, 0.5, 0.5, 0.9, 0.0])
+    assert top_k(scores, 3).tolist() == [3, 1, 2]
+    assert top_k(scores, 10).tolist() == [3, 1, 2, 0, 4]
+    exclude = np.array([False, False, False, True, False])
+    assert top_k(scores, 2, exclude).tolist() == [1, 2]
+    assert top_k(scores, 9, np.ones(5, bool)).tolist() == []
+
+
+def test_unknown_method_and_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("magic")
+    with pytest.raises(ValueError):
+        Method("x", als_weight=1.5)
+    with pytest.raises(ValueError):
+        Method("x", als_weight=0.5, weighting="random")
