@@ -1,0 +1,314 @@
+"""Command line: ``python -m recommender {build,recommend,info} ...``.
+
+Each subcommand is one plain function; the argparse defaults are the configuration and
+``--help`` shows them. Errors the library raises on purpose print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import RecommenderError
+from .paths import default_dataset, default_model
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def _progress_bar(disable: bool):
+    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+    labels = {"features": "image features", "als": "ALS iterations"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(
+                total=total,
+                desc=labels.get(stage, stage),
+                unit="img" if stage == "features" else "it",
+                disable=disable,
+                file=sys.stderr,
+            )
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+# ---------------------------------------------------------------------- build
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build_model
+    from .hashtag_model import ALSParams
+    from .recommender import BuildConfig
+
+    if args.skip_existing:
+        from .model_io import read_model
+
+        try:
+            read_model(args.out)
+        except RecommenderError:
+            pass
+        else:
+            print(f"A model is already at {args.out}; not rebuilding (drop --skip-existing to).")
+            return EXIT_OK
+    config = BuildConfig(
+        backbone=args.backbone,
+        weights=args.weights,
+        als=ALSParams(
+            factors=args.factors,
+            iterations=args.iterations,
+            regularization=args.regularization,
+            alpha=args.alpha,
+            weighting=args.weighting,
+            min_support=args.min_support,
+            random_state=args.seed,
+        ),
+        method=args.method,
+        thumb_size=args.thumb_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    _rec, summary = build_model(
+        args.data,
+        args.out,
+        config,
+        format=args.format,
+        use_cache=not args.no_cache,
+        progress=_progress_bar(args.quiet),
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"Model written to {summary['model']}")
+    print(summary["dataset_report"])
+    print(
+        f"posts: {summary['posts']}  images indexed: {summary['images']}  "
+        f"hashtags: {summary['hashtags']}  post-hashtag pairs: {summary['pairs']}"
+    )
+    print(
+        f"images embedded: {summary['images_embedded']}  from cache: "
+        f"{summary['images_from_cache']}  unreadable: {summary['images_unreadable']}  "
+        f"duplicates: {summary['images_duplicate']}"
+    )
+    ips = summary.get("images_per_second")
+    print(
+        f"time: {summary['build_seconds']:.1f} s (features {summary['features_seconds']:.1f} s"
+        + (f", {ips:.0f} images/s" if ips else "")
+        + f"; ALS {summary['fit_seconds']:.1f} s)"
+    )
+    if summary["problems"]:
+        print(f"first problems ({len(summary['problems'])} shown):")
+        for line in summary["problems"][:10]:
+            print(f"  {line}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ recommend
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .hashtags import load_blocklist
+    from .recommender import HashtagRecommender
+
+    rec = HashtagRecommender.load(args.model)
+    blocklist = None if args.no_blocklist else load_blocklist(args.blocklist or ())
+    status = EXIT_OK
+    for image in args.images:
+        try:
+            result = rec.recommend(
+                image, n_neighbors=args.n, k=args.k, method=args.method, blocklist=blocklist
+            )
+        except RecommenderError as exc:
+            status = EXIT_ERROR
+            if args.json:
+                print(json.dumps({"image": image, "error": str(exc)}))
+            else:
+                print(f"{image}: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"image": image, **result.to_dict()}, ensure_ascii=False))
+            continue
+        print(f"{image}  ({result.method}, {len(result.neighbors)} neighbours)")
+        print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
+        for t in result.hashtags:
+            print(f"    #{t.tag:<30} {t.score:8.4f}")
+        print("  nearest training images:")
+        for nb in result.neighbors:
+            tags = " ".join(f"#{t}" for t in nb.hashtags[:8])
+            print(f"    {nb.similarity:6.3f}  {nb.image}  {tags}")
+    return status
+
+
+# ----------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model_io import folder_size
+    from .recommender import HashtagRecommender
+
+    rec = HashtagRecommender.load(args.model)
+    info = rec.info()
+    info["size_bytes"] = folder_size(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    cfg = info.get("config", {})
+    ds = info.get("dataset", {})
+    counts = info.get("counts", {})
+    timings = info.get("timings", {})
+    print(f"model:          {Path(args.model)}  ({info['size_bytes'] / 1e6:.1f} MB)")
+    print(
+        f"format:         {info.get('format')} v{info.get('format_version')} "
+        f"(library {info.get('library_version')})"
+    )
+    print(f"created:        {info.get('created')}")
+    print(
+        f"data set:       {ds.get('path')} ({ds.get('format')}, "
+        f"fingerprint {str(ds.get('fingerprint'))[:12]})"
+    )
+    bb = info.get("backbone", {})
+    print(
+        f"backbone:       {bb.get('name')} ({bb.get('input_size')} px, {bb.get('dim')}-d, "
+        f"weights: {bb.get('weights')})"
+    )
+    als = cfg.get("als", {})
+    print("ALS:            " + ", ".join(f"{k}={v}" for k, v in als.items()))
+    m = cfg.get("method", {})
+    print("method:         " + ", ".join(f"{k}={v}" for k, v in m.items()))
+    print("counts:         " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if timings:
+        print("build:          " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    if info.get("evaluation"):
+        ev = info["evaluation"]
+        print(f"evaluation:     {json.dumps(ev.get('summary', ev))[:300]}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import BACKBONES, DEFAULT_BACKBONE
+    from .hashtag_model import WEIGHTINGS, ALSParams
+    from .scoring import DEFAULT_METHOD, METHODS
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m recommender",
+        description="Recommend Instagram hashtags for photos from similar posts.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build a model from a data set", formatter_class=fmt)
+    b.add_argument(
+        "data",
+        nargs="?",
+        default=str(default_dataset()),
+        help="data set folder (or CSV/JSONL manifest); $HASHTAG_DATASET",
+    )
+    b.add_argument("--out", default=str(default_model()), help="model folder to write")
+    b.add_argument(
+        "--format", default="auto", choices=["auto", "instagram2019", "instaloader", "manifest"]
+    )
+    b.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
+    b.add_argument(
+        "--weights",
+        default="default",
+        help="'default' (pretrained ImageNet) or a Keras weights file",
+    )
+    d = ALSParams()
+    b.add_argument("--factors", type=int, default=d.factors, help="ALS latent factors")
+    b.add_argument("--iterations", type=int, default=d.iterations, help="ALS iterations")
+    b.add_argument("--regularization", type=float, default=d.regularization)
+    b.add_argument(
+        "--alpha",
+        type=float,
+        default=d.alpha,
+        help="ALS confidence scale (implicit: alpha*value; Spark: 1+alpha*value)",
+    )
+    b.add_argument(
+        "--weighting",
+        default=d.weighting,
+        choices=WEIGHTINGS,
+        help="weighting of the post x hashtag matrix before ALS",
+    )
+    b.add_argument(
+        "--min-support", type=int, default=d.min_support, help="drop hashtags used by fewer posts"
+    )
+    b.add_argument("--seed", type=int, default=d.random_state)
+    b.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=sorted(METHODS),
+        help="default scoring method stored in the model",
+    )
+    b.add_argument("--thumb-size", type=int, default=128, help="thumbnail side in pixels")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
+    b.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="do nothing if a loadable model is already at --out",
+    )
+    b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
+    r.add_argument("images", nargs="+", help="image files")
+    r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
+    r.add_argument(
+        "-n",
+        "--neighbors",
+        dest="n",
+        type=int,
+        default=5,
+        help="nearest training images to use (1-50)",
+    )
+    r.add_argument(
+        "-k", "--hashtags", dest="k", type=int, default=10, help="hashtags to recommend (1-100)"
+    )
+    r.add_argument(
+        "--method",
+        default=None,
+        choices=sorted(METHODS),
+        help="scoring method (default: the model's)",
+    )
+    r.add_argument(
+        "--blocklist",
+        action="append",
+        metavar="FILE",
+        help="extra block-list file (one hashtag per line); repeatable",
+    )
+    r.add_argument(
+        "--no-blocklist", action="store_true", help="do not filter spam/engagement-bait hashtags"
+    )
+    r.add_argument("--json", action="store_true", help="one JSON object per image")
+    r.set_defaults(func=cmd_recommend)
+
+    i = sub.add_parser("info", help="describe a model", formatter_class=fmt)
+    i.add_argument("model", nargs="?", default=str(default_model()))
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "n", 1) is not None and not 1 <= getattr(args, "n", 1) <= 50:
+        parser.error("-n must be between 1 and 50")
+    if getattr(args, "k", 1) is not None and not 1 <= getattr(args, "k", 1) <= 100:
+        parser.error("-k must be between 1 and 100")
+    try:
+        return args.func(args)
+    except (RecommenderError, ValueError) as exc:
+        # ValueError: a parameter out of range (e.g. --factors 0), said in one line.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,242 @@
+"""Deep image features for many images: read -> decode -> embed, batched and overlapped.
+
+Decoding runs in a small thread pool (Pillow releases the GIL) while the main thread feeds
+full batches to the backbone's compiled call. A :class:`FeatureCache` keyed by the content
+hash of each file makes rebuilds re-extract only new images.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import images
+from .errors import ImageError
+
+Progress = Callable[[int, int], None]
+
+
+def default_cache_dir() -> Path:
+    """``$HASHTAG_CACHE`` or ``$XDG_CACHE_HOME/hashtag-recommender`` (``~/.cache/...``)."""
+    if os.environ.get("HASHTAG_CACHE"):
+        return Path(os.environ["HASHTAG_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hashtag-recommender"
+
+
+class FeatureCache:
+    """Features and thumbnails of images by content hash, for one backbone.
+
+    Stored as one ``.npz`` (no pickle). A damaged cache file is ignored and rewritten.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._features: dict[str, np.ndarray] = {}
+        self._thumbs: dict[str, bytes] = {}
+        self._dirty = False
+        self._load()
+
+    @classmethod
+    def for_backbone(cls, backbone_key: str, folder: str | Path | None = None) -> FeatureCache:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone_key)
+        return cls(Path(folder or default_cache_dir()) / "features" / f"{safe}.npz")
+
+    def _load(self) -> None:
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                hashes = [str(h) for h in npz["hashes"]]
+                feats = npz["features"].astype(np.float32)
+                data = npz["thumb_data"].tobytes()
+                offsets = npz["thumb_offsets"]
+        except Exception:  # missing or damaged: start empty, rewritten on save()
+            return
+        if len(hashes) != len(feats) or len(offsets) != len(hashes) + 1:
+            return
+        for i, h in enumerate(hashes):
+            self._features[h] = feats[i]
+            if offsets[i + 1] > offsets[i]:
+                self._thumbs[h] = data[offsets[i] : offsets[i + 1]]
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    def get(self, key: str) -> tuple[np.ndarray | None, bytes | None]:
+        with self._lock:
+            return self._features.get(key), self._thumbs.get(key)
+
+    def put(self, key: str, features: np.ndarray, thumbnail: bytes | None) -> None:
+        with self._lock:
+            self._features[key] = np.asarray(features, dtype=np.float32)
+            if thumbnail:
+                self._thumbs[key] = thumbnail
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache atomically (only if something was added)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            keys = list(self._features)
+            thumbs = [self._thumbs.get(k, b"") for k in keys]
+            offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum([len(t) for t in thumbs])
+            dim = len(next(iter(self._features.values()))) if keys else 0
+            buf = io.BytesIO()
+            np.savez(
+                buf,
+                hashes=np.array(keys, dtype="U64"),
+                features=np.stack([self._features[k] for k in keys]).astype(np.float32)
+                if keys
+                else np.zeros((0, dim), np.float32),
+                thumb_data=np.frombuffer(b"".join(thumbs), dtype=np.uint8),
+                thumb_offsets=offsets,
+            )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, self.path)
+            self._dirty = False
+
+
+@dataclass
+class Extraction:
+    """What :func:`extract_features` returns.
+
+    ``features`` has one row per entry of ``ok`` (indices into the input list), in order.
+    """
+
+    features: np.ndarray
+    ok: list[int]
+    hashes: list[str]
+    thumbnails: list[bytes]
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    cached: int = 0
+
+
+@dataclass
+class _Prepared:
+    index: int
+    key: str | None = None
+    pixels: np.ndarray | None = None
+    thumbnail: bytes | None = None
+    features: np.ndarray | None = None
+    error: str | None = None
+
+
+def _prepare(
+    index: int, source: Path, size: int, thumb_size: int, cache: FeatureCache | None
+) -> _Prepared:
+    try:
+        data = images.read_bytes(source)
+        key = images.content_hash(data)
+        if cache is not None:
+            feats, thumb = cache.get(key)
+            if feats is not None and (thumb or not thumb_size):
+                return _Prepared(index, key, features=feats, thumbnail=thumb)
+        img = images.open_image(data)
+        thumb = images.thumbnail_jpeg(img, thumb_size) if thumb_size else None
+        return _Prepared(index, key, pixels=images.to_model_input(img, size), thumbnail=thumb)
+    except ImageError as exc:
+        return _Prepared(index, error=str(exc))
+
+
+def extract_features(
+    sources: Sequence[str | Path],
+    backbone,
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    thumb_size: int = 0,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> Extraction:
+    """Embed every image in ``sources`` with ``backbone``.
+
+    Unreadable images are reported in ``errors`` (index, message) and skipped; nothing
+    raises for a bad image. ``progress(done, total)`` is called as images complete.
+    """
+    total = len(sources)
+    prepared: list[_Prepared] = []
+    batch: list[_Prepared] = []
+    embedded: dict[int, np.ndarray] = {}
+    done = 0
+    cached = 0
+
+    def flush() -> None:
+        nonlocal done
+        if not batch:
+            return
+        vectors = backbone.embed(np.stack([p.pixels for p in batch]))
+        for p, v in zip(batch, vectors, strict=False):
+            embedded[p.index] = v
+            p.pixels = None
+            if cache is not None and p.key is not None:
+                cache.put(p.key, v, p.thumbnail)
+        done += len(batch)
+        batch.clear()
+        if progress:
+            progress(done, total)
+
+    ahead = max(batch_size * 2, workers * 4)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        it = iter(enumerate(sources))
+        for i, src in it:
+            pending.append(
+                pool.submit(_prepare, i, Path(src), backbone.input_size, thumb_size, cache)
+            )
+            if len(pending) >= ahead:
+                break
+        while pending:
+            item = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(
+                    pool.submit(
+                        _prepare, nxt[0], Path(nxt[1]), backbone.input_size, thumb_size, cache
+                    )
+                )
+            prepared.append(item)
+            if item.error is not None:
+                done += 1
+            elif item.features is not None:
+                embedded[item.index] = item.features
+                cached += 1
+                done += 1
+            else:
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    flush()
+                continue
+            if progress and (done % batch_size == 0 or done == total):
+                progress(done, total)
+        flush()
+    if cache is not None:
+        cache.save()
+
+    ok = [p.index for p in prepared if p.error is None]
+    by_index = {p.index: p for p in prepared}
+    dim = getattr(backbone, "dim", 0)
+    features = (
+        np.stack([embedded[i] for i in ok]).astype(np.float32)
+        if ok
+        else np.zeros((0, dim), np.float32)
+    )
+    return Extraction(
+        features=features,
+        ok=ok,
+        hashes=[by_index[i].key for i in ok],
+        thumbnails=[by_index[i].thumbnail or b"" for i in ok],
+        errors=[(p.index, p.error) for p in prepared if p.error is not None],
+        cached=cached,
+    )

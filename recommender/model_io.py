@@ -1,0 +1,209 @@
+"""The model folder: plain data on disk, written atomically, checked on load.
+
+Layout of a model folder::
+
+    manifest.json    format name and version, how and from what it was built, and the
+                     sha256 and size of every other file
+    arrays.npz       numeric arrays (features, factors, sparse tag lists), no object arrays
+    index.json       hashtags and the training images (relative path, post id, hashtags)
+    thumbnails.npz   small JPEG thumbnails of the training images, concatenated
+
+Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
+matched, JSON with the standard parser. A model folder cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+
+FORMAT_NAME = "hashtag-recommender-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+INDEX = "index.json"
+THUMBNAILS = "thumbnails.npz"
+DATA_FILES = (ARRAYS, INDEX, THUMBNAILS)
+
+
+def _rebuild_hint(path: Path) -> str:
+    return f"Rebuild it: python -m recommender build <your data set> --out {path}"
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; model files hold plain data only")
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _write_file(folder: Path, name: str, data: bytes) -> dict[str, Any]:
+    with open(folder / name, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def write_model(
+    path: str | Path,
+    manifest: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    index: dict[str, Any],
+    thumbnails: list[bytes],
+) -> Path:
+    """Write a model folder atomically.
+
+    The files go to a temporary sibling folder first; only a complete folder replaces
+    ``path``. A build that dies half-way leaves any previous model at ``path`` untouched.
+    ``path`` must not exist, be empty, or already be a model folder.
+    """
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise ModelError(f"{path} exists and is not a folder; choose another output path.")
+    if path.is_dir() and any(path.iterdir()) and not _is_model_folder(path):
+        raise ModelError(
+            f"{path} exists, is not empty and is not a model folder; "
+            "refusing to replace it. Choose another output path."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.zeros(len(thumbnails) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in thumbnails], dtype=np.int64)
+    thumbs = np.frombuffer(b"".join(thumbnails), dtype=np.uint8)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        files = {
+            ARRAYS: _write_file(tmp, ARRAYS, _npz_bytes(arrays)),
+            INDEX: _write_file(tmp, INDEX, json.dumps(index, ensure_ascii=False).encode("utf-8")),
+            THUMBNAILS: _write_file(
+                tmp, THUMBNAILS, _npz_bytes({"data": thumbs, "offsets": offsets})
+            ),
+        }
+        full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
+        full["files"] = files
+        _write_file(tmp, MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode())
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.rename(path, old / "model")
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read_checked(path: Path, name: str, entry: Any) -> bytes:
+    file = path / name
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ModelError(
+            f"The manifest of {path} has no checksum for {name}. {_rebuild_hint(path)}"
+        )
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"The model {path} is missing {name}. {_rebuild_hint(path)}") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ModelError(
+            f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
+            f"{_rebuild_hint(path)}"
+        )
+    return data
+
+
+def _load_npz(path: Path, name: str, data: bytes) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except Exception as exc:  # any parse failure of a checksummed file is a damaged model
+        raise ModelError(
+            f"{name} in {path} cannot be read ({exc}). {_rebuild_hint(path)}"
+        ) from None
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and check ``manifest.json`` of a model folder (not the data files)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(
+            f"No model folder at {path}. Build one: "
+            f"python -m recommender build <your data set> --out {path}"
+        )
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"{path} has no {MANIFEST}: it is not a model folder. {_rebuild_hint(path)}"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(
+            f"{MANIFEST} in {path} is not valid JSON ({exc}). {_rebuild_hint(path)}"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ModelError(f"{path} is not a hashtag recommender model. {_rebuild_hint(path)}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelError(f"{MANIFEST} in {path} has no format version. {_rebuild_hint(path)}")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"The model {path} has format version {version}, newer than this program reads "
+            f"({FORMAT_VERSION}). Upgrade the recommender, or {_rebuild_hint(path).lower()}"
+        )
+    if version < 1:
+        raise ModelError(
+            f"The model {path} has an unknown format version {version}. {_rebuild_hint(path)}"
+        )
+    if not isinstance(manifest.get("files"), dict):
+        raise ModelError(f"{MANIFEST} in {path} lists no files. {_rebuild_hint(path)}")
+    return manifest
+
+
+def read_model(
+    path: str | Path,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """Read a model folder: (manifest, arrays, index, thumbnails).
+
+    Raises :class:`~recommender.errors.ModelError` saying what is wrong and how to rebuild.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    files = manifest["files"]
+    arrays = _load_npz(path, ARRAYS, _read_checked(path, ARRAYS, files.get(ARRAYS)))
+    raw_index = _read_checked(path, INDEX, files.get(INDEX))
+    try:
+        index = json.loads(raw_index.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(
+            f"{INDEX} in {path} is not valid JSON ({exc}). {_rebuild_hint(path)}"
+        ) from None
+    if not isinstance(index, dict):
+        raise ModelError(f"{INDEX} in {path} is malformed. {_rebuild_hint(path)}")
+    thumbs = _load_npz(path, THUMBNAILS, _read_checked(path, THUMBNAILS, files.get(THUMBNAILS)))
+    return manifest, arrays, index, thumbs
+
+
+def folder_size(path: str | Path) -> int:
+    """Bytes on disk of the files in a model folder."""
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())

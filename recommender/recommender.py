@@ -1,0 +1,366 @@
+"""The hashtag recommender: image features + ALS hashtag model + neighbour scoring.
+
+>>> rec = HashtagRecommender.load("models/demo")                       # doctest: +SKIP
+>>> result = rec.recommend("photo.jpg", n_neighbors=5, k=10)           # doctest: +SKIP
+>>> [(t.tag, round(t.score, 3)) for t in result.hashtags]              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import images, model_io
+from .backbones import DEFAULT_BACKBONE
+from .datasets import Post
+from .errors import ModelError
+from .hashtag_model import ALSParams, fit_als, interaction_matrix, tag_vocabulary
+from .neighbours import make_index
+from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
+
+MAX_NEIGHBORS = 50
+MAX_HASHTAGS = 100
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides what ``build`` makes; defaults are the documented defaults."""
+
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = "default"
+    als: ALSParams = field(default_factory=ALSParams)
+    method: str = DEFAULT_METHOD
+    thumb_size: int = 128
+    batch_size: int = 32
+    workers: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["als"] = self.als.to_dict()
+        out["method"] = get_method(self.method).to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """A training image close to the query."""
+
+    index: int  # row in the model's image index
+    image: str  # path relative to the data set root
+    post_id: str
+    similarity: float  # cosine similarity to the query
+    weight: float  # share of this neighbour in every score
+    hashtags: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "similarity": round(float(self.similarity), 6),
+            "weight": round(float(self.weight), 6),
+            "hashtags": list(self.hashtags),
+        }
+
+
+@dataclass(frozen=True)
+class TagScore:
+    """A recommended hashtag and where its score came from.
+
+    ``contributions[j]`` is what neighbour ``j`` (same order as the result's neighbours)
+    added to the score; they sum to ``score``.
+    """
+
+    tag: str
+    score: float
+    contributions: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "score": round(float(self.score), 6)}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Result of one query."""
+
+    hashtags: list[TagScore]
+    neighbors: list[Neighbor]
+    method: str
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.tag for t in self.hashtags]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "hashtags": [t.to_dict() for t in self.hashtags],
+            "neighbors": [n.to_dict() for n in self.neighbors],
+        }
+
+
+def _csr_arrays(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    return matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32)
+
+
+class HashtagRecommender:
+    """Recommends hashtags for an image from the hashtags of similar training posts.
+
+    Build one with :meth:`fit` (from posts and their image features) or load one with
+    :meth:`load`. Querying is thread-safe: one instance can serve many sessions.
+    """
+
+    def __init__(
+        self,
+        manifest: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        index: dict[str, Any],
+        thumbnails: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        try:
+            self.tags: list[str] = [str(t) for t in index["tags"]]
+            images_ = index["images"]
+            self.image_paths = [str(im["path"]) for im in images_]
+            self.image_post_ids = [str(im["post_id"]) for im in images_]
+            self.image_hashtags = [tuple(str(t) for t in im["hashtags"]) for im in images_]
+            features = arrays["features"]
+            image_tags = sp.csr_matrix(
+                (
+                    np.ones(len(arrays["image_tags_indices"]), dtype=np.float32),
+                    arrays["image_tags_indices"],
+                    arrays["image_tags_indptr"],
+                ),
+                shape=(len(self.image_paths), len(self.tags)),
+            )
+            self.tag_counts = np.asarray(arrays["tag_counts"], dtype=np.int64)
+            self.scorer = Scorer(arrays["image_factors"], arrays["tag_factors"], image_tags)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
+        if features.ndim != 2 or features.shape[0] != len(self.image_paths):
+            raise ModelError("The model's features do not match its image list; rebuild it.")
+        if len(self.tag_counts) != len(self.tags):
+            raise ModelError("The model's hashtag counts do not match its hashtags; rebuild it.")
+        self.manifest = manifest
+        self.index = make_index(features)
+        self.method = get_method(
+            manifest.get("config", {}).get("method", {}).get("name", DEFAULT_METHOD)
+        )
+        self._arrays = arrays
+        self._index_json = index
+        thumbnails = thumbnails or {}
+        self._thumb_data = thumbnails.get("data", np.zeros(0, np.uint8))
+        self._thumb_offsets = thumbnails.get("offsets", np.zeros(1, np.int64))
+        self._tag_ids = {t: i for i, t in enumerate(self.tags)}
+        self._backbone = None
+        self._backbone_lock = threading.Lock()
+        self.path: Path | None = None
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def fit(
+        cls,
+        posts: Sequence[Post],
+        features: np.ndarray,
+        image_rows: Sequence[int],
+        config: BuildConfig | None = None,
+        thumbnails: Sequence[bytes] | None = None,
+        manifest: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> HashtagRecommender:
+        """Train on ``posts``.
+
+        ``image_rows[i]`` is the row of ``features`` holding post ``i``'s image features, or
+        -1 when the post has no (usable) image. Every post trains the hashtag model; only
+        posts with a row enter the image index. ``thumbnails`` align with ``features``.
+        """
+        config = config or BuildConfig()
+        if len(image_rows) != len(posts):
+            raise ValueError("image_rows must have one entry per post")
+        post_tags = [p.hashtags for p in posts]
+        vocab, counts = tag_vocabulary(post_tags, config.als.min_support)
+        if not vocab:
+            raise ValueError("no hashtags to learn from")
+        matrix = interaction_matrix(post_tags, vocab)
+        post_factors, tag_factors = fit_als(matrix, config.als, progress)
+        with_image = [i for i, row in enumerate(image_rows) if row >= 0]
+        if not with_image:
+            raise ValueError("no posts with an image to search")
+        rows = np.array([image_rows[i] for i in with_image], dtype=np.int64)
+        image_tags = matrix[with_image]
+        indptr, indices = _csr_arrays(image_tags)
+        arrays = {
+            "features": np.ascontiguousarray(features[rows], dtype=np.float32),
+            "image_factors": post_factors[with_image],
+            "tag_factors": tag_factors,
+            "tag_counts": counts,
+            "image_tags_indptr": indptr,
+            "image_tags_indices": indices,
+        }
+        index = {
+            "tags": vocab,
+            "images": [
+                {
+                    "path": posts[i].image or "",
+                    "post_id": posts[i].post_id,
+                    "hashtags": list(posts[i].hashtags),
+                }
+                for i in with_image
+            ],
+        }
+        full_manifest = dict(manifest or {})
+        full_manifest["config"] = config.to_dict()
+        full_manifest.setdefault("counts", {})
+        full_manifest["counts"].update(
+            {
+                "posts": len(posts),
+                "images": len(with_image),
+                "hashtags": len(vocab),
+                "pairs": int(matrix.nnz),
+            }
+        )
+        thumbs = {}
+        if thumbnails is not None:
+            chosen = [thumbnails[r] for r in rows]
+            offsets = np.zeros(len(chosen) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum([len(t) for t in chosen])
+            thumbs = {"data": np.frombuffer(b"".join(chosen), np.uint8), "offsets": offsets}
+        return cls(full_manifest, arrays, index, thumbs)
+
+    # ------------------------------------------------------------------ storage
+    def save(self, path: str | Path) -> Path:
+        """Write the model folder atomically (see :mod:`recommender.model_io`)."""
+        offsets = self._thumb_offsets
+        data = self._thumb_data.tobytes()
+        thumbs = [data[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        manifest = {k: v for k, v in self.manifest.items() if k not in ("files",)}
+        out = model_io.write_model(path, manifest, self._arrays, self._index_json, thumbs)
+        self.path = out
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, warm: bool = False) -> HashtagRecommender:
+        """Load a model folder; ``warm=True`` also loads and compiles its backbone now.
+
+        Raises :class:`~recommender.errors.ModelError` if the folder is missing, damaged or
+        of a newer format, with a message saying how to rebuild.
+        """
+        manifest, arrays, index, thumbs = model_io.read_model(path)
+        rec = cls(manifest, arrays, index, thumbs)
+        rec.path = Path(path)
+        if warm:
+            rec.backbone.warmup()
+        return rec
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def backbone(self):
+        """The model's own backbone (loaded on first use, then shared)."""
+        if self._backbone is None:
+            with self._backbone_lock:
+                if self._backbone is None:
+                    from .backbones import get_backbone
+
+                    cfg = self.manifest.get("config", {})
+                    self._backbone = get_backbone(
+                        cfg.get("backbone", DEFAULT_BACKBONE), cfg.get("weights", "default")
+                    )
+        return self._backbone
+
+    def embed(self, image: images.ImageSource) -> np.ndarray:
+        """L2-normalised features of one image (path, bytes, file object or PIL image).
+
+        Raises :class:`~recommender.errors.ImageError` for anything that is not a usable image.
+        """
+        pixels = images.load_for_model(image, self.backbone.input_size)
+        return self.backbone.embed(pixels[None])[0]
+
+    def recommend(
+        self,
+        image: images.ImageSource,
+        n_neighbors: int = 5,
+        k: int = 10,
+        method: str | Method | None = None,
+        blocklist: Iterable[str] | None = None,
+    ) -> Recommendation:
+        """Top-``k`` hashtags for ``image`` from its ``n_neighbors`` nearest training images."""
+        return self.recommend_features(self.embed(image), n_neighbors, k, method, blocklist)
+
+    def recommend_features(
+        self,
+        features: np.ndarray,
+        n_neighbors: int = 5,
+        k: int = 10,
+        method: str | Method | None = None,
+        blocklist: Iterable[str] | None = None,
+    ) -> Recommendation:
+        """Like :meth:`recommend`, from features already computed by :meth:`embed`.
+
+        This is the cheap part: moving a slider re-ranks without touching the image again.
+        """
+        if not 1 <= int(n_neighbors) <= MAX_NEIGHBORS:
+            raise ValueError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
+        if not 1 <= int(k) <= MAX_HASHTAGS:
+            raise ValueError(f"k must be between 1 and {MAX_HASHTAGS}")
+        m = get_method(method) if method is not None else self.method
+        idx, sims = self.index.search(features, int(n_neighbors))
+        weights = neighbour_weights(sims, m)
+        scores = self.scorer.scores(idx, weights, m)
+        exclude = self.blocked_mask(blocklist) if blocklist else None
+        best = top_k(scores, int(k), exclude)
+        contrib = self.scorer.contributions(idx, weights, best, m)
+        tags = [
+            TagScore(self.tags[t], float(scores[t]), tuple(float(c) for c in contrib[:, j]))
+            for j, t in enumerate(best)
+        ]
+        neighbors = [
+            Neighbor(
+                int(i),
+                self.image_paths[i],
+                self.image_post_ids[i],
+                float(s),
+                float(w),
+                self.image_hashtags[i],
+            )
+            for i, s, w in zip(idx, sims, weights, strict=False)
+        ]
+        return Recommendation(tags, neighbors, m.name)
+
+    def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
+        """Boolean mask over the model's hashtags of those in ``blocklist``."""
+        mask = np.zeros(len(self.tags), dtype=bool)
+        for tag in blocklist:
+            i = self._tag_ids.get(tag)
+            if i is not None:
+                mask[i] = True
+        return mask
+
+    def thumbnail(self, index: int) -> bytes:
+        """JPEG bytes of training image ``index``'s thumbnail (b"" if the model has none)."""
+        if not 0 <= index < len(self._thumb_offsets) - 1:
+            return b""
+        start, end = self._thumb_offsets[index], self._thumb_offsets[index + 1]
+        return self._thumb_data[start:end].tobytes()
+
+    # ------------------------------------------------------------- description
+    def info(self) -> dict[str, Any]:
+        """What the model was built from and with (the manifest, minus checksums)."""
+        return {k: v for k, v in self.manifest.items() if k != "files"}
+
+    def __repr__(self) -> str:
+        c = self.manifest.get("counts", {})
+        return (
+            f"HashtagRecommender(images={c.get('images')}, hashtags={c.get('hashtags')}, "
+            f"backbone={self.manifest.get('config', {}).get('backbone')!r})"
+        )
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``fn`` and return (result, seconds)."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real data set (skipped only where absent) and the model built on it
+once per test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET = Path(
+    os.environ.get("HASHTAG_DATASET") or REPO.parent / "shared" / "datasets" / "instagram-2019"
+)
+
+
+@pytest.fixture(scope="session")
+def dataset_path() -> Path:
+    """The real instagram-2019 data set ($HASHTAG_DATASET); skips only when it is absent."""
+    if not (DATASET / "json_files").is_dir():
+        pytest.skip(f"real data set not found at {DATASET} (set HASHTAG_DATASET)")
+    return DATASET
+
+
+@pytest.fixture(scope="session")
+def feature_cache_dir(tmp_path_factory) -> Path:
+    """A feature cache private to this test run, so every run extracts for real once."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["HASHTAG_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_build(dataset_path, feature_cache_dir, tmp_path_factory):
+    """The demo model built from the real data set with default settings: (path, summary)."""
+    from recommender.build import build_model
+
+    out = tmp_path_factory.mktemp("models") / "demo"
+    _rec, summary = build_model(dataset_path, out)
+    return out, summary
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_build):
+    """The demo model, loaded the way the page and the CLI load it."""
+    from recommender import HashtagRecommender
+
+    return HashtagRecommender.load(demo_build[0])

@@ -1,0 +1,193 @@
+"""The model folder: round trip, atomic replacement, and every kind of damage."""
+
+import json
+
+import numpy as np
+import pytest
+
+from recommender import HashtagRecommender, ModelError
+from recommender.datasets import Post
+from recommender.hashtag_model import ALSParams
+from recommender.model_io import ARRAYS, INDEX, MANIFEST, THUMBNAILS, read_model, write_model
+from recommender.recommender import BuildConfig
+
+
+def tiny_model() -> HashtagRecommender:
+    """Two clusters of posts (cats and food), features that separate them, ALS on the tags."""
+    rng = np.random.default_rng(1)
+    posts, feats = [], []
+    for i in range(12):
+        cat = i % 2 == 0
+        tags = ("cat", "kitten", "pets") if cat else ("food", "pasta", "yummy")
+        posts.append(Post(f"p{i}", f"img/{i}.jpg", tags + (f"own{i}",), "cat" if cat else "food"))
+        centre = np.array([1.0, 0.0, 0.0, 0.0]) if cat else np.array([0.0, 1.0, 0.0, 0.0])
+        feats.append(centre + 0.05 * rng.normal(size=4))
+    posts.append(Post("noimg", None, ("cat", "whiskers"), "cat"))
+    feats = np.array(feats, dtype=np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    rows = list(range(12)) + [-1]
+    config = BuildConfig(als=ALSParams(factors=4, iterations=10))
+    thumbs = [bytes([i]) * (i + 1) for i in range(12)]
+    return HashtagRecommender.fit(posts, feats, rows, config, thumbnails=thumbs)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    rec = tiny_model()
+    path = tmp_path / "model"
+    rec.save(path)
+    return rec, path
+
+
+def test_fit_learns_what_the_tiny_data_says():
+    rec = tiny_model()
+    assert rec.manifest["counts"] == {"posts": 13, "images": 12, "hashtags": 19, "pairs": 50}
+    query = np.array([1.0, 0.02, 0.0, 0.0], dtype=np.float32)
+    query /= np.linalg.norm(query)
+    result = rec.recommend_features(query, n_neighbors=4, k=3, method="knn_vote")
+    assert {n.post_id for n in result.neighbors} <= {"p0", "p2", "p4", "p6", "p8", "p10"}
+    assert set(result.tags) == {"cat", "kitten", "pets"}
+    for t in result.hashtags:
+        assert sum(t.contributions) == pytest.approx(t.score, rel=1e-5)
+    assert "whiskers" in rec.tags  # the post without an image still trained the tag model
+
+
+def test_round_trip_gives_identical_results(saved):
+    rec, path = saved
+    loaded = HashtagRecommender.load(path)
+    query = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
+    query /= np.linalg.norm(query)
+    for method in ("original", "blend", "knn_vote"):
+        a = rec.recommend_features(query, 5, 6, method)
+        b = loaded.recommend_features(query, 5, 6, method)
+        assert a == b
+    assert loaded.thumbnail(3) == bytes([3]) * 4
+    assert loaded.thumbnail(99) == b""
+    assert loaded.info()["format_version"] == 1
+
+
+def test_nothing_is_pickled(saved):
+    _rec, path = saved
+    for name in (ARRAYS, THUMBNAILS):
+        with np.load(path / name, allow_pickle=False) as npz:
+            for key in npz.files:
+                assert npz[key].dtype != object
+    json.loads((path / MANIFEST).read_text())
+    json.loads((path / INDEX).read_text())
+
+
+def test_object_arrays_are_refused_on_write(tmp_path):
+    with pytest.raises(TypeError, match="plain data"):
+        write_model(tmp_path / "m", {}, {"x": np.array([{"a": 1}], dtype=object)}, {}, [])
+
+
+def _damage(path, name, how):
+    file = path / name
+    if how == "truncate":
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    elif how == "flip":
+        data = bytearray(file.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        file.write_bytes(bytes(data))
+    elif how == "delete":
+        file.unlink()
+
+
+@pytest.mark.parametrize(
+    "name,how,message",
+    [
+        (ARRAYS, "truncate", "damaged"),
+        (ARRAYS, "flip", "damaged"),
+        (INDEX, "flip", "damaged"),
+        (THUMBNAILS, "truncate", "damaged"),
+        (ARRAYS, "delete", "missing"),
+        (INDEX, "delete", "missing"),
+        (MANIFEST, "delete", "not a model folder"),
+    ],
+)
+def test_damaged_files_raise_one_error_saying_how_to_rebuild(saved, name, how, message):
+    _rec, path = saved
+    _damage(path, name, how)
+    with pytest.raises(ModelError, match=message) as err:
+        HashtagRecommender.load(path)
+    assert "python -m recommender build" in str(err.value)
+
+
+def test_manifest_that_is_not_json_or_not_ours(saved):
+    _rec, path = saved
+    (path / MANIFEST).write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        read_model(path)
+    (path / MANIFEST).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="not a hashtag recommender model"):
+        read_model(path)
+
+
+def test_newer_format_version_is_refused(saved):
+    _rec, path = saved
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["format_version"] = 99
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="newer than this program reads"):
+        read_model(path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelError, match="No model folder"):
+        HashtagRecommender.load(tmp_path / "nothing")
+
+
+def test_a_pickle_payload_in_the_arrays_cannot_run(saved, tmp_path):
+    """An npz holding a pickled object array, with a matching checksum, is refused."""
+    import hashlib
+    import io
+
+    _rec, path = saved
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    np.savez(buf, features=np.array([_Boom(str(marker))], dtype=object))
+    (path / ARRAYS).write_bytes(buf.getvalue())
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["files"][ARRAYS]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError):
+        HashtagRecommender.load(path)
+    assert not marker.exists()
+
+
+class _Boom:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_saving_over_a_model_replaces_it_and_refuses_other_folders(saved, tmp_path):
+    rec, path = saved
+    rec.save(path)  # over an existing model: fine
+    HashtagRecommender.load(path)
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(ModelError, match="refusing to replace"):
+        rec.save(other)
+    assert (other / "holiday.jpg").read_bytes() == b"precious"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_a_failed_write_leaves_the_previous_model_intact(saved, monkeypatch):
+    rec, path = saved
+    before = (path / ARRAYS).read_bytes()
+    import recommender.model_io as mio
+
+    def explode(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mio, "_npz_bytes", explode)
+    with pytest.raises(OSError):
+        rec.save(path)
+    assert (path / ARRAYS).read_bytes() == before
+    HashtagRecommender.load(path)
+    assert [p for p in path.parent.iterdir() if p.name.startswith(".")] == []
