@@ -1,0 +1,186 @@
+"""The page's text and figure helpers, on small hand-made results whose display is known."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from recommender import ImageError
+from recommender import presentation as pres
+from recommender.recommender import Neighbor, TagScore
+
+HOSTILE = [
+    "[x](javascript:alert(1))",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "**bold** _em_ `code` ~~del~~",
+    "# heading\n- item",
+    "$x^2$ :red[colour] :material/home:",
+    "https://example.com www.example.com",
+    "back\\slash",
+]
+
+
+def _unescape(markdown: str) -> str:
+    """A slow, obvious reading of CommonMark backslash escapes."""
+    out, i = [], 0
+    while i < len(markdown):
+        if markdown[i] == "\\" and i + 1 < len(markdown):
+            out.append(markdown[i + 1])
+            i += 2
+        else:
+            out.append(markdown[i])
+            i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_escape_markdown_leaves_no_markup(text):
+    escaped = pres.escape_markdown(text)
+    # Every ASCII punctuation character is escaped, so no syntax can start...
+    assert re.search(r"(?<!\\)[\[\]()<>*_`~#$:!|]", escaped.replace("\\\\", "")) is None
+    # ...no line break can open a block...
+    assert "\n" not in escaped
+    # ...and what is displayed is the original text.
+    assert _unescape(escaped).replace(pres.WORD_JOINER, "") == text.replace("\n", " ")
+    # A bare-URL autolinker finds no "www.", "https:" or "a@b": a word joiner sits in each.
+    for char in ".:@":
+        assert escaped.count(f"{pres.WORD_JOINER}\\{char}") == text.count(char)
+
+
+def test_escape_markdown_keeps_words_and_unicode():
+    assert pres.escape_markdown("café_au_lait 東京") == "café\\_au\\_lait 東京"
+    assert pres.escape_markdown("a.b") == f"a{pres.WORD_JOINER}\\.b"
+
+
+def test_plotly_text_escapes_html():
+    assert pres.plotly_text('<a href="javascript:x">#t</a>') == (
+        "&lt;a href=&quot;javascript:x&quot;&gt;#t&lt;/a&gt;"
+    )
+
+
+def test_hashtag_line():
+    assert pres.hashtag_line(["food", "bbq", "café"]) == "#food #bbq #café"
+    assert pres.hashtag_line([]) == ""
+
+
+def _result():
+    tags = [TagScore(f"tag{i}", 1.0 - i / 10, (0.6 - i / 20, 0.4 - i / 20, 0.0)) for i in range(7)]
+    neighbours = [
+        Neighbor(i, f"data/x/{i}.jpg", str(i), 0.9 - i / 10, 1 / 3, ("tag0",)) for i in range(3)
+    ]
+    return tags, neighbours
+
+
+def test_score_figure_orders_marks_and_escapes():
+    tags, _ = _result()
+    tags.append(TagScore("<b>x</b>", 0.1, (0.1, 0.0, 0.0)))
+    fig = pres.score_figure(tags)
+    bar = fig.data[0]
+    assert list(bar.x) == [t.score for t in tags]
+    assert list(bar.y)[:2] == ["#tag0", "#tag1"]
+    assert list(bar.y)[-1] == "#&lt;b&gt;x&lt;/b&gt;"
+    colours = list(bar.marker.color)
+    assert colours[:5] == [pres.HIGHLIGHT] * 5 and set(colours[5:]) == {pres.MUTED}
+    assert "%{x:.3f}" in bar.hovertemplate
+    assert fig.layout.yaxis.autorange == "reversed"  # best at the top
+
+
+def test_contribution_figure_labels_neighbours_by_rank_and_similarity():
+    tags, neighbours = _result()
+    fig = pres.contribution_figure(tags[0], neighbours)
+    bar = fig.data[0]
+    assert list(bar.y) == ["1. sim 0.90", "2. sim 0.80", "3. sim 0.70"]
+    assert list(bar.x) == list(tags[0].contributions)
+    assert list(bar.customdata) == pytest.approx([0.6, 0.4, 0.0])
+    assert "#tag0" in fig.layout.xaxis.title.text
+
+
+def test_contribution_figure_of_zero_score():
+    fig = pres.contribution_figure(TagScore("t", 0.0, (0.0, 0.0)), _result()[1][:2])
+    assert list(fig.data[0].customdata) == [0.0, 0.0]
+
+
+def test_model_facts_reads_what_is_there():
+    info = {
+        "dataset": {"path": "/data/instagram-2019", "format": "instagram2019"},
+        "backbone": {"name": "efficientnet_lite0", "dim": 1280},
+        "counts": {"posts": 4499, "images": 3281, "hashtags": 14633},
+        "config": {"method": {"name": "blend"}},
+        "created": "2026-01-02T03:04:05+00:00",
+    }
+    assert pres.model_facts(info) == [
+        ("Data set", "instagram-2019 (instagram2019)"),
+        ("Backbone", "efficientnet_lite0, 1280-d features"),
+        ("Posts", "4,499"),
+        ("Images indexed", "3,281"),
+        ("Hashtags", "14,633"),
+        ("Scoring", "blend"),
+        ("Built", "2026-01-02"),
+    ]
+    assert pres.model_facts({}) == []
+    assert pres.model_facts({"dataset": "oops", "counts": {"posts": "many"}}) == []
+
+
+@pytest.mark.parametrize(
+    "evaluation",
+    [
+        {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18},
+        {"summary": {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18}},
+        {"method": {"name": "blend"}, "recall_at_10": 0.41, "popularity_recall_at_10": 0.18},
+    ],
+)
+def test_evaluation_summary_shapes(evaluation):
+    assert pres.evaluation_summary({"evaluation": evaluation}) == {
+        "method": "blend",
+        "recall": 0.41,
+        "popularity": 0.18,
+        "k": 10,
+    }
+
+
+@pytest.mark.parametrize("evaluation", [None, {}, "done", [1, 2], {"recall@10": "high"}])
+def test_evaluation_summary_absent_or_unusable(evaluation):
+    info = {} if evaluation is None else {"evaluation": evaluation}
+    assert pres.evaluation_summary(info) is None
+
+
+def test_evaluation_summary_without_baseline():
+    summary = pres.evaluation_summary({"evaluation": {"recall@10": 0.3}})
+    assert summary == {"method": None, "recall": 0.3, "popularity": None, "k": 10}
+
+
+def test_build_progress_spans_both_stages_in_order():
+    assert pres.build_progress("features", 0, 100)[0] == 0.0
+    mid, text = pres.build_progress("features", 50, 100)
+    assert 0.0 < mid < pres.build_progress("als", 0, 20)[0]
+    assert text == "Extracting image features: 50 of 100 images"
+    assert pres.build_progress("als", 20, 20) == (
+        1.0,
+        "Training the hashtag model: 20 of 20 iterations",
+    )
+    assert pres.build_progress("features", 0, 0)[0] == pres.build_progress("als", 0, 1)[0]
+    assert 0.0 <= pres.build_progress("other", 5, 3)[0] <= 1.0
+
+
+def test_preview_jpeg_fits_and_is_upright():
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 1000), (200, 30, 90)).save(buf, "PNG")
+    preview = Image.open(io.BytesIO(pres.preview_jpeg(buf.getvalue(), max_side=300)))
+    assert preview.format == "JPEG" and preview.size == (300, 150)
+
+
+def test_preview_jpeg_refuses_what_is_not_an_image():
+    with pytest.raises(ImageError):
+        pres.preview_jpeg(b"<html>not an image</html>")
+
+
+def test_example_photos(tmp_path):
+    for name in ("b.JPG", "a.png", "c.webp", "notes.txt", "d.gif"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.jpg").mkdir()
+    assert [p.name for p in pres.example_photos(tmp_path)] == ["a.png", "b.JPG", "c.webp"]
+    assert pres.example_photos(tmp_path / "missing") == []
