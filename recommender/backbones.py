@@ -21,7 +21,9 @@ stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -219,11 +221,35 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
 # -- TensorFlow side ---------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide what TensorFlow's C++ side prints while it loads (absl start-up and oneDNN
+    notices that ignore TF_CPP_MIN_LOG_LEVEL); replay it if the import fails."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable file descriptor 2: nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            os.write(2, capture.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _import_tf():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    with _quiet_native_stderr():
+        import keras
+        import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":
         raise BackboneError(
