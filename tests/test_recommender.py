@@ -1,0 +1,185 @@
+"""The recommender on the real data set: the model built once per run (see conftest.py)."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recommender import HashtagRecommender, ImageError
+
+FOOD = {
+    "food",
+    "foodie",
+    "foodporn",
+    "instafood",
+    "foodphotography",
+    "foodstagram",
+    "foodlover",
+    "yummy",
+    "delicious",
+    "foodblogger",
+    "dinner",
+    "lunch",
+    "breakfast",
+    "healthyfood",
+    "homemade",
+    "foodgasm",
+    "tasty",
+    "eat",
+    "cooking",
+    "restaurant",
+    "meat",
+    "bbq",
+    "vegan",
+    "gastronomia",
+    "comida",
+    "foodies",
+    "burger",
+    "pizza",
+    "chef",
+    "dessert",
+    "cake",
+}
+ANIMALS = {
+    "animals",
+    "animal",
+    "cat",
+    "cats",
+    "dog",
+    "dogs",
+    "pets",
+    "pet",
+    "kitty",
+    "kitten",
+    "kittens",
+    "puppy",
+    "catsofinstagram",
+    "dogsofinstagram",
+    "catlover",
+    "doglover",
+    "instacat",
+    "instadog",
+    "petsofinstagram",
+    "cute",
+    "nature",
+    "wildlife",
+    "animallovers",
+    "catstagram",
+    "dogstagram",
+    "animalsofinstagram",
+    "adoptdontshop",
+    "birds",
+    "bird",
+}
+
+
+def test_food_photo_gets_food_hashtags(demo_model, dataset_path):
+    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbors=5, k=10)
+    assert len(result.hashtags) == 10
+    assert result.tags[0] == "food" or "food" in result.tags[:3]
+    assert len(FOOD & set(result.tags)) >= 4, result.tags
+
+
+def test_animal_photo_gets_animal_hashtags(demo_model, dataset_path):
+    result = demo_model.recommend(dataset_path / "test" / "animals.jpg", n_neighbors=5, k=10)
+    assert "animals" in result.tags[:3]
+    assert len(ANIMALS & set(result.tags)) >= 4, result.tags
+    assert not FOOD & set(result.tags[:5])
+
+
+def test_neighbours_are_real_training_images_ordered_by_similarity(demo_model, dataset_path):
+    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbors=7, k=5)
+    sims = [n.similarity for n in result.neighbors]
+    assert len(sims) == 7 and sims == sorted(sims, reverse=True)
+    assert all(-1.0 <= s <= 1.0 for s in sims)
+    for n in result.neighbors:
+        assert (dataset_path / n.image).is_file()
+        assert not n.image.startswith("test/")
+        thumb = Image.open(io.BytesIO(demo_model.thumbnail(n.index)))
+        assert max(thumb.size) <= 256
+    assert sum(n.weight for n in result.neighbors) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_explanations_add_up(demo_model, dataset_path):
+    for method in ("original", "knn_vote", None):
+        result = demo_model.recommend(dataset_path / "test" / "travel.jpg", 8, 10, method=method)
+        for t in result.hashtags:
+            assert len(t.contributions) == 8
+            assert sum(t.contributions) == pytest.approx(t.score, rel=1e-4, abs=1e-6)
+
+
+def test_sliders_rerank_from_features_without_the_image(demo_model, dataset_path):
+    photo = dataset_path / "test" / "nature.jpg"
+    features = demo_model.embed(photo)
+    assert features.shape == (1280,) and np.linalg.norm(features) == pytest.approx(1, abs=1e-4)
+    direct = demo_model.recommend(photo, n_neighbors=12, k=7)
+    assert demo_model.recommend_features(features, n_neighbors=12, k=7) == direct
+    fewer = demo_model.recommend_features(features, n_neighbors=3, k=4)
+    assert len(fewer.neighbors) == 3 and len(fewer.hashtags) == 4
+
+
+def test_path_bytes_file_and_pil_give_the_same_result(demo_model, dataset_path):
+    photo = dataset_path / "test" / "cars.jpg"
+    data = photo.read_bytes()
+    results = [
+        demo_model.recommend(src, 5, 10)
+        for src in (photo, str(photo), data, io.BytesIO(data), Image.open(io.BytesIO(data)))
+    ]
+    assert all(r == results[0] for r in results[1:])
+
+
+def test_blocklist_removes_spam_tags(demo_model, dataset_path):
+    from recommender.hashtags import load_blocklist
+
+    blocked = load_blocklist()
+    photo = dataset_path / "test" / "selfie.jpg"
+    plain = demo_model.recommend(photo, 20, 30)
+    clean = demo_model.recommend(photo, 20, 30, blocklist=blocked)
+    assert not blocked & set(clean.tags)
+    assert len(clean.tags) == 30
+    kept = [t for t in plain.tags if t not in blocked]
+    assert clean.tags[: len(kept)] == kept
+
+
+def test_bad_images_raise_image_error_and_the_next_query_works(demo_model, dataset_path):
+    for bad in (b"", b"<html>not an image</html>", np.random.default_rng(0).bytes(5000)):
+        with pytest.raises(ImageError):
+            demo_model.recommend(bad)
+    assert demo_model.recommend(dataset_path / "test" / "food.jpg").hashtags
+
+
+def test_parameters_out_of_range_are_refused(demo_model):
+    features = np.ones(1280, dtype=np.float32) / np.sqrt(1280)
+    for n, k in ((0, 5), (51, 5), (5, 0), (5, 101)):
+        with pytest.raises(ValueError):
+            demo_model.recommend_features(features, n, k)
+
+
+def test_many_threads_get_exactly_the_sequential_results(demo_model, dataset_path):
+    """One model serves every session of the page: 8 threads x 25 mixed queries."""
+    photos = sorted((dataset_path / "test").glob("*.jpg"))
+    extra = Image.open(photos[0]).convert("L")  # a grayscale variant, as bytes
+    buf = io.BytesIO()
+    extra.save(buf, "PNG")
+    sources = [p.read_bytes() for p in photos] + [buf.getvalue()]
+    jobs = [(sources[i % len(sources)], 1 + (i * 7) % 30, 1 + (i * 3) % 20) for i in range(200)]
+    expected = [demo_model.recommend(src, n, k) for src, n, k in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda job: demo_model.recommend(*job), jobs))
+    mismatches = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
+    assert not mismatches
+
+
+def test_the_saved_model_loads_with_identical_answers(demo_build, demo_model, dataset_path):
+    path, summary = demo_build
+    again = HashtagRecommender.load(path)
+    photo = dataset_path / "test" / "wedding.jpg"
+    assert again.recommend(photo, 9, 12) == demo_model.recommend(photo, 9, 12)
+    info = again.info()
+    assert info["backbone"]["name"] == "efficientnet_lite0"
+    assert info["counts"]["images"] == summary["images"] > 3000
+    assert info["dataset"]["format"] == "instagram2019"
