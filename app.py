@@ -1,0 +1,352 @@
+"""The demo page: drop a photo, get the hashtags its most similar training posts used.
+
+Run it with ``streamlit run app.py`` (or ``make run``). The model comes from
+``$HASHTAG_MODEL`` (default ``models/demo``); without one the page offers to build the demo
+model from ``$HASHTAG_DATASET``. This file only shows things: every computation is in the
+``recommender`` package, and every error it raises on purpose is shown as a message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from recommender import HashtagRecommender, ModelError, RecommenderError
+from recommender import presentation as pres
+from recommender.hashtags import load_blocklist
+from recommender.images import content_hash
+from recommender.paths import default_dataset, default_model
+
+st.set_page_config(
+    page_title="Hashtag recommender",
+    page_icon=":material/tag:",
+    layout="wide",
+    initial_sidebar_state="expanded",
+)
+
+BUILD_CLI = "python -m recommender build DATA --out MODEL"
+EVALUATE_CLI = "python -m recommender \\\n  build DATA \\\n  --out MODEL \\\n  --evaluate"
+GRID_COLUMNS = 5
+NEIGHBOUR_TAGS_SHOWN = 8
+
+
+# ------------------------------------------------------------------------ cached loaders
+@st.cache_resource(show_spinner="Loading the model…")
+def load_model(path: str) -> HashtagRecommender:
+    """The model, loaded once per server with its feature extractor compiled and warmed."""
+    return HashtagRecommender.load(path, warm=True)
+
+
+@st.cache_resource(show_spinner=False)
+def blocklist() -> frozenset[str]:
+    return load_blocklist()
+
+
+@st.cache_resource(show_spinner=False)
+def build_lock() -> threading.Lock:
+    """One build at a time per server, whichever session asks."""
+    return threading.Lock()
+
+
+@st.cache_data(max_entries=256, show_spinner="Looking at the photo…")
+def photo_features(
+    model: str, version: str, digest: str, _data: bytes
+) -> tuple[np.ndarray | None, str]:
+    """(features, "") of a photo, or (None, why it cannot be used).
+
+    Keyed by the photo's content hash and the model's version, so moving a slider or
+    uploading the same photo again never recomputes them, and a rebuilt model does.
+    """
+    try:
+        return load_model(model).embed(_data), ""
+    except RecommenderError as exc:
+        return None, str(exc)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def photo_preview(digest: str, _data: bytes) -> bytes:
+    """A small upright JPEG of the photo for the page (b"" if it cannot be made)."""
+    try:
+        return pres.preview_jpeg(_data)
+    except RecommenderError:
+        return b""
+
+
+def model_version(rec: HashtagRecommender) -> str:
+    info = rec.info()
+    return f"{info.get('created')}|{info.get('dataset', {}).get('fingerprint')}"
+
+
+# ------------------------------------------------------------------------------ helpers
+def settings_ui(can_block: bool) -> tuple[int, int, bool]:
+    """The sidebar controls: (neighbours n, hashtags k, hide spam)."""
+    st.sidebar.header("Settings")
+    n = st.sidebar.slider(
+        "Nearest neighbours (n)",
+        1,
+        50,
+        5,
+        help="How many of the most similar training photos vote for hashtags.",
+    )
+    k = st.sidebar.slider("Hashtags (k)", 1, 30, 10, help="How many hashtags to suggest.")
+    hide = st.sidebar.toggle(
+        "Hide spam / engagement-bait hashtags",
+        value=True,
+        disabled=not can_block,
+        help="Leaves out tags such as #like4like and #followforfollow (assets/blocklist.txt).",
+    )
+    return n, k, hide and can_block
+
+
+def about_model_ui(path: Path, rec: HashtagRecommender) -> None:
+    info = rec.info()
+    st.sidebar.header("About this model")
+    lines = [
+        f"- **{label}:** {pres.escape_markdown(value)}" for label, value in pres.model_facts(info)
+    ]
+    st.sidebar.markdown("\n".join(lines))
+    st.sidebar.caption(f"Folder: {pres.escape_markdown(path)}")
+    evaluation = pres.evaluation_summary(info)
+    if evaluation is None:
+        st.sidebar.caption(
+            "This model has no evaluation. Build it with `--evaluate` to measure how often "
+            "it recovers held-out hashtags:"
+        )
+        st.sidebar.code(EVALUATE_CLI, language="bash")
+        return
+    k = evaluation["k"]
+    if evaluation["method"]:
+        st.sidebar.markdown(f"**Evaluated method:** {pres.escape_markdown(evaluation['method'])}")
+    cols = st.sidebar.columns(2)
+    if evaluation["recall"] is not None:
+        cols[0].metric(f"recall@{k}", f"{evaluation['recall']:.3f}")
+    if evaluation["popularity"] is not None:
+        cols[1].metric(
+            f"popularity recall@{k}",
+            f"{evaluation['popularity']:.3f}",
+            help="The same k most popular hashtags for every photo: the baseline to beat.",
+        )
+
+
+def no_model_ui(path: Path, error: ModelError) -> None:
+    """First run or damaged model: say so, offer to build the demo model or explain the CLI."""
+    if path.is_dir():
+        st.error(f"The model cannot be used. {pres.escape_markdown(error)}")
+    else:
+        st.info(
+            f"There is no model yet at {pres.escape_markdown(path)}. Build the demo model "
+            "from the example data set below, or one from your own posts."
+        )
+    dataset = default_dataset()
+    left, right = st.columns(2, gap="large")
+    with left, st.container(border=True):
+        st.subheader("Build the demo model")
+        if dataset.is_dir():
+            st.markdown(
+                f"From the data set in {pres.escape_markdown(dataset)}: this extracts the "
+                "features of every photo and trains the hashtag model, about a minute on a "
+                "laptop."
+            )
+            if st.button("Build the demo model", type="primary", icon=":material/build:"):
+                build_ui(dataset, path)
+        else:
+            st.warning(
+                f"The demo data set is not at {pres.escape_markdown(dataset)}. Set "
+                "`HASHTAG_DATASET` to its folder and reload this page."
+            )
+    with right, st.container(border=True):
+        st.subheader("Use your own posts")
+        st.markdown(
+            "Point the builder at a folder of posts (the instagram-2019 layout, an Instaloader "
+            "download, or a `manifest.jsonl`), then start the page on the model it writes:"
+        )
+        st.code(f"{BUILD_CLI}\nHASHTAG_MODEL=MODEL streamlit run app.py", language="bash")
+
+
+def build_ui(dataset: Path, path: Path) -> None:
+    from recommender.build import build_model
+
+    bar = st.progress(0.0, text="Waiting for any other build to finish…")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        fraction, text = pres.build_progress(stage, done, total)
+        bar.progress(fraction, text=text)
+
+    with build_lock():
+        try:
+            load_model(str(path))  # another session may have built it meanwhile
+        except RecommenderError:
+            bar.progress(0.0, text="Reading the data set…")
+            try:
+                _rec, summary = build_model(dataset, path, progress=progress)
+            except RecommenderError as exc:
+                bar.empty()
+                st.error(f"The build failed. {pres.escape_markdown(exc)}")
+                return
+    st.rerun()
+
+
+def photo_ui(examples: list[Path]) -> tuple[str, bytes] | None:
+    """The upload box and the example photos; returns (name, bytes) of the chosen photo."""
+    uploader_key = f"upload-{st.session_state.get('uploads_cleared', 0)}"
+    upload = st.file_uploader(
+        "Drop a photo",
+        type=list(pres.PHOTO_TYPES),
+        key=uploader_key,
+        on_change=_forget_example,
+        help="JPEG, PNG or WebP, up to 20 MB.",
+    )
+    if examples:
+        st.pills(
+            "…or try an example photo",
+            [p.stem for p in examples],
+            format_func=pres.escape_markdown,
+            key="example",
+            on_change=_forget_upload,
+        )
+    if upload is not None:
+        return upload.name, upload.getvalue()
+    chosen = st.session_state.get("example")
+    for photo in examples:
+        if photo.stem == chosen:
+            return photo.name, photo.read_bytes()
+    return None
+
+
+def _forget_example() -> None:
+    st.session_state["example"] = None
+
+
+def _forget_upload() -> None:
+    # A file uploader cannot be emptied from code; a fresh key gives an empty one.
+    st.session_state["uploads_cleared"] = st.session_state.get("uploads_cleared", 0) + 1
+
+
+def hashtags_ui(result) -> None:
+    tags = result.tags
+    top = tags[: pres.INSTAGRAM_MAX_HASHTAGS]
+    st.subheader("Suggested hashtags")
+    if not tags:
+        st.warning("No hashtags to suggest: every candidate was blocked. Turn off the filter.")
+        return
+    st.markdown(
+        f"**Top {len(top)}** to paste: Instagram accepts at most "
+        f"{pres.INSTAGRAM_MAX_HASHTAGS} hashtags a post."
+    )
+    st.code(pres.hashtag_line(top), language=None, wrap_lines=True)
+    if len(tags) > len(top):
+        st.markdown(f"**All {len(tags)}**, best first (the top {len(top)} are highlighted below)")
+        st.code(pres.hashtag_line(tags), language=None, wrap_lines=True)
+
+
+def charts_ui(result) -> None:
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Scores")
+        st.plotly_chart(
+            pres.score_figure(result.hashtags), config={"displayModeBar": False}, key="scores"
+        )
+    with right:
+        st.subheader("Where a score comes from")
+        choice = st.selectbox(
+            "Hashtag",
+            range(len(result.hashtags)),
+            format_func=lambda i: f"#{result.hashtags[i].tag}",
+            key="explain",
+        )
+        tag = result.hashtags[choice or 0]
+        st.plotly_chart(
+            pres.contribution_figure(tag, result.neighbors),
+            config={"displayModeBar": False},
+            key="contributions",
+        )
+
+
+def neighbours_ui(rec: HashtagRecommender, result) -> None:
+    st.subheader(f"The {len(result.neighbors)} most similar training photos")
+    st.caption("Their hashtags are what the suggestions are made of; similarity is cosine.")
+    for start in range(0, len(result.neighbors), GRID_COLUMNS):
+        cols = st.columns(GRID_COLUMNS)
+        for col, (rank, nb) in zip(
+            cols, enumerate(result.neighbors[start : start + GRID_COLUMNS], start + 1), strict=False
+        ):
+            with col, st.container(border=True):
+                thumb = rec.thumbnail(nb.index)
+                if thumb:
+                    st.image(thumb, width="stretch")
+                st.markdown(f"**{rank}.** similarity {nb.similarity:.3f}")
+                shown = pres.hashtag_line(nb.hashtags[:NEIGHBOUR_TAGS_SHOWN])
+                more = len(nb.hashtags) - NEIGHBOUR_TAGS_SHOWN
+                st.caption(pres.escape_markdown(shown) + (f" and {more} more" if more > 0 else ""))
+
+
+# ------------------------------------------------------------------------------- layout
+st.title("Hashtag recommender")
+
+model_path = default_model()
+try:
+    rec = load_model(str(model_path))
+except ModelError as exc:
+    st.sidebar.header("About this model")
+    st.sidebar.caption("No model is loaded.")
+    no_model_ui(model_path, exc)
+    st.stop()
+except RecommenderError as exc:
+    st.error(f"The model cannot be loaded. {pres.escape_markdown(exc)}")
+    st.stop()
+
+try:
+    blocked = blocklist()
+except RecommenderError as exc:
+    blocked = frozenset()
+    st.sidebar.warning(pres.escape_markdown(exc))
+n, k, hide_spam = settings_ui(bool(blocked))
+about_model_ui(model_path, rec)
+
+counts = rec.info().get("counts", {})
+st.caption(
+    f"Drop a photo: the page finds the most similar of {counts.get('images', 0):,} Instagram "
+    "photos and suggests the hashtags their posts used."
+)
+
+photo = photo_ui(pres.example_photos(default_dataset() / "test"))
+if photo is None:
+    st.info("Drop a photo above, or pick an example, to see hashtag suggestions.")
+    st.stop()
+
+name, data = photo
+digest = content_hash(data)
+features, problem = photo_features(str(model_path), model_version(rec), digest, data)
+if features is None:
+    st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(problem)}")
+    st.stop()
+
+start = time.perf_counter()
+try:
+    result = rec.recommend_features(
+        features, n_neighbors=n, k=k, blocklist=blocked if hide_spam else None
+    )
+except RecommenderError as exc:
+    st.error(pres.escape_markdown(exc))
+    st.stop()
+ranked_ms = (time.perf_counter() - start) * 1000
+
+st.divider()
+photo_col, tags_col = st.columns([1, 2], gap="large")
+with photo_col:
+    preview = photo_preview(digest, data)
+    if preview:
+        st.image(preview, width="stretch")
+    st.caption(
+        f"{pres.escape_markdown(name)} · {len(result.neighbors)} neighbours · "
+        f"{pres.escape_markdown(result.method)} scoring · ranked in {ranked_ms:.0f} ms"
+    )
+with tags_col:
+    hashtags_ui(result)
+if result.hashtags:
+    charts_ui(result)
+neighbours_ui(rec, result)
