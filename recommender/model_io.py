@@ -61,6 +61,25 @@ def _is_model_folder(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_siblings(path: Path) -> None:
+    """Remove what builds killed half-way left beside ``path`` (their process is gone)."""
+    for kind in ("tmp", "old"):
+        for leftover in path.parent.glob(f".{path.name}.{kind}-*"):
+            pid = leftover.name[len(f".{path.name}.{kind}-") :].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_model(
     path: str | Path,
     manifest: dict[str, Any],
@@ -87,7 +106,8 @@ def write_model(
     offsets[1:] = np.cumsum([len(t) for t in thumbnails], dtype=np.int64)
     thumbs = np.frombuffer(b"".join(thumbnails), dtype=np.uint8)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _remove_stale_siblings(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
         files = {
             ARRAYS: _write_file(tmp, ARRAYS, _npz_bytes(arrays)),
@@ -101,7 +121,7 @@ def write_model(
         _write_file(tmp, MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode())
         os.chmod(tmp, 0o755)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
             os.rename(path, old / "model")
             os.rename(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -20,6 +20,8 @@ DATASET = Path(
 def dataset_path() -> Path:
     """The real instagram-2019 data set ($HASHTAG_DATASET); skips only when it is absent."""
     if not (DATASET / "json_files").is_dir():
+        if os.environ.get("HASHTAG_REQUIRE_DATASET"):
+            pytest.fail(f"HASHTAG_REQUIRE_DATASET is set but there is no data set at {DATASET}")
         pytest.skip(f"real data set not found at {DATASET} (set HASHTAG_DATASET)")
     return DATASET
 
