@@ -21,7 +21,15 @@ from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
 from .datasets import Post
 from .errors import ModelError
-from .hashtag_model import ALSParams, fit_als, interaction_matrix, tag_vocabulary
+from .hashtag_model import (
+    ALSParams,
+    fit_als,
+    fit_image_prior,
+    interaction_matrix,
+    single_tag_profiles,
+    tag_vocabulary,
+    vote_targets,
+)
 from .neighbours import make_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
 
@@ -73,15 +81,22 @@ class TagScore:
     """A recommended hashtag and where its score came from.
 
     ``contributions[j]`` is what neighbour ``j`` (same order as the result's neighbours)
-    added to the score; they sum to ``score``.
+    added to the score; ``prior`` is what came from the query image itself rather than
+    from a neighbour (the method's image->hashtag prior, 0 for methods without one).
+    ``sum(contributions) + prior == score``.
     """
 
     tag: str
     score: float
     contributions: tuple[float, ...]
+    prior: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "score": round(float(self.score), 6)}
+        return {
+            "tag": self.tag,
+            "score": round(float(self.score), 6),
+            "prior": round(float(self.prior), 6),
+        }
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,20 @@ class Recommendation:
 
 def _csr_arrays(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32)
+
+
+def _profile_arrays(
+    arrays: dict[str, np.ndarray], n_tags: int
+) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
+    """Single-tag profiles from the model arrays (absent in models built before them)."""
+    if "profiles_indptr" not in arrays:
+        return None, None
+    indptr = arrays["profiles_indptr"]
+    profiles = sp.csr_matrix(
+        (arrays["profiles_data"], arrays["profiles_indices"], indptr),
+        shape=(len(indptr) - 1, n_tags),
+    )
+    return profiles, arrays["image_profile"]
 
 
 class HashtagRecommender:
@@ -138,7 +167,14 @@ class HashtagRecommender:
                 shape=(len(self.image_paths), len(self.tags)),
             )
             self.tag_counts = np.asarray(arrays["tag_counts"], dtype=np.int64)
-            self.scorer = Scorer(arrays["image_factors"], arrays["tag_factors"], image_tags)
+            self.scorer = Scorer(
+                arrays["image_factors"],
+                arrays["tag_factors"],
+                image_tags,
+                *_profile_arrays(arrays, len(self.tags)),
+                arrays.get("prior_weights"),
+                arrays.get("prior_tags"),
+            )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
         if features.ndim != 2 or features.shape[0] != len(self.image_paths):
@@ -193,6 +229,9 @@ class HashtagRecommender:
         rows = np.array([image_rows[i] for i in with_image], dtype=np.int64)
         image_tags = matrix[with_image]
         indptr, indices = _csr_arrays(image_tags)
+        profiles, image_profile = single_tag_profiles(matrix, image_tags)
+        targets = vote_targets(image_tags, profiles, image_profile)
+        prior_weights, prior_tags = fit_image_prior(features[rows], targets)
         arrays = {
             "features": np.ascontiguousarray(features[rows], dtype=np.float32),
             "image_factors": post_factors[with_image],
@@ -200,6 +239,12 @@ class HashtagRecommender:
             "tag_counts": counts,
             "image_tags_indptr": indptr,
             "image_tags_indices": indices,
+            "profiles_indptr": profiles.indptr.astype(np.int64),
+            "profiles_indices": profiles.indices.astype(np.int32),
+            "profiles_data": profiles.data.astype(np.float32),
+            "image_profile": image_profile,
+            "prior_weights": prior_weights,
+            "prior_tags": prior_tags,
         }
         index = {
             "tags": vocab,
@@ -309,12 +354,18 @@ class HashtagRecommender:
         m = get_method(method) if method is not None else self.method
         idx, sims = self.index.search(features, int(n_neighbors))
         weights = neighbour_weights(sims, m)
-        scores = self.scorer.scores(idx, weights, m)
+        scores = self.scorer.scores(idx, weights, m, features)
         exclude = self.blocked_mask(blocklist) if blocklist else None
         best = top_k(scores, int(k), exclude)
         contrib = self.scorer.contributions(idx, weights, best, m)
+        prior = self.scorer.prior(features, m)
         tags = [
-            TagScore(self.tags[t], float(scores[t]), tuple(float(c) for c in contrib[:, j]))
+            TagScore(
+                self.tags[t],
+                float(scores[t]),
+                tuple(float(c) for c in contrib[:, j]),
+                float(prior[t]),
+            )
             for j, t in enumerate(best)
         ]
         neighbors = [

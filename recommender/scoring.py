@@ -1,14 +1,25 @@
 """Turning the nearest training images into hashtag scores, and explaining each score.
 
-Every method here is linear in the neighbours: a hashtag's score is the sum of one
-contribution per neighbour, so the explanation "how much did each neighbour add" is exact.
+Every method here is linear in the neighbours, plus at most one term that does not depend
+on them (the *prior*): a hashtag's score is the sum of one contribution per neighbour plus
+the prior, so the explanation "how much did each neighbour add, and how much came from
+the image itself" is exact.
 
 - ALS part: neighbour j adds ``w_j * (p_j . h_t)``, its post factors against the tag's
   factors. With uniform weights and nothing else this is the original project's method
   (the mean of the neighbours' post factors, dotted with every hashtag's factors).
-- Vote part: neighbour j adds ``w_j * [t in tags_j]``.
+- Vote part: neighbour j adds ``w_j * [t in tags_j]``. With ``profiles``, a neighbour that
+  carries a single hashtag ``s`` (in the demo data: an image known only by the search
+  hashtag it was scraped under) votes with the *profile* of ``s`` instead: the share of
+  the training posts carrying ``s`` and other hashtags that also carry ``t`` (1 for ``s``
+  itself). Such a neighbour then brings the hashtags that usually go with its one tag.
+- Prior: ``prior_weight * (x . W_t)``, a ridge regression from the query's image features
+  ``x`` to what each training image votes for (its hashtags, or its single hashtag's
+  profile). It is not a neighbour's doing, so it is reported on its own
+  (``TagScore.prior``).
 
-A method blends the two with ``als_weight`` and chooses uniform or similarity weights.
+A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
+adds the prior with ``prior_weight``.
 """
 
 from __future__ import annotations
@@ -34,18 +45,28 @@ class Method:
         ``max(similarity, 0) ** power``.
     power : float
         Sharpness of the similarity weighting.
+    profiles : bool
+        Single-hashtag neighbours vote with their hashtag's profile (see the module notes).
+    prior_weight : float
+        Weight of the image->hashtag ridge prior added to the neighbours' score (0: none).
     """
 
     name: str
     als_weight: float
     weighting: str = "similarity"
     power: float = 1.0
+    profiles: bool = False
+    prior_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
             raise ValueError("als_weight must lie in [0, 1]")
         if self.weighting not in NEIGHBOUR_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {NEIGHBOUR_WEIGHTINGS}")
+        if self.power < 0:
+            raise ValueError("power must be >= 0")
+        if self.prior_weight < 0:
+            raise ValueError("prior_weight must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,8 +78,11 @@ METHODS: dict[str, Method] = {
     "als_weighted": Method("als_weighted", als_weight=1.0, weighting="similarity"),
     "knn_vote": Method("knn_vote", als_weight=0.0, weighting="similarity"),
     "blend": Method("blend", als_weight=0.5, weighting="similarity"),
+    "vote_profiles": Method("vote_profiles", als_weight=0.0, profiles=True),
+    "blend_profiles": Method("blend_profiles", als_weight=0.3, profiles=True),
+    "profiles_prior": Method("profiles_prior", als_weight=0.3, profiles=True, prior_weight=1.0),
 }
-DEFAULT_METHOD = "blend"
+DEFAULT_METHOD = "profiles_prior"
 
 
 def get_method(method: str | Method) -> Method:
@@ -97,42 +121,115 @@ class Scorer:
         ALS hashtag factors.
     image_tags : (N_images, T) sparse matrix
         Binary: which hashtags each indexed post carries.
+    profiles : (P, T) sparse matrix, optional
+        Hashtag profiles (see the module notes); none by default.
+    image_profile : (N_images,) int array, optional
+        Row of ``profiles`` each indexed post votes with when a method uses profiles, -1
+        for its own hashtags.
+    prior_weights : (d, Q) array, optional
+        Ridge weights from image features to the hashtags ``prior_tags``.
+    prior_tags : (Q,) int array, optional
+        Hashtag of each column of ``prior_weights``.
     """
 
     def __init__(
-        self, image_factors: np.ndarray, tag_factors: np.ndarray, image_tags: sp.csr_matrix
+        self,
+        image_factors: np.ndarray,
+        tag_factors: np.ndarray,
+        image_tags: sp.csr_matrix,
+        profiles: sp.csr_matrix | None = None,
+        image_profile: np.ndarray | None = None,
+        prior_weights: np.ndarray | None = None,
+        prior_tags: np.ndarray | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
         self.image_tags = sp.csr_matrix(image_tags, dtype=np.float32)
-        if self.image_factors.shape[0] != self.image_tags.shape[0]:
+        n_images, n_tags = self.image_tags.shape
+        if self.image_factors.shape[0] != n_images:
             raise ValueError("image_factors and image_tags disagree on the number of images")
-        if self.tag_factors.shape[0] != self.image_tags.shape[1]:
+        if self.tag_factors.shape[0] != n_tags:
             raise ValueError("tag_factors and image_tags disagree on the number of hashtags")
+        if profiles is None:
+            profiles = sp.csr_matrix((0, n_tags), dtype=np.float32)
+        self.profiles = sp.csr_matrix(profiles, dtype=np.float32)
+        if image_profile is None:
+            image_profile = np.full(n_images, -1, dtype=np.int64)
+        self.image_profile = np.asarray(image_profile, dtype=np.int64)
+        if self.profiles.shape[1] != n_tags or self.image_profile.shape != (n_images,):
+            raise ValueError("profiles do not match the hashtags or the images")
+        if self.image_profile.max(initial=-1) >= self.profiles.shape[0]:
+            raise ValueError("image_profile points past the last profile")
+        if prior_weights is None or prior_tags is None:
+            prior_weights, prior_tags = np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float32)
+        self.prior_tags = np.asarray(prior_tags, dtype=np.int64)
+        if self.prior_weights.shape[1] != len(self.prior_tags) or (
+            len(self.prior_tags) and self.prior_tags.max() >= n_tags
+        ):
+            raise ValueError("prior_weights and prior_tags do not match the hashtags")
 
     @property
     def n_tags(self) -> int:
         return self.tag_factors.shape[0]
 
-    def scores(self, neighbours: np.ndarray, weights: np.ndarray, method: Method) -> np.ndarray:
-        """Score of every hashtag, shape (T,)."""
+    @property
+    def has_prior(self) -> bool:
+        return len(self.prior_tags) > 0
+
+    def _vote_rows(self, neighbours: np.ndarray, method: Method) -> sp.csr_matrix:
+        """What each neighbour votes for, one sparse row per neighbour."""
+        rows = self.image_tags[neighbours]
+        if not method.profiles or self.profiles.shape[0] == 0:
+            return rows
+        which = self.image_profile[neighbours]
+        if (which < 0).all():
+            return rows
+        from .hashtag_model import vote_targets
+
+        return vote_targets(rows, self.profiles, which)
+
+    def scores(
+        self,
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        method: Method,
+        query: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Score of every hashtag, shape (T,).
+
+        ``query`` (the image features) is needed for the prior; without it there is none.
+        """
         total = np.zeros(self.n_tags, dtype=np.float32)
-        if len(neighbours) == 0:
-            return total
-        if method.als_weight > 0:
-            user = weights @ self.image_factors[neighbours]
-            total += method.als_weight * (self.tag_factors @ user)
-        if method.als_weight < 1:
-            votes = self.image_tags[neighbours].T @ weights
-            total += (1.0 - method.als_weight) * np.asarray(votes, dtype=np.float32).ravel()
-        return total
+        if len(neighbours):
+            if method.als_weight > 0:
+                user = weights @ self.image_factors[neighbours]
+                total += method.als_weight * (self.tag_factors @ user)
+            if method.als_weight < 1:
+                votes = self._vote_rows(neighbours, method).T @ weights
+                total += (1.0 - method.als_weight) * np.asarray(votes, dtype=np.float32).ravel()
+        return total + self.prior(query, method)
+
+    def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
+        """The prior term of every hashtag's score, shape (T,) (zeros without one)."""
+        out = np.zeros(self.n_tags, dtype=np.float32)
+        if query is None or method.prior_weight == 0 or not self.has_prior:
+            return out
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.prior_weights.shape[0]:
+            raise ValueError(
+                f"query has {query.shape[0]} features, the prior {self.prior_weights.shape[0]}"
+            )
+        out[self.prior_tags] = method.prior_weight * (query @ self.prior_weights)
+        return out
 
     def contributions(
         self, neighbours: np.ndarray, weights: np.ndarray, tags: np.ndarray, method: Method
     ) -> np.ndarray:
         """What each neighbour adds to each of ``tags``: shape (n_neighbours, len(tags)).
 
-        Columns sum to :meth:`scores` of those tags (up to float rounding).
+        Columns plus ``prior(query, method)[tags]`` sum to :meth:`scores` of those tags (up
+        to float rounding).
         """
         out = np.zeros((len(neighbours), len(tags)), dtype=np.float32)
         if len(neighbours) == 0 or len(tags) == 0:
@@ -141,7 +238,7 @@ class Scorer:
             dots = self.image_factors[neighbours] @ self.tag_factors[tags].T
             out += method.als_weight * dots
         if method.als_weight < 1:
-            votes = self.image_tags[neighbours][:, tags].toarray()
+            votes = self._vote_rows(neighbours, method)[:, tags].toarray()
             out += (1.0 - method.als_weight) * votes
         return out * weights[:, None]
 
