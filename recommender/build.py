@@ -95,6 +95,30 @@ def dataset_features(
     )
 
 
+def _evaluation_summary(
+    dataset: Dataset,
+    feats: DatasetFeatures,
+    config: BuildConfig,
+    splits: int,
+    progress: BuildProgress | None,
+) -> dict[str, Any]:
+    from .evaluation import POPULARITY, Candidate, evaluate, image_keys
+
+    start = time.perf_counter()
+    result = evaluate(
+        dataset.posts,
+        feats.features,
+        feats.image_rows,
+        config,
+        candidates=[Candidate(POPULARITY, None), Candidate(config.method, config.method)],
+        n_splits=splits,
+        keys=image_keys(dataset, dataset.posts, feats.image_rows),
+        n_sweep=(),
+        progress=progress,
+    )
+    return {**result.summary(), "seconds": round(time.perf_counter() - start, 1)}
+
+
 def build_model(
     data: str | Path,
     out: str | Path,
@@ -103,8 +127,13 @@ def build_model(
     format: str = "auto",
     use_cache: bool = True,
     progress: BuildProgress | None = None,
+    evaluate: int = 0,
 ) -> tuple[HashtagRecommender, dict[str, Any]]:
     """Build a model from the data set at ``data`` and write it to ``out``.
+
+    ``evaluate`` > 0 first runs that many evaluation splits (the default method against
+    popularity, see :mod:`recommender.evaluation`) and stores the summary in the
+    manifest under ``"evaluation"``.
 
     Returns the recommender and a summary (counts, problems, timings). A data set with
     nothing usable raises :class:`~recommender.errors.DatasetError`; bad records and images
@@ -132,6 +161,8 @@ def build_model(
         "counts": dict(feats.counts),
         "backbone": feats.backbone,
     }
+    if evaluate:
+        manifest["evaluation"] = _evaluation_summary(dataset, feats, config, evaluate, progress)
     rec = HashtagRecommender.fit(
         dataset.posts,
         feats.features,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m recommender {build,recommend,info} ...``.
+"""Command line: ``python -m recommender {build,recommend,evaluate,info} ...``.
 
 Each subcommand is one plain function; the argparse defaults are the configuration and
 ``--help`` shows them. Errors the library raises on purpose print one line and exit 1.
@@ -23,7 +23,7 @@ def _progress_bar(disable: bool):
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
-    labels = {"features": "image features", "als": "ALS iterations"}
+    labels = {"features": "image features", "als": "ALS iterations", "evaluate": "evaluation"}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
@@ -82,11 +82,22 @@ def cmd_build(args: argparse.Namespace) -> int:
         format=args.format,
         use_cache=not args.no_cache,
         progress=_progress_bar(args.quiet),
+        evaluate=args.evaluate,
     )
+    evaluation = _rec.manifest.get("evaluation")
+    if evaluation:
+        summary["evaluation"] = evaluation
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
     print(f"Model written to {summary['model']}")
+    if evaluation:
+        print(
+            f"evaluation ({evaluation['splits']} splits, {evaluation['test_posts']} test posts): "
+            f"{evaluation['method']} recall@10 {evaluation['recall@10']:.3f} (beyond the "
+            f"search hashtag {evaluation['beyond_recall@10']:.3f}), popularity "
+            f"{evaluation['popularity_recall@10']:.3f}"
+        )
     print(summary["dataset_report"])
     print(
         f"posts: {summary['posts']}  images indexed: {summary['images']}  "
@@ -142,6 +153,46 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             tags = " ".join(f"#{t}" for t in nb.hashtags[:8])
             print(f"    {nb.similarity:6.3f}  {nb.image}  {tags}")
     return status
+
+
+# ------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import default_candidates, evaluate_dataset, plot_recall_curves
+    from .hashtags import load_blocklist
+    from .recommender import BuildConfig
+
+    config = BuildConfig(backbone=args.backbone, weights=args.weights, method=args.method)
+    neighbors = [n for n in args.neighbors if 1 <= n <= 50]
+    if len(neighbors) != len(args.neighbors) or not neighbors:
+        raise ValueError("--neighbors must be numbers between 1 and 50")
+    result = evaluate_dataset(
+        args.data,
+        config,
+        format=args.format,
+        use_cache=not args.no_cache,
+        progress=_progress_bar(args.quiet),
+        candidates=default_candidates(args.method, neighbors, args.methods),
+        n_splits=args.splits,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        blocklist=load_blocklist() if args.blocklist else None,
+    )
+    if args.plot:
+        plot_recall_curves(result, args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.table())
+        info = result.info
+        blocked = "; block list on" if args.blocklist else ""
+        print(
+            f"time: {info['seconds']:.1f} s (features {info['features_seconds']:.1f} s, "
+            f"{info['images_embedded']} embedded; ALS fits {info['fit_seconds']:.1f} s; "
+            f"ranking {info['rank_seconds']:.1f} s){blocked}"
+        )
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------- info
@@ -253,9 +304,74 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing if a loadable model is already at --out",
     )
+    b.add_argument(
+        "--evaluate",
+        type=int,
+        default=0,
+        metavar="SPLITS",
+        help="first evaluate the method against popularity on this many held-out splits "
+        "and store the result in the model (0: do not)",
+    )
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
+
+    from .evaluation import DEFAULT_SPLITS, DEFAULT_TEST_FRACTION
+
+    e = sub.add_parser(
+        "evaluate",
+        help="measure recommendation quality on held-out posts",
+        description="Hold out posts with an image and 2+ hashtags (stratified by search "
+        "hashtag), train as build does on the rest, and score every method's ranking of "
+        "the held-out posts' hashtags; mean ± std over splits.",
+        formatter_class=fmt,
+    )
+    e.add_argument(
+        "data",
+        nargs="?",
+        default=str(default_dataset()),
+        help="data set folder (or CSV/JSONL manifest); $HASHTAG_DATASET",
+    )
+    e.add_argument(
+        "--format", default="auto", choices=["auto", "instagram2019", "instaloader", "manifest"]
+    )
+    e.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
+    e.add_argument("--weights", default="default", help="as for build")
+    e.add_argument(
+        "--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="the default method"
+    )
+    e.add_argument(
+        "--methods",
+        nargs="+",
+        choices=sorted(METHODS),
+        default=None,
+        help="scoring methods to compare (default: all; popularity is always shown)",
+    )
+    e.add_argument(
+        "--neighbors",
+        nargs="+",
+        type=int,
+        default=[5, 20],
+        help="numbers of neighbours to evaluate every method at",
+    )
+    e.add_argument("--splits", type=int, default=DEFAULT_SPLITS, help="random splits")
+    e.add_argument(
+        "--test-fraction",
+        type=float,
+        default=DEFAULT_TEST_FRACTION,
+        help="share of each search hashtag's evaluable posts held out",
+    )
+    e.add_argument("--seed", type=int, default=0, help="split s uses seed + s")
+    e.add_argument(
+        "--blocklist",
+        action="store_true",
+        help="never recommend the packaged spam/engagement-bait hashtags (as the page does)",
+    )
+    e.add_argument("--plot", metavar="FILE", help="write a PNG of recall@k, k = 1..20")
+    e.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
     r.add_argument("images", nargs="+", help="image files")
