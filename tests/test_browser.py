@@ -1,0 +1,143 @@
+"""The page in a real browser: `streamlit run app.py` driven by Playwright through Chromium.
+
+Uses Debian's Chromium (/usr/bin/chromium; CI runs `apt-get install -y chromium`), never a
+browser downloaded by a test tool. The server listens on a free loopback port only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from recommender.hashtags import load_blocklist
+from recommender.presentation import hashtag_line
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+START_TIMEOUT = 90  # seconds for the server to answer its health check
+RESULT_TIMEOUT_MS = 90_000
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free loopback port; yield its URL; stop it."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as a whole below
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start in {START_TIMEOUT} s:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = dataset_path / "test" / "food.jpg"
+    if not photo.is_file():
+        pytest.skip(f"the example photo {photo} is missing")
+    expected = demo_model.recommend(photo, n_neighbors=5, k=10, blocklist=load_blocklist())
+    env = {"HASHTAG_MODEL": str(demo_build[0]), "HASHTAG_DATASET": str(dataset_path)}
+
+    with (
+        streamlit_server(env, tmp_path / "server.log") as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 2300})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+            page = context.new_page()
+            page.goto(url)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
+            uploader.set_input_files(photo)
+
+            blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
+            expect(blocks.first).to_have_text(
+                hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
+            )
+            expect(blocks.nth(1)).to_have_text(hashtag_line(expected.tags))
+            expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=RESULT_TIMEOUT_MS)
+            expect(page.get_by_text("The 5 most similar training photos")).to_be_visible()
+            expect(page.locator("[data-testid=stImage] img")).to_have_count(1 + 5)
+            assert page.locator("[data-testid=stException]").count() == 0
+
+            # One click copies the top 5, ready to paste into Instagram.
+            blocks.first.hover()
+            blocks.first.get_by_role("button", name="Copy to clipboard").click()
+            copied = page.evaluate("navigator.clipboard.readText()")
+            assert copied.strip() == hashtag_line(expected.tags[:5])
+
+            page.wait_for_timeout(500)  # let the charts finish their entrance transition
+            screenshot = tmp_path / "page.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            print(f"screenshot: {screenshot}")
+        finally:
+            browser.close()
