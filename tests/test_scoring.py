@@ -78,3 +78,68 @@ def test_unknown_method_and_bad_parameters_are_refused():
         Method("x", als_weight=1.5)
     with pytest.raises(ValueError):
         Method("x", als_weight=0.5, weighting="random")
+
+
+# ------------------------------------------------ single-tag profiles and the image prior
+def test_single_tag_profiles_are_co_occurrence_shares_among_multi_tag_posts():
+    from recommender.hashtag_model import single_tag_profiles
+
+    # tags: 0 cars, 1 car, 2 fast, 3 food. Posts: three multi-tag cars posts, one food.
+    matrix = sp.csr_matrix(
+        np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+    )
+    image_tags = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]]))
+    profiles, image_profile = single_tag_profiles(matrix, image_tags, min_cooccurrence=2)
+    assert image_profile.tolist() == [0, -1, 1]
+    # cars: 3 multi-tag posts carry it; car with it in 3, fast in 2 -> 1, 1, 2/3, 0
+    np.testing.assert_allclose(profiles.toarray()[0], [1, 1, 2 / 3, 0])
+    # food: no multi-tag post carries it with another tag twice: only itself
+    np.testing.assert_allclose(profiles.toarray()[1], [0, 0, 0, 1])
+
+
+def test_profile_votes_replace_a_single_tag_neighbours_own_vote(scorer):
+    profiles = sp.csr_matrix(np.array([[0.0, 0.5, 0.0, 1.0]]))
+    image_profile = np.array([-1, -1, 0])
+    s = Scorer(scorer.image_factors, scorer.tag_factors, scorer.image_tags, profiles,
+               image_profile)  # fmt: skip
+    m = METHODS["vote_profiles"]
+    w = np.array([0.25, 0.75], dtype=np.float32)
+    # neighbour 0 votes its tags [1, 0, 1, 0]; neighbour 2 its profile [0, .5, 0, 1]
+    np.testing.assert_allclose(s.scores(np.array([0, 2]), w, m), [0.25, 0.375, 0.25, 0.75])
+    # without profiles neighbour 2 votes its own tags [1, 1, 0, 1]
+    plain = s.scores(np.array([0, 2]), w, METHODS["knn_vote"])
+    np.testing.assert_allclose(plain, [1.0, 0.75, 0.25, 0.75])
+
+
+def test_prior_is_reported_apart_and_completes_the_sum(scorer):
+    prior_weights = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)  # d=2 -> tags 0, 3
+    s = Scorer(scorer.image_factors, scorer.tag_factors, scorer.image_tags,
+               prior_weights=prior_weights, prior_tags=np.array([0, 3]))  # fmt: skip
+    m = Method("p", als_weight=0.3, profiles=True, prior_weight=0.5)
+    query = np.array([0.6, 0.8], dtype=np.float32)
+    np.testing.assert_allclose(s.prior(query, m), [0.3, 0, 0, 0.8])
+    nbrs = np.array([1, 2])
+    w = neighbour_weights(np.array([0.7, 0.3], dtype=np.float32), m)
+    scores = s.scores(nbrs, w, m, query)
+    tags = np.array([3, 0, 1])
+    total = s.contributions(nbrs, w, tags, m).sum(axis=0) + s.prior(query, m)[tags]
+    np.testing.assert_allclose(total, scores[tags], rtol=1e-5, atol=1e-7)
+    assert s.prior(None, m).tolist() == [0, 0, 0, 0]  # no query, no prior
+
+
+def test_image_prior_fits_targets_and_skips_rare_hashtags():
+    from recommender.hashtag_model import fit_image_prior
+
+    x = np.eye(4, dtype=np.float32)
+    y = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32))
+    weights, tags = fit_image_prior(x, y, min_posts=2, l2=1.0)
+    assert tags.tolist() == [0, 1]  # tag 2 is on one image only
+    # orthonormal features: ridge shrinks every target by 1 / (1 + l2)
+    np.testing.assert_allclose(x @ weights, y[:, [0, 1]].toarray() / 2, atol=1e-6)
+
+
+def test_bad_method_parameters_are_refused():
+    with pytest.raises(ValueError):
+        Method("x", als_weight=0.5, prior_weight=-1)
+    with pytest.raises(ValueError):
+        Method("x", als_weight=0.5, power=-1)

@@ -1,0 +1,263 @@
+"""Evaluation: metrics against slow, obvious references and hand-computed answers; splits
+and their overlap guard; batched ranking equal to the page's; a small real evaluation."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.datasets import Post
+from recommender.evaluation import (
+    OVERLAP_MESSAGE,
+    POPULARITY,
+    Candidate,
+    Split,
+    beyond_category,
+    catalogue_coverage,
+    check_split,
+    evaluable_posts,
+    evaluate,
+    generic_rate,
+    hit_rate_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    rank_features,
+    recall_at_k,
+    recall_ceiling,
+    stratified_splits,
+    unseen_share,
+)
+from recommender.hashtag_model import ALSParams
+from recommender.recommender import BuildConfig, HashtagRecommender
+from recommender.scoring import METHODS
+
+
+# ------------------------------------------------------------- slow references
+def ref_precision(ranked, truth, k):
+    return [sum(1 for t in r[:k] if t in s) / k for r, s in zip(ranked, truth)]
+
+
+def ref_recall(ranked, truth, k):
+    return [sum(1 for t in r[:k] if t in s) / len(s) for r, s in zip(ranked, truth)]
+
+
+def ref_hit(ranked, truth, k):
+    return [1.0 if any(t in s for t in r[:k]) else 0.0 for r, s in zip(ranked, truth)]
+
+
+def ref_ndcg(ranked, truth, k):
+    out = []
+    for r, s in zip(ranked, truth):
+        dcg = sum(1 / math.log2(i + 2) for i, t in enumerate(r[:k]) if t in s)
+        idcg = sum(1 / math.log2(i + 2) for i in range(min(len(s), k)))
+        out.append(dcg / idcg)
+    return out
+
+
+RANKED = [["a", "b", "c"], ["x", "y", "z"], ["d"]]
+TRUTH = [{"a", "c", "d"}, {"q"}, {"d", "e"}]
+
+
+def test_metrics_on_a_hand_computed_case():
+    np.testing.assert_allclose(precision_at_k(RANKED, TRUTH, 2), [1 / 2, 0, 1 / 2])
+    np.testing.assert_allclose(recall_at_k(RANKED, TRUTH, 2), [1 / 3, 0, 1 / 2])
+    np.testing.assert_allclose(recall_at_k(RANKED, TRUTH, 3), [2 / 3, 0, 1 / 2])
+    np.testing.assert_allclose(hit_rate_at_k(RANKED, TRUTH, 1), [1, 0, 1])
+    # post 0: hits at ranks 1 and 3 -> DCG 1 + 1/2; ideal (3 true) 1 + 1/log2(3) + 1/2
+    ideal = 1 + 1 / math.log2(3) + 0.5
+    np.testing.assert_allclose(ndcg_at_k(RANKED, TRUTH, 3), [1.5 / ideal, 0, 1 / (1 + 1 / 1.585)],
+                               rtol=1e-3)  # fmt: skip
+    # a list shorter than k counts its missing places as misses; precision divides by k
+    np.testing.assert_allclose(precision_at_k([["d"]], [{"d"}], 5), [0.2])
+
+
+words = st.sampled_from(list("abcdefgh"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(words, max_size=8, unique=True), st.sets(words, min_size=1)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 10),
+)
+def test_metrics_match_the_slow_references(cases, k):
+    ranked = [r for r, _ in cases]
+    truth = [s for _, s in cases]
+    np.testing.assert_allclose(precision_at_k(ranked, truth, k), ref_precision(ranked, truth, k))
+    np.testing.assert_allclose(recall_at_k(ranked, truth, k), ref_recall(ranked, truth, k))
+    np.testing.assert_allclose(hit_rate_at_k(ranked, truth, k), ref_hit(ranked, truth, k))
+    np.testing.assert_allclose(ndcg_at_k(ranked, truth, k), ref_ndcg(ranked, truth, k))
+
+
+def test_beyond_category_removes_the_search_hashtag_before_cutting():
+    ranked = [["food", "pizza", "yum"], ["cat", "cute"]]
+    truth = [{"food", "yum"}, {"cat"}]
+    r, t, keep = beyond_category(ranked, truth, ["food", "cat"])
+    assert r == [["pizza", "yum"], ["cute"]]
+    assert t == [{"yum"}, set()]
+    assert keep.tolist() == [True, False]
+    # with the category gone, "yum" moves into the top 2
+    assert recall_at_k(r[:1], t[:1], 2).tolist() == [1.0]
+    assert recall_at_k(ranked[:1], truth[:1], 2).tolist() == [0.5]
+
+
+def test_coverage_generic_rate_ceiling_and_unseen_share():
+    ranked = [["a", "b"], ["a", "c"]]
+    assert catalogue_coverage(ranked, 2, 6) == pytest.approx(3 / 6)
+    assert catalogue_coverage(ranked, 1, 6) == pytest.approx(1 / 6)
+    assert generic_rate(ranked, 2, {"a"}) == pytest.approx(2 / 4)
+    truth = [{"a", "b", "z"}, {"y"}]
+    known = {"a", "b", "c"}
+    np.testing.assert_allclose(recall_ceiling(truth, known, 10), [2 / 3, 0])
+    np.testing.assert_allclose(recall_ceiling(truth, known, 1), [1 / 3, 0])
+    assert unseen_share(truth, known) == pytest.approx(2 / 4)
+
+
+def test_a_post_without_true_hashtags_is_refused():
+    with pytest.raises(ValueError, match="at least one true hashtag"):
+        recall_at_k([["a"]], [set()], 1)
+
+
+# --------------------------------------------------------------------- splits
+def _posts():
+    posts, rows = [], []
+    for cat in ("food", "cats", "cars"):
+        for i in range(10):
+            rich = cat != "cars"
+            tags = (cat, f"{cat}{i % 3}", "tag") if rich else (cat,)
+            posts.append(Post(f"{cat}-{i}", f"data/{cat}/{i}.jpg", tags, cat))
+            rows.append(len(rows))
+    posts.append(Post("no-image", None, ("food", "pizza"), "food"))
+    rows.append(-1)
+    return posts, rows
+
+
+def test_splits_hold_out_the_fraction_of_every_category_and_are_reproducible():
+    posts, rows = _posts()
+    assert len(evaluable_posts(posts, rows)) == 20  # cars carry a single hashtag
+    splits = stratified_splits(posts, rows, n_splits=3, test_fraction=0.2, seed=7)
+    again = stratified_splits(posts, rows, n_splits=3, test_fraction=0.2, seed=7)
+    for a, b in zip(splits, again):
+        assert a.test.tolist() == b.test.tolist()
+    assert splits[0].test.tolist() != splits[1].test.tolist()
+    for split in splits:
+        cats = [posts[i].category for i in split.test]
+        assert sorted(cats) == ["cats", "cats", "food", "food"]
+        assert set(split.train) | set(split.test) == set(range(len(posts)))
+        assert not set(split.train) & set(split.test)
+
+
+def test_the_same_image_file_under_another_post_leaves_training():
+    posts, rows = _posts()
+    keys = [f"k{i}" for i in range(len(posts))]
+    keys[-1] = None
+    twin = Post("twin", "data/food/copy.jpg", ("food", "copy"), "food")
+    posts.append(twin)
+    rows.append(-1)  # a duplicate image: build keeps only the first row
+    splits = stratified_splits(posts, rows, n_splits=4, seed=0, image_keys=keys + ["k0"])
+    for split in splits:
+        if 0 in split.test:
+            assert len(posts) - 1 not in split.train
+        else:
+            assert len(posts) - 1 in split.train
+
+
+def test_overlapping_train_and_test_are_refused():
+    posts, rows = _posts()
+    with pytest.raises(ValueError, match=OVERLAP_MESSAGE):
+        check_split(posts, rows, [0, 1, 2], [2, 3])
+    dup = posts + [Post("food-0", "data/food/x.jpg", ("food", "x"), "food")]
+    with pytest.raises(ValueError, match="post ids"):
+        check_split(dup, rows + [len(rows)], [0], [len(dup) - 1])
+    with pytest.raises(ValueError, match="training image index"):
+        check_split(posts, [0] * len(posts), [0], [1])
+    keys = ["same"] * len(posts)
+    with pytest.raises(ValueError, match="also training images"):
+        check_split(posts, rows, [0], [1], keys)
+    check_split(posts, rows, [0, 1], [2, 3])  # disjoint: fine
+    bad = [Split(np.array([0, 1]), np.array([1]), 0)]
+    features = np.eye(len(posts), dtype=np.float32)
+    with pytest.raises(ValueError, match=OVERLAP_MESSAGE):
+        evaluate(posts, features, rows, splits=bad)
+
+
+# ------------------------------------------------------------------- ranking
+@pytest.fixture(scope="module")
+def small_model():
+    rng = np.random.default_rng(3)
+    posts, rows = [], []
+    for i in range(60):
+        cat = ("sea", "city", "dogs")[i % 3]
+        extra = tuple(f"{cat}{j}" for j in rng.choice(5, size=3, replace=False))
+        tags = (cat,) if i % 4 == 0 else (cat,) + extra
+        posts.append(Post(str(i), f"{i}.jpg", tags, cat))
+        rows.append(i)
+    centres = rng.normal(size=(3, 16))
+    feats = np.stack([centres[i % 3] + 0.8 * rng.normal(size=16) for i in range(60)])
+    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
+    config = BuildConfig(als=ALSParams(factors=4, iterations=3))
+    rec = HashtagRecommender.fit(posts[:45], feats, rows[:45], config)
+    return rec, feats[45:]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_rank_features_gives_the_pages_rankings(small_model, method, n):
+    rec, queries = small_model
+    ids = rank_features(rec, queries, method, n, 8)
+    for row, q in zip(ids, queries):
+        page = rec.recommend_features(q, n_neighbors=n, k=8, method=method)
+        assert [rec.tags[t] for t in row if t >= 0] == page.tags
+
+
+def test_rank_features_honours_the_block_list(small_model):
+    rec, queries = small_model
+    exclude = rec.blocked_mask({"sea", "city", "dogs"})
+    ids = rank_features(rec, queries, "knn_vote", 5, 5, exclude)
+    assert not {rec.tags[t] for t in ids.ravel() if t >= 0} & {"sea", "city", "dogs"}
+
+
+# -------------------------------------------------------------- real data set
+@pytest.mark.slow
+def test_default_beats_popularity_and_the_original_on_the_real_data(
+    dataset_path, feature_cache_dir
+):
+    from recommender.build import dataset_features
+    from recommender.datasets import load_dataset
+    from recommender.evaluation import ORIGINAL_ALS, image_keys
+    from recommender.scoring import DEFAULT_METHOD
+
+    config = BuildConfig()
+    dataset = load_dataset(dataset_path)
+    feats = dataset_features(dataset, config)
+    result = evaluate(
+        dataset.posts,
+        feats.features,
+        feats.image_rows,
+        config,
+        candidates=[
+            Candidate(POPULARITY, None),
+            Candidate("original", "original", 5, ORIGINAL_ALS),
+            Candidate("knn_vote", "knn_vote", 5),
+            Candidate(DEFAULT_METHOD, DEFAULT_METHOD, 5),
+        ],
+        n_splits=2,
+        keys=image_keys(dataset, dataset.posts, feats.image_rows),
+        n_sweep=(),
+    )
+    assert result.test_posts[0] > 200  # ~1,100 evaluable posts, 20% held out
+    default = result.per_split[DEFAULT_METHOD]["recall@10"]
+    for other in (POPULARITY, "original", "knn_vote"):
+        assert all(d > o for d, o in zip(default, result.per_split[other]["recall@10"])), other
+    assert result.mean(DEFAULT_METHOD, "beyond_recall@10") > result.mean(
+        POPULARITY, "beyond_recall@10"
+    )
+    assert 0.3 < np.mean(result.ceiling) < 0.6
+    summary = result.summary()
+    assert summary["method"] == DEFAULT_METHOD and summary["splits"] == 2
+    assert set(summary) >= {"recall@10", "beyond_recall@10", "popularity_recall@10"}
