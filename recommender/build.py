@@ -148,6 +148,9 @@ def build_model(
             f"None of the {sum(1 for p in dataset.posts if p.image)} images in {data} could be "
             "read; check the image files."
         )
+    evaluation = (
+        _evaluation_summary(dataset, feats, config, evaluate, progress) if evaluate else None
+    )
     fit_start = time.perf_counter()
     manifest = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -161,8 +164,8 @@ def build_model(
         "counts": dict(feats.counts),
         "backbone": feats.backbone,
     }
-    if evaluate:
-        manifest["evaluation"] = _evaluation_summary(dataset, feats, config, evaluate, progress)
+    if evaluation:
+        manifest["evaluation"] = evaluation
     rec = HashtagRecommender.fit(
         dataset.posts,
         feats.features,

@@ -598,10 +598,21 @@ def plot_recall_curves(result: EvaluationResult, path: str | Path) -> Path:
 
     ks = np.arange(1, CURVE_K + 1)
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
+    colours: dict[str, Any] = {}
     for key, curves in result.curves.items():
         mean = np.mean(curves, axis=0)
         bold = key == result.default
-        ax.plot(ks, mean, lw=2.6 if bold else 1.2, label=key + (" (default)" if bold else ""))
+        method = key.split("/")[0]  # the same method at another n: same colour, dashed
+        colour = "black" if method == result.default else colours.get(method)
+        line = ax.plot(
+            ks,
+            mean,
+            color=colour,
+            ls="--" if "/" in key else "-",
+            lw=2.6 if bold else 1.3,
+            label=key + (" (default)" if bold else ""),
+        )[0]
+        colours.setdefault(method, line.get_color())
     ax.axhline(np.mean(result.ceiling), color="grey", ls="--", lw=1, label="ceiling @10")
     ax.set_xlabel("k (hashtags recommended)")
     ax.set_ylabel("recall@k (mean over splits)")
