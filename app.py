@@ -42,6 +42,23 @@ def load_model(path: str) -> HashtagRecommender:
 
 
 @st.cache_resource(show_spinner=False)
+def keep_tensorflow_kernels() -> bool:
+    """Stop Streamlit from resetting Keras after every script run; True if it was stopped.
+
+    When keras is imported, Streamlit calls ``keras.backend.clear_session()`` after each run
+    (streamlit/streamlit#939, for apps that rebuild Keras models on every run). That also
+    clears TensorFlow's kernel cache, so the next photo took 0.3-0.5 s instead of 0.03 s to
+    embed, longer with several visitors. Our backbone is built once per server and only run.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if not callable(getattr(script_runner, "_clean_problem_modules", None)):
+        return False  # a Streamlit without the reset: nothing to do
+    script_runner._clean_problem_modules = lambda: None
+    return True
+
+
+@st.cache_resource(show_spinner=False)
 def blocklist() -> frozenset[str]:
     return load_blocklist()
 
@@ -285,6 +302,7 @@ def neighbours_ui(rec: HashtagRecommender, result) -> None:
 
 
 # ------------------------------------------------------------------------------- layout
+keep_tensorflow_kernels()
 st.title("Hashtag recommender")
 
 model_path = default_model()
