@@ -1,0 +1,399 @@
+"""Several visitors at once: does the page serve them all, how fast, in how much memory?
+
+Starts the real server (``streamlit run app.py`` on a free loopback port), opens
+``--sessions`` browser sessions (Debian's Chromium through Playwright, one browser with one
+context per session) and has them all upload a photo at the same moment, twice:
+
+* round 1 hits a cold server (the model is loaded by the first visit, as in production);
+* round 2 uploads different photos to the now warm server.
+
+Each session uploads a photo of the data set's ``test/`` folder; round 2 uses mirrored
+copies, so no photo's features are already cached. Reports results received, errors, time
+to results per session (median and max), and the peak resident memory of the server's
+process tree (read from /proc). Only loopback traffic; bounded in sessions and time.
+
+    python benchmarks/multi_session.py                 # 6 sessions, models/demo
+    python benchmarks/multi_session.py --sessions 3 --model models/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MAX_SESSIONS = 20
+PAGE_SIZE = {"width": 1280, "height": 900}
+
+
+# ------------------------------------------------------------------ the server process
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields start after the last ")".
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def usage(pids: list[int]) -> tuple[int, float]:
+    """(resident bytes, CPU seconds so far) summed over ``pids`` that are still alive."""
+    rss, cpu = 0, 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{pid}/status") as fh:
+                kib = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+        except (OSError, StopIteration):
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        rss += kib * 1024
+    return rss, cpu
+
+
+class Sampler(threading.Thread):
+    """Every ``interval`` s: RSS of the server's process tree (peak kept), and CPU time
+    of the server tree and of the browser (this script's other child processes)."""
+
+    def __init__(self, server_pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.server_pid, self.interval = server_pid, interval
+        self.peak = self.last = 0
+        self.server_cpu = self.browser_cpu = 0.0
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        server = process_tree(self.server_pid)
+        self.last, self.server_cpu = usage(server)
+        self.peak = max(self.peak, self.last)
+        others = [p for p in process_tree(os.getpid()) if p not in server and p != os.getpid()]
+        self.browser_cpu = max(self.browser_cpu, usage(others)[1])
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def reset_peak(self) -> None:
+        self.peak = self.last
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    started: float  # time.perf_counter() when the process was spawned
+    healthy_after: float  # seconds until /_stcore/health answered "ok"
+    log: Path
+
+
+@contextmanager
+def streamlit_server(model: Path, dataset: Path | None, log: Path, timeout: float = 120):
+    """Run ``streamlit run app.py`` on a free loopback port; yield a :class:`Server`."""
+    port = free_port()
+    env = {**os.environ, "HASHTAG_MODEL": str(model), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if dataset is not None:
+        env["HASHTAG_DATASET"] = str(dataset)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+    ]
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"streamlit did not answer within {timeout:.0f} s; see {log}")
+            time.sleep(0.1)
+        yield Server(url, proc, started, time.perf_counter() - started, log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# ------------------------------------------------------------------------ the browser
+def results_caption(page, stem: str):
+    """The caption under the query photo, which names it once its results are shown."""
+    return page.locator(
+        "[data-testid=stMain] [data-testid=stCaptionContainer]",
+        has_text=re.compile(re.escape(stem) + r".*neighbours"),
+    )
+
+
+def mirrored_copies(photos: list[Path], folder: Path) -> list[Path]:
+    """Left-right mirrored JPEG copies: new content, so no cached features apply."""
+    from PIL import Image, ImageOps
+
+    out = []
+    for photo in photos:
+        target = folder / f"{photo.stem}-mirrored.jpg"
+        with Image.open(photo) as img:
+            ImageOps.mirror(ImageOps.exif_transpose(img).convert("RGB")).save(target, quality=90)
+        out.append(target)
+    return out
+
+
+@dataclass
+class Outcome:
+    session: int
+    photo: str
+    seconds: float | None = None  # upload to results on the page
+    hashtags: str = ""
+    error: str = ""
+    first_result_at: float | None = None  # perf_counter() when the results appeared
+
+
+@dataclass
+class Round:
+    name: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    peak_rss: int = 0
+    wall: float = 0.0
+    server_cpu: float = 0.0  # CPU seconds the server used during the round
+    browser_cpu: float = 0.0  # and the browser that played the visitors
+
+
+async def one_upload(page, session: int, photo: Path, timeout_ms: int) -> Outcome:
+    from playwright.async_api import expect
+
+    outcome = Outcome(session, photo.name)
+    start = time.perf_counter()
+    try:
+        await page.locator("input[type=file]").set_input_files(photo)
+        caption = results_caption(page, photo.stem)
+        done = asyncio.ensure_future(caption.wait_for(timeout=timeout_ms))
+        failed = asyncio.ensure_future(
+            page.locator("[data-testid=stMain] [data-testid=stAlertContentError]").first.wait_for(
+                timeout=timeout_ms
+            )
+        )
+        finished, pending = await asyncio.wait({done, failed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if failed in finished and failed.exception() is None:
+            outcome.error = "page shows an error"
+            return outcome
+        done.result()
+        outcome.seconds = time.perf_counter() - start
+        outcome.first_result_at = time.perf_counter()
+        code = page.locator("[data-testid=stMain] [data-testid=stCode]").first
+        await expect(code).to_contain_text("#", timeout=5000)
+        outcome.hashtags = (await code.inner_text()).strip()
+        if await page.locator("[data-testid=stException]").count():
+            outcome.error = "page shows an exception"
+    except Exception as exc:  # a benchmark reports every failure and carries on
+        outcome.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+    return outcome
+
+
+async def drive(server: Server, rounds: list[list[Path]], sampler: Sampler, timeout: float):
+    from playwright.async_api import async_playwright
+
+    timeout_ms = int(timeout * 1000)
+    results: list[Round] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for _ in rounds[0]:
+                context = await browser.new_context(viewport=PAGE_SIZE)
+                pages.append(await context.new_page())
+            # Open every session first, so the uploads start together.
+            await asyncio.gather(*(p.goto(server.url, timeout=timeout_ms) for p in pages))
+            await asyncio.gather(
+                *(
+                    p.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
+                    for p in pages
+                )
+            )
+            for name, photos in zip(("cold server", "warm server"), rounds, strict=False):
+                sampler.reset_peak()
+                cpu = (sampler.server_cpu, sampler.browser_cpu)
+                start = time.perf_counter()
+                outcomes = await asyncio.gather(
+                    *(
+                        one_upload(page, i + 1, photo, timeout_ms)
+                        for i, (page, photo) in enumerate(zip(pages, photos, strict=True))
+                    )
+                )
+                wall = time.perf_counter() - start
+                sampler.sample()
+                results.append(
+                    Round(
+                        name,
+                        list(outcomes),
+                        sampler.peak,
+                        wall,
+                        sampler.server_cpu - cpu[0],
+                        sampler.browser_cpu - cpu[1],
+                    )
+                )
+        finally:
+            await browser.close()
+    return results
+
+
+# -------------------------------------------------------------------------- reporting
+def print_report(server: Server, results: list[Round], baseline_rss: int) -> None:
+    mib = 1024 * 1024
+    print(f"server answered its health check {server.healthy_after:.1f} s after start")
+    print(f"server memory before any session: {baseline_rss / mib:.0f} MiB")
+    first = [o.first_result_at for o in results[0].outcomes if o.first_result_at]
+    if first:
+        print(f"server start to first result on the page: {min(first) - server.started:.1f} s")
+    for rnd in results:
+        print()
+        print(f"{rnd.name}: {len(rnd.outcomes)} sessions uploading at once")
+        print(f"  {'session':>7}  {'photo':<24} {'seconds':>8}  result")
+        for o in rnd.outcomes:
+            secs = f"{o.seconds:8.2f}" if o.seconds is not None else f"{'-':>8}"
+            shown = o.error or (o.hashtags[:60] + ("…" if len(o.hashtags) > 60 else ""))
+            print(f"  {o.session:>7}  {o.photo:<24} {secs}  {shown}")
+        times = [o.seconds for o in rnd.outcomes if o.seconds is not None and not o.error]
+        errors = sum(1 for o in rnd.outcomes if o.error)
+        print(
+            f"  results received: {len(times)}/{len(rnd.outcomes)}   errors: {errors}   "
+            + (
+                f"time to results: median {statistics.median(times):.2f} s, "
+                f"max {max(times):.2f} s   "
+                if times
+                else ""
+            )
+            + f"server peak RSS: {rnd.peak_rss / mib:.0f} MiB"
+        )
+        print(
+            f"  round wall time {rnd.wall:.2f} s; CPU time used in it: server "
+            f"{rnd.server_cpu:.2f} s, browser {rnd.browser_cpu:.2f} s ({os.cpu_count()} cores)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--sessions", type=int, default=6, help=f"1 to {MAX_SESSIONS}")
+    parser.add_argument("--model", type=Path, default=None, help="default: $HASHTAG_MODEL")
+    parser.add_argument("--photos", type=Path, default=None, help="default: <data set>/test")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
+    args = parser.parse_args(argv)
+    if not 1 <= args.sessions <= MAX_SESSIONS:
+        parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
+    if not Path(CHROMIUM).exists():
+        parser.error(f"{CHROMIUM} is missing: apt-get install chromium")
+
+    sys.path.insert(0, str(REPO))
+    from recommender.paths import default_dataset, default_model
+    from recommender.presentation import example_photos
+
+    model = (args.model or default_model()).resolve()
+    photos = example_photos(args.photos or default_dataset() / "test")
+    if not photos:
+        parser.error("no photos: pass --photos DIR")
+    chosen = [photos[i % len(photos)] for i in range(args.sessions)]
+    with tempfile.TemporaryDirectory(prefix="multi-session-") as tmp:
+        second = mirrored_copies(
+            [photos[(i + args.sessions) % len(photos)] for i in range(args.sessions)], Path(tmp)
+        )
+        log = Path(tmp) / "server.log"
+        try:
+            with streamlit_server(model, None, log, args.timeout) as server:
+                sampler = Sampler(server.process.pid)
+                sampler.start()
+                time.sleep(0.3)
+                baseline = sampler.last
+                try:
+                    results = asyncio.run(drive(server, [chosen, second], sampler, args.timeout))
+                finally:
+                    sampler.stop()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            return 1
+    print(f"model: {model}   sessions: {args.sessions}   cores: {os.cpu_count()}")
+    print_report(server, results, baseline)
+    return 0 if all(not o.error for r in results for o in r.outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

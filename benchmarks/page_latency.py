@@ -1,0 +1,124 @@
+"""How fast does the page answer one visitor? Cold start, an upload, a slider move.
+
+Starts the real server (``streamlit run app.py`` on a free loopback port) and drives one
+Chromium session through Playwright, timing what the visitor waits for:
+
+* cold: from spawning the server to the first hashtags on the page (includes loading the
+  model, which happens on the first visit);
+* upload: a new photo (never seen by the server) until its results are shown;
+* slider: one step of the neighbours slider (n) until the page shows the re-ranked result.
+
+    python benchmarks/page_latency.py                  # models/demo, 5 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from multi_session import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PAGE_SIZE,
+    REPO,
+    mirrored_copies,
+    streamlit_server,
+)
+
+
+def results_caption(page, text: str):
+    return page.locator(
+        "[data-testid=stMain] [data-testid=stCaptionContainer]",
+        has_text=re.compile(text),
+    )
+
+
+def measure(url: str, started: float, photos: list[Path], repeats: int, timeout_ms: int):
+    from playwright.sync_api import sync_playwright
+
+    uploads, slides = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=PAGE_SIZE).new_page()
+            page.goto(url, timeout=timeout_ms)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=timeout_ms)
+            uploader.set_input_files(photos[0])
+            results_caption(page, re.escape(photos[0].stem) + ".* 5 neighbours").wait_for(
+                timeout=timeout_ms
+            )
+            cold = time.perf_counter() - started
+
+            slider = page.locator("[data-testid=stSidebar] input[type=range]").first
+            n = 5
+            for photo in photos[1 : repeats + 1]:
+                start = time.perf_counter()
+                uploader.set_input_files(photo)
+                results_caption(page, re.escape(photo.stem) + f".* {n} neighbours").wait_for(
+                    timeout=timeout_ms
+                )
+                uploads.append(time.perf_counter() - start)
+
+                slider.focus()
+                start = time.perf_counter()
+                page.keyboard.press("ArrowRight")
+                n += 1
+                results_caption(page, f" {n} neighbours").wait_for(timeout=timeout_ms)
+                slides.append(time.perf_counter() - start)
+        finally:
+            browser.close()
+    return cold, uploads, slides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=None, help="default: $HASHTAG_MODEL")
+    parser.add_argument("--photos", type=Path, default=None, help="default: <data set>/test")
+    parser.add_argument("--repeats", type=int, default=5, help="uploads and slider moves, 1-9")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
+    args = parser.parse_args(argv)
+    if not 1 <= args.repeats <= 9:
+        parser.error("--repeats must be between 1 and 9")
+    if not Path(CHROMIUM).exists():
+        parser.error(f"{CHROMIUM} is missing: apt-get install chromium")
+
+    sys.path.insert(0, str(REPO))
+    from recommender.paths import default_dataset, default_model
+    from recommender.presentation import example_photos
+
+    model = (args.model or default_model()).resolve()
+    photos = example_photos(args.photos or default_dataset() / "test")
+    if len(photos) < 2:
+        parser.error("need at least two photos: pass --photos DIR")
+    with tempfile.TemporaryDirectory(prefix="page-latency-") as tmp:
+        # Mirrored copies are photos the server has never seen: nothing cached applies.
+        fresh = mirrored_copies(
+            [photos[i % len(photos)] for i in range(args.repeats + 1)], Path(tmp)
+        )
+        log = Path(tmp) / "server.log"
+        with streamlit_server(model, None, log, args.timeout) as server:
+            cold, uploads, slides = measure(
+                server.url, server.started, fresh, args.repeats, int(args.timeout * 1000)
+            )
+    print(f"model: {model}")
+    print(f"server health check answered after   {server.healthy_after:6.2f} s")
+    print(f"server start to first result (cold)  {cold:6.2f} s")
+    for name, times in (("upload of a new photo", uploads), ("slider move (n + 1)", slides)):
+        print(
+            f"{name:<36} median {statistics.median(times):5.2f} s  max {max(times):5.2f} s"
+            f"  ({len(times)} times)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
