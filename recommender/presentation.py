@@ -164,9 +164,12 @@ def model_facts(info: Mapping[str, Any]) -> list[tuple[str, str]]:
 def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] | None:
     """The method and recall@k of the model against the popularity baseline, if evaluated.
 
-    Reads ``info["evaluation"]`` defensively (flat, or under a ``"summary"`` key). Returns
-    None when there is no usable evaluation; otherwise a dict with ``method`` (str or None),
-    ``recall`` and ``popularity`` (float or None) and ``k``.
+    Reads ``info["evaluation"]`` (as ``build --evaluate`` writes it: flat keys ``method``,
+    ``recall@10``, ``beyond_recall@10``, ``popularity_recall@10``, ``splits``,
+    ``test_posts``) defensively: also under a ``"summary"`` key or with ``_at_`` spellings.
+    Returns None when there is no usable evaluation; otherwise a dict with ``method`` (str or
+    None), ``recall``, ``beyond`` and ``popularity`` (float or None), ``splits`` and
+    ``test_posts`` (int or None) and ``k``.
     """
     evaluation = _mapping(info.get("evaluation"))
     if not evaluation:
@@ -181,16 +184,18 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
         return None
 
     recall = _number(find(f"recall@{k}", f"recall_at_{k}"))
-    popularity = _number(find(f"popularity_recall@{k}", f"popularity_recall_at_{k}"))
     method = find("method")
     if isinstance(method, Mapping):
         method = method.get("name")
     if recall is None and method is None:
         return None
+    counts = {key: _number(find(key)) for key in ("splits", "test_posts")}
     return {
         "method": None if method is None else str(method),
         "recall": recall,
-        "popularity": popularity,
+        "beyond": _number(find(f"beyond_recall@{k}", f"beyond_recall_at_{k}")),
+        "popularity": _number(find(f"popularity_recall@{k}", f"popularity_recall_at_{k}")),
+        **{key: None if value is None else int(value) for key, value in counts.items()},
         "k": k,
     }
 
@@ -206,16 +211,17 @@ def _number(value: Any) -> float | None:
 
 
 BUILD_STAGES = {
-    "features": (0.0, 0.85, "Extracting image features"),
-    "als": (0.85, 1.0, "Training the hashtag model"),
+    # stage: (start, end) of the whole build's progress, label, unit
+    "features": (0.0, 0.6, "Extracting image features", "images"),
+    "evaluate": (0.6, 0.9, "Evaluating on held-out posts", "steps"),
+    "als": (0.9, 1.0, "Training the hashtag model", "iterations"),
 }
 
 
 def build_progress(stage: str, done: int, total: int) -> tuple[float, str]:
     """Map a ``build_model`` progress call to (fraction of the whole build, text)."""
-    start, end, label = BUILD_STAGES.get(stage, (0.0, 1.0, stage))
+    start, end, label, unit = BUILD_STAGES.get(stage, (0.0, 1.0, stage, "steps"))
     part = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
-    unit = "images" if stage == "features" else "iterations"
     return start + (end - start) * part, f"{label}: {done:,} of {total:,} {unit}"
 
 

@@ -238,13 +238,37 @@ def test_evaluation_is_shown_when_the_model_has_one(
     model = tmp_path / "evaluated"
     shutil.copytree(demo_build[0], model)
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
-    manifest["evaluation"] = {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18}
+    manifest["evaluation"] = {  # as `build --evaluate 2` writes it
+        "method": "blend",
+        "recall@10": 0.1631,
+        "beyond_recall@10": 0.1253,
+        "popularity_recall@10": 0.0879,
+        "splits": 2,
+        "test_posts": 220,
+        "seconds": 7.3,
+    }
     (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
     at = new_page(model, dataset_path, monkeypatch)
-    assert [m.value for m in at.sidebar.metric] == ["0.410", "0.180"]
-    assert "blend" in " ".join(md.value for md in at.sidebar.markdown)
+    [metric] = at.sidebar.metric
+    assert (metric.label, metric.value) == ("recall@10", "0.163")
+    assert metric.delta == "+0.075 vs popularity (0.088)"
+    sidebar = " ".join(md.value for md in at.sidebar.markdown)
+    assert "**Evaluated:** blend (2 splits, 220 held-out posts each)" in sidebar
+    assert any(c.value.startswith("0.125 counting only") for c in at.sidebar.caption)
     assert not any("--evaluate" in c.value for c in at.sidebar.code)
+
+
+def test_evaluation_missing_a_baseline_is_still_shown(
+    demo_build, dataset_path, tmp_path, monkeypatch
+):
+    model = tmp_path / "evaluated"
+    shutil.copytree(demo_build[0], model)
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["evaluation"] = {"recall@10": 0.2, "popularity_recall@10": None}
+    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    at = new_page(model, dataset_path, monkeypatch)
+    assert [(m.value, m.delta) for m in at.sidebar.metric] == [("0.200", "")]
 
 
 def test_missing_model_offers_to_build(tmp_path, monkeypatch):
@@ -281,7 +305,10 @@ def test_build_button_builds_a_model_and_the_page_uses_it(tmp_path, feature_cach
     at = new_page(model, data, monkeypatch)
     at.button[0].click().run(timeout=180)
     assert not at.exception and not at.error
-    assert HashtagRecommender.load(model).info()["counts"]["images"] == 9
+    info = HashtagRecommender.load(model).info()
+    assert info["counts"]["images"] == 9
+    assert info["evaluation"]["splits"] == 5  # the demo model comes evaluated
+    assert [m.label for m in at.sidebar.metric] == ["recall@10"]
     assert at.file_uploader  # the page reran on the new model
     assert "9" in " ".join(md.value for md in at.sidebar.markdown)
 

@@ -125,19 +125,41 @@ def test_model_facts_reads_what_is_there():
     assert pres.model_facts({"dataset": "oops", "counts": {"posts": "many"}}) == []
 
 
+FULL = {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18}
+SUMMARY = {"method": "blend", "recall": 0.41, "popularity": 0.18, "k": 10}
+ABSENT = {"beyond": None, "splits": None, "test_posts": None}
+
+
 @pytest.mark.parametrize(
     "evaluation",
     [
-        {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18},
-        {"summary": {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18}},
+        FULL,
+        {"summary": FULL},
         {"method": {"name": "blend"}, "recall_at_10": 0.41, "popularity_recall_at_10": 0.18},
     ],
 )
 def test_evaluation_summary_shapes(evaluation):
-    assert pres.evaluation_summary({"evaluation": evaluation}) == {
-        "method": "blend",
-        "recall": 0.41,
-        "popularity": 0.18,
+    assert pres.evaluation_summary({"evaluation": evaluation}) == {**SUMMARY, **ABSENT}
+
+
+def test_evaluation_summary_as_build_writes_it():
+    # The "evaluation" entry of a manifest written by `build --evaluate 2`.
+    written = {
+        "method": "profiles_prior",
+        "recall@10": 0.1624,
+        "beyond_recall@10": 0.1253,
+        "popularity_recall@10": 0.0879,
+        "splits": 2,
+        "test_posts": 220,
+        "seconds": 7.3,
+    }
+    assert pres.evaluation_summary({"evaluation": written}) == {
+        "method": "profiles_prior",
+        "recall": 0.1624,
+        "beyond": 0.1253,
+        "popularity": 0.0879,
+        "splits": 2,
+        "test_posts": 220,
         "k": 10,
     }
 
@@ -149,20 +171,23 @@ def test_evaluation_summary_absent_or_unusable(evaluation):
 
 
 def test_evaluation_summary_without_baseline():
-    summary = pres.evaluation_summary({"evaluation": {"recall@10": 0.3}})
-    assert summary == {"method": None, "recall": 0.3, "popularity": None, "k": 10}
+    summary = pres.evaluation_summary({"evaluation": {"recall@10": 0.3, "splits": "x"}})
+    assert summary == {**ABSENT, "method": None, "recall": 0.3, "popularity": None, "k": 10}
 
 
-def test_build_progress_spans_both_stages_in_order():
+def test_build_progress_spans_the_stages_in_order():
     assert pres.build_progress("features", 0, 100)[0] == 0.0
     mid, text = pres.build_progress("features", 50, 100)
-    assert 0.0 < mid < pres.build_progress("als", 0, 20)[0]
     assert text == "Extracting image features: 50 of 100 images"
+    evaluating, text = pres.build_progress("evaluate", 3, 10)
+    assert text == "Evaluating on held-out posts: 3 of 10 steps"
+    training = pres.build_progress("als", 1, 20)[0]
+    assert 0.0 < mid < pres.build_progress("features", 100, 100)[0] <= evaluating < training
     assert pres.build_progress("als", 20, 20) == (
         1.0,
         "Training the hashtag model: 20 of 20 iterations",
     )
-    assert pres.build_progress("features", 0, 0)[0] == pres.build_progress("als", 0, 1)[0]
+    assert pres.build_progress("features", 0, 0)[0] == pres.build_progress("evaluate", 0, 1)[0]
     assert 0.0 <= pres.build_progress("other", 5, 3)[0] <= 1.0
 
 
