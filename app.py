@@ -297,11 +297,19 @@ def charts_ui(result) -> None:
             config={"displayModeBar": False},
             key="contributions",
         )
+        st.caption(
+            "What each nearest photo (rank, cosine similarity) added to the score"
+            + (
+                f"; *{pres.PRIOR_LABEL}* is what the model reads from your photo directly."
+                if tag.prior
+                else "."
+            )
+        )
 
 
 def neighbours_ui(rec: HashtagRecommender, result) -> None:
     st.subheader(f"The {len(result.neighbors)} most similar training photos")
-    st.caption("Their hashtags are what the suggestions are made of; similarity is cosine.")
+    st.caption("Their hashtags vote for the suggestions, weighted by similarity.")
     for start in range(0, len(result.neighbors), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, (rank, nb) in zip(

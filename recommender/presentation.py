@@ -93,25 +93,38 @@ def score_figure(hashtags: Sequence[TagScore], highlight: int = INSTAGRAM_MAX_HA
     return fig
 
 
+PRIOR_LABEL = "the photo itself"
+PRIOR = "#7b5ea7"
+
+
 def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
     """Horizontal bar chart of what each neighbour added to ``tag``'s score.
 
     Bars are labelled by :func:`neighbour_label`, in neighbour order (most similar on top).
+    When the method has an image prior (``tag.prior`` not 0), a last bar labelled
+    :data:`PRIOR_LABEL` shows what came from the photo itself; the bars sum to the score.
     """
     import plotly.graph_objects as go
 
     labels = [neighbour_label(i + 1, nb.similarity) for i, nb in enumerate(neighbors)]
     values = list(tag.contributions[: len(neighbors)])
-    share = [c / tag.score if tag.score else 0.0 for c in values]
+    colours = [HIGHLIGHT if v >= 0 else NEGATIVE for v in values]
+    texts = ["neighbour " + label for label in labels]
+    if tag.prior:
+        labels.append(PRIOR_LABEL)
+        values.append(tag.prior)
+        colours.append(PRIOR)
+        texts.append("what the photo itself suggests (image prior)")
+    share = [v / tag.score if tag.score else 0.0 for v in values]
     fig = go.Figure(
         go.Bar(
             x=values,
             y=labels,
             orientation="h",
-            marker_color=[HIGHLIGHT if v >= 0 else NEGATIVE for v in values],
-            customdata=share,
+            marker_color=colours,
+            customdata=list(zip(share, texts, strict=True)),
             hovertemplate=(
-                "<b>neighbour %{y}</b><br>adds %{x:.3f} (%{customdata:.0%} of the score)"
+                "<b>%{customdata[1]}</b><br>adds %{x:.3f} (%{customdata[0]:.0%} of the score)"
                 "<extra></extra>"
             ),
         )

@@ -95,13 +95,23 @@ def test_contribution_figure_labels_neighbours_by_rank_and_similarity():
     bar = fig.data[0]
     assert list(bar.y) == ["1. sim 0.90", "2. sim 0.80", "3. sim 0.70"]
     assert list(bar.x) == list(tags[0].contributions)
-    assert list(bar.customdata) == pytest.approx([0.6, 0.4, 0.0])
+    assert [c[0] for c in bar.customdata] == pytest.approx([0.6, 0.4, 0.0])
     assert "#tag0" in fig.layout.xaxis.title.text
+
+
+def test_contribution_figure_shows_the_image_prior():
+    neighbours = _result()[1]
+    tag = TagScore("travel", 1.0, (0.3, 0.2, 0.0), prior=0.5)
+    bar = pres.contribution_figure(tag, neighbours).data[0]
+    assert list(bar.y)[-1] == pres.PRIOR_LABEL
+    assert sum(bar.x) == pytest.approx(tag.score)  # the bars add up to the score
+    assert [c[0] for c in bar.customdata] == pytest.approx([0.3, 0.2, 0.0, 0.5])
+    assert list(bar.marker.color)[-1] == pres.PRIOR
 
 
 def test_contribution_figure_of_zero_score():
     fig = pres.contribution_figure(TagScore("t", 0.0, (0.0, 0.0)), _result()[1][:2])
-    assert list(fig.data[0].customdata) == [0.0, 0.0]
+    assert [c[0] for c in fig.data[0].customdata] == [0.0, 0.0]
 
 
 def test_model_facts_reads_what_is_there():
