@@ -149,8 +149,10 @@ def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
 
     page.sidebar.slider[0].set_value(12).run()
     assert neighbour_ranks(page) == list(range(1, 13))
+    page.selectbox[0].set_value(9).run()  # explain the 10th hashtag, then show only 3
     page.sidebar.slider[1].set_value(3).run()
     assert len(page.main.code) == 1 and len(top_block(page)) == 3
+    assert page.selectbox[0].value == 0
     page.sidebar.slider[1].set_value(25).run()
     assert len(all_block(page)) == 25 and len(top_block(page)) == 5
     page.sidebar.slider[0].set_value(1).run()
