@@ -7,9 +7,12 @@ Layout of a model folder::
     arrays.npz       numeric arrays (features, factors, sparse tag lists), no object arrays
     index.json       hashtags and the training images (relative path, post id, hashtags)
     thumbnails.npz   small JPEG thumbnails of the training images, concatenated
+    neighbours.faiss only for large models: the approximate neighbour index, faiss' own
+                     serialisation (its parameters are in the manifest under "neighbours")
 
 Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
-matched, JSON with the standard parser. A model folder cannot run code.
+matched, JSON with the standard parser; the neighbour index reaches faiss only after its
+checksum matched. A model folder cannot run code.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 INDEX = "index.json"
 THUMBNAILS = "thumbnails.npz"
+NEIGHBOURS = "neighbours.faiss"  # optional
 DATA_FILES = (ARRAYS, INDEX, THUMBNAILS)
 
 
@@ -86,8 +90,11 @@ def write_model(
     arrays: dict[str, np.ndarray],
     index: dict[str, Any],
     thumbnails: list[bytes],
+    neighbours: bytes | None = None,
 ) -> Path:
     """Write a model folder atomically.
+
+    ``neighbours`` are the bytes of an approximate neighbour index, if the model has one.
 
     The files go to a temporary sibling folder first; only a complete folder replaces
     ``path``. A build that dies half-way leaves any previous model at ``path`` untouched.
@@ -116,6 +123,8 @@ def write_model(
                 tmp, THUMBNAILS, _npz_bytes({"data": thumbs, "offsets": offsets})
             ),
         }
+        if neighbours is not None:
+            files[NEIGHBOURS] = _write_file(tmp, NEIGHBOURS, neighbours)
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
         full["files"] = files
         _write_file(tmp, MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode())
@@ -222,6 +231,12 @@ def read_model(
         raise ModelError(f"{INDEX} in {path} is malformed. {_rebuild_hint(path)}")
     thumbs = _load_npz(path, THUMBNAILS, _read_checked(path, THUMBNAILS, files.get(THUMBNAILS)))
     return manifest, arrays, index, thumbs
+
+
+def read_neighbours(path: str | Path, manifest: dict[str, Any]) -> bytes | None:
+    """The checked bytes of the model's neighbour index, or None if it has none."""
+    entry = manifest.get("files", {}).get(NEIGHBOURS)
+    return None if entry is None else _read_checked(Path(path), NEIGHBOURS, entry)
 
 
 def folder_size(path: str | Path) -> int:

@@ -30,7 +30,7 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
-from .neighbours import make_index
+from .neighbours import choose_kind, make_index, restore_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
 
 MAX_NEIGHBORS = 50
@@ -150,6 +150,7 @@ class HashtagRecommender:
         arrays: dict[str, np.ndarray],
         index: dict[str, Any],
         thumbnails: dict[str, np.ndarray] | None = None,
+        neighbours: bytes | None = None,
     ) -> None:
         try:
             self.tags: list[str] = [str(t) for t in index["tags"]]
@@ -182,7 +183,17 @@ class HashtagRecommender:
         if len(self.tag_counts) != len(self.tags):
             raise ModelError("The model's hashtag counts do not match its hashtags; rebuild it.")
         self.manifest = manifest
-        self.index = make_index(features)
+        # Exact search for small models, an approximate index for large ones; a saved
+        # index (``neighbours``: its checked bytes) is restored rather than rebuilt.
+        if neighbours is None:
+            self.index = make_index(features)
+        else:
+            try:
+                self.index = restore_index(neighbours, features, manifest.get("neighbours", {}))
+            except ValueError as exc:
+                raise ModelError(
+                    f"The model's neighbour index is unusable ({exc}); rebuild it."
+                ) from None
         self.method = get_method(
             manifest.get("config", {}).get("method", {}).get("name", DEFAULT_METHOD)
         )
@@ -233,7 +244,11 @@ class HashtagRecommender:
         targets = vote_targets(image_tags, profiles, image_profile)
         prior_weights, prior_tags = fit_image_prior(features[rows], targets)
         arrays = {
-            "features": np.ascontiguousarray(features[rows], dtype=np.float32),
+            # Large models keep float16 features: half the memory, same neighbours.
+            "features": np.ascontiguousarray(
+                features[rows],
+                dtype=np.float16 if choose_kind(len(rows)) == "ivf" else np.float32,
+            ),
             "image_factors": post_factors[with_image],
             "tag_factors": tag_factors,
             "tag_counts": counts,
@@ -283,7 +298,11 @@ class HashtagRecommender:
         data = self._thumb_data.tobytes()
         thumbs = [data[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         manifest = {k: v for k, v in self.manifest.items() if k not in ("files",)}
-        out = model_io.write_model(path, manifest, self._arrays, self._index_json, thumbs)
+        manifest["neighbours"] = self.index.params()
+        neighbours = self.index.to_bytes() if self.index.kind != "exact" else None
+        out = model_io.write_model(
+            path, manifest, self._arrays, self._index_json, thumbs, neighbours
+        )
         self.path = out
         return out
 
@@ -295,7 +314,7 @@ class HashtagRecommender:
         of a newer format, with a message saying how to rebuild.
         """
         manifest, arrays, index, thumbs = model_io.read_model(path)
-        rec = cls(manifest, arrays, index, thumbs)
+        rec = cls(manifest, arrays, index, thumbs, model_io.read_neighbours(path, manifest))
         rec.path = Path(path)
         if warm:
             rec.backbone.warmup()
