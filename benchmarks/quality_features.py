@@ -248,6 +248,13 @@ def combo_variants(a, picks: list[str]) -> dict[str, tuple[np.ndarray, str]]:
                      (block(a, "r288_s192_avg"), w)]), "288flip")
     f224 = l2(l2(a["r224_head_avg"]) + l2(a["r224_flip_head_avg"]))
     v["224 flip centred"] = (l2(f224 - f224.mean(0)).astype(np.float32), "flip")
+    # Centring loses the mean direction, which the ridge prior (no intercept) and the
+    # similarity weights (max(sim, 0)) rely on; a constant extra block gives it back while
+    # keeping the centred ranking of neighbours (cos' = (cos + b^2) / (1 + b^2)).
+    ones = np.ones((len(fl), 1))
+    for b in (0.5, 1.0):
+        v[f"288 flip centred + const (b={b})"] = (combine([(fl_c, 1), (ones, b)]), "288flip")
+        v[f"224 centred + const (b={b})"] = (combine([(base_c, 1), (ones, b)]), "base")
     for dim, power in ((256, 0.5), (512, 0.5), (1280, 0.25)):
         v[f"224 PCA-whiten {dim}-d (eig^-{power})"] = (whiten(head(a), dim, power), "base")
         v[f"288 flip PCA-whiten {dim}-d (eig^-{power})"] = (whiten(fl, dim, power), "288flip")
