@@ -1,0 +1,105 @@
+"""`build` on a scraped-looking folder: bad images and records are skipped and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recommender import DatasetError, HashtagRecommender
+from recommender.build import build_model
+from recommender.hashtag_model import ALSParams
+from recommender.recommender import BuildConfig
+
+
+def _photo(path, colour, seed):
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(colour, 25, size=(96, 128, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=90)
+
+
+@pytest.fixture
+def messy(tmp_path):
+    root = tmp_path / "posts"
+    (root / "img").mkdir(parents=True)
+    rows = []
+    for i in range(6):
+        _photo(root / "img" / f"red{i}.jpg", (200, 40, 40), i)
+        rows.append({"image": f"img/red{i}.jpg", "hashtags": ["sunset", "red", f"own{i}"]})
+    for i in range(6):
+        _photo(root / "img" / f"blue{i}.jpg", (40, 60, 200), 10 + i)
+        rows.append({"image": f"img/blue{i}.jpg", "hashtags": ["ocean", "blue", "sea"]})
+    # the same photo saved twice under another name
+    (root / "img" / "copy.jpg").write_bytes((root / "img" / "red0.jpg").read_bytes())
+    rows.append({"image": "img/copy.jpg", "hashtags": ["sunset", "repost"]})
+    # a truncated JPEG and a text file named .jpg
+    data = (root / "img" / "blue0.jpg").read_bytes()
+    (root / "img" / "broken.jpg").write_bytes(data[: len(data) // 3])
+    rows.append({"image": "img/broken.jpg", "hashtags": ["ocean"]})
+    (root / "img" / "notes.jpg").write_text("shopping list")
+    rows.append({"image": "img/notes.jpg", "hashtags": ["ocean"]})
+    # records that point outside the folder, by path and by symlink
+    secret = tmp_path / "secret.jpg"
+    _photo(secret, (0, 0, 0), 99)
+    os.symlink(secret, root / "img" / "link.jpg")
+    rows.append({"image": "img/link.jpg", "hashtags": ["leak"]})
+    rows.append({"image": "../secret.jpg", "hashtags": ["leak"]})
+    rows.append({"image": "/etc/passwd", "hashtags": ["leak"]})
+    # markup and control characters in hashtags
+    rows.append(
+        {
+            "image": "img/blue1.jpg",
+            "hashtags": [
+                "<script>alert(1)</script>",
+                "[x](javascript:alert(1))",
+                "a\u202eb",
+                "ocean",
+            ],
+        }
+    )
+    lines = [json.dumps(r) for r in rows] + ["{not json", '{"image": 5, "hashtags": "x"}']
+    (root / "posts.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_messy_folder_builds_and_reports_what_it_skipped(messy, tmp_path, feature_cache_dir):
+    config = BuildConfig(als=ALSParams(factors=4, iterations=5))
+    rec, summary = build_model(messy, tmp_path / "model", config)
+    assert summary["images_duplicate"] == 1
+    assert summary["images_unreadable"] == 2
+    report = rec.info()["dataset"]["report"]
+    assert report["skipped_outside_root"] == 3
+    assert report["skipped_malformed"] == 2
+    assert report["tags_dropped_invalid"] >= 3
+    assert summary["images"] == 12  # 6 red + 6 blue; the copy and the broken ones are out
+    assert "leak" not in rec.tags
+    assert not any("<" in t or "(" in t or "\u202e" in t for t in rec.tags)
+    problems = "\n".join(summary["problems"])
+    assert "broken.jpg" in problems and "notes.jpg" in problems
+
+    loaded = HashtagRecommender.load(tmp_path / "model")
+    result = loaded.recommend(messy / "img" / "red3.jpg", n_neighbors=3, k=3, method="knn_vote")
+    assert result.neighbors[0].image == "img/red3.jpg"
+    assert {"sunset", "red"} <= set(result.tags)
+
+
+def test_nothing_usable_is_a_clear_error_and_writes_nothing(tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    (root / "posts.csv").write_text("image,hashtags\n,\n")
+    with pytest.raises(DatasetError, match="no usable posts"):
+        build_model(root, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_only_unreadable_images_is_a_clear_error(tmp_path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "posts.csv").write_text("image,hashtags\na.jpg,#beach #sun\n")
+    with pytest.raises(DatasetError, match="could be read"):
+        build_model(root, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
