@@ -133,6 +133,17 @@ class _Prepared:
     error: str | None = None
 
 
+def _thumbnail(img, size: int) -> bytes:
+    """:func:`images.thumbnail_jpeg` after a box reduction to within 2.5x of ``size``.
+
+    The bicubic fit then reads a quarter of the pixels: 0.46 instead of 0.72 ms of CPU for
+    a 320 px photo, 1.5% of all the CPU an image costs to extract (bench_build.py), for a
+    thumbnail that looks the same (mean absolute difference 2.5 levels, JPEG noise).
+    """
+    factor = min(img.size) // (size * 5 // 4)  # 320 px -> 2 for 128 px thumbnails
+    return images.thumbnail_jpeg(img.reduce(factor) if factor >= 2 else img, size)
+
+
 def _prepare(
     index: int, source: Path, size: int, thumb_size: int, cache: FeatureCache | None
 ) -> _Prepared:
@@ -144,7 +155,7 @@ def _prepare(
             if feats is not None and (thumb or not thumb_size):
                 return _Prepared(index, key, features=feats, thumbnail=thumb)
         img = images.open_image(data)
-        thumb = images.thumbnail_jpeg(img, thumb_size) if thumb_size else None
+        thumb = _thumbnail(img, thumb_size) if thumb_size else None
         return _Prepared(index, key, pixels=images.to_model_input(img, size), thumbnail=thumb)
     except ImageError as exc:
         return _Prepared(index, error=str(exc))
