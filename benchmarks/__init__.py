@@ -1,0 +1,1 @@
+"""Benchmarks of the hashtag recommender (not part of the library); see README.md."""

@@ -1,0 +1,313 @@
+"""Build speed: feature extraction against the backbone's ceiling, the original project's
+per-image ``model.predict``, a cache-assisted rebuild, and a whole ``build``.
+
+Sections (all by default; pick with ``--sections``):
+
+throughput  The extraction pipeline (read, hash, decode, resize, thumbnail, infer) over the
+            full data set, without the feature cache, against the ceiling: the backbone
+            alone on a batch of random uint8 tensors already in memory. The two alternate
+            in the same process: a ceiling block, a chunk of ~330 images through the
+            pipeline, a ceiling block, ... Each chunk's rate is divided by the mean of the
+            ceiling blocks on either side; the median of those ratios is the figure (the
+            machine is shared, so absolute rates drift). CPU milliseconds per image
+            (process CPU time, all threads) are reported too: they do not depend on how
+            busy the machine is. With several ``--workers`` values the data set is run
+            once per value, chunks alternating between them.
+original    The original project's way (decode one image, ``model.predict`` on the Keras
+            model, repeat) against the pipeline on the same ``--subset`` images; blocks of
+            the two alternate, the speed-up is the ratio of their rates.
+cache       A manifest data set (CSV image,hashtags) of copies of 90% of the images is
+            built cold; then the manifest is extended to 100% and rebuilt with the same
+            feature cache (only the new 10% are embedded), against a cold build of 100%.
+build       ``build_model`` end to end on the real data set with ``use_cache=False``,
+            with the ceiling measured right before and after.
+
+    python -m benchmarks.bench_build                       # everything (~6 min)
+    python -m benchmarks.bench_build --sections throughput --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .common import DATASET, header, table
+
+SECTIONS = ("throughput", "original", "cache", "build")
+
+
+def dataset_images(root: Path) -> list[Path]:
+    from recommender.datasets import load_dataset
+
+    ds = load_dataset(root)
+    return [ds.image_path(p) for p in ds.posts if p.image]
+
+
+class Ceiling:
+    """The backbone alone: ``embed`` on a fixed batch of random uint8 images in memory."""
+
+    def __init__(self, backbone, batch_size: int) -> None:
+        side = backbone.input_size
+        rng = np.random.default_rng(0)
+        self.backbone = backbone
+        self.batch = rng.integers(0, 256, (batch_size, side, side, 3), dtype=np.uint8)
+        backbone.embed(self.batch)  # trace and warm up
+        backbone.embed(self.batch)
+
+    def run(self, batches: int) -> tuple[int, float, float]:
+        """(images, wall seconds, CPU seconds) of ``batches`` calls."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(batches):
+            self.backbone.embed(self.batch)
+        return batches * len(self.batch), time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_pipeline(paths, backbone, **options) -> tuple[int, float, float]:
+    from recommender.features import extract_features
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    ex = extract_features(paths, backbone, **options)
+    assert not ex.errors, ex.errors[:3]
+    return len(paths), time.perf_counter() - wall, time.process_time() - cpu
+
+
+# --------------------------------------------------------------------------- throughput
+def throughput(backbone, paths, workers: list[int], batch_size: int, chunk: int,
+               ceiling_batches: int) -> list[dict]:
+    ceiling = Ceiling(backbone, batch_size)
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    run_pipeline(chunks[0][:batch_size], backbone, batch_size=batch_size, thumb_size=128)
+    stats: dict[str, list] = {f"workers={w}": [] for w in workers}
+    ceil_rates, ceil_cpu = [], []
+    before = ceiling.run(ceiling_batches)
+    for rep in range(len(workers)):
+        for i, part in enumerate(chunks):
+            w = workers[(i + rep) % len(workers)]
+            got = run_pipeline(part, backbone, batch_size=batch_size, workers=w,
+                               thumb_size=128)
+            after = ceiling.run(ceiling_batches)
+            c_rate = (before[0] / before[1] + after[0] / after[1]) / 2
+            ceil_rates.append(after[0] / after[1])
+            ceil_cpu.append(after[2] / after[0])
+            ratio = got[0] / got[1] / c_rate
+            stats[f"workers={w}"].append((*got, ratio))
+            before = after
+    rows = [{
+        "what": f"ceiling: backbone alone, batches of {batch_size} in memory",
+        "images": len(ceil_rates) * ceiling_batches * batch_size,
+        "rate": float(np.median(ceil_rates)),
+        "cpu_ms": 1000 * float(np.median(ceil_cpu)),
+        "ratio": 1.0,
+    }]
+    for name, s in stats.items():
+        arr = np.array(s)
+        rows.append({
+            "what": f"pipeline, {name}, batch {batch_size}, thumbnails, no cache",
+            "images": int(arr[:, 0].sum()),
+            "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+            "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+            "ratio": float(np.median(arr[:, 3])),
+            "ratio_range": f"{np.percentile(arr[:, 3], 25):.2f}-{np.percentile(arr[:, 3], 75):.2f}",
+        })
+    ceiling_cpu = rows[0]["cpu_ms"]
+    for row in rows:
+        row["cpu_ratio"] = ceiling_cpu / row["cpu_ms"]
+    return rows
+
+
+# ----------------------------------------------------------------------------- original
+def original_way(backbone, paths) -> tuple[int, float, float]:
+    """One image at a time: decode, resize, ``model.predict`` (as the original project)."""
+    from recommender import images
+
+    model = _keras_features(backbone)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for path in paths:
+        x = images.to_model_input(images.open_image(path), backbone.input_size)
+        model.predict(x[None], verbose=0)
+    return len(paths), time.perf_counter() - wall, time.process_time() - cpu
+
+
+_KERAS = {}
+
+
+def _keras_features(backbone):
+    if backbone.name not in _KERAS:
+        import keras
+
+        model = backbone._keras_model
+        if model.output_shape[-1] != backbone.dim:
+            model = keras.Model(model.input, model.get_layer("avg_pool").output)
+        model.predict(np.zeros((1, backbone.input_size, backbone.input_size, 3), np.uint8),
+                      verbose=0)
+        _KERAS[backbone.name] = model
+    return _KERAS[backbone.name]
+
+
+def original(backbone, paths, subset: int, batch_size: int, block: int = 100) -> list[dict]:
+    rng = np.random.default_rng(0)
+    chosen = [paths[i] for i in sorted(rng.choice(len(paths), subset, replace=False))]
+    _keras_features(backbone)
+    run_pipeline(chosen[:batch_size], backbone, batch_size=batch_size, thumb_size=128)
+    old, new, ratios = [], [], []
+    for i in range(0, subset, block):
+        part = chosen[i : i + block]
+        o = original_way(backbone, part)
+        n = run_pipeline(part, backbone, batch_size=batch_size, thumb_size=128)
+        old.append(o)
+        new.append(n)
+        ratios.append((n[0] / n[1]) / (o[0] / o[1]))
+
+    def row(what, runs, ratio):
+        arr = np.array(runs)
+        return {"what": what, "images": int(arr[:, 0].sum()),
+                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()), "ratio": ratio}
+
+    return [
+        row("original: open, resize, model.predict per image", old, 1.0),
+        row("pipeline (default settings, with thumbnails)", new, float(np.median(ratios))),
+    ]
+
+
+# -------------------------------------------------------------------------------- cache
+@contextmanager
+def cache_dir(path: Path):
+    old = os.environ.get("HASHTAG_CACHE")
+    os.environ["HASHTAG_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HASHTAG_CACHE", None)
+        else:
+            os.environ["HASHTAG_CACHE"] = old
+
+
+def write_manifest(root: Path, rows: list[tuple[str, str]]) -> None:
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "hashtags"])
+        writer.writerows(rows)
+
+
+def cache_rebuild(tmp: Path, share: float = 0.9) -> list[dict]:
+    from recommender.build import build_model
+    from recommender.datasets import load_dataset
+
+    ds = load_dataset(DATASET)
+    posts = [p for p in ds.posts if p.image]
+    root = tmp / "posts"
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, post in enumerate(posts):  # copies: paths outside the root are refused
+        name = f"images/{i:05d}.jpg"
+        shutil.copyfile(ds.image_path(post), root / name)
+        rows.append((name, " ".join(post.hashtags)))
+    order = np.random.default_rng(0).permutation(len(rows))
+    first = [rows[i] for i in sorted(order[: int(share * len(rows))])]
+
+    def build(name: str, cache: str) -> dict:
+        with cache_dir(tmp / cache):
+            start = time.perf_counter()
+            _rec, summary = build_model(root, tmp / name)
+            summary["wall"] = time.perf_counter() - start
+        return summary
+
+    write_manifest(root, first)
+    s90 = build("m90", "cache-a")
+    write_manifest(root, rows)
+    s_re = build("m100", "cache-a")
+    s100 = build("m100-cold", "cache-b")
+
+    def row(what, s):
+        return {"what": what, "posts": s["posts"], "embedded": s["images_embedded"],
+                "cached": s["images_from_cache"], "features_s": s["features_seconds"],
+                "build_s": s["wall"], "ratio": s["wall"] / s100["wall"]}
+
+    return [
+        row(f"cold build of {share:.0%} of the posts", s90),
+        row("rebuild after adding the other 10% (same cache)", s_re),
+        row("cold build of 100% (empty cache)", s100),
+    ]
+
+
+# -------------------------------------------------------------------------------- build
+def whole_build(backbone, batch_size: int, tmp: Path) -> list[dict]:
+    from recommender.build import build_model
+
+    ceiling = Ceiling(backbone, batch_size)
+    c0 = ceiling.run(8)
+    start, cpu = time.perf_counter(), time.process_time()
+    _rec, summary = build_model(DATASET, tmp / "model", use_cache=False)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    c1 = ceiling.run(8)
+    c_rate = (c0[0] / c0[1] + c1[0] / c1[1]) / 2
+    return [
+        {"what": "ceiling (mean of before and after)", "rate": c_rate, "ratio": 1.0},
+        {"what": "build: features stage (no cache)", "images": summary["images_embedded"],
+         "rate": summary["images_per_second"], "ratio": summary["images_per_second"] / c_rate,
+         "seconds": summary["features_seconds"]},
+        {"what": "build: whole command (load, features, ALS, save)", "seconds": wall,
+         "cpu_s": cpu},
+    ]
+
+
+COLUMNS = [("what", "what", ""), ("images", "images", ""), ("rate", "images/s", ".1f"),
+           ("cpu_ms", "CPU ms/image", ".1f"), ("ratio", "ratio (median)", ".2f"),
+           ("ratio_range", "ratio IQR", ""), ("cpu_ratio", "CPU-time ratio", ".2f"),
+           ("seconds", "seconds", ".1f")]
+CACHE_COLUMNS = [("what", "build", ""), ("posts", "posts", ""),
+                 ("embedded", "images embedded", ""), ("cached", "from cache", ""),
+                 ("features_s", "features s", ".1f"), ("build_s", "build s", ".1f"),
+                 ("ratio", "time / cold 100%", ".2f")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="decoding threads to compare (default: the BuildConfig default)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--chunk", type=int, default=330, help="images per pipeline chunk")
+    parser.add_argument("--ceiling-batches", type=int, default=3)
+    parser.add_argument("--subset", type=int, default=200, help="images for 'original'")
+    args = parser.parse_args(argv)
+
+    from recommender.backbones import get_backbone
+    from recommender.recommender import BuildConfig
+
+    config = BuildConfig()
+    batch_size = args.batch_size or config.batch_size
+    workers = args.workers or [config.workers]
+    backbone = get_backbone(config.backbone, config.weights)
+    paths = dataset_images(DATASET)
+    print(f"{len(paths)} images, backbone {backbone.name} ({backbone.weights})")
+    with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
+        tmp = Path(tmp)
+        if "throughput" in args.sections:
+            header("Feature extraction throughput against the backbone alone")
+            print(table(throughput(backbone, paths, workers, batch_size, args.chunk,
+                                   args.ceiling_batches), COLUMNS), flush=True)
+        if "original" in args.sections:
+            header(f"Against the original per-image model.predict ({args.subset} images)")
+            print(table(original(backbone, paths, args.subset, batch_size), COLUMNS),
+                  flush=True)
+        if "cache" in args.sections:
+            header("Rebuild with the feature cache after adding 10% new posts")
+            print(table(cache_rebuild(tmp), CACHE_COLUMNS), flush=True)
+        if "build" in args.sections:
+            header("Whole build of the demo data set (use_cache=False)")
+            print(table(whole_build(backbone, batch_size, tmp), COLUMNS), flush=True)
+
+
+if __name__ == "__main__":
+    main()
