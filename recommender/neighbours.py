@@ -6,11 +6,12 @@ Backends sit behind :func:`make_index`:
     A float32 matrix-vector product and a partial sort: right for the model sizes people
     build from their own posts (a few ms up to ~20k images on 2 cores).
 ``"ivf"``
-    faiss' inverted file over 8-bit scalar-quantised vectors (``IVF<nlist>,SQ8``): the
-    query is compared with the vectors of the ``nprobe`` closest clusters only, then the
-    best candidates are re-scored exactly from the full vectors when the index holds them.
-    At 1M x 1280 the codes take 1.3 GB (plus 2.6 GB for float16 vectors to re-score
-    from) and a query ~18 ms at recall@10 ~0.97 (see ``benchmarks/README.md``).
+    faiss' inverted file (``IVF<nlist>,<codes>``): the query is compared with the
+    compressed vectors of the ``nprobe`` closest clusters only, then the best candidates
+    are re-scored exactly from the full vectors. The codes are RaBitQ by default (1 bit a
+    dimension: 160 bytes a 1280-d vector), which rank well enough to pick candidates but
+    need the full vectors; ``SQ8`` (8 bits a dimension) also searches alone. See
+    ``benchmarks/README.md`` for the measurements behind the defaults.
 ``"auto"`` (default)
     ``"exact"`` below :data:`APPROX_MIN_SIZE` vectors, ``"ivf"`` from there on.
 
@@ -39,10 +40,13 @@ _MIN_POINTS_PER_LIST = 39
 _TRAIN_POINTS_PER_LIST = 64
 _KMEANS_ITERATIONS = 10
 # Candidates taken from the quantised search before exact re-scoring: n * factor, at least
-# _RERANK_MIN. Cheap (a gather of a few hundred rows) and it repairs SQ8 rounding.
+# _RERANK_MIN. Cheap (a gather of a few hundred rows); it turns the rough RaBitQ order
+# (recall@10 ~0.87 alone) into the exact one (~0.99 at the default nprobe).
 _RERANK_FACTOR = 4
 _RERANK_MIN = 64
 _EXACT_CHUNK = 1024  # rows converted at a time when exact search reads float16 vectors
+IVF_CODES = ("RaBitQ", "SQ8")
+_CODES_BY_CLASS = {"IndexIVFRaBitQ": "RaBitQ", "IndexIVFScalarQuantizer": "SQ8"}
 
 
 def _top_n(sims: np.ndarray, ids: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,20 +144,19 @@ def default_nlist(size: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Clusters visited per query: 1/32 of them, at least 16 (all of them if fewer).
+    """Clusters visited per query: 1/16 of them, at least 16 (all of them if fewer).
 
     Measured on clustered synthetic data shaped like real image features
-    (benchmarks/bench_neighbours.py): recall@10 ~0.97 at 20k, 100k and 1M vectors, and
-    ~18 ms a query at 1M (nlist 4000, nprobe 125) on a busy 2-core machine.
+    (benchmarks/bench_neighbours.py): recall@10 ~0.99 with RaBitQ codes and re-scoring.
     """
-    return min(nlist, max(16, math.ceil(nlist / 32)))
+    return min(nlist, max(16, math.ceil(nlist / 16)))
 
 
 class IVFIndex:
-    """Approximate cosine search with faiss' ``IVF<nlist>,SQ8`` index.
+    """Approximate cosine search with a faiss ``IVF<nlist>,<codes>`` index.
 
     Build one with :meth:`build`, or restore one with :meth:`from_bytes`. When ``vectors``
-    (the full rows, float32 or float16) are given, the best candidates of the quantised
+    (the full rows, float32 or float16) are given, the best candidates of the compressed
     search are re-scored exactly, so similarities and their order match
     :class:`ExactIndex` for every neighbour the index finds. Searching is thread-safe.
     """
@@ -167,6 +170,8 @@ class IVFIndex:
         self._index = index
         self._ivf = faiss.extract_index_ivf(index)
         self.nlist = int(self._ivf.nlist)
+        kind = type(faiss.downcast_index(self._ivf)).__name__
+        self.codes = _CODES_BY_CLASS.get(kind, kind)
         self.nprobe = int(nprobe) if nprobe else default_nprobe(self.nlist)
         if not 1 <= self.nprobe <= self.nlist:
             raise ValueError(f"nprobe must be between 1 and nlist={self.nlist}, not {nprobe}")
@@ -187,15 +192,25 @@ class IVFIndex:
         nlist: int | None = None,
         nprobe: int | None = None,
         keep_vectors: bool = True,
+        codes: str | None = None,
         seed: int = 0,
     ) -> IVFIndex:
         """Train the clusters and the quantiser on ``vectors`` and add them all.
 
-        ``keep_vectors=False`` keeps only the 8-bit codes (d bytes a vector): similarities
-        are then approximate (typically within 0.01).
+        ``codes`` is one of :data:`IVF_CODES`; by default ``"RaBitQ"``, re-scored from
+        ``vectors``. ``keep_vectors=False`` keeps only the codes, which must then be
+        ``"SQ8"`` (d bytes a vector): similarities are approximate (within ~0.01).
         """
         import faiss
 
+        codes = codes or ("RaBitQ" if keep_vectors else "SQ8")
+        if codes not in IVF_CODES:
+            raise ValueError(f"unknown codes {codes!r}; choose one of {IVF_CODES}")
+        if codes == "RaBitQ" and not keep_vectors:
+            raise ValueError(
+                "RaBitQ codes alone rank too roughly (recall@10 ~0.87); keep the vectors "
+                "for re-scoring or use codes='SQ8'"
+            )
         vectors = _as_vectors(vectors)
         size, dim = vectors.shape
         if size == 0:
@@ -204,7 +219,7 @@ class IVFIndex:
         if not 1 <= nlist <= size:
             raise ValueError(f"nlist must be between 1 and the number of vectors, not {nlist}")
         # Unit vectors: L2 distance ranks like cosine and k-means stays well behaved.
-        index = faiss.index_factory(dim, f"IVF{nlist},SQ8", faiss.METRIC_L2)
+        index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.niter = _KMEANS_ITERATIONS
         ivf.cp.seed = seed
@@ -261,7 +276,7 @@ class IVFIndex:
         """What a model manifest records about this index."""
         return {
             "kind": self.kind,
-            "factory": f"IVF{self.nlist},SQ8",
+            "factory": f"IVF{self.nlist},{self.codes}",
             "nlist": self.nlist,
             "nprobe": self.nprobe,
             "size": len(self),

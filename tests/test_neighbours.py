@@ -71,7 +71,7 @@ def test_ivf_finds_the_exact_neighbours_on_easy_data():
         np.testing.assert_allclose(sims, ref_sims, rtol=1e-5)  # re-scored exactly
 
 
-def test_ivf_codes_only_and_float16_vectors_give_the_same_neighbours():
+def test_sq8_codes_alone_and_float16_vectors_give_the_same_neighbours():
     pytest.importorskip("faiss")
     from recommender.neighbours import IVFIndex
 
@@ -80,7 +80,8 @@ def test_ivf_codes_only_and_float16_vectors_give_the_same_neighbours():
     exact = make_index(vectors, kind="exact")
     codes = IVFIndex.build(vectors, keep_vectors=False)
     half = IVFIndex.build(vectors.astype(np.float16))
-    assert codes.vectors is None and half.vectors.dtype == np.float16
+    assert codes.vectors is None and codes.codes == "SQ8"
+    assert half.vectors.dtype == np.float16 and half.codes == "RaBitQ"
     for q in centres:
         ref = set(exact.search(q, 5)[0].tolist())
         assert set(codes.search(q, 5)[0].tolist()) == ref
@@ -129,6 +130,10 @@ def test_ivf_refuses_bad_parameters():
         IVFIndex.from_bytes(IVFIndex.build(vectors, nlist=2).to_bytes(), vectors[:50])
     with pytest.raises(ValueError, match="dimensions"):
         IVFIndex.build(vectors, nlist=2).search(np.ones(9), 1)
+    with pytest.raises(ValueError, match="unknown codes"):
+        IVFIndex.build(vectors, codes="PQ8")
+    with pytest.raises(ValueError, match="re-scoring"):
+        IVFIndex.build(vectors, codes="RaBitQ", keep_vectors=False)
 
 
 def test_float16_exact_search_matches_float32():
