@@ -30,7 +30,7 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
-from .neighbours import choose_kind, make_index, restore_index
+from .neighbours import choose_kind, make_index, restore_index, serial_blas
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
 
 MAX_NEIGHBORS = 50
@@ -354,6 +354,7 @@ class HashtagRecommender:
         """Top-``k`` hashtags for ``image`` from its ``n_neighbors`` nearest training images."""
         return self.recommend_features(self.embed(image), n_neighbors, k, method, blocklist)
 
+    @serial_blas()  # a query's products are small: one BLAS thread is several times faster
     def recommend_features(
         self,
         features: np.ndarray,

@@ -210,3 +210,40 @@ def test_a_small_model_saves_no_index_file(tmp_path):
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["neighbours"] == {"kind": "exact", "size": 10}
     assert HashtagRecommender.load(tmp_path / "model").index.kind == "exact"
+
+
+def test_serial_blas_nests_and_restores_the_thread_count_across_threads():
+    import threading
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from recommender.neighbours import serial_blas
+
+    def blas_threads():  # numpy's own BLAS (faiss may bring another one, left alone)
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("numpy has no BLAS threadpool here")
+    with serial_blas():
+        assert set(blas_threads()) == {1}
+        with serial_blas():
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+    barrier = threading.Barrier(6)
+
+    def query():
+        for _ in range(50):
+            with serial_blas():
+                if _ == 0:
+                    barrier.wait()  # all six inside at once
+                np.eye(8, dtype=np.float32) @ np.ones(8, dtype=np.float32)
+
+    threads = [threading.Thread(target=query) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert blas_threads() == before
