@@ -46,7 +46,7 @@ _KMEANS_ITERATIONS = 10
 # _RERANK_MIN. Cheap (a gather of a few hundred rows); it turns the rough RaBitQ order
 # (recall@10 ~0.87 alone) into the exact one (~0.99 at the default nprobe).
 _RERANK_FACTOR = 4
-_RERANK_MIN = 64
+_RERANK_MIN = 128
 _EXACT_CHUNK = 1024  # rows converted at a time when exact search reads float16 vectors
 IVF_CODES = ("RaBitQ", "SQ8")
 _CODES_BY_CLASS = {"IndexIVFRaBitQ": "RaBitQ", "IndexIVFScalarQuantizer": "SQ8"}
