@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DATASET, REPO, emit, header, percentiles, table
+from .common import DATASET, REPO, emit, header, percentiles, table, time_calls
 
 MODULE = "benchmarks.bench_query"
 
@@ -81,18 +82,9 @@ def warm(rec, photos: list[bytes], queries: int) -> list[dict]:
     ]
     big = big_photo()
     rec.recommend(big)
-    big_times = [t for t in _times(lambda: rec.recommend(big), max(20, queries // 10))]
+    big_times = time_calls(lambda: rec.recommend(big), max(20, queries // 10))
     rows.append({"what": "recommend(12 MP phone JPEG, 4000x3000)", **percentiles(big_times)})
     return rows
-
-
-def _times(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
@@ -143,8 +135,6 @@ def cold(model: str, repeat: int) -> list[dict]:
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not line:
             raise RuntimeError(proc.stderr[-2000:])
-        import json
-
         runs.append({**json.loads(line[-1]), "outside_s": outside})
     keys = ["import_s", "load_s", "backbone_s", "first_s", "inside_s", "outside_s"]
     med = {k: float(np.median([r[k] for r in runs])) for k in keys}
