@@ -398,7 +398,7 @@ def main() -> None:
     print("\n| variant | recall@10 | beyond_recall@10 | hit@10 | Δ recall | "
           "same-acct median rank (top-5 share) | extra ms/image |")
     print("|---|---|---|---|---|---|---|")
-    for (name, group, r, rs, b, bs, h, hs, med, top5, n) in results:
+    for (name, group, r, rs, b, bs, h, hs, med, top5, _n) in results:
         extra = cost[group] - cost["base"]
         print(f"| {name} | {r:.4f} ± {rs:.4f} | {b:.4f} ± {bs:.4f} | {h:.4f} ± {hs:.4f} | "
               f"{r - base_r:+.4f} | {med:.0f} ({top5:.1%}) | {extra:+.1f} |")
