@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -428,10 +427,3 @@ class HashtagRecommender:
             f"HashtagRecommender(images={c.get('images')}, hashtags={c.get('hashtags')}, "
             f"backbone={self.manifest.get('config', {}).get('backbone')!r})"
         )
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Run ``fn`` and return (result, seconds)."""
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
