@@ -68,12 +68,8 @@ def lite0_any_size():
     """EfficientNet-Lite0 on inputs of any size, with the default backbone's weights."""
     tf, keras = backbones._import_tf()
     ref = backbones.get_backbone("efficientnet_lite0")
-    saved = backbones._INPUT_SIZES["efficientnet_lite0"]
-    backbones._INPUT_SIZES["efficientnet_lite0"] = None  # keras.Input((None, None, 3))
-    try:
-        _, full, _ = backbones._lite0_models(keras)
-    finally:
-        backbones._INPUT_SIZES["efficientnet_lite0"] = saved
+    # side=None: keras.Input((None, None, 3))
+    _, full, _, _ = backbones._lite_models(keras, backbones._LITE["efficientnet_lite0"], None)
     full.set_weights(ref._keras_model.get_weights())
     names = [HEAD, *STAGES]
     maps = keras.Model(full.input, [full.get_layer(n).output for n in names])

