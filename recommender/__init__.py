@@ -15,7 +15,9 @@ __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
     BackboneError,
+    ConfigError,
     DatasetError,
+    FitError,
     ImageError,
     ModelError,
     RecommenderError,
@@ -23,7 +25,9 @@ from .errors import (  # noqa: E402
 
 __all__ = [
     "BackboneError",
+    "ConfigError",
     "DatasetError",
+    "FitError",
     "HashtagRecommender",
     "ImageError",
     "ModelError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,49 @@ from .errors import RecommenderError
 from .paths import default_dataset, default_model
 
 EXIT_OK, EXIT_ERROR = 0, 1
+MAX_SEED = 2**32 - 1
+
+
+def int_in_range(lo: int, hi: int | None = None):
+    """An argparse ``type=``: a whole number from ``lo`` to ``hi`` (inclusive; no upper end
+    if ``hi`` is None), refused with a one-line message otherwise."""
+    span = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}, not {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in some of its own messages
+    return parse
+
+
+def float_in_range(
+    lo: float, hi: float | None = None, *, open_lo: bool = False, open_hi: bool = False
+):
+    """An argparse ``type=``: a finite number between ``lo`` and ``hi`` (bounds included
+    unless ``open_lo`` / ``open_hi``; no upper end if ``hi`` is None)."""
+    low = f"> {lo}" if open_lo else f">= {lo}"
+    high = "" if hi is None else (f" and < {hi}" if open_hi else f" and <= {hi}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        ok = math.isfinite(value) and (value > lo if open_lo else value >= lo)
+        if ok and hi is not None:
+            ok = value < hi if open_hi else value <= hi
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a number {low}{high}, not {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
 def _progress_bar(disable: bool):
@@ -162,9 +206,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .recommender import BuildConfig
 
     config = BuildConfig(backbone=args.backbone, weights=args.weights, method=args.method)
-    neighbors = [n for n in args.neighbors if 1 <= n <= 50]
-    if len(neighbors) != len(args.neighbors) or not neighbors:
-        raise ValueError("--neighbors must be numbers between 1 and 50")
+    neighbors = list(args.neighbors)
     result = evaluate_dataset(
         args.data,
         config,
@@ -242,6 +284,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
     from .hashtag_model import WEIGHTINGS, ALSParams
+    from .recommender import (
+        BATCH_SIZE_RANGE,
+        MAX_HASHTAGS,
+        MAX_NEIGHBORS,
+        THUMB_SIZE_RANGE,
+        WORKERS_RANGE,
+    )
     from .scoring import DEFAULT_METHOD, METHODS
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -270,12 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="'default' (pretrained ImageNet) or a Keras weights file",
     )
     d = ALSParams()
-    b.add_argument("--factors", type=int, default=d.factors, help="ALS latent factors")
-    b.add_argument("--iterations", type=int, default=d.iterations, help="ALS iterations")
-    b.add_argument("--regularization", type=float, default=d.regularization)
+    b.add_argument(
+        "--factors", type=int_in_range(1, 1024), default=d.factors, help="ALS latent factors"
+    )
+    b.add_argument(
+        "--iterations", type=int_in_range(1, 1000), default=d.iterations, help="ALS iterations"
+    )
+    b.add_argument("--regularization", type=float_in_range(0.0), default=d.regularization)
     b.add_argument(
         "--alpha",
-        type=float,
+        type=float_in_range(0.0, open_lo=True),
         default=d.alpha,
         help="ALS confidence scale (implicit: alpha*value; Spark: 1+alpha*value)",
     )
@@ -286,18 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="weighting of the post x hashtag matrix before ALS",
     )
     b.add_argument(
-        "--min-support", type=int, default=d.min_support, help="drop hashtags used by fewer posts"
+        "--min-support",
+        type=int_in_range(1),
+        default=d.min_support,
+        help="drop hashtags used by fewer posts",
     )
-    b.add_argument("--seed", type=int, default=d.random_state)
+    b.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=d.random_state)
     b.add_argument(
         "--method",
         default=DEFAULT_METHOD,
         choices=sorted(METHODS),
         help="default scoring method stored in the model",
     )
-    b.add_argument("--thumb-size", type=int, default=128, help="thumbnail side in pixels")
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    b.add_argument(
+        "--thumb-size",
+        type=int_in_range(*THUMB_SIZE_RANGE),
+        default=128,
+        help="thumbnail side in pixels",
+    )
+    b.add_argument("--batch-size", type=int_in_range(*BATCH_SIZE_RANGE), default=32)
+    b.add_argument(
+        "--workers", type=int_in_range(*WORKERS_RANGE), default=2, help="image decoding threads"
+    )
     b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
     b.add_argument(
         "--skip-existing",
@@ -306,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--evaluate",
-        type=int,
+        type=int_in_range(0, 100),
         default=0,
         metavar="SPLITS",
         help="first evaluate the method against popularity on this many held-out splits "
@@ -350,18 +413,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--neighbors",
         nargs="+",
-        type=int,
+        type=int_in_range(1, MAX_NEIGHBORS),
         default=[5, 20],
         help="numbers of neighbours to evaluate every method at",
     )
-    e.add_argument("--splits", type=int, default=DEFAULT_SPLITS, help="random splits")
+    e.add_argument(
+        "--splits", type=int_in_range(1, 100), default=DEFAULT_SPLITS, help="random splits"
+    )
     e.add_argument(
         "--test-fraction",
-        type=float,
+        type=float_in_range(0.0, 1.0, open_lo=True, open_hi=True),
         default=DEFAULT_TEST_FRACTION,
         help="share of each search hashtag's evaluable posts held out",
     )
-    e.add_argument("--seed", type=int, default=0, help="split s uses seed + s")
+    e.add_argument(
+        "--seed", type=int_in_range(0, MAX_SEED), default=0, help="split s uses seed + s"
+    )
     e.add_argument(
         "--blocklist",
         action="store_true",
@@ -380,12 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         "--neighbors",
         dest="n",
-        type=int,
+        type=int_in_range(1, MAX_NEIGHBORS),
         default=5,
-        help="nearest training images to use (1-50)",
+        help=f"nearest training images to use (1-{MAX_NEIGHBORS})",
     )
     r.add_argument(
-        "-k", "--hashtags", dest="k", type=int, default=10, help="hashtags to recommend (1-100)"
+        "-k",
+        "--hashtags",
+        dest="k",
+        type=int_in_range(1, MAX_HASHTAGS),
+        default=10,
+        help=f"hashtags to recommend (1-{MAX_HASHTAGS})",
     )
     r.add_argument(
         "--method",
@@ -415,14 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "n", 1) is not None and not 1 <= getattr(args, "n", 1) <= 50:
-        parser.error("-n must be between 1 and 50")
-    if getattr(args, "k", 1) is not None and not 1 <= getattr(args, "k", 1) <= 100:
-        parser.error("-k must be between 1 and 100")
     try:
         return args.func(args)
-    except (RecommenderError, ValueError) as exc:
-        # ValueError: a parameter out of range (e.g. --factors 0), said in one line.
+    except RecommenderError as exc:  # anything else is a bug: let its traceback show
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

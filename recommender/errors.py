@@ -25,3 +25,11 @@ class ModelError(RecommenderError):
 
 class BackboneError(RecommenderError):
     """A feature-extraction backbone or its weights cannot be loaded."""
+
+
+class ConfigError(RecommenderError, ValueError):
+    """A parameter is out of range or unknown (a CLI option, a config field, an argument)."""
+
+
+class FitError(RecommenderError):
+    """Training produced unusable numbers (NaN or infinite factors or weights)."""

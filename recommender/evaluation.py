@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import Post
+from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
 from .scoring import DEFAULT_METHOD, METHODS
 
@@ -74,7 +75,7 @@ def hits(ranked: Sequence[Sequence[str]], truth: Sequence[set[str]], k: int) -> 
 def _sizes(truth: Sequence[set[str]]) -> np.ndarray:
     sizes = np.array([len(t) for t in truth], dtype=np.float64)
     if (sizes == 0).any():
-        raise ValueError("every test post needs at least one true hashtag")
+        raise ConfigError("every test post needs at least one true hashtag")
     return sizes
 
 
@@ -191,7 +192,7 @@ def check_split(
         if same:
             problems.append(f"{len(same)} test images are also training images")
     if problems:
-        raise ValueError("train and test overlap: " + "; ".join(problems) + ". " + OVERLAP_MESSAGE)
+        raise ConfigError("train and test overlap: " + "; ".join(problems) + ". " + OVERLAP_MESSAGE)
 
 
 def stratified_splits(
@@ -209,12 +210,12 @@ def stratified_splits(
     posts) are dropped from that split's training set.
     """
     if n_splits < 1:
-        raise ValueError("n_splits must be >= 1")
+        raise ConfigError("n_splits must be >= 1")
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError("test_fraction must lie strictly between 0 and 1")
+        raise ConfigError("test_fraction must lie strictly between 0 and 1")
     candidates = evaluable_posts(posts, image_rows)
     if len(candidates) < 2:
-        raise ValueError(
+        raise DatasetError(
             "fewer than 2 posts have both an image and 2+ hashtags: nothing to evaluate on"
         )
     groups: dict[str, list[int]] = {}
@@ -230,7 +231,7 @@ def stratified_splits(
             test.extend(int(i) for i in members[:take])
         test_arr = np.array(sorted(test), dtype=np.int64)
         if len(test_arr) == 0:
-            raise ValueError("the test fraction leaves no test post; raise test_fraction")
+            raise ConfigError("the test fraction leaves no test post; raise test_fraction")
         held = set(test_arr.tolist())
         if image_keys is not None:
             keys = {image_keys[i] for i in held if image_keys[i] is not None}

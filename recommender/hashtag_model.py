@@ -7,12 +7,15 @@ holds the posts that have one.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from .errors import ConfigError, FitError  # FitError: importable from here as before
 
 WEIGHTINGS = ("none", "bm25")
 
@@ -35,20 +38,20 @@ class ALSParams:
 
     def __post_init__(self) -> None:
         if self.factors < 1 or self.iterations < 1:
-            raise ValueError("ALS needs factors >= 1 and iterations >= 1")
+            raise ConfigError("ALS needs factors >= 1 and iterations >= 1")
+        if not (math.isfinite(self.regularization) and math.isfinite(self.alpha)):
+            raise ConfigError("ALS regularization and alpha must be finite numbers")
         if self.regularization < 0 or self.alpha <= 0:
-            raise ValueError("ALS needs regularization >= 0 and alpha > 0")
+            raise ConfigError("ALS needs regularization >= 0 and alpha > 0")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
         if self.min_support < 1:
-            raise ValueError("min_support must be >= 1")
+            raise ConfigError("min_support must be >= 1")
+        if self.random_state < 0:
+            raise ConfigError("random_state (the seed) must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class FitError(RuntimeError):
-    """ALS produced unusable factors (NaN or infinite)."""
 
 
 def tag_vocabulary(
@@ -95,6 +98,7 @@ def fit_als(
     Raises :class:`FitError` if the factors come out non-finite.
     """
     from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.recommender_base import ModelFitError
     from threadpoolctl import threadpool_limits
 
     weighted = matrix.astype(np.float32)
@@ -118,7 +122,12 @@ def fit_als(
             iterations=params.iterations,
             random_state=params.random_state,
         )
-        model.fit(weighted.tocsr(), show_progress=False, callback=callback)
+        try:
+            model.fit(weighted.tocsr(), show_progress=False, callback=callback)
+        except ModelFitError as exc:  # implicit's own NaN check, during the iterations
+            raise FitError(
+                f"ALS failed ({exc}); lower alpha or raise regularization and rebuild"
+            ) from None
     posts = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     tags = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     if not (np.isfinite(posts).all() and np.isfinite(tags).all()):

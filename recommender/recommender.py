@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
 from .datasets import Post
-from .errors import ModelError
+from .errors import ConfigError, DatasetError, ModelError
 from .hashtag_model import (
     ALSParams,
     fit_als,
@@ -34,6 +34,10 @@ from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weigh
 
 MAX_NEIGHBORS = 50
 MAX_HASHTAGS = 100
+# Accepted ranges (inclusive) of BuildConfig's numbers; the CLI's options check the same.
+THUMB_SIZE_RANGE = (16, 1024)
+BATCH_SIZE_RANGE = (1, 4096)
+WORKERS_RANGE = (1, 64)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,19 @@ class BuildConfig:
     thumb_size: int = 128
     batch_size: int = 32
     workers: int = 2
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in (
+            ("thumb_size", THUMB_SIZE_RANGE),
+            ("batch_size", BATCH_SIZE_RANGE),
+            ("workers", WORKERS_RANGE),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise ConfigError(f"{name} must be a whole number from {lo} to {hi}, not {value!r}")
+        if not isinstance(self.als, ALSParams):
+            raise ConfigError(f"als must be an ALSParams, not {type(self.als).__name__}")
+        get_method(self.method)  # an unknown name raises ConfigError
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -230,12 +247,12 @@ class HashtagRecommender:
         post_tags = [p.hashtags for p in posts]
         vocab, counts = tag_vocabulary(post_tags, config.als.min_support)
         if not vocab:
-            raise ValueError("no hashtags to learn from")
+            raise DatasetError("no hashtags to learn from: every post's hashtags were dropped")
         matrix = interaction_matrix(post_tags, vocab)
         post_factors, tag_factors = fit_als(matrix, config.als, progress)
         with_image = [i for i, row in enumerate(image_rows) if row >= 0]
         if not with_image:
-            raise ValueError("no posts with an image to search")
+            raise DatasetError("no posts with an image to search")
         rows = np.array([image_rows[i] for i in with_image], dtype=np.int64)
         image_tags = matrix[with_image]
         indptr, indices = _csr_arrays(image_tags)
@@ -367,9 +384,9 @@ class HashtagRecommender:
         This is the cheap part: moving a slider re-ranks without touching the image again.
         """
         if not 1 <= int(n_neighbors) <= MAX_NEIGHBORS:
-            raise ValueError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
+            raise ConfigError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
         if not 1 <= int(k) <= MAX_HASHTAGS:
-            raise ValueError(f"k must be between 1 and {MAX_HASHTAGS}")
+            raise ConfigError(f"k must be between 1 and {MAX_HASHTAGS}")
         m = get_method(method) if method is not None else self.method
         idx, sims = self.index.search(features, int(n_neighbors))
         weights = neighbour_weights(sims, m)

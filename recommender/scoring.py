@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import ConfigError
+
 NEIGHBOUR_WEIGHTINGS = ("uniform", "similarity")
 
 
@@ -60,13 +62,13 @@ class Method:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
-            raise ValueError("als_weight must lie in [0, 1]")
+            raise ConfigError("als_weight must lie in [0, 1]")
         if self.weighting not in NEIGHBOUR_WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {NEIGHBOUR_WEIGHTINGS}")
-        if self.power < 0:
-            raise ValueError("power must be >= 0")
-        if self.prior_weight < 0:
-            raise ValueError("prior_weight must be >= 0")
+            raise ConfigError(f"weighting must be one of {NEIGHBOUR_WEIGHTINGS}")
+        if not self.power >= 0:  # also refuses NaN
+            raise ConfigError("power must be >= 0")
+        if not self.prior_weight >= 0:
+            raise ConfigError("prior_weight must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,8 +93,8 @@ def get_method(method: str | Method) -> Method:
         return method
     try:
         return METHODS[method]
-    except KeyError:
-        raise ValueError(
+    except (KeyError, TypeError):
+        raise ConfigError(
             f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
         ) from None
 

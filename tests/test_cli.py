@@ -1,4 +1,5 @@
-"""The command line end to end, as a user runs it (``python -m recommender ...``)."""
+"""The command line as a user runs it: ``cli.main(argv)`` in this process (one subprocess
+smoke test checks ``python -m recommender`` itself)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+from recommender import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600):
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "recommender", *map(str, args)],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run(capsys, *args) -> tuple[int, str, str]:
+    """``cli.main`` on ``args``: (exit code, stdout, stderr); argparse's exits included."""
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -57,53 +59,69 @@ def small_dataset(dataset_path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_model(small_dataset, tmp_path_factory, feature_cache_dir) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model"
-    proc = run_cli(
-        "build",
-        small_dataset,
-        "--out",
-        out,
-        "--factors",
-        "8",
-        "--quiet",
-        env={"HASHTAG_CACHE": str(feature_cache_dir)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert f"Model written to {out}" in proc.stdout
-    assert "posts: 17  images indexed: 16" in proc.stdout
-    assert "outside" in proc.stdout  # the refused record is reported
+    code = cli.main(["build", str(small_dataset), "--out", str(out), "--factors", "8", "--quiet"])
+    assert code == 0
     return out
 
 
-def test_help_lists_the_subcommands_and_defaults():
-    proc = run_cli("--help")
-    assert proc.returncode == 0
-    for word in ("build", "recommend", "info"):
-        assert word in proc.stdout
-    proc = run_cli("build", "--help")
-    assert "--factors" in proc.stdout and "(default: " in proc.stdout
+def test_python_m_recommender_runs_the_same_cli(small_model):
+    """The one subprocess: the entry point people type, on a built model."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "recommender", "info", str(small_model)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "efficientnet_lite0" in proc.stdout and "posts=17" in proc.stdout
 
 
-def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path):
-    info = run_cli("info", small_model)
-    assert info.returncode == 0, info.stderr
-    assert "efficientnet_lite0" in info.stdout and "manifest" in info.stdout
-    info_json = json.loads(run_cli("info", small_model, "--json").stdout)
-    assert info_json["counts"]["images"] == 16
-    assert info_json["config"]["als"]["factors"] == 8
+def test_help_lists_the_subcommands_and_defaults(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for word in ("build", "recommend", "evaluate", "info"):
+        assert word in out
+    code, out, _ = run(capsys, "build", "--help")
+    assert code == 0 and "--factors" in out and "(default: " in out
+
+
+def test_build_reports_what_it_read(small_dataset, tmp_path, capsys, feature_cache_dir):
+    out = tmp_path / "model"
+    code, stdout, _ = run(capsys, "build", small_dataset, "--out", out, "--factors", "4",
+                          "--iterations", "2", "--quiet")  # fmt: skip
+    assert code == 0
+    assert f"Model written to {out}" in stdout
+    assert "posts: 17  images indexed: 16" in stdout
+    assert "outside" in stdout  # the refused record is reported
+    assert "from cache: 16" in stdout  # the module's model embedded them already
+
+
+def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path, capsys):
+    code, out, err = run(capsys, "info", small_model)
+    assert code == 0, err
+    assert "efficientnet_lite0" in out and "manifest" in out
+    code, out, _ = run(capsys, "info", small_model, "--json")
+    info = json.loads(out)
+    assert info["counts"]["images"] == 16
+    assert info["config"]["als"]["factors"] == 8
 
     food = dataset_path / "test" / "food.jpg"
-    human = run_cli("recommend", food, "--model", small_model, "-n", "3", "-k", "5")
-    assert human.returncode == 0, human.stderr
-    assert "#food" in human.stdout
-    assert human.stdout.count("photos/") == 3  # three neighbours listed
+    code, out, err = run(capsys, "recommend", food, "--model", small_model, "-n", "3", "-k", "5")
+    assert code == 0, err
+    assert "#food" in out
+    assert out.count("photos/") == 3  # three neighbours listed
 
 
-def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path):
+def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsys):
     path, _ = demo_build
     photos = sorted((dataset_path / "test").glob("*.jpg"))
-    proc = run_cli("recommend", *photos, "--model", path, "-n", "4", "-k", "6", "--json")
-    assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    code, out, err = run(capsys, "recommend", *photos, "--model", path, "-n", "4", "-k", "6",
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
     assert [line["image"] for line in lines] == [str(p) for p in photos]
     for line in lines:
         assert len(line["hashtags"]) == 6 and len(line["neighbors"]) == 4
@@ -119,50 +137,142 @@ def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path):
 
 
 def test_a_bad_image_is_one_line_and_a_nonzero_exit_but_the_rest_is_answered(
-    small_model, dataset_path, tmp_path
+    small_model, dataset_path, tmp_path, capsys
 ):
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not a photo")
     good = dataset_path / "test" / "animals.jpg"
-    proc = run_cli("recommend", bad, good, "--model", small_model, "--json")
-    assert proc.returncode == 1
-    first, second = (json.loads(line) for line in proc.stdout.splitlines())
+    code, out, _ = run(capsys, "recommend", bad, good, "--model", small_model, "--json")
+    assert code == 1
+    first, second = (json.loads(line) for line in out.splitlines())
     assert "not an image" in first["error"]
     assert second["hashtags"]
-    human = run_cli("recommend", bad, "--model", small_model)
-    assert human.returncode == 1
-    assert human.stderr.strip().count("\n") == 0 and "Traceback" not in human.stderr
+    code, _, err = run(capsys, "recommend", bad, "--model", small_model)
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
 
 
-def test_missing_or_damaged_model_says_how_to_rebuild(small_model, tmp_path, dataset_path):
-    proc = run_cli("recommend", dataset_path / "test" / "food.jpg", "--model", tmp_path / "none")
-    assert proc.returncode == 1
-    assert "python -m recommender build" in proc.stderr and "Traceback" not in proc.stderr
+def test_missing_or_damaged_model_says_how_to_rebuild(small_model, tmp_path, dataset_path, capsys):
+    food = dataset_path / "test" / "food.jpg"
+    code, _, err = run(capsys, "recommend", food, "--model", tmp_path / "none")
+    assert code == 1 and "python -m recommender build" in err
     broken = tmp_path / "broken"
     shutil.copytree(small_model, broken)
     (broken / "arrays.npz").write_bytes(b"garbage")
-    proc = run_cli("info", broken)
-    assert proc.returncode == 1 and "damaged" in proc.stderr
+    code, _, err = run(capsys, "info", broken)
+    assert code == 1 and "damaged" in err
 
 
-def test_a_data_set_with_nothing_usable_is_a_clear_error(tmp_path):
+def test_a_data_set_with_nothing_usable_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "posts.jsonl").write_text('{"image": "", "hashtags": []}\nnot json\n')
-    proc = run_cli("build", tmp_path / "posts.jsonl", "--out", tmp_path / "m", "--quiet")
-    assert proc.returncode == 1
-    assert "no usable posts" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, err = run(capsys, "build", tmp_path / "posts.jsonl", "--out", tmp_path / "m",
+                       "--quiet")  # fmt: skip
+    assert code == 1 and "no usable posts" in err
     assert not (tmp_path / "m").exists()
 
 
-def test_bad_options_are_refused(small_model, dataset_path):
-    food = dataset_path / "test" / "food.jpg"
-    assert run_cli("recommend", food, "--model", small_model, "-n", "0").returncode == 2
-    assert run_cli("recommend", food, "--model", small_model, "--bogus").returncode == 2
-    proc = run_cli("build", "x", "--factors", "0")
-    assert proc.returncode == 1 and "factors" in proc.stderr
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--batch-size", "0"],
+        ["--batch-size", "-3"],
+        ["--workers", "-1"],
+        ["--workers", "0"],
+        ["--thumb-size", "-1"],
+        ["--thumb-size", "abc"],
+        ["--factors", "0"],
+        ["--iterations", "0"],
+        ["--regularization", "-1"],
+        ["--alpha", "0"],
+        ["--alpha", "nan"],
+        ["--alpha", "inf"],
+        ["--min-support", "0"],
+        ["--seed", "-1"],
+        ["--evaluate", "-2"],
+    ],
+)
+def test_build_refuses_an_out_of_range_number_and_writes_nothing(
+    option, small_dataset, tmp_path, capsys
+):
+    out = tmp_path / "model"
+    code, stdout, err = run(capsys, "build", small_dataset, "--out", out, "--quiet", *option)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert option[0] in line and "Traceback" not in err
+    assert not out.exists() and stdout == ""
 
 
-def test_skip_existing_leaves_a_loadable_model_alone(small_model, small_dataset):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recommend", "x.jpg", "-n", "0"],
+        ["recommend", "x.jpg", "-n", "51"],
+        ["recommend", "x.jpg", "-k", "0"],
+        ["recommend", "x.jpg", "-k", "101"],
+        ["recommend", "x.jpg", "--bogus"],
+        ["evaluate", "x", "--splits", "0"],
+        ["evaluate", "x", "--test-fraction", "1"],
+        ["evaluate", "x", "--test-fraction", "0"],
+        ["evaluate", "x", "--neighbors", "5", "0"],
+        ["evaluate", "x", "--neighbors", "51"],
+    ],
+)
+def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "Traceback" not in err
+    assert ": error: " in err.strip().splitlines()[-1]
+
+
+def test_skip_existing_leaves_a_loadable_model_alone(small_model, small_dataset, capsys):
     before = (small_model / "manifest.json").read_bytes()
-    proc = run_cli("build", small_dataset, "--out", small_model, "--skip-existing")
-    assert proc.returncode == 0 and "not rebuilding" in proc.stdout
+    code, out, _ = run(capsys, "build", small_dataset, "--out", small_model, "--skip-existing")
+    assert code == 0 and "not rebuilding" in out
     assert (small_model / "manifest.json").read_bytes() == before
+
+
+def test_an_als_that_diverges_is_a_one_line_fit_error(small_dataset, tmp_path, capsys):
+    """A real FitError: an absurd confidence scale makes ALS produce NaN factors."""
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "build", small_dataset, "--out", out, "--alpha", "1e30",
+                       "--quiet")  # fmt: skip
+    assert code == 1
+    assert err.startswith("error: ALS failed") and err.count("\n") == 1
+    assert "lower alpha" in err and not out.exists()
+
+
+def test_the_cli_lets_a_bug_show_rather_than_hiding_it_as_a_message(
+    small_dataset, tmp_path, monkeypatch, capsys
+):
+    """Only errors raised on purpose (RecommenderError) become one-line messages."""
+    import recommender.build
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("a programming error")
+
+    monkeypatch.setattr(recommender.build, "build_model", broken)
+    with pytest.raises(ValueError, match="a programming error"):
+        cli.main(["build", str(small_dataset), "--out", str(tmp_path / "m"), "--quiet"])
+
+
+def test_evaluate_prints_a_table_writes_json_and_a_plot(small_dataset, tmp_path, capsys):
+    plot = tmp_path / "curves.png"
+    args = ["evaluate", small_dataset, "--splits", "1", "--method", "knn_vote",
+            "--methods", "knn_vote", "--neighbors", "3", "--quiet"]  # fmt: skip
+    code, out, err = run(capsys, *args, "--plot", plot)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert "recall@10" in header and "precision@5" in header
+    assert rows[0].startswith(" popularity") and rows[1].startswith("*knn_vote")
+    assert "ceiling recall@10" in out and f"plot written to {plot}" in out
+    assert plot.stat().st_size > 1000
+    with Image.open(plot) as img:
+        assert img.format == "PNG" and img.size == (990, 660)  # 9 x 6 in at 110 dpi
+
+    code, out, _ = run(capsys, *args, "--json")
+    result = json.loads(out)
+    assert set(result["methods"]) == {"popularity", "knn_vote"}
+    assert result["splits"] == 1 and result["test_posts"][0] >= 1
+    knn = result["methods"]["knn_vote"]
+    assert 0 <= knn["recall@10"] <= 1 and knn["recall@10_std"] == 0  # one split: no spread
+    assert len(knn["recall_curve"]) == 20
+    assert knn["recall_curve"] == sorted(knn["recall_curve"])  # recall@k never falls with k
