@@ -153,6 +153,20 @@ def _profile_arrays(
     return profiles, arrays["image_profile"]
 
 
+def _saved_method(manifest: dict[str, Any]) -> Method:
+    """The scoring method with the numbers the model saved (today's default if it saved none)."""
+    saved = manifest.get("config", {}).get("method")
+    if saved is None:
+        return get_method(DEFAULT_METHOD)
+    try:
+        return Method.from_dict(saved)
+    except ConfigError as exc:
+        raise ModelError(
+            f"The model's saved scoring method cannot be used ({exc}); rebuild it, or upgrade "
+            "the recommender if a newer version built it."
+        ) from None
+
+
 class HashtagRecommender:
     """Recommends hashtags for an image from the hashtags of similar training posts.
 
@@ -210,9 +224,7 @@ class HashtagRecommender:
                 raise ModelError(
                     f"The model's neighbour index is unusable ({exc}); rebuild it."
                 ) from None
-        self.method = get_method(
-            manifest.get("config", {}).get("method", {}).get("name", DEFAULT_METHOD)
-        )
+        self.method = _saved_method(manifest)
         self._arrays = arrays
         self._index_json = index
         thumbnails = thumbnails or {}

@@ -24,7 +24,8 @@ adds the prior with ``prior_weight``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, get_type_hints
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,6 +73,37 @@ class Method:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Any) -> Method:
+        """The method :meth:`to_dict` wrote, with the numbers it saved (not today's
+        :data:`METHODS` under that name, which may have been retuned since).
+
+        Fields a newer version added and ``saved`` lacks take their defaults (the method
+        was saved before they existed). Raises :class:`~recommender.errors.ConfigError` for
+        anything else that does not describe a valid method.
+        """
+        if not isinstance(saved, dict):
+            raise ConfigError(f"a saved method is a JSON object, not {type(saved).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(saved) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"the saved method has fields this version does not know: {', '.join(unknown)}"
+            )
+        missing = [n for n, f in known.items() if f.default is MISSING and n not in saved]
+        if missing:
+            raise ConfigError(f"the saved method lacks {', '.join(missing)}")
+        types = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for name, value in saved.items():
+            kind = types[name]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f"the saved method's {name} is {value!r}, not a {kind.__name__}")
+            values[name] = value
+        return cls(**values)
 
 
 METHODS: dict[str, Method] = {

@@ -81,6 +81,18 @@ def test_an_unknown_method_name_is_a_config_error():
         get_method("nope")
 
 
+def test_method_from_dict_round_trips_and_fills_fields_added_later():
+    for name in ("original", "blend", "profiles_prior"):
+        method = get_method(name)
+        assert Method.from_dict(method.to_dict()) == method
+    saved = {"name": "old", "als_weight": 1}  # saved before the other fields existed
+    assert Method.from_dict(saved) == Method("old", als_weight=1.0)
+    with pytest.raises(ConfigError, match="lacks als_weight"):
+        Method.from_dict({"name": "old"})
+    with pytest.raises(ConfigError, match="JSON object"):
+        Method.from_dict("blend")
+
+
 def test_an_als_that_diverges_raises_fit_error():
     tags = [["a", "b"], ["b", "c"], ["a", "c", "d"], ["d"]] * 5
     matrix = interaction_matrix(tags, ["a", "b", "c", "d"])

@@ -191,3 +191,58 @@ def test_a_failed_write_leaves_the_previous_model_intact(saved, monkeypatch):
     assert (path / ARRAYS).read_bytes() == before
     HashtagRecommender.load(path)
     assert [p for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def _edit_manifest(path, edit) -> None:
+    manifest = json.loads((path / MANIFEST).read_text())
+    edit(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_loaded_model_scores_with_the_method_it_saved_not_todays(saved, monkeypatch):
+    """Retuning a method in METHODS must not change an old model's scores."""
+    from recommender import scoring
+    from recommender.scoring import DEFAULT_METHOD, Method
+
+    rec, path = saved
+    query = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
+    query /= np.linalg.norm(query)
+    before = rec.recommend_features(query, 5, 6)
+    retuned = Method(DEFAULT_METHOD, als_weight=0.9, weighting="uniform")
+    monkeypatch.setitem(scoring.METHODS, DEFAULT_METHOD, retuned)
+    loaded = HashtagRecommender.load(path)
+    assert loaded.method == rec.method != retuned
+    assert loaded.recommend_features(query, 5, 6) == before
+
+
+def test_a_saved_method_under_a_name_this_version_lacks_still_loads(saved):
+    rec, path = saved
+
+    def rename(manifest):
+        manifest["config"]["method"]["name"] = "tuned_by_a_newer_version"
+
+    _edit_manifest(path, rename)
+    loaded = HashtagRecommender.load(path)
+    assert loaded.method.name == "tuned_by_a_newer_version"
+    assert loaded.method.als_weight == rec.method.als_weight
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("als_weight", 7.0, "als_weight must lie in"),
+        ("weighting", "sideways", "weighting must be one of"),
+        ("profiles", "yes", "not a bool"),
+        ("content_weight", 1.0, "does not know: content_weight"),
+    ],
+)
+def test_an_invalid_saved_method_is_a_model_error(saved, field, value, message):
+    _rec, path = saved
+
+    def spoil(manifest):
+        manifest["config"]["method"][field] = value
+
+    _edit_manifest(path, spoil)
+    with pytest.raises(ModelError, match=message) as err:
+        HashtagRecommender.load(path)
+    assert "rebuild" in str(err.value)
