@@ -84,12 +84,8 @@ def dataset_features(
         "images_unreadable": len(ex.errors),
         "images_duplicate": duplicates,
     }
-    info = {
-        "name": backbone.name,
-        "input_size": backbone.input_size,
-        "dim": backbone.dim,
-        "weights": backbone.weights,
-    }
+    # name, input_size, dim, weights, weights_sha256, preprocessing: loading checks the last two
+    info = backbone.fingerprint()
     return DatasetFeatures(
         dataset, ex.features, image_rows, ex.thumbnails, counts, problems, seconds, info
     )

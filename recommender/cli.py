@@ -265,7 +265,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     bb = info.get("backbone", {})
     print(
         f"backbone:       {bb.get('name')} ({bb.get('input_size')} px, {bb.get('dim')}-d, "
-        f"weights: {bb.get('weights')})"
+        f"weights: {bb.get('weights')}"
+        + (f", sha256 {bb['weights_sha256'][:16]}" if bb.get("weights_sha256") else "")
+        + ")"
     )
     als = cfg.get("als", {})
     print("ALS:            " + ", ".join(f"{k}={v}" for k, v in als.items()))

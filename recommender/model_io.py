@@ -239,6 +239,27 @@ def read_neighbours(path: str | Path, manifest: dict[str, Any]) -> bytes | None:
     return None if entry is None else _read_checked(Path(path), NEIGHBOURS, entry)
 
 
+def check_backbone(
+    manifest: dict[str, Any], installed: dict[str, Any], path: str | Path | None
+) -> None:
+    """Refuse a model whose features came from other weights or preprocessing.
+
+    ``installed`` is the installed backbone's ``fingerprint()``. Models that did not record
+    ``weights_sha256`` / ``preprocessing`` (built before they were) are accepted.
+    """
+    recorded = manifest.get("backbone")
+    if not isinstance(recorded, dict):
+        return
+    for key, what in (("weights_sha256", "weights sha256"), ("preprocessing", "preprocessing")):
+        saved, now = recorded.get(key), installed.get(key)
+        if saved is not None and saved != now:
+            raise ModelError(
+                f"The model {path or ''} was built with {recorded.get('name')} {what} {saved}, "
+                f"but the installed backbone has {now}: its features would not match new "
+                f"photos. {_rebuild_hint(Path(path) if path else Path('MODEL'))}"
+            )
+
+
 def folder_size(path: str | Path) -> int:
     """Bytes on disk of the files in a model folder."""
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())

@@ -351,16 +351,22 @@ class HashtagRecommender:
     # ------------------------------------------------------------------ queries
     @property
     def backbone(self):
-        """The model's own backbone (loaded on first use, then shared)."""
+        """The model's own backbone (loaded on first use, then shared).
+
+        Raises :class:`~recommender.errors.ModelError` if the installed weights or
+        preprocessing differ from those the model was built with.
+        """
         if self._backbone is None:
             with self._backbone_lock:
                 if self._backbone is None:
                     from .backbones import get_backbone
 
                     cfg = self.manifest.get("config", {})
-                    self._backbone = get_backbone(
+                    backbone = get_backbone(
                         cfg.get("backbone", DEFAULT_BACKBONE), cfg.get("weights", "default")
                     )
+                    model_io.check_backbone(self.manifest, backbone.fingerprint(), self.path)
+                    self._backbone = backbone
         return self._backbone
 
     def embed(self, image: images.ImageSource) -> np.ndarray:

@@ -103,3 +103,43 @@ def test_only_unreadable_images_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="could be read"):
         build_model(root, tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path, monkeypatch):
+    """The manifest keeps the backbone's fingerprint; a model whose weights sha256 or
+    preprocessing differ from the installed backbone's is refused when it would embed."""
+    import json
+
+    from recommender import backbones
+    from recommender.errors import ModelError
+
+    model = tmp_path / "model"
+    config = BuildConfig(als=ALSParams(factors=4, iterations=2))
+    build_model(messy, model, config)
+    installed = backbones.get_backbone().fingerprint()
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["backbone"] == installed  # name, input_size, dim, weights (as before) ...
+    assert len(installed["weights_sha256"]) == 64  # ... and what loading checks
+    photo = messy / "img" / "red3.jpg"
+
+    retrained = "0123456789abcdef" * 4
+    manifest["backbone"]["weights_sha256"] = retrained
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError) as err:
+        HashtagRecommender.load(model, warm=True)
+    message = str(err.value)
+    assert retrained in message and installed["weights_sha256"] in message
+    assert f"python -m recommender build <your data set> --out {model}" in message
+    lazy = HashtagRecommender.load(model)  # without warm: refused at the first embedding
+    with pytest.raises(ModelError, match="weights sha256"):
+        lazy.recommend(photo)
+
+    del manifest["backbone"]["weights_sha256"], manifest["backbone"]["preprocessing"]
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert HashtagRecommender.load(model, warm=True).recommend(photo).hashtags  # predates them
+
+    manifest["backbone"]["preprocessing"] = backbones.PREPROCESSING_VERSION
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(backbones, "PREPROCESSING_VERSION", "p-next")
+    with pytest.raises(ModelError, match="preprocessing .* p-next"):
+        HashtagRecommender.load(model).embed(photo)
