@@ -285,6 +285,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
+    from .datasets import FORMATS
     from .hashtag_model import WEIGHTINGS, ALSParams
     from .recommender import (
         BATCH_SIZE_RANGE,
@@ -308,11 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         nargs="?",
         default=str(default_dataset()),
-        help="data set folder (or CSV/JSONL manifest); $HASHTAG_DATASET",
+        help="data set: a folder, a manifest or an Instagram export .zip; $HASHTAG_DATASET",
     )
     b.add_argument("--out", default=str(default_model()), help="model folder to write")
     b.add_argument(
-        "--format", default="auto", choices=["auto", "instagram2019", "instaloader", "manifest"]
+        "--format", default="auto", choices=FORMATS, help="data set layout (README's table)"
     )
     b.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     b.add_argument(
@@ -395,10 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         nargs="?",
         default=str(default_dataset()),
-        help="data set folder (or CSV/JSONL manifest); $HASHTAG_DATASET",
+        help="data set: a folder, a manifest or an Instagram export .zip; $HASHTAG_DATASET",
     )
     e.add_argument(
-        "--format", default="auto", choices=["auto", "instagram2019", "instaloader", "manifest"]
+        "--format", default="auto", choices=FORMATS, help="data set layout (README's table)"
     )
     e.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     e.add_argument("--weights", default="default", help="as for build")

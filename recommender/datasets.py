@@ -1,43 +1,35 @@
 """Loading training data sets of (image, hashtags) posts.
 
-Three layouts are supported:
-
-``instagram2019``
-    The original project's scrape: ``json_files/<search>.json`` (lists of post records) and
-    ``data/<search>/<image_local_name>`` (images).
-``instaloader``
-    A folder written by instaloader: ``<stem>.jpg`` (``<stem>_1.jpg``, ``<stem>_2.jpg`` ... for
-    multi-image posts) with the caption in ``<stem>.txt``; hashtags come from the caption.
-``manifest``
-    A ``.csv`` (columns ``image``, ``hashtags``, optional ``id``) or ``.jsonl`` file (objects
-    with ``image``, ``hashtags``, optional ``id``); image paths relative to the file's folder.
-    A row without an id is identified by its image path (rows naming the same image are
-    merged into one post), or by its line number when it has no image.
+A data set is a folder, a manifest file or an archive in one of the layouts registered in
+:mod:`recommender.formats` (one module per layout; ``format_names()`` lists them and
+``layouts_table()`` describes them). This module holds what every layout shares: the
+:class:`Post` and :class:`Dataset` they produce, the :class:`DatasetBuilder` that vets each
+record (image paths confined to the data set root, hashtags normalised, duplicates merged,
+everything skipped counted in a :class:`DatasetReport`), and :func:`load_dataset`.
 
 Loading never decodes an image: it only checks that each referenced file is a regular file
-inside the data set root. Anything unusable is skipped and counted in a :class:`DatasetReport`.
+inside the data set root (or a member of the archive).
 """
 
 from __future__ import annotations
 
-import csv
+import functools
 import hashlib
 import json
-import os
 import posixpath
 import re
-from collections.abc import Iterator
+import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 from recommender.errors import DatasetError
-from recommender.hashtags import TagStats, extract_hashtags, normalize_tag, normalize_tags
+from recommender.hashtags import TagStats, normalize_tags
 
-FORMATS = ("auto", "instagram2019", "instaloader", "manifest")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-MANIFEST_NAMES = ("posts.csv", "posts.jsonl", "manifest.csv", "manifest.jsonl")
 MAX_PROBLEMS = 20
-MAX_CAPTION_BYTES = 1 << 20
 
 COUNT_KEYS = (
     "files",
@@ -55,6 +47,8 @@ COUNT_KEYS = (
     "skipped_missing_image",
     "skipped_no_hashtags",
     "skipped_duplicate_post",
+    "skipped_video",
+    "skipped_unsupported_media",
     "tags_kept",
     "tags_dropped_invalid",
     "tags_duplicate",
@@ -62,16 +56,15 @@ COUNT_KEYS = (
     "post_hashtag_pairs",
 )
 
-LAYOUTS_HELP = (
-    "Supported layouts: (1) instagram2019: a folder with json_files/<tag>.json and "
-    "data/<tag>/<image>.jpg; (2) manifest: a .csv file with columns image,hashtags or a .jsonl "
-    'file of {"image": ..., "hashtags": [...]} objects (or a folder holding exactly one of '
-    + ", ".join(MANIFEST_NAMES)
-    + "); (3) instaloader: a folder of <stem>.jpg images with <stem>.txt captions."
-)
-
-_SIDECAR = re.compile(r"^(.+)_(\d+)$")
+# A URI as a Parquet manifest may hold it (s3://..., hdfs://..., file:/...): a scheme of two
+# or more characters, so that a Windows drive letter ("C:/...") is not one.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(//|/)")
 _TAG_SEPARATORS = re.compile(r"[\s,#]+")
+
+
+def is_uri(image: str) -> bool:
+    """Whether an image reference is a URI (``s3://...``, ``file:///...``) rather than a path."""
+    return bool(_URI.match(image))
 
 
 @dataclass(frozen=True)
@@ -83,8 +76,9 @@ class Post:
     post_id : str
         Unique within the data set.
     image : str or None
-        POSIX path of the image relative to the data set root, or None if the post has no
-        usable image (it still teaches which hashtags go together).
+        POSIX path of the image relative to the data set root (a member name when the root
+        is an archive), a URI (Parquet manifests only), or None if the post has no usable
+        image (it still teaches which hashtags go together).
     hashtags : tuple of str
         Normalised, deduplicated, never empty.
     category : str or None
@@ -105,7 +99,7 @@ class DatasetReport:
     ----------
     counts : dict of str to int
         Every key of ``COUNT_KEYS``, e.g. ``posts``, ``posts_with_image``,
-        ``skipped_outside_root``, ``tags_dropped_invalid``.
+        ``skipped_outside_root``, ``skipped_video``, ``tags_dropped_invalid``.
     problems : list of str
         The first 20 human-readable examples of what was skipped and why.
     """
@@ -137,6 +131,10 @@ class DatasetReport:
         return "\n".join(lines)
 
 
+ImageRef = Path | zipfile.Path | str
+"""What :meth:`Dataset.image_path` returns; :func:`recommender.images.read_bytes` reads each."""
+
+
 @dataclass
 class Dataset:
     """A loaded data set.
@@ -144,9 +142,10 @@ class Dataset:
     Attributes
     ----------
     root : Path
-        Resolved absolute root; every ``Post.image`` is relative to it.
+        Resolved absolute root: a folder, or a ``.zip`` archive read in place. Every
+        ``Post.image`` that is not a URI is relative to it.
     format : str
-        ``"instagram2019"``, ``"instaloader"`` or ``"manifest"``.
+        The name of its layout in :mod:`recommender.formats`, e.g. ``"instagram2019"``.
     posts : list of Post
     report : DatasetReport
     """
@@ -155,28 +154,54 @@ class Dataset:
     format: str
     posts: list[Post]
     report: DatasetReport
+    _archive: zipfile.ZipFile | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @functools.cached_property
+    def is_archive(self) -> bool:
+        """Whether the root is an archive (a file) whose members are the images."""
+        return self.root.is_file()
+
+    def _zip(self) -> zipfile.ZipFile:
+        with self._lock:
+            if self._archive is None:
+                try:
+                    self._archive = zipfile.ZipFile(self.root)
+                except (OSError, zipfile.BadZipFile) as exc:
+                    raise DatasetError(f"cannot open the archive {self.root}: {exc}") from exc
+            return self._archive
+
+    def close(self) -> None:
+        """Close the archive, if one was opened (it reopens on the next image read)."""
+        with self._lock:
+            if self._archive is not None:
+                self._archive.close()
+                self._archive = None
 
     def fingerprint(self) -> str:
         """Return a SHA-256 hex digest identifying this data set's content.
 
         It covers every post (id, image path, hashtags) and each image file's size and
-        modification time, so replacing an image changes it without reading image contents.
+        modification time (size and CRC-32 for an archive member), so replacing an image
+        changes it without reading image contents.
         """
         digest = hashlib.sha256(f"{self.format}\n".encode())
+        archive = self._zip() if self.is_archive else None
         for post in sorted(self.posts, key=lambda p: p.post_id):
             entry: list[object] = [post.post_id, post.image, list(post.hashtags)]
             if post.image is not None:
-                try:
-                    stat = (self.root / post.image).stat()
-                    entry += [stat.st_size, stat.st_mtime_ns]
-                except OSError:
-                    entry += [None, None]
+                entry += _image_stamp(self.root, archive, post.image)
             digest.update(json.dumps(entry, ensure_ascii=False).encode("utf-8", "replace"))
             digest.update(b"\n")
         return digest.hexdigest()
 
-    def image_path(self, post: Post) -> Path:
-        """Return the absolute path of a post's image.
+    def image_path(self, post: Post) -> ImageRef:
+        """Return what to read a post's image from.
+
+        A :class:`~pathlib.Path` for a file (relative paths and ``file:`` URIs), a
+        :class:`zipfile.Path` for a member of an archive, or the URI itself for other
+        schemes (``s3://``...: the local engine cannot read those, Spark can). Every one of
+        them can be passed to :func:`recommender.images.read_bytes`.
 
         Raises
         ------
@@ -185,14 +210,94 @@ class Dataset:
         """
         if post.image is None:
             raise DatasetError(f"post {post.post_id!r} has no image")
+        if is_uri(post.image):
+            return _uri_to_path(post.image) or post.image
+        if self.is_archive:
+            return zipfile.Path(self._zip(), post.image)
         return self.root / post.image
 
+    def image_uri(self, post: Post) -> str:
+        """Return a post's image as a URI (``file:///...`` for a file), e.g. for Spark.
 
-class _Builder:
-    """Collects posts and counts while a loader walks a data set."""
+        Raises
+        ------
+        DatasetError
+            If the post has no image, or it is a member of an archive (unpack it first).
+        """
+        if post.image is None:
+            raise DatasetError(f"post {post.post_id!r} has no image")
+        if is_uri(post.image):
+            return post.image
+        if self.is_archive:
+            raise DatasetError(
+                f"{post.image} is inside the archive {self.root}; unpack it to give its "
+                "images a URI"
+            )
+        return (self.root / post.image).as_uri()
 
-    def __init__(self, root: Path) -> None:
+
+def _uri_to_path(uri: str) -> Path | None:
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    return Path(url2pathname(unquote(parts.path)))
+
+
+def _image_stamp(root: Path, archive: zipfile.ZipFile | None, image: str) -> list[object]:
+    try:
+        if archive is not None and not is_uri(image):
+            info = archive.getinfo(image)
+            return [info.file_size, info.CRC]
+        path = _uri_to_path(image) if is_uri(image) else root / image
+        if path is None:
+            return [None, None]
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    except (OSError, KeyError):
+        return [None, None]
+
+
+def split_tags(text: str) -> list[str]:
+    """Split a hashtag field written as ``#a #b`` or ``a, b`` into raw tags."""
+    return [tag for tag in _TAG_SEPARATORS.split(text) if tag]
+
+
+def record_id(value: object, image: str | None, line: int) -> str | None:
+    """The post id from an optional ``id`` field, else the image, else ``line N``.
+
+    None if the field has a wrong type (neither a string nor an integer).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
+        return None
+    text = "" if value is None else str(value).strip()
+    return text or image or f"line {line}"
+
+
+def unsafe_member(name: str) -> bool:
+    """Whether a relative path from the data (or an archive member name) leaves its root.
+
+    Absolute paths, drive letters, ``..`` components and NUL characters leave it.
+    """
+    name = name.replace("\\", "/")
+    pure = PurePosixPath(name)
+    return (
+        "\x00" in name
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or (len(name) > 1 and name[1] == ":")
+    )
+
+
+class DatasetBuilder:
+    """Collects posts and counts while a format's loader walks a data set.
+
+    ``members`` is given when the root is an archive: the set of its (safe) member names,
+    which then replaces the file system checks.
+    """
+
+    def __init__(self, root: Path, members: set[str] | None = None) -> None:
         self.root = root
+        self.members = members
         self.report = DatasetReport()
         self.counts = self.report.counts
         self.tag_stats = TagStats()
@@ -227,14 +332,13 @@ class _Builder:
         the path is None unless it only escapes through a symlink).
         """
         given = given.replace("\\", "/")
-        if "\x00" in given:
-            return "unsafe", None
-        pure = PurePosixPath(given)
-        if pure.is_absolute() or ".." in pure.parts:
+        if unsafe_member(given):
             return "unsafe", None
         rel = posixpath.normpath(posixpath.join(base, given)) if base else posixpath.normpath(given)
         if rel in (".", "") or rel.startswith("../"):
             return "unsafe", None
+        if self.members is not None:
+            return ("ok" if rel in self.members else "missing"), rel
         try:
             resolved = (self.root / rel).resolve()
             if not resolved.is_relative_to(self.root):
@@ -245,6 +349,20 @@ class _Builder:
             return "missing", rel
         return "ok", rel
 
+    def check_uri(self, uri: str) -> str:
+        """Vet an image URI: "missing" for a ``file:`` URI naming no file, else "ok".
+
+        A URI is where the data lives, as Spark reads it: it is taken as given, not
+        confined to the data set root. Other schemes cannot be checked here.
+        """
+        path = _uri_to_path(uri)
+        if path is None:
+            return "ok"
+        try:
+            return "ok" if path.is_file() else "missing"
+        except (OSError, ValueError):
+            return "missing"
+
     def add_record(
         self,
         post_id: str,
@@ -253,13 +371,17 @@ class _Builder:
         where: str,
         category: str | None = None,
         image_base: str = "",
+        allow_uri: bool = False,
     ) -> None:
         """Vet one record (a JSON record, caption or manifest line) and add it as a post."""
         self.counts["records"] += 1
         rel = None
         missing = False
         if image:
-            status, rel = self.check_image(image, image_base)
+            if allow_uri and is_uri(image):
+                status, rel = self.check_uri(image), image
+            else:
+                status, rel = self.check_image(image, image_base)
             if rel is not None:
                 self.used_images.add(rel)
             if status == "unsafe":
@@ -326,293 +448,38 @@ class _Builder:
         return Dataset(self.root, fmt, posts, self.report)
 
 
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".")
+def format_names() -> tuple[str, ...]:
+    """The names of the registered layouts, in detection order."""
+    from recommender.formats import registry
+
+    return tuple(registry())
 
 
-def _sorted_children(builder: _Builder, folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if _visible(p))
-    except OSError as exc:
-        builder.skip("unreadable_files", f"cannot list {folder}: {exc}")
-        return []
+def layouts_help() -> str:
+    """One paragraph naming every layout, for error messages."""
+    from recommender.formats import registry
+
+    parts = [f"({i}) {f.name}: {f.summary}" for i, f in enumerate(registry().values(), 1)]
+    return "Supported layouts: " + "; ".join(parts) + "."
 
 
-def _load_instagram2019(builder: _Builder) -> None:
-    root = builder.root
-    json_dir = root / "json_files"
-    for json_file in _sorted_children(builder, json_dir):
-        if json_file.suffix.lower() != ".json":
-            continue
-        where = f"json_files/{json_file.name}"
-        builder.counts["files"] += 1
-        if not builder.inside_root(json_file):
-            builder.skip("skipped_outside_root", f"{where} points outside the data set root")
-            continue
-        try:
-            records = json.loads(json_file.read_bytes())
-        except (OSError, ValueError, RecursionError) as exc:
-            builder.skip("unreadable_files", f"{where}: cannot read: {exc}")
-            continue
-        if not isinstance(records, list):
-            builder.skip("unreadable_files", f"{where}: not a JSON list of post records")
-            continue
-        search = json_file.stem
-        category = normalize_tag(search)
-        for index, record in enumerate(records):
-            _instagram2019_record(builder, record, index, where, search, category)
-    _instagram2019_orphan_images(builder)
+def layouts_table() -> str:
+    """The README's table of layouts, in Markdown, generated from the registry."""
+    from recommender.formats import registry
+
+    lines = ["| layout | `--format` | what it looks like |", "|---|---|---|"]
+    for f in registry().values():
+        lines.append(f"| {f.title} | `{f.name}` | {f.description} |")
+    return "\n".join(lines)
 
 
-def _instagram2019_record(
-    builder: _Builder, record: object, index: int, file: str, search: str, category: str | None
-) -> None:
-    where = f"{file} record {index}"
-    if not isinstance(record, dict):
-        builder.counts["records"] += 1
-        builder.skip("skipped_malformed", f"{where}: not a JSON object")
-        return
-    raw_tags = record.get("hashtags")
-    link = record.get("post_link")
-    name = record.get("image_local_name")
-    problem = None
-    if raw_tags is None:
-        raw_tags = []
-    elif not isinstance(raw_tags, list) or not all(isinstance(t, str) for t in raw_tags):
-        problem = "hashtags is not a list of strings"
-    if name is not None and not isinstance(name, str):
-        problem = "image_local_name is not a string"
-    if problem:
-        builder.counts["records"] += 1
-        builder.skip("skipped_malformed", f"{where}: {problem}")
-        return
-    if isinstance(link, str) and link.strip():
-        post_id = link.strip()
-    elif name:
-        post_id = f"{search}/{name}"
-    else:
-        post_id = f"{search}/record-{index}"
-    builder.add_record(post_id, name, raw_tags, where, category, f"data/{search}")
-
-
-def _instagram2019_orphan_images(builder: _Builder) -> None:
-    """Add the images no record points to, tagged with their folder's search hashtag."""
-    data_dir = builder.root / "data"
-    if not data_dir.is_dir():
-        return
-    for folder in _sorted_children(builder, data_dir):
-        if not folder.is_dir():
-            continue
-        category = normalize_tag(folder.name)
-        for image in _sorted_children(builder, folder):
-            rel = f"data/{folder.name}/{image.name}"
-            if image.suffix.lower() not in IMAGE_SUFFIXES or rel in builder.used_images:
-                continue
-            builder.counts["images_without_record"] += 1
-            status, _ = builder.check_image(rel)
-            if status == "unsafe":
-                builder.skip("skipped_outside_root", f"{rel} points outside the data set root")
-            elif status == "missing":
-                builder.skip("skipped_missing_image", f"{rel} is not a regular file")
-            elif category is None:
-                builder.skip(
-                    "skipped_no_hashtags",
-                    f"{rel}: folder name {folder.name!r} is not a valid hashtag",
-                )
-            else:
-                builder.add(Post(rel, rel, (category,), category), rel)
-
-
-def _instaloader_groups(root: Path, builder: _Builder | None = None) -> Iterator[tuple[str, dict]]:
-    """Per folder (relative POSIX path), caption stems with their images (name by number)."""
-
-    def onerror(exc: OSError) -> None:
-        if builder is not None:
-            builder.skip("unreadable_files", f"cannot list {exc.filename}: {exc.strerror}")
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        names = [f for f in filenames if not f.startswith(".")]
-        stems = {
-            f[:-4]: {}
-            for f in names
-            if f.lower().endswith(".txt") and not f.lower().endswith("_location.txt")
-        }
-        images = [f for f in names if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
-        orphans = []
-        for image in images:
-            stem = os.path.splitext(image)[0]
-            if stem in stems:
-                stems[stem].setdefault(0, image)
-                continue
-            match = _SIDECAR.match(stem)
-            if match and match.group(1) in stems:
-                stems[match.group(1)].setdefault(int(match.group(2)), image)
-            else:
-                orphans.append(image)
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        yield rel_dir, {"captions": stems, "orphans": sorted(orphans)}
-
-
-def _looks_like_instaloader(root: Path) -> bool:
-    return any(
-        any(images for images in group["captions"].values())
-        for _, group in _instaloader_groups(root)
-    )
-
-
-def _load_instaloader(builder: _Builder) -> None:
-    for rel_dir, group in _instaloader_groups(builder.root, builder):
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        for image in group["orphans"]:
-            builder.counts["images_without_record"] += 1
-            builder.note(f"{prefix}{image}: no caption file, skipped")
-        for stem, images in sorted(group["captions"].items()):
-            builder.counts["files"] += 1
-            where = f"{prefix}{stem}.txt"
-            caption_path = builder.root / where
-            if not builder.inside_root(caption_path):
-                builder.counts["records"] += 1
-                builder.skip("skipped_outside_root", f"{where} points outside the data set root")
-                continue
-            try:
-                with caption_path.open("rb") as handle:
-                    caption = handle.read(MAX_CAPTION_BYTES).decode("utf-8", "replace")
-            except OSError as exc:
-                builder.skip("unreadable_files", f"{where}: cannot read: {exc}")
-                continue
-            image = images[min(images)] if images else None
-            builder.add_record(
-                prefix + stem, image, extract_hashtags(caption), where, image_base=rel_dir
-            )
-
-
-def _split_tags(text: str) -> list[str]:
-    return [tag for tag in _TAG_SEPARATORS.split(text) if tag]
-
-
-def _manifest_id(value: object, image: str | None, line: int) -> str | None:
-    """The post id from an optional ``id`` field; None if the field has a wrong type."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
-        return None
-    text = "" if value is None else str(value).strip()
-    return text or image or f"line {line}"
-
-
-def _load_manifest_csv(builder: _Builder, manifest: Path) -> None:
-    name = manifest.name
-    with manifest.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-        except csv.Error as exc:
-            raise DatasetError(f"{manifest}: cannot read the CSV header: {exc}") from exc
-        columns = [column.strip().lower() for column in header or []]
-        if "image" not in columns or "hashtags" not in columns:
-            raise DatasetError(
-                f"{manifest}: the first line must be a header naming the columns 'image' and "
-                f"'hashtags' (and optionally 'id'); found {columns}"
-            )
-        index = {
-            column: columns.index(column)
-            for column in ("image", "hashtags", "id")
-            if column in columns
-        }
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                builder.counts["records"] += 1
-                builder.skip("skipped_malformed", f"{name} line {reader.line_num}: {exc}")
-                continue
-            where = f"{name} line {reader.line_num}"
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(columns):
-                builder.counts["records"] += 1
-                builder.skip(
-                    "skipped_malformed",
-                    f"{where}: {len(row)} fields, expected {len(columns)} "
-                    "(quote the hashtags if they are separated by commas)",
-                )
-                continue
-            image = row[index["image"]].strip() or None
-            post_id = _manifest_id(
-                row[index["id"]] if "id" in index else None, image, reader.line_num
-            )
-            raw_tags = _split_tags(row[index["hashtags"]])
-            builder.add_record(post_id, image, raw_tags, where)
-
-
-def _parse_jsonl_line(raw: bytes, line: int) -> tuple[str | None, str | None, list[str]] | str:
-    """Return (post id, image, raw tags) from one JSONL line, or the reason it is malformed."""
-    try:
-        item = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
-    except (ValueError, RecursionError) as exc:
-        return f"not valid JSON ({exc})"
-    if not isinstance(item, dict):
-        return "not a JSON object"
-    if "hashtags" not in item:
-        return "no 'hashtags' field"
-    tags = item["hashtags"]
-    if isinstance(tags, str):
-        tags = _split_tags(tags)
-    elif not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        return "'hashtags' is neither a string nor a list of strings"
-    image = item.get("image")
-    if image is not None and not isinstance(image, str):
-        return "'image' is not a string"
-    image = (image or "").strip() or None
-    post_id = _manifest_id(item.get("id"), image, line)
-    if post_id is None:
-        return "'id' is not a string or integer"
-    return post_id, image, tags
-
-
-def _load_manifest_jsonl(builder: _Builder, manifest: Path) -> None:
-    name = manifest.name
-    with manifest.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            where = f"{name} line {line}"
-            parsed = _parse_jsonl_line(raw, line)
-            if isinstance(parsed, str):
-                builder.counts["records"] += 1
-                builder.skip("skipped_malformed", f"{where}: {parsed}")
-                continue
-            post_id, image, tags = parsed
-            builder.add_record(post_id, image, tags, where)
-
-
-def _find_manifest(folder: Path) -> Path | None:
-    found = [folder / name for name in MANIFEST_NAMES if (folder / name).is_file()]
-    if len(found) > 1:
-        raise DatasetError(
-            f"{folder} holds several manifests ({', '.join(p.name for p in found)}); "
-            "pass the path of the one to use"
-        )
-    return found[0] if found else None
-
-
-def _is_manifest_file(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".jsonl")
-
-
-def _detect(path: Path) -> str:
-    if path.is_file():
-        if _is_manifest_file(path):
-            return "manifest"
-        raise DatasetError(f"{path} is a file but not a .csv or .jsonl manifest. {LAYOUTS_HELP}")
-    if (path / "json_files").is_dir():
-        return "instagram2019"
-    if _find_manifest(path) is not None:
-        return "manifest"
-    if _looks_like_instaloader(path):
-        return "instaloader"
-    raise DatasetError(f"{path} is not a data set of a known layout. {LAYOUTS_HELP}")
+def __getattr__(name: str):
+    # FORMATS and LAYOUTS_HELP come from the registry, whose modules import this one.
+    if name == "FORMATS":
+        return ("auto", *format_names())
+    if name == "LAYOUTS_HELP":
+        return layouts_help()
+    raise AttributeError(f"module 'recommender.datasets' has no attribute {name!r}")
 
 
 def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
@@ -621,18 +488,17 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
     Parameters
     ----------
     path : str or Path
-        The data set folder, or a ``.csv``/``.jsonl`` manifest file (its folder is the root).
-    format : {"auto", "instagram2019", "instaloader", "manifest"}
-        The layout; ``"auto"`` detects it: a ``json_files/`` folder means instagram2019; a
-        ``.csv``/``.jsonl`` file, or a folder with exactly one of ``posts.csv``,
-        ``posts.jsonl``, ``manifest.csv``, ``manifest.jsonl``, means manifest; images with
-        ``.txt`` captions mean instaloader.
+        The data set: a folder, a manifest file or an archive (see ``layouts_table()``).
+    format : str
+        ``"auto"`` (detect the layout: each registered format is asked in turn, see
+        :func:`format_names`) or the name of one layout.
 
     Returns
     -------
     Dataset
         The posts and a report of what was skipped. Image paths are checked to be regular
-        files inside the root (after following symlinks) but not decoded.
+        files inside the root (after following symlinks) or members of the archive, but not
+        decoded.
 
     Raises
     ------
@@ -640,38 +506,26 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
         If the path does not exist or cannot be read, the layout is unknown, a manifest's
         header is wrong, or no usable post remains.
     """
-    if format not in FORMATS:
-        raise DatasetError(f"unknown data set format {format!r}; use one of {FORMATS}")
+    from recommender.formats import registry
+
+    formats = registry()
+    if format != "auto" and format not in formats:
+        raise DatasetError(f"unknown data set format {format!r}; use one of {('auto', *formats)}")
     given = Path(path)
     try:
         if not given.exists():
-            raise DatasetError(f"data set {given} does not exist. {LAYOUTS_HELP}")
-        fmt = _detect(given) if format == "auto" else format
-        if fmt == "manifest":
-            manifest = given if given.is_file() else _find_manifest(given)
-            if manifest is None or not _is_manifest_file(manifest):
+            raise DatasetError(f"data set {given} does not exist. {layouts_help()}")
+        if format == "auto":
+            found = next((f for f in formats.values() if f.detect(given)), None)
+            if found is None:
+                kind = "a file" if given.is_file() else "a folder"
                 raise DatasetError(
-                    f"{given} is not a .csv/.jsonl manifest nor a folder holding one of "
-                    f"{', '.join(MANIFEST_NAMES)}"
+                    f"{given} is {kind} but not a data set of a known layout. {layouts_help()}"
                 )
-            builder = _Builder(manifest.absolute().parent.resolve())
-            builder.counts["files"] += 1
-            if manifest.suffix.lower() == ".csv":
-                _load_manifest_csv(builder, manifest)
-            else:
-                _load_manifest_jsonl(builder, manifest)
         else:
-            if not given.is_dir():
-                raise DatasetError(f"{given} is not a folder. {LAYOUTS_HELP}")
-            builder = _Builder(given.resolve())
-            if fmt == "instagram2019":
-                if not (builder.root / "json_files").is_dir():
-                    raise DatasetError(f"{given} has no json_files/ folder. {LAYOUTS_HELP}")
-                _load_instagram2019(builder)
-            else:
-                _load_instaloader(builder)
-    except (OSError, RuntimeError, ValueError) as exc:
+            found = formats[format]
+        return found.load(given)
+    except (OSError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"cannot read data set {given}: {exc}") from exc
-    return builder.finish(fmt, given)

@@ -145,7 +145,7 @@ def _thumbnail(img, size: int) -> bytes:
 
 
 def _prepare(
-    index: int, source: Path, size: int, thumb_size: int, cache: FeatureCache | None
+    index: int, source: images.ImageSource, size: int, thumb_size: int, cache: FeatureCache | None
 ) -> _Prepared:
     try:
         data = images.read_bytes(source)
@@ -162,7 +162,7 @@ def _prepare(
 
 
 def extract_features(
-    sources: Sequence[str | Path],
+    sources: Sequence[images.ImageSource],
     backbone,
     *,
     batch_size: int = 32,
@@ -204,7 +204,7 @@ def extract_features(
         it = iter(enumerate(sources))
         for i, src in it:
             pending.append(
-                pool.submit(_prepare, i, Path(src), backbone.input_size, thumb_size, cache)
+                pool.submit(_prepare, i, src, backbone.input_size, thumb_size, cache)
             )
             if len(pending) >= ahead:
                 break
@@ -214,7 +214,7 @@ def extract_features(
             if nxt is not None:
                 pending.append(
                     pool.submit(
-                        _prepare, nxt[0], Path(nxt[1]), backbone.input_size, thumb_size, cache
+                        _prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, cache
                     )
                 )
             prepared.append(item)

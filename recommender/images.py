@@ -24,6 +24,8 @@ import os
 import re
 import threading
 import warnings
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import IO
 
@@ -55,7 +57,9 @@ MAX_BYTES = 50 * 1024 * 1024
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 """The formats accepted, as shown to users."""
 
-ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image
+ImageSource = (
+    str | os.PathLike | zipfile.Path | bytes | bytearray | memoryview | IO[bytes] | Image.Image
+)
 
 # Pillow's names for SUPPORTED; JPEG also covers MPO (multi-picture JPEGs from cameras).
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -72,13 +76,16 @@ _UNSUPPORTED = f"This file is not an image in a supported format ({SUPPORTED})."
 _NO_MEMORY = "There is not enough memory to decode this image."
 
 
-def read_bytes(source: str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]) -> bytes:
+def read_bytes(
+    source: str | os.PathLike | zipfile.Path | bytes | bytearray | memoryview | IO[bytes],
+) -> bytes:
     """Return the raw bytes of an image source, refusing empty or oversized input.
 
     Parameters
     ----------
     source
-        A file path (``str`` or ``os.PathLike``), the bytes themselves (``bytes``,
+        A file path (``str`` or ``os.PathLike``), a member of a zip archive
+        (:class:`zipfile.Path`, read in place), the bytes themselves (``bytes``,
         ``bytearray``, ``memoryview``), or a binary file object, which is read from its
         current position and left open.
 
@@ -103,6 +110,8 @@ def read_bytes(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         data = source if isinstance(source, bytes) else view.tobytes()
     elif isinstance(source, (str, os.PathLike)):
         data = _read_path(source, limit)
+    elif isinstance(source, zipfile.Path):
+        data = _read_member(source, limit)
     elif hasattr(source, "read"):
         try:
             data = _read_capped(source, limit)
@@ -425,6 +434,22 @@ def _read_path(path: str | os.PathLike, limit: int) -> bytes:
         raise ImageError(f"The file '{shown}' cannot be read: {_reason(exc)}.") from exc
     except ValueError as exc:  # a NUL character in the path
         raise ImageError(f"There is no file at '{shown}'.") from exc
+
+
+def _read_member(member: zipfile.Path, limit: int) -> bytes:
+    shown = f"{member.root.filename}/{member.at}"
+    try:
+        size = member.root.getinfo(member.at).file_size
+        if size > limit:
+            raise ImageError(_too_many_bytes(size, limit))
+        with member.open("rb") as file:
+            return _read_capped(file, limit)
+    except ImageError:
+        raise
+    except KeyError as exc:
+        raise ImageError(f"There is no file at '{shown}'.") from exc
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
+        raise ImageError(f"The file '{shown}' cannot be read from its archive: {exc}.") from exc
 
 
 def _read_capped(file: IO[bytes], limit: int) -> bytes:

@@ -1,4 +1,7 @@
-"""Data set loading: the three layouts on small fixtures, hostile input, and the real data set."""
+"""Data set loading: each layout's own cases on small fixtures, hostile input, the real data set.
+
+What every layout must do alike is in test_datasets_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -362,7 +365,7 @@ def test_unknown_layouts_are_explained(tmp_path):
             load_dataset(path)
     note = tmp_path / "note.txt"
     note.write_text("#food")
-    with pytest.raises(DatasetError, match="not a .csv or .jsonl"):
+    with pytest.raises(DatasetError, match="is a file but not a data set of a known layout"):
         load_dataset(note)
     with pytest.raises(DatasetError, match="unknown data set format"):
         load_dataset(empty, "flickr")

@@ -1,0 +1,98 @@
+"""The registry of data set layouts: one module per layout in this package.
+
+Each module defines ``FORMAT = DatasetFormat(...)``: its name, how to recognise it
+(``detect``), how to read it (``load``), how to write a collection of posts in it
+(``write_sample``, so one contract test runs on every layout) and its line of the README's
+table. Modules are found by name, so adding a layout is adding one file here; the
+``--format`` choices, the README's table (:func:`recommender.datasets.layouts_table`) and
+``tests/test_datasets_contract.py`` pick it up.
+
+Auto-detection asks each layout in ``priority`` order (lowest first) and takes the first that
+recognises the path: specific layouts (a ``json_files/`` folder, an Instagram export) come
+before generic ones (any folder of captioned images).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recommender.datasets import Dataset
+
+
+@dataclass(frozen=True)
+class SamplePost:
+    """A post as a contract test writes it: image files (bytes) and raw hashtags.
+
+    ``images`` is empty for a post without image and has several entries for a carousel
+    (layouts that keep one image per post keep the first). ``caption`` is the text that
+    caption-based layouts write: the hashtags appended to ``text``.
+    """
+
+    key: str
+    images: tuple[bytes, ...]
+    hashtags: tuple[str, ...]
+    text: str = ""
+
+    @property
+    def caption(self) -> str:
+        return " ".join([self.text, *(f"#{tag}" for tag in self.hashtags)]).strip()
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One data set layout.
+
+    Attributes
+    ----------
+    name : str
+        The ``--format`` value.
+    title : str
+        What people call it (the README's first column).
+    summary : str
+        One line for error messages.
+    description : str
+        Markdown for the README's table: what the layout looks like.
+    detect : callable(Path) -> bool
+        Whether a path is a data set of this layout; cheap, never raises for a readable path.
+    load : callable(Path) -> Dataset
+        Read it; raises :class:`~recommender.errors.DatasetError` when it cannot.
+    write_sample : callable(Path, Sequence[SamplePost]) -> Path
+        Write posts in this layout under an empty folder; returns the path to load.
+    priority : int
+        Detection order (lowest asked first).
+    """
+
+    name: str
+    title: str
+    summary: str
+    description: str
+    detect: Callable[[Path], bool]
+    load: Callable[[Path], Dataset]
+    write_sample: Callable[[Path, Sequence[SamplePost]], Path]
+    priority: int = 50
+
+
+_REGISTRY: dict[str, DatasetFormat] | None = None
+
+
+def registry() -> dict[str, DatasetFormat]:
+    """Every layout by name, in detection order (modules imported on first call)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        found = []
+        for info in pkgutil.iter_modules(__path__):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            fmt = getattr(module, "FORMAT", None)
+            if isinstance(fmt, DatasetFormat):
+                found.append(fmt)
+        found.sort(key=lambda f: (f.priority, f.name))
+        _REGISTRY = {f.name: f for f in found}
+    return _REGISTRY
