@@ -448,7 +448,15 @@ def _read_member(member: zipfile.Path, limit: int) -> bytes:
         raise
     except KeyError as exc:
         raise ImageError(f"There is no file at '{shown}'.") from exc
-    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as exc:
         raise ImageError(f"The file '{shown}' cannot be read from its archive: {exc}.") from exc
 
 
