@@ -292,3 +292,26 @@ def test_an_oversized_member_is_refused_before_it_is_read(zipped, monkeypatch):
     monkeypatch.setattr(images, "MAX_BYTES", len(PHOTOS[post.image]) - 1)
     with pytest.raises(ImageError, match="too large"):
         images.read_bytes(dataset.image_path(post))
+
+
+class MeanColour:
+    """A stand-in backbone: an image's feature is its mean colour (the pipeline is real)."""
+
+    name, weights, input_size, dim = "mean-colour", "none", 16, 3
+
+    def embed(self, batch):
+        return batch.reshape(len(batch), -1, 3).mean(axis=1).astype("float32")
+
+
+def test_feature_extraction_reads_the_zip_members(zipped, unpacked):
+    from recommender.features import extract_features
+
+    results = []
+    for path in (zipped, unpacked):
+        dataset = load_dataset(path)
+        sources = [dataset.image_path(p) for p in dataset.posts if p.image]
+        results.append(extract_features(sources, MeanColour(), workers=2, thumb_size=32))
+    from_zip, from_folder = results
+    assert from_zip.errors == from_folder.errors == []
+    assert from_zip.hashes == from_folder.hashes and len(from_zip.ok) == 3
+    assert (from_zip.features == from_folder.features).all()
