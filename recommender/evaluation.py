@@ -294,13 +294,12 @@ def rank_features(
     weights, scores, top-k), without building explanations, and with one BLAS thread
     (matrix-vector products are far faster so on a small machine).
     """
-    from threadpoolctl import threadpool_limits
-
+    from .blas import serial_blas
     from .scoring import get_method, neighbour_weights, top_k
 
     m = get_method(method)
     out = np.full((len(features), k), -1, dtype=np.int64)
-    with threadpool_limits(1, "blas"):
+    with serial_blas():
         for i, query in enumerate(features):
             idx, sims = rec.index.search(query, int(n_neighbors))
             scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query)

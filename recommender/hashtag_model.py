@@ -99,7 +99,8 @@ def fit_als(
     """
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.recommender_base import ModelFitError
-    from threadpoolctl import threadpool_limits
+
+    from .blas import serial_blas
 
     weighted = matrix.astype(np.float32)
     if params.weighting == "bm25":
@@ -113,7 +114,7 @@ def fit_als(
             progress(iteration + 1, params.iterations)
 
     # implicit's own solver threads do the work; a threaded BLAS underneath only slows it.
-    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+    with serial_blas(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         model = AlternatingLeastSquares(
             factors=params.factors,

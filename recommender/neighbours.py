@@ -22,13 +22,12 @@ stores them with a checksum that is checked before the bytes reach faiss.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import warnings
-from collections.abc import Iterator
 
 import numpy as np
+
+from .blas import serial_blas  # noqa: F401 - also importable from here, as before
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 
@@ -51,43 +50,6 @@ _RERANK_MIN = 128
 _EXACT_CHUNK = 1024  # rows converted at a time when exact search reads float16 vectors
 IVF_CODES = ("RaBitQ", "SQ8")
 _CODES_BY_CLASS = {"IndexIVFRaBitQ": "RaBitQ", "IndexIVFScalarQuantizer": "SQ8"}
-
-
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
-_blas_controller = None
-
-
-@contextlib.contextmanager
-def serial_blas() -> Iterator[None]:
-    """Run numpy's BLAS on one thread inside the block; thread-safe and nestable.
-
-    A query's matrix-vector products are small: a second BLAS thread only adds a hand-off,
-    and on a busy machine a wait for a descheduled thread. Measured on the shared 2-core
-    machine (benchmarks/bench_query.py): exact search over the demo model's 3.3k images
-    7.5 ms with two BLAS threads, 0.6 ms with one; a whole re-ranking 16.5 ms against 1.2.
-    """
-    global _blas_users, _blas_limiter, _blas_controller
-    with _blas_lock:
-        if _blas_users == 0:
-            try:
-                if _blas_controller is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    _blas_controller = ThreadpoolController()
-                _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
-            except Exception:  # noqa: BLE001 - no threadpoolctl or no BLAS: run as it is
-                _blas_limiter = None
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limiter is not None:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
 
 
 def _top_n(sims: np.ndarray, ids: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:

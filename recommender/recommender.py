@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
+from .blas import serial_blas
 from .datasets import Post
 from .errors import ConfigError, DatasetError, ModelError
 from .hashtag_model import (
@@ -29,7 +30,7 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
-from .neighbours import choose_kind, make_index, restore_index, serial_blas
+from .neighbours import choose_kind, make_index, restore_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
 
 MAX_NEIGHBORS = 50
