@@ -16,8 +16,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import posixpath
 import re
+import stat
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -303,6 +305,9 @@ class DatasetBuilder:
         self.tag_stats = TagStats()
         self.posts: dict[str, Post] = {}
         self.used_images: set[str] = set()
+        self._root_text = os.fspath(root)
+        self._root_prefix = os.path.join(self._root_text, "")
+        self._real_folders: dict[str, str] = {}
 
     def skip(self, key: str, message: str) -> None:
         self.counts[key] += 1
@@ -339,15 +344,36 @@ class DatasetBuilder:
             return "unsafe", None
         if self.members is not None:
             return ("ok" if rel in self.members else "missing"), rel
+        return self._check_file(rel), rel
+
+    def _check_file(self, rel: str) -> str:
+        """"ok", "missing" or "unsafe" for a normalised relative path, following symlinks.
+
+        The real path of each folder is resolved once and cached, so a big manifest costs one
+        ``lstat`` per image (a full resolve only for an image that is itself a symlink).
+        """
+        folder, _, name = rel.rpartition("/")
         try:
-            resolved = (self.root / rel).resolve()
-            if not resolved.is_relative_to(self.root):
-                return "unsafe", rel
-            if not resolved.is_file():
-                return "missing", rel
-        except (OSError, RuntimeError, ValueError):
-            return "missing", rel
-        return "ok", rel
+            real = self._real_folders.get(folder)
+            if real is None:
+                real = self._real_folders[folder] = os.path.realpath(
+                    os.path.join(self._root_text, folder)
+                )
+            if not self._inside(real):
+                return "unsafe"
+            full = os.path.join(real, name)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                full = os.path.realpath(full)
+                if not self._inside(full):
+                    return "unsafe"
+                mode = os.stat(full).st_mode
+        except (OSError, ValueError):
+            return "missing"
+        return "ok" if stat.S_ISREG(mode) else "missing"
+
+    def _inside(self, real: str) -> bool:
+        return real == self._root_text or real.startswith(self._root_prefix)
 
     def check_uri(self, uri: str) -> str:
         """Vet an image URI: "missing" for a ``file:`` URI naming no file, else "ok".

@@ -315,3 +315,23 @@ def test_feature_extraction_reads_the_zip_members(zipped, unpacked):
     assert from_zip.errors == from_folder.errors == []
     assert from_zip.hashes == from_folder.hashes and len(from_zip.ok) == 3
     assert (from_zip.features == from_folder.features).all()
+
+
+@pytest.mark.slow
+def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_dir):
+    """What the data scientist does: build from their export as Instagram sent it."""
+    from recommender import HashtagRecommender
+    from recommender.build import build_model
+    from recommender.hashtag_model import ALSParams
+    from recommender.recommender import BuildConfig
+
+    config = BuildConfig(als=ALSParams(factors=4, iterations=2))
+    _rec, summary = build_model(zipped, tmp_path / "model", config)
+    assert summary["format"] == "instagram_export" and summary["images_embedded"] == 3
+    assert "1 video" in summary["dataset_report"] or "2 video" in summary["dataset_report"]
+    rec = HashtagRecommender.load(tmp_path / "model")
+    photo = PHOTOS["media/posts/202301/17912345.jpg"]
+    result = rec.recommend(photo, n_neighbors=1, k=3)
+    assert result.neighbors[0].image == "media/posts/202301/17912345.jpg"
+    assert result.neighbors[0].similarity == pytest.approx(1.0, abs=1e-3)
+    assert {t.tag for t in result.hashtags} >= {"café"}
