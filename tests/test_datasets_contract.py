@@ -119,3 +119,13 @@ def test_readme_table_is_the_registry():
         "python -c 'from recommender.datasets import layouts_table; print(layouts_table())'"
     )
     assert all(f"`{name}`" in layouts_table() for name in format_names())
+
+
+def test_each_module_of_the_package_is_one_layout():
+    """Adding a layout is adding one file: every module in recommender/formats/ is found."""
+    import recommender.formats
+
+    folder = Path(recommender.formats.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+    found = {f.load.__module__.rsplit(".", 1)[1] for f in registry().values()}
+    assert found == modules and len(found) == len(registry())
