@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,56 @@ def read_neighbours(path: str | Path, manifest: dict[str, Any]) -> bytes | None:
     """The checked bytes of the model's neighbour index, or None if it has none."""
     entry = manifest.get("files", {}).get(NEIGHBOURS)
     return None if entry is None else _read_checked(Path(path), NEIGHBOURS, entry)
+
+
+SWAP_WAIT_SECONDS = 2.0  # at most this long for a writer's swap to put a model back
+
+
+def _writer_busy(path: Path) -> bool:
+    """A live build is writing or swapping a model at ``path`` (its sibling folders)."""
+    for kind in ("tmp", "old"):
+        for sibling in path.parent.glob(f".{path.name}.{kind}-*"):
+            pid = sibling.name[len(f".{path.name}.{kind}-") :].split("-", 1)[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                return True
+    return False
+
+
+def _manifest_bytes(path: Path) -> bytes | None:
+    try:
+        return (path / MANIFEST).read_bytes()
+    except OSError:
+        return None
+
+
+def read_whole_model(
+    path: str | Path,
+) -> tuple[
+    dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], bytes | None
+]:
+    """Every file of a model folder, all of one version: (manifest, arrays, index,
+    thumbnails, neighbour index bytes or None).
+
+    :func:`write_model` replaces a model with two renames, so a reader can meet the folder
+    gone for a moment, or the new model's files under the old manifest. Such a reader
+    retries once: when the manifest changed under it, or when a live build is swapping the
+    folder (then it waits up to :data:`SWAP_WAIT_SECONDS` for the new one to appear). Any
+    other problem raises :class:`~recommender.errors.ModelError` at once.
+    """
+    path = Path(path)
+    first = _manifest_bytes(path)
+    try:
+        manifest, arrays, index, thumbs = read_model(path)
+        return manifest, arrays, index, thumbs, read_neighbours(path, manifest)
+    except ModelError:
+        swapped = first is not None and _manifest_bytes(path) not in (None, first)
+        if not swapped and not _writer_busy(path):
+            raise
+    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    while _manifest_bytes(path) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    manifest, arrays, index, thumbs = read_model(path)
+    return manifest, arrays, index, thumbs, read_neighbours(path, manifest)
 
 
 def check_backbone(

@@ -342,8 +342,8 @@ class HashtagRecommender:
         Raises :class:`~recommender.errors.ModelError` if the folder is missing, damaged or
         of a newer format, with a message saying how to rebuild.
         """
-        manifest, arrays, index, thumbs = model_io.read_model(path)
-        rec = cls(manifest, arrays, index, thumbs, model_io.read_neighbours(path, manifest))
+        manifest, arrays, index, thumbs, neighbours = model_io.read_whole_model(path)
+        rec = cls(manifest, arrays, index, thumbs, neighbours)
         rec.path = Path(path)
         if warm:
             rec.backbone.warmup()
