@@ -37,7 +37,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recommender import backbones, images  # noqa: E402
-from recommender.build import dataset_features  # noqa: E402
 from recommender.datasets import load_dataset  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     Candidate,
@@ -45,6 +44,7 @@ from recommender.evaluation import (  # noqa: E402
     image_keys,
     stratified_splits,
 )
+from recommender.features import dataset_features  # noqa: E402
 from recommender.recommender import BuildConfig  # noqa: E402
 
 DATA = "/work/shared/datasets/instagram-2019"

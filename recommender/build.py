@@ -5,90 +5,16 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from . import __version__
 from .datasets import Dataset, load_dataset
 from .errors import DatasetError
-from .features import Extraction, FeatureCache, extract_features
+from .features import BuildProgress, DatasetFeatures, dataset_features
 from .recommender import BuildConfig, HashtagRecommender
 
-# progress(stage, done, total); stages: "features", "als"
-BuildProgress = Callable[[str, int, int], None]
-
-
-@dataclass
-class DatasetFeatures:
-    """Features of a data set's images, aligned with its posts.
-
-    ``image_rows[i]`` is the row of ``features`` for post ``i`` (-1: no usable image).
-    """
-
-    dataset: Dataset
-    features: np.ndarray
-    image_rows: list[int]
-    thumbnails: list[bytes]
-    counts: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    backbone: dict[str, Any] = field(default_factory=dict)
-
-
-def backbone_cache_key(backbone) -> str:
-    return f"{backbone.name}-{backbone.weights}"
-
-
-def dataset_features(
-    dataset: Dataset,
-    config: BuildConfig,
-    *,
-    use_cache: bool = True,
-    progress: BuildProgress | None = None,
-) -> DatasetFeatures:
-    """Extract the features of every post image of ``dataset`` (deduplicated by content)."""
-    from .backbones import get_backbone
-
-    backbone = get_backbone(config.backbone, config.weights)
-    with_image = [i for i, p in enumerate(dataset.posts) if p.image]
-    paths = [dataset.image_path(dataset.posts[i]) for i in with_image]
-    cache = FeatureCache.for_backbone(backbone_cache_key(backbone)) if use_cache else None
-    start = time.perf_counter()
-    ex: Extraction = extract_features(
-        paths,
-        backbone,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        thumb_size=config.thumb_size,
-        cache=cache,
-        progress=(lambda d, t: progress("features", d, t)) if progress else None,
-    )
-    seconds = time.perf_counter() - start
-    image_rows = [-1] * len(dataset.posts)
-    seen: dict[str, int] = {}
-    duplicates = 0
-    for row, (pos, key) in enumerate(zip(ex.ok, ex.hashes, strict=False)):
-        if key in seen:
-            duplicates += 1
-            continue
-        seen[key] = row
-        image_rows[with_image[pos]] = row
-    problems = [f"{dataset.posts[with_image[pos]].image}: {msg}" for pos, msg in ex.errors]
-    counts = {
-        "images_embedded": len(ex.ok) - ex.cached,
-        "images_from_cache": ex.cached,
-        "images_unreadable": len(ex.errors),
-        "images_duplicate": duplicates,
-    }
-    # name, input_size, dim, weights, weights_sha256, preprocessing: loading checks the last two
-    info = backbone.fingerprint()
-    return DatasetFeatures(
-        dataset, ex.features, image_rows, ex.thumbnails, counts, problems, seconds, info
-    )
+__all__ = ["BuildProgress", "DatasetFeatures", "build_model", "dataset_features"]
 
 
 def _evaluation_summary(

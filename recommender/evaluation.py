@@ -569,8 +569,8 @@ def evaluate_dataset(
     **kwargs: Any,
 ) -> EvaluationResult:
     """Load the data set at ``data``, compute its features once, and :func:`evaluate`."""
-    from .build import dataset_features
     from .datasets import load_dataset
+    from .features import dataset_features
     from .recommender import BuildConfig
 
     config = config or BuildConfig()

@@ -227,9 +227,9 @@ def test_rank_features_honours_the_block_list(small_model):
 def test_default_beats_popularity_and_the_original_on_the_real_data(
     dataset_path, feature_cache_dir
 ):
-    from recommender.build import dataset_features
     from recommender.datasets import load_dataset
     from recommender.evaluation import ORIGINAL_ALS, image_keys
+    from recommender.features import dataset_features
     from recommender.scoring import DEFAULT_METHOD
 
     config = BuildConfig()

@@ -174,7 +174,7 @@ def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp
     monkeypatch.setattr(neighbours, "APPROX_MIN_SIZE", 100)
     rec, _ = _clustered_model()
     assert rec.index.kind == "ivf" and rec.index.nlist > 1
-    assert rec._arrays["features"].dtype == np.float16
+    assert rec.arrays.features.dtype == np.float16
     rec.index.nprobe = 2  # really skip clusters, and check the saved setting comes back
     rec.save(tmp_path / "model")
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
@@ -182,7 +182,7 @@ def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp
     monkeypatch.setattr(neighbours, "APPROX_MIN_SIZE", 10**9)  # loading does not rebuild
     loaded = HashtagRecommender.load(tmp_path / "model")
     assert loaded.index.kind == "ivf" and loaded.index.nprobe == 2
-    same_vectors = make_index(rec._arrays["features"], kind="exact")  # float16, exactly
+    same_vectors = make_index(rec.arrays.features, kind="exact")  # float16, exactly
     for q in centres:
         want = exact.recommend_features(q, n_neighbors=10, k=3)
         ref_idx, ref_sims = same_vectors.search(q, 10)

@@ -1,0 +1,162 @@
+"""The typed schema of a model's numeric arrays, and reading/writing them in a model folder.
+
+``arrays.npz`` of a model folder holds exactly the fields of :class:`ModelArrays` (plus any
+``extra`` arrays a feature adds); this module is the one place that names them. Training
+(:mod:`recommender.training`) fills a :class:`ModelArrays`; the query facade
+(:class:`recommender.recommender.HashtagRecommender`) reads one back. Files, checksums and
+atomic writes are :mod:`recommender.model_io`'s job.
+
+Shapes (N indexed images, T hashtags, F ALS factors, d feature dimensions, P single-tag
+profiles, Q hashtags the prior predicts)::
+
+    features            (N, d)  float32, or float16 for large models
+    image_factors       (N, F)  float32  ALS factors of the indexed images' posts
+    tag_factors         (T, F)  float32
+    tag_counts          (T,)    int64    training posts per hashtag
+    image_tags_indptr   (N+1,)  int64    CSR of the indexed images' hashtags
+    image_tags_indices  (nnz,)  int32
+    profiles_indptr     (P+1,)  int64    CSR of the single-tag profiles (P, T)
+    profiles_indices    (nnz,)  int32
+    profiles_data       (nnz,)  float32
+    image_profile       (N,)    int64    row in the profiles, -1 for several hashtags
+    prior_weights       (d, Q)  float32  ridge prior from features to hashtags
+    prior_tags          (Q,)    int64    the hashtag columns the prior predicts
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import model_io
+from .errors import ModelError
+
+# Fields a model of an older build may lack: they are filled with "nothing" on load.
+_OPTIONAL = ("profiles_indptr", "profiles_indices", "profiles_data", "image_profile")
+_PRIOR = ("prior_weights", "prior_tags")
+
+
+@dataclass
+class ModelArrays:
+    """Every numeric array of a model (see the module docstring for shapes and dtypes)."""
+
+    features: np.ndarray
+    image_factors: np.ndarray
+    tag_factors: np.ndarray
+    tag_counts: np.ndarray
+    image_tags_indptr: np.ndarray
+    image_tags_indices: np.ndarray
+    profiles_indptr: np.ndarray | None = None
+    profiles_indices: np.ndarray | None = None
+    profiles_data: np.ndarray | None = None
+    image_profile: np.ndarray | None = None
+    prior_weights: np.ndarray | None = None
+    prior_tags: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def n_tags(self) -> int:
+        return int(self.tag_factors.shape[0])
+
+    def image_tags(self) -> sp.csr_matrix:
+        """The (N, T) binary CSR matrix of the indexed images' hashtags."""
+        return sp.csr_matrix(
+            (
+                np.ones(len(self.image_tags_indices), dtype=np.float32),
+                self.image_tags_indices,
+                self.image_tags_indptr,
+            ),
+            shape=(len(self.image_tags_indptr) - 1, self.n_tags),
+        )
+
+    def profiles(self) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
+        """The (P, T) single-tag profiles and each image's row in them (None if absent)."""
+        if self.profiles_indptr is None:
+            return None, None
+        profiles = sp.csr_matrix(
+            (self.profiles_data, self.profiles_indices, self.profiles_indptr),
+            shape=(len(self.profiles_indptr) - 1, self.n_tags),
+        )
+        return profiles, self.image_profile
+
+    def check(self, n_images: int, n_tags: int) -> None:
+        """Raise :class:`ModelError` unless the arrays fit ``n_images`` images, ``n_tags`` tags."""
+        if self.features.ndim != 2 or self.features.shape[0] != n_images:
+            raise ModelError("The model's features do not match its image list; rebuild it.")
+        if len(self.tag_counts) != n_tags:
+            raise ModelError("The model's hashtag counts do not match its hashtags; rebuild it.")
+        if (
+            self.tag_factors.shape[0] != n_tags
+            or self.image_factors.shape[0] != n_images
+            or len(self.image_tags_indptr) != n_images + 1
+        ):
+            raise ModelError("The model's arrays are inconsistent (shapes); rebuild it.")
+
+    # ------------------------------------------------------------ plain data
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The arrays by their file names (absent optional fields left out)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "extra" and getattr(self, f.name) is not None
+        }
+        for name, value in self.extra.items():
+            if name in out:
+                raise ValueError(f"extra array {name!r} clashes with a schema field")
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, arrays: dict[str, np.ndarray]) -> ModelArrays:
+        """Typed arrays from what ``arrays.npz`` held; unknown names go to ``extra``.
+
+        Raises :class:`ModelError` if a required array is missing.
+        """
+        names = {f.name for f in fields(cls)} - {"extra"}
+        missing = [n for n in names if n not in arrays and n not in _OPTIONAL and n not in _PRIOR]
+        if missing:
+            raise ModelError(f"The model's arrays lack {', '.join(sorted(missing))}; rebuild it.")
+        known = {n: arrays[n] for n in names if n in arrays}
+        extra = {n: v for n, v in arrays.items() if n not in names}
+        return cls(**known, extra=extra)
+
+
+@dataclass
+class ModelParts:
+    """Everything a model folder holds, in memory: what training makes and loading reads."""
+
+    manifest: dict[str, Any]
+    arrays: ModelArrays
+    index: dict[str, Any]  # {"tags": [...], "images": [{"path", "post_id", "hashtags"}]}
+    thumbnails: dict[str, np.ndarray] = field(default_factory=dict)  # "data", "offsets"
+    neighbours: bytes | None = None  # a saved approximate index, faiss' serialisation
+
+
+def write_parts(path: str | Path, parts: ModelParts) -> Path:
+    """Write ``parts`` as a model folder at ``path``, atomically (see :mod:`model_io`)."""
+    thumbs = parts.thumbnails or {}
+    data = thumbs.get("data", np.zeros(0, np.uint8))
+    offsets = thumbs.get("offsets", np.zeros(1, np.int64))
+    raw = np.asarray(data, dtype=np.uint8).tobytes()
+    chunks = [raw[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return model_io.write_model(
+        path, parts.manifest, parts.arrays.to_dict(), parts.index, chunks, parts.neighbours
+    )
+
+
+def read_parts(path: str | Path) -> ModelParts:
+    """Read and check the model folder at ``path`` (one whole version of it, even while a
+    build replaces it: :func:`recommender.model_io.read_whole_model`).
+
+    Raises :class:`~recommender.errors.ModelError` saying what is wrong and how to rebuild.
+    """
+    manifest, arrays, index, thumbs, neighbours = model_io.read_whole_model(path)
+    return ModelParts(manifest, ModelArrays.from_dict(arrays), index, thumbs, neighbours)

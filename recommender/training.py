@@ -1,0 +1,103 @@
+"""Training: from posts and their image features to the parts of a model folder.
+
+:func:`fit_model` runs the hashtag model (ALS), the single-tag profiles and the image prior
+and returns a :class:`~recommender.model_arrays.ModelParts`; the query facade
+(:class:`~recommender.recommender.HashtagRecommender`) wraps those parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import BuildConfig
+from .datasets import Post
+from .errors import DatasetError
+from .hashtag_model import (
+    fit_als,
+    fit_image_prior,
+    interaction_matrix,
+    single_tag_profiles,
+    tag_vocabulary,
+    vote_targets,
+)
+from .model_arrays import ModelArrays, ModelParts
+from .neighbours import choose_kind
+
+
+def fit_model(
+    posts: Sequence[Post],
+    features: np.ndarray,
+    image_rows: Sequence[int],
+    config: BuildConfig | None = None,
+    thumbnails: Sequence[bytes] | None = None,
+    manifest: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelParts:
+    """Train on ``posts``; see :meth:`recommender.recommender.HashtagRecommender.fit`."""
+    config = config or BuildConfig()
+    if len(image_rows) != len(posts):
+        raise ValueError("image_rows must have one entry per post")
+    post_tags = [p.hashtags for p in posts]
+    vocab, counts = tag_vocabulary(post_tags, config.als.min_support)
+    if not vocab:
+        raise DatasetError("no hashtags to learn from: every post's hashtags were dropped")
+    matrix = interaction_matrix(post_tags, vocab)
+    post_factors, tag_factors = fit_als(matrix, config.als, progress)
+    with_image = [i for i, row in enumerate(image_rows) if row >= 0]
+    if not with_image:
+        raise DatasetError("no posts with an image to search")
+    rows = np.array([image_rows[i] for i in with_image], dtype=np.int64)
+    image_tags = matrix[with_image]
+    profiles, image_profile = single_tag_profiles(matrix, image_tags)
+    targets = vote_targets(image_tags, profiles, image_profile)
+    prior_weights, prior_tags = fit_image_prior(features[rows], targets)
+    arrays = ModelArrays(
+        # Large models keep float16 features: half the memory, same neighbours.
+        features=np.ascontiguousarray(
+            features[rows],
+            dtype=np.float16 if choose_kind(len(rows)) == "ivf" else np.float32,
+        ),
+        image_factors=post_factors[with_image],
+        tag_factors=tag_factors,
+        tag_counts=counts,
+        image_tags_indptr=image_tags.indptr.astype(np.int64),
+        image_tags_indices=image_tags.indices.astype(np.int32),
+        profiles_indptr=profiles.indptr.astype(np.int64),
+        profiles_indices=profiles.indices.astype(np.int32),
+        profiles_data=profiles.data.astype(np.float32),
+        image_profile=image_profile,
+        prior_weights=prior_weights,
+        prior_tags=prior_tags,
+    )
+    index = {
+        "tags": vocab,
+        "images": [
+            {
+                "path": posts[i].image or "",
+                "post_id": posts[i].post_id,
+                "hashtags": list(posts[i].hashtags),
+            }
+            for i in with_image
+        ],
+    }
+    full_manifest = dict(manifest or {})
+    full_manifest["config"] = config.to_dict()
+    full_manifest.setdefault("counts", {})
+    full_manifest["counts"].update(
+        {
+            "posts": len(posts),
+            "images": len(with_image),
+            "hashtags": len(vocab),
+            "pairs": int(matrix.nnz),
+        }
+    )
+    thumbs: dict[str, np.ndarray] = {}
+    if thumbnails is not None:
+        chosen = [thumbnails[r] for r in rows]
+        offsets = np.zeros(len(chosen) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(t) for t in chosen])
+        thumbs = {"data": np.frombuffer(b"".join(chosen), np.uint8), "offsets": offsets}
+    return ModelParts(full_manifest, arrays, index, thumbs)
