@@ -255,8 +255,8 @@ def test_readers_never_see_a_gap_or_a_mix_while_the_model_is_replaced(saved):
 
     first, path = saved
     second = tiny_model()
-    second._arrays = dict(second._arrays, tag_factors=second._arrays["tag_factors"] * 2)
-    versions = [first.scorer.tag_factors, second._arrays["tag_factors"]]
+    second.arrays.tag_factors = second.arrays.tag_factors * 2
+    versions = [first.scorer.tag_factors, second.arrays.tag_factors]
     done = threading.Event()
     errors: list[str] = []
     loaded: list[int] = []
