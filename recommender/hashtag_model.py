@@ -88,6 +88,20 @@ def interaction_matrix(
     )
 
 
+def weight_matrix(matrix: sp.csr_matrix, params: ALSParams) -> sp.csr_matrix:
+    """The posts x hashtags matrix as ALS sees it (float32; BM25 if ``params`` say so).
+
+    Every ALS engine factorises this same matrix.
+    """
+    weighted = sp.csr_matrix(matrix, dtype=np.float32)
+    if params.weighting == "bm25":
+        from implicit.nearest_neighbours import bm25_weight
+
+        # bm25 weights the item axis of an items x users matrix: transpose there and back.
+        weighted = bm25_weight(weighted.T.tocoo(), K1=100, B=0.8).T.tocsr().astype(np.float32)
+    return weighted
+
+
 def fit_als(
     matrix: sp.csr_matrix,
     params: ALSParams,
@@ -102,12 +116,7 @@ def fit_als(
 
     from .blas import serial_blas
 
-    weighted = matrix.astype(np.float32)
-    if params.weighting == "bm25":
-        from implicit.nearest_neighbours import bm25_weight
-
-        # bm25 weights the item axis of an items x users matrix: transpose there and back.
-        weighted = bm25_weight(weighted.T.tocoo(), K1=100, B=0.8).T.tocsr().astype(np.float32)
+    weighted = weight_matrix(matrix, params)
 
     def callback(iteration: int, _elapsed: float, _loss: float | None) -> None:
         if progress is not None:

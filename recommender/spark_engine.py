@@ -1,0 +1,613 @@
+"""The Spark engine: the build's embed and ALS stages on Apache Spark (pyspark >= 3.5).
+
+``python -m recommender build DATA --engine spark [--spark-master URL]`` runs the two stages
+that grow with the data on a Spark cluster (or ``local[*]``); everything else runs on the
+driver exactly as in the local engine, so both engines write the same model folder.
+
+Which stage runs where
+----------------------
+read (driver)
+    The data set is read into the posts table on the driver (:func:`recommender.datasets
+    .load_dataset`), as in the local engine.
+embed (executors)
+    A DataFrame of ``(index, image path)`` goes through ``mapInPandas``
+    (:func:`embed_images`). Each task runs the local pipeline itself
+    (:func:`recommender.features.extract_features`: read, hash, decode, resize, thumbnail,
+    embed) on its partition. The backbone is loaded once per Python worker (worker reuse is
+    on, and :func:`~recommender.backbones.get_backbone` caches it in the process), with one
+    TensorFlow thread per task CPU (``spark.task.cpus``), so ``local[2]`` runs two workers
+    without oversubscribing the cores. An image a worker cannot use is recorded as
+    unreadable with its message, never failing the task: the local engine's rule.
+fit (executors, then driver)
+    The posts x hashtags matrix is built and weighted (BM25) on the driver, exactly as the
+    local engine does (:func:`recommender.hashtag_model.weight_matrix`), then factorised by
+    ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` (:func:`fit_als`). The factors
+    are collected to the driver as float32 arrays aligned with the matrix rows and columns.
+profiles, image prior, index, write (driver)
+    On the driver from the features and the posts table, as in the local engine: they need
+    the whole hashtag vocabulary per image, and what they keep is small next to the
+    features (the prior solves a d x d system, 1280 x 1280 float64 = 13 MB, from X^T X
+    and X^T Y; profiles are sparse in the co-occurring hashtags). Running them as Spark
+    aggregations would ship every feature vector through a shuffle to build the same two
+    small matrices. The driver needs the features of the indexed images (n x 1280 float32,
+    5 GB at 1M images) plus the matrix (about 12 bytes a post-hashtag pair).
+
+The same parameters on both solvers
+-----------------------------------
+``ALSParams`` drives both. ``factors`` -> ``rank``, ``iterations`` -> ``maxIter``,
+``random_state`` -> ``seed``; the matrix is weighted identically before either solver.
+
+* **Confidence.** ``implicit`` gives an observed pair the confidence ``alpha * value`` (its
+  preference is 1 for every stored value); Spark gives ``1 + alpha_spark * |rating|`` with
+  preference 1 only for ``rating > 0``. This engine passes Spark ``alpha = 1`` and the
+  ratings ``alpha * value - 1``, so Spark's confidence is exactly ``alpha * value`` for
+  every pair with ``alpha * value > 1``. Pairs with ``alpha * value <= 1`` (BM25 values
+  below ``1 / alpha``: 0.05 by default) get a rating of ``1e-6``: preference 1, confidence
+  1 instead of implicit's ``alpha * value``.
+* **Regularisation.** ``implicit`` adds ``regularization * I`` to every row's system;
+  Spark's ALS-WR adds ``regParam * n_u * I``, ``n_u`` the row's number of positive ratings.
+  No single ``regParam`` makes the two equal for every row; this engine passes
+  ``regParam = regularization / mean(n_u)`` over the posts (the rows the recommendations
+  come from), so a post with the average number of hashtags gets the same penalty.
+  :data:`REG_SCALING` names the mapping and the benchmark measures it.
+* **Solver.** ``implicit`` runs 3 conjugate-gradient steps per row and iteration from a
+  random start; Spark solves each row exactly (Cholesky). The factors differ; the
+  evaluation's recall@10 is what is compared (see benchmarks/README.md).
+
+The session
+-----------
+:func:`get_session` starts (or reuses) a session with quiet logs: the JVM's own output goes
+to a log file (:data:`LOG_NAME` in the temporary folder) that error messages point to, and
+Spark logs only errors. A missing pyspark, a missing Java or an unreachable master raise a
+one-line :class:`SparkError`. pyspark is imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .errors import RecommenderError
+from .features import Extraction
+from .hashtag_model import ALSParams, FitError, weight_matrix
+
+DEFAULT_MASTER = "local[*]"
+INSTALL_HINT = "pyspark is not installed: pip install -r requirements-spark.txt"
+LOG_NAME = "hashtag-recommender-spark.log"
+REG_SCALING = "regularization / mean hashtags per post"
+# Ratings Spark receives for pairs whose implicit confidence alpha * value is <= 1.
+MIN_RATING = 1e-6
+# Images per embed task: the unit of work a worker holds in memory (features float32 plus
+# thumbnails: ~6 MB a thousand images) and the granularity of retries.
+TASK_IMAGES = 2000
+_MASTER_TIMEOUT = 5.0
+_LOG4J = """\
+rootLogger.level = error
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+class SparkError(RecommenderError):
+    """Spark cannot be used: pyspark or Java missing, master unreachable, job failed."""
+
+
+# ----------------------------------------------------------------------------- session
+def require_pyspark():
+    """Import and return ``pyspark``, or raise :class:`SparkError` saying how to install it.
+
+    ``mapInPandas`` also needs pandas and pyarrow (both in requirements-spark.txt).
+    """
+    try:
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+        import pyspark
+    except ImportError:
+        raise SparkError(INSTALL_HINT) from None
+    return pyspark
+
+
+def log_path() -> Path:
+    """Where the JVM's output of this process' Spark session goes."""
+    return Path(tempfile.gettempdir()) / LOG_NAME
+
+
+def _java_available() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return True
+    return shutil.which("java") is not None
+
+
+def _reachable(host: str, port: int) -> str | None:
+    """None if a TCP connection to host:port opens, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=_MASTER_TIMEOUT):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def check_master(master: str) -> None:
+    """Refuse a master URL Spark cannot use, in one line, before the JVM starts.
+
+    Spark itself retries an unreachable standalone master for a minute before it gives up;
+    this checks the TCP port first (5 s). ``local``, ``local[N]`` and ``local[*]`` are
+    always usable; ``yarn`` needs ``HADOOP_CONF_DIR`` or ``YARN_CONF_DIR``.
+    """
+    if master == "local" or (master.startswith("local[") and master.endswith("]")):
+        return
+    if master == "yarn":
+        if not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+            raise SparkError(
+                "--spark-master yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR set to the "
+                "cluster's Hadoop configuration folder"
+            )
+        return
+    if master.startswith("spark://"):
+        hosts = master[len("spark://") :].split(",")
+    elif master.startswith("k8s://"):
+        url = urlsplit(master[len("k8s://") :])
+        hosts = [f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}"]
+    else:
+        raise SparkError(
+            f"unknown Spark master {master!r}: use local[*], local[N], spark://HOST:PORT, "
+            "yarn or k8s://https://HOST:PORT"
+        )
+    reasons = []
+    for hostport in hosts:
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise SparkError(f"bad Spark master {master!r}: expected spark://HOST:PORT")
+        reason = _reachable(host, int(port))
+        if reason is None:
+            return
+        reasons.append(f"{hostport}: {reason}")
+    raise SparkError(
+        f"cannot reach the Spark master {master} ({'; '.join(reasons)}); start it, or "
+        "pass the right --spark-master (local[*] runs Spark on this machine)"
+    )
+
+
+@contextlib.contextmanager
+def _jvm_output_to(path: Path):
+    """Point file descriptors 1 and 2 at ``path`` while the JVM is launched (it inherits
+    them and keeps them), then give Python its own back."""
+    saved = []
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no usable descriptors: nothing to redirect
+        yield
+        return
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _log_tail(lines: int = 3) -> str:
+    try:
+        text = log_path().read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    useful = [ln.strip() for ln in text if "Exception" in ln or "Error" in ln]
+    return (useful or text)[-1][:300] if (useful or text) else ""
+
+
+_session_lock = threading.Lock()
+
+
+def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None):
+    """A SparkSession on ``master`` with quiet logs; an active one is reused.
+
+    ``conf`` adds Spark settings (``{"spark.executor.memory": "4g"}``). Raises
+    :class:`SparkError` (one line) when pyspark or Java is missing or the master is
+    unreachable. The recommender package is shipped to the executors with ``addPyFile``,
+    so workers import the same code as the driver.
+    """
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    check_master(master)
+    if not _java_available():
+        raise SparkError(
+            "Spark needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless) "
+            "or set JAVA_HOME"
+        )
+    log = log_path()
+    log4j = log.with_name("hashtag-recommender-log4j2.properties")
+    log4j.write_text(_LOG4J)
+    java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("hashtag-recommender")
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.executor.extraJavaOptions", java_opts)
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.python.worker.reuse", "true")
+        # Arrow batches of a few hundred rows: an image's features are 5 kB.
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
+    )
+    if master.startswith("local"):
+        # Workers run this interpreter (with TensorFlow and Pillow), not whatever
+        # `python3` is first on the PATH; a cluster sets PYSPARK_PYTHON itself.
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+        )
+        # (pyspark reads PYSPARK_PYTHON when the context starts, not spark.pyspark.python.)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    # pyspark warns on every pandas conversion that it does not fully support pandas >= 3;
+    # what this module uses of pandas (frames of scalars and bytes) works.
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
+    with _session_lock:
+        try:
+            with _jvm_output_to(log):
+                spark = builder.getOrCreate()
+        except Exception as exc:  # noqa: BLE001 - py4j and pyspark raise many types
+            detail = _log_tail() or f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            raise SparkError(f"Spark could not start on {master} ({detail}); see {log}") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    _ship_package(spark)
+    return spark
+
+
+def _ship_package(spark) -> None:
+    """Send this ``recommender`` package to the executors (once per session)."""
+    sc = spark.sparkContext
+    if getattr(sc, "_hashtag_recommender_shipped", False):
+        return
+    package = Path(__file__).resolve().parent
+    folder = Path(tempfile.mkdtemp(prefix="hashtag-recommender-pyfiles-"))
+    archive = folder / "recommender.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*.py")):
+            zf.write(path, path.relative_to(package.parent).as_posix())
+    sc.addPyFile(str(archive))
+    sc._hashtag_recommender_shipped = True
+
+
+def spark_version(spark) -> str:
+    return str(spark.version)
+
+
+def _task_cpus(spark) -> int:
+    return int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+
+
+# ------------------------------------------------------------------------------- embed
+def _embed_settings(spark, backbone: str, weights: str | None, thumb_size: int,
+                    batch_size: int, decode_threads: int) -> dict[str, Any]:
+    shipped = None
+    if weights not in (None, "default", "imagenet"):
+        # A weights file reaches every executor through SparkFiles.
+        spark.sparkContext.addFile(os.path.abspath(weights))
+        shipped = os.path.basename(weights)
+    return {
+        "backbone": backbone,
+        "weights": weights,
+        "shipped_weights": shipped,
+        "thumb_size": int(thumb_size),
+        "batch_size": int(batch_size),
+        "decode_threads": int(decode_threads),
+        "tf_threads": _task_cpus(spark),
+    }
+
+
+def _worker_backbone(settings: dict[str, Any]):
+    """The backbone of this Python worker (built on its first task, then cached)."""
+    threads = str(settings["tf_threads"])
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .backbones import get_backbone
+
+    weights = settings["weights"]
+    if settings["shipped_weights"]:
+        from pyspark import SparkFiles
+
+        weights = SparkFiles.get(settings["shipped_weights"])
+    return get_backbone(settings["backbone"], weights)
+
+
+def _extract_guarded(paths: list[str], backbone, settings: dict[str, Any]) -> Extraction:
+    """The local pipeline on ``paths``; if it fails as a whole, image by image, so only the
+    image that breaks it is recorded as unreadable."""
+    from .features import extract_features
+
+    def run(part: list[str]) -> Extraction:
+        return extract_features(
+            part,
+            backbone,
+            batch_size=settings["batch_size"],
+            workers=settings["decode_threads"],
+            thumb_size=settings["thumb_size"],
+        )
+
+    try:
+        return run(paths)
+    except Exception:  # noqa: BLE001 - isolate the image; never fail the task
+        pass
+    feats, ok, hashes, thumbs, errors = [], [], [], [], []
+    for i, path in enumerate(paths):
+        try:
+            one = run([path])
+        except Exception as exc:  # noqa: BLE001
+            errors.append((i, f"the worker failed on this image: {type(exc).__name__}: {exc}"))
+            continue
+        if one.ok:
+            feats.append(one.features[0])
+            ok.append(i)
+            hashes.append(one.hashes[0])
+            thumbs.append(one.thumbnails[0])
+        errors.extend((i, msg) for _, msg in one.errors)
+    dim = getattr(backbone, "dim", 0)
+    features = np.stack(feats) if feats else np.zeros((0, dim), np.float32)
+    return Extraction(features, ok, hashes, thumbs, errors)
+
+
+def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The ``mapInPandas`` function: (index, path) rows in, one row per image out."""
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pandas as pd
+
+        frames = list(batches)
+        if not frames:
+            return
+        rows = pd.concat(frames, ignore_index=True)
+        indices = rows["index"].to_numpy()
+        paths = rows["path"].tolist()
+        try:
+            backbone = _worker_backbone(settings)
+        except Exception as exc:  # noqa: BLE001 - reported per image, as for local builds
+            message = f"the worker could not load the backbone: {type(exc).__name__}: {exc}"
+            yield pd.DataFrame({"index": indices, "hash": None, "features": None,
+                                "thumbnail": None, "error": message})
+            return
+        ex = _extract_guarded(paths, backbone, settings)
+        n = len(paths)
+        hashes: list[str | None] = [None] * n
+        features: list[bytes | None] = [None] * n
+        thumbs: list[bytes | None] = [None] * n
+        errors: list[str | None] = [None] * n
+        vectors = np.ascontiguousarray(ex.features, dtype="<f4")
+        for row, pos in enumerate(ex.ok):
+            hashes[pos] = ex.hashes[row]
+            features[pos] = vectors[row].tobytes()
+            thumbs[pos] = ex.thumbnails[row]
+        for pos, message in ex.errors:
+            errors[pos] = message
+        step = 256
+        for s in range(0, n, step):
+            yield pd.DataFrame({
+                "index": indices[s:s + step],
+                "hash": hashes[s:s + step],
+                "features": features[s:s + step],
+                "thumbnail": thumbs[s:s + step],
+                "error": errors[s:s + step],
+            })
+
+    return run
+
+
+EMBED_SCHEMA = "index long, hash string, features binary, thumbnail binary, error string"
+
+
+def embed_partitions(spark, n_images: int, task_images: int = TASK_IMAGES) -> int:
+    """Tasks for ``n_images``: at most ``task_images`` each, at least two per core."""
+    parallelism = spark.sparkContext.defaultParallelism
+    return max(1, min(n_images, max(math.ceil(n_images / task_images), 2 * parallelism)))
+
+
+def embed_images(
+    spark,
+    sources: Sequence[str | os.PathLike],
+    *,
+    backbone: str,
+    weights: str | None = "default",
+    dim: int = 1280,
+    thumb_size: int = 0,
+    batch_size: int = 32,
+    decode_threads: int = 1,
+    task_images: int = TASK_IMAGES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Extraction:
+    """Embed every image of ``sources`` on the executors; the same result as
+    :func:`recommender.features.extract_features` (features float32, in input order).
+
+    ``sources`` are paths every executor can read (a shared file system). Unreadable
+    images are reported in ``errors`` and never fail the job. ``progress(done, total)`` is
+    called as results reach the driver.
+    """
+    total = len(sources)
+    if total == 0:
+        return Extraction(np.zeros((0, dim), np.float32), [], [], [], [])
+    settings = _embed_settings(spark, backbone, weights, thumb_size, batch_size, decode_threads)
+    parts = embed_partitions(spark, total, task_images)
+    rows = [(i, os.fspath(s)) for i, s in enumerate(sources)]
+    frame = spark.sparkContext.parallelize(rows, parts).toDF("index long, path string")
+    out = frame.mapInPandas(_embed_partition(settings), EMBED_SCHEMA)
+    features = np.zeros((total, dim), np.float32)
+    good = np.zeros(total, bool)
+    hashes: list[str] = [""] * total
+    thumbs: list[bytes] = [b""] * total
+    errors: list[tuple[int, str]] = []
+    done = 0
+    try:
+        for row in out.toLocalIterator(prefetchPartitions=True):
+            i = row["index"]
+            if row["error"] is not None:
+                errors.append((i, row["error"]))
+            else:
+                features[i] = np.frombuffer(row["features"], dtype="<f4")
+                good[i] = True
+                hashes[i] = row["hash"]
+                thumbs[i] = bytes(row["thumbnail"] or b"")
+            done += 1
+            if progress and (done % 64 == 0 or done == total):
+                progress(done, total)
+    except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
+        raise SparkError(f"the Spark embed job failed ({_first_line(exc)}); see {log_path()}") from None
+    ok = np.flatnonzero(good).tolist()
+    errors.sort()
+    return Extraction(
+        features=features[ok] if len(ok) < total else features,
+        ok=ok,
+        hashes=[hashes[i] for i in ok],
+        thumbnails=[thumbs[i] for i in ok],
+        errors=errors,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+# -------------------------------------------------------------------------------- ALS
+def spark_ratings(weighted, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, rating) triples for Spark's ALS with ``alpha=1``, so that its
+    confidence ``1 + rating`` equals implicit's ``alpha * value`` (see the module doc)."""
+    coo = weighted.tocoo()
+    ratings = np.maximum(alpha * coo.data.astype(np.float64) - 1.0, MIN_RATING)
+    return coo.row.astype(np.int32), coo.col.astype(np.int32), ratings.astype(np.float32)
+
+
+def spark_reg_param(matrix, regularization: float) -> float:
+    """``regParam`` for Spark's ALS-WR: ``regularization`` over the mean row count."""
+    per_row = np.diff(matrix.tocsr().indptr)
+    mean = float(per_row[per_row > 0].mean()) if (per_row > 0).any() else 1.0
+    return regularization / mean
+
+
+def _factor_array(frame, n: int, rank: int) -> np.ndarray:
+    """Collect an ALS factor DataFrame (id, features) into an (n, rank) float32 array;
+    rows Spark never saw (no ratings) stay zero."""
+    out = np.zeros((n, rank), np.float32)
+    if hasattr(frame, "toArrow"):  # pyspark >= 4: columnar, no Python object per row
+        table = frame.toArrow()
+        ids = table.column("id").to_numpy()
+        flat = table.column("features").combine_chunks().flatten().to_numpy()
+        out[ids] = flat.reshape(len(ids), rank)
+    else:
+        pdf = frame.toPandas()
+        if len(pdf):
+            out[pdf["id"].to_numpy()] = np.stack(pdf["features"].to_numpy())
+    return out
+
+
+def fit_als(
+    matrix,
+    params: ALSParams,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    spark=None,
+    master: str = DEFAULT_MASTER,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ALS on Spark with the local engine's parameters: (post_factors, tag_factors) float32,
+    aligned with ``matrix``'s rows and columns (see the module doc for the mapping).
+
+    Spark's ALS has no per-iteration callback: ``progress`` is called at the start and the
+    end. Raises :class:`~recommender.hashtag_model.FitError` for non-finite factors.
+    """
+    spark = spark or get_session(master)
+    _ensure_checkpoint_dir(spark)
+    if progress:
+        progress(0, params.iterations)
+    n_rows, n_cols = matrix.shape
+    weighted = weight_matrix(matrix, params)
+    rows, cols, ratings = spark_ratings(weighted, params.alpha)
+    frame = _ratings_frame(spark, rows, cols, ratings)
+    from pyspark.ml.recommendation import ALS
+
+    blocks = max(1, spark.sparkContext.defaultParallelism)
+    als = ALS(
+        rank=params.factors,
+        maxIter=params.iterations,
+        regParam=spark_reg_param(matrix, params.regularization),
+        alpha=1.0,
+        implicitPrefs=True,
+        nonnegative=False,
+        seed=params.random_state,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+        userCol="post",
+        itemCol="tag",
+        ratingCol="rating",
+    )
+    try:
+        model = als.fit(frame)
+        posts = _factor_array(model.userFactors, n_rows, params.factors)
+        tags = _factor_array(model.itemFactors, n_cols, params.factors)
+    except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
+        raise SparkError(f"the Spark ALS job failed ({_first_line(exc)}); see {log_path()}") from None
+    if not (np.isfinite(posts).all() and np.isfinite(tags).all()):
+        raise FitError(
+            "ALS produced non-finite factors; lower alpha or raise regularization and rebuild"
+        )
+    if progress:
+        progress(params.iterations, params.iterations)
+    return posts, tags
+
+
+def _ensure_checkpoint_dir(spark) -> None:
+    """ALS cuts its lineage every 10 iterations by checkpointing; without a checkpoint
+    folder the lineage grows until the executors overflow their stacks (20 iterations do).
+
+    Uses ``spark.checkpoint.dir`` when set (a cluster needs a folder every executor
+    reaches: HDFS, S3, NFS); a local master gets a temporary folder.
+    """
+    sc = spark.sparkContext
+    if sc.getCheckpointDir():
+        return
+    configured = sc.getConf().get("spark.checkpoint.dir", "")
+    if configured:
+        sc.setCheckpointDir(configured)
+    elif sc.master.startswith("local"):
+        sc.setCheckpointDir(tempfile.mkdtemp(prefix="hashtag-recommender-checkpoints-"))
+    else:
+        raise SparkError(
+            "Spark's ALS needs a checkpoint folder every executor can reach: set "
+            "spark.checkpoint.dir (e.g. --conf spark.checkpoint.dir=hdfs:///tmp/checkpoints)"
+        )
+
+
+def _ratings_frame(spark, rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray):
+    import pandas as pd
+
+    pdf = pd.DataFrame({"post": rows, "tag": cols, "rating": ratings})
+    return spark.createDataFrame(pdf, "post int, tag int, rating float")
