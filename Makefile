@@ -8,7 +8,7 @@ HASHTAG_MODEL ?= $(abspath models/demo)
 PORT ?= 8501
 export HASHTAG_DATASET HASHTAG_MODEL
 
-.PHONY: install run model test lint bench
+.PHONY: install install-spark run model test lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# The Spark engine's extra packages (pyspark is large): only `make test` and CI need them.
+$(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
+	$(PY) -m pip install -q -r requirements-spark.txt
+	touch $@
+
+install-spark: $(VENV)/.installed-spark
+
 # Build the demo model once (skipped when a loadable model is already there).
 model: install
 	$(PY) -m recommender build "$(HASHTAG_DATASET)" --out "$(HASHTAG_MODEL)" --skip-existing
@@ -25,7 +32,7 @@ model: install
 run: model
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-test: install
+test: install-spark
 	$(PY) -m pytest -q
 
 lint: install

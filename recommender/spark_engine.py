@@ -222,7 +222,8 @@ _session_lock = threading.Lock()
 
 
 def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None):
-    """A SparkSession on ``master`` with quiet logs; an active one is reused.
+    """A SparkSession on ``master`` with quiet logs; one already active in this process is
+    reused as it is.
 
     ``conf`` adds Spark settings (``{"spark.executor.memory": "4g"}``). Raises
     :class:`SparkError` (one line) when pyspark or Java is missing or the master is
@@ -230,17 +231,17 @@ def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None
     so workers import the same code as the driver.
     """
     require_pyspark()
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
     check_master(master)
     if not _java_available():
         raise SparkError(
             "Spark needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless) "
             "or set JAVA_HOME"
         )
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
     log = log_path()
     log4j = log.with_name("hashtag-recommender-log4j2.properties")
     log4j.write_text(_LOG4J)

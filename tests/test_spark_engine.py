@@ -1,0 +1,266 @@
+"""The Spark engine (recommender.spark_engine) in local[2]: one session for the module.
+
+Skipped when pyspark or Java is missing, except under HASHTAG_REQUIRE_SPARK=1 (CI), where
+that fails instead.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from PIL import Image
+
+from recommender.features import extract_features
+from recommender.hashtag_model import ALSParams, fit_als, weight_matrix
+
+pytestmark = [
+    pytest.mark.slow,
+    # The session helper filters this for the CLI; pytest resets filters for each test.
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+]
+
+
+def _spark_or_skip():
+    try:
+        from recommender import spark_engine
+
+        spark_engine.require_pyspark()
+        if not spark_engine._java_available():
+            raise spark_engine.SparkError("Java is missing")
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("HASHTAG_REQUIRE_SPARK"):
+            pytest.fail(f"HASHTAG_REQUIRE_SPARK is set but Spark cannot run: {exc}")
+        pytest.skip(f"Spark cannot run here: {exc}")
+    return spark_engine
+
+
+@pytest.fixture(scope="module")
+def se():
+    return _spark_or_skip()
+
+
+@pytest.fixture(scope="module")
+def spark(se):
+    session = se.get_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    from recommender.backbones import get_backbone
+
+    return get_backbone()
+
+
+@pytest.fixture(scope="module")
+def fixture_images(tmp_path_factory, dataset_path):
+    """A few real photos, generated ones in other formats and sizes, and broken files."""
+    folder = tmp_path_factory.mktemp("spark-images")
+    real = sorted((dataset_path / "data").rglob("*.jpg"))[:4]
+    paths = []
+    for i, src in enumerate(real):
+        paths.append(folder / f"real{i}.jpg")
+        shutil.copyfile(src, paths[-1])
+    rng = np.random.default_rng(0)
+    for i, (size, fmt) in enumerate([((640, 480), "PNG"), ((90, 300), "WEBP"), ((64, 64), "BMP")]):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        paths.append(folder / f"made{i}.{fmt.lower()}")
+        Image.fromarray(pixels).save(paths[-1], format=fmt)
+    good = paths[0].read_bytes()
+    broken = {
+        "truncated.jpg": good[: len(good) // 3],
+        "not-an-image.jpg": b"hello, this is text\n" * 50,
+        "empty.jpg": b"",
+    }
+    for name, data in broken.items():
+        (folder / name).write_bytes(data)
+    # Broken files between good ones, and a path that does not exist.
+    order = paths[:3] + [folder / "truncated.jpg"] + paths[3:5] + [folder / "not-an-image.jpg"]
+    order += [folder / "missing.jpg", paths[5], folder / "empty.jpg", paths[6], paths[0]]
+    return [str(p) for p in order]
+
+
+def _same_as_local(spark_ex, local_ex):
+    assert spark_ex.ok == local_ex.ok
+    assert spark_ex.hashes == local_ex.hashes
+    assert spark_ex.thumbnails == local_ex.thumbnails
+    assert [i for i, _ in spark_ex.errors] == [i for i, _ in local_ex.errors]
+    assert [m for _, m in spark_ex.errors] == [m for _, m in local_ex.errors]
+    a = spark_ex.features.astype(np.float16).astype(np.float32)
+    b = local_ex.features.astype(np.float16).astype(np.float32)
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 1e-4
+
+
+def test_embed_equals_local_engine_on_a_fixture_with_broken_images(
+    se, spark, backbone, fixture_images
+):
+    local = extract_features(fixture_images, backbone, thumb_size=128)
+    assert len(local.errors) == 4  # truncated, text, missing, empty
+    got = se.embed_images(
+        spark, fixture_images, backbone=backbone.name, thumb_size=128, task_images=3
+    )
+    _same_as_local(got, local)
+    # The same file twice gives the same row twice.
+    assert got.hashes[0] == got.hashes[-1]
+    assert np.array_equal(got.features[0], got.features[-1])
+
+
+def test_embed_equals_local_engine_on_the_real_data_set(se, spark, backbone, dataset_path):
+    """Every 12th image of the real data set (about 270, from every category): the whole
+    set takes minutes on a loaded 2-core machine, and the benchmark runs all of it."""
+    from recommender.datasets import load_dataset
+
+    ds = load_dataset(dataset_path)
+    paths = [str(ds.image_path(p)) for p in ds.posts if p.image][::12]
+    assert len(paths) > 250
+    local = extract_features(paths, backbone, thumb_size=128)
+    got = se.embed_images(spark, paths, backbone=backbone.name, thumb_size=128)
+    _same_as_local(got, local)
+
+
+class _FailsOnBlack:
+    """The real backbone, except that a batch holding an all-black image raises: a worker
+    that breaks on one image in a way the image checks do not catch."""
+
+    def __init__(self, backbone) -> None:
+        self.backbone = backbone
+        self.name, self.input_size, self.dim = backbone.name, backbone.input_size, backbone.dim
+
+    def embed(self, batch):
+        if any(int(img.max()) == 0 for img in batch):
+            raise MemoryError("simulated out-of-memory on this image")
+        return self.backbone.embed(batch)
+
+
+def test_a_worker_failing_on_an_image_records_it_as_unreadable(se, backbone, tmp_path):
+    paths = []
+    for i, value in enumerate([200, 0, 90]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((50, 50, 3), value, np.uint8)).save(paths[-1])
+    settings = {"batch_size": 32, "decode_threads": 1, "thumb_size": 0}
+    ex = se._extract_guarded(paths, _FailsOnBlack(backbone), settings)
+    assert ex.ok == [0, 2]
+    assert len(ex.errors) == 1 and ex.errors[0][0] == 1
+    assert "MemoryError" in ex.errors[0][1]
+    alone = extract_features([paths[0], paths[2]], backbone)
+    assert np.allclose(ex.features, alone.features, atol=1e-6)
+
+
+def test_an_unreachable_master_is_one_line(se):
+    with pytest.raises(se.SparkError) as info:
+        se.get_session("spark://127.0.0.1:9")
+    message = str(info.value)
+    assert "cannot reach the Spark master spark://127.0.0.1:9" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("master", ["mesos://x:5050", "spark://nohost", "yarn"])
+def test_unusable_masters_are_refused_before_the_jvm_starts(se, master, monkeypatch):
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    with pytest.raises(se.SparkError) as info:
+        se.check_master(master)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_pyspark_says_how_to_install(se, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark now fails
+    with pytest.raises(se.SparkError) as info:
+        se.get_session("local[2]")
+    assert str(info.value) == "pyspark is not installed: pip install -r requirements-spark.txt"
+
+
+def test_missing_java_is_one_line(se, monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(se.SparkError, match="Spark needs Java 17"):
+        se.get_session("local[2]")
+
+
+def test_spark_confidence_equals_implicits(se):
+    values = np.array([0.01, 0.05, 0.06, 1.0, 3.5], np.float32)
+    matrix = sp.csr_matrix(values[None, :])
+    rows, cols, ratings = se.spark_ratings(matrix, alpha=20.0)
+    confidence = 1.0 + ratings.astype(np.float64)  # Spark's, with alpha = 1
+    above = values * 20.0 > 1.0
+    assert np.allclose(confidence[above], 20.0 * values[above], rtol=1e-6)
+    assert np.all(ratings[~above] == np.float32(se.MIN_RATING))  # still a positive pair
+    assert rows.tolist() == [0] * 5 and cols.tolist() == list(range(5))
+
+
+def test_spark_reg_param_matches_implicits_for_the_average_post(se):
+    matrix = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], np.float32))
+    # Posts with a tag carry 2 and 4: Spark multiplies regParam by those counts.
+    assert se.spark_reg_param(matrix, 0.3) == pytest.approx(0.3 / 3)
+
+
+def _two_topics(posts: int = 60, tags: int = 24, per_post: int = 5, seed: int = 0):
+    """Posts on topic A use tags 0..11, posts on topic B tags 12..23."""
+    rng = np.random.default_rng(seed)
+    half = tags // 2
+    rows, cols = [], []
+    for p in range(posts):
+        base = 0 if p % 2 == 0 else half
+        for t in rng.choice(half, per_post, replace=False):
+            rows.append(p)
+            cols.append(base + t)
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(posts, tags))
+    return matrix, half
+
+
+def test_spark_als_learns_what_implicit_learns(se, spark):
+    matrix, half = _two_topics()
+    params = ALSParams(factors=2, iterations=10, weighting="none")  # two topics
+    calls = []
+    posts, tags = se.fit_als(matrix, params, lambda d, t: calls.append((d, t)), spark=spark)
+    assert posts.shape == (matrix.shape[0], 2) and tags.shape == (matrix.shape[1], 2)
+    assert posts.dtype == tags.dtype == np.float32
+    assert calls[0] == (0, 10) and calls[-1] == (10, 10)
+    ref_posts, ref_tags = fit_als(matrix, params)
+    for p_f, t_f in ((posts, tags), (ref_posts, ref_tags)):
+        scores = p_f @ t_f.T
+        own = np.where(np.arange(matrix.shape[0])[:, None] % 2 == 0, 0, 1)
+        top = np.argsort(-scores, axis=1)[:, :half]
+        assert np.mean((top >= half) == own) > 0.95  # top tags are the post's own topic
+    # The rows and columns are aligned with the matrix: observed pairs score highest.
+    observed = matrix.toarray() > 0
+    spark_scores = posts @ tags.T
+    assert spark_scores[observed].mean() > spark_scores[~observed].mean() + 0.3
+
+
+def test_spark_als_on_the_real_matrix_keeps_every_row_and_column(se, spark, dataset_path):
+    from recommender.datasets import load_dataset
+    from recommender.hashtag_model import interaction_matrix, tag_vocabulary
+
+    post_tags = [p.hashtags for p in load_dataset(dataset_path).posts]
+    vocab, _ = tag_vocabulary(post_tags)
+    matrix = interaction_matrix(post_tags, vocab)
+    params = ALSParams(iterations=3)
+    posts, tags = se.fit_als(matrix, params, spark=spark)
+    assert posts.shape == (matrix.shape[0], params.factors)
+    assert tags.shape == (matrix.shape[1], params.factors)
+    assert np.isfinite(posts).all() and np.isfinite(tags).all()
+    # Every post with a hashtag and every hashtag got a (non-zero) factor.
+    has = np.diff(matrix.indptr) > 0
+    assert (np.abs(posts[has]).sum(axis=1) > 0).all()
+    assert (np.abs(tags).sum(axis=1) > 0).all()
+    # Its observed pairs score above the rest, as implicit's do.
+    weighted = weight_matrix(matrix, params).tocoo()
+    observed = np.einsum("ij,ij->i", posts[weighted.row], tags[weighted.col]).mean()
+    rng = np.random.default_rng(0)
+    r, c = rng.integers(0, matrix.shape[0], 5000), rng.integers(0, matrix.shape[1], 5000)
+    assert observed > np.einsum("ij,ij->i", posts[r], tags[c]).mean() + 0.2
+
+
+def test_thumbnails_from_spark_decode(se, spark, backbone, fixture_images):
+    got = se.embed_images(spark, fixture_images[:2], backbone=backbone.name, thumb_size=64)
+    for thumb in got.thumbnails:
+        assert max(Image.open(io.BytesIO(thumb)).size) == 64
