@@ -482,7 +482,7 @@ def embed_images(
             if progress and (done % 64 == 0 or done == total):
                 progress(done, total)
     except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
-        raise SparkError(f"the Spark embed job failed ({_first_line(exc)}); see {log_path()}") from None
+        raise _job_failed("embed", exc) from None
     ok = np.flatnonzero(good).tolist()
     errors.sort()
     return Extraction(
@@ -494,9 +494,11 @@ def embed_images(
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def _job_failed(what: str, exc: BaseException) -> SparkError:
+    """A failed Spark job as one line; the JVM's details are in the log file."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    first = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    return SparkError(f"the Spark {what} job failed ({first}); see {log_path()}")
 
 
 # -------------------------------------------------------------------------------- ALS
@@ -575,7 +577,7 @@ def fit_als(
         posts = _factor_array(model.userFactors, n_rows, params.factors)
         tags = _factor_array(model.itemFactors, n_cols, params.factors)
     except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
-        raise SparkError(f"the Spark ALS job failed ({_first_line(exc)}); see {log_path()}") from None
+        raise _job_failed("ALS", exc) from None
     if not (np.isfinite(posts).all() and np.isfinite(tags).all()):
         raise FitError(
             "ALS produced non-finite factors; lower alpha or raise regularization and rebuild"
