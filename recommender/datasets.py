@@ -308,6 +308,7 @@ class DatasetBuilder:
         self._root_text = os.fspath(root)
         self._root_prefix = os.path.join(self._root_text, "")
         self._real_folders: dict[str, str] = {}
+        self._tag_strings: dict[str, str] = {}
 
     def skip(self, key: str, message: str) -> None:
         self.counts[key] += 1
@@ -321,7 +322,8 @@ class DatasetBuilder:
         tags = normalize_tags(raw_tags, self.tag_stats)
         if category is not None and category not in tags:
             tags += (category,)
-        return tags
+        # One string object per distinct hashtag, shared by every post that carries it.
+        return tuple(self._tag_strings.setdefault(tag, tag) for tag in tags)
 
     def inside_root(self, path: Path) -> bool:
         try:

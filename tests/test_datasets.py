@@ -503,3 +503,12 @@ def test_manifest_jsonl_survives_anything(lines):
             assert "no usable posts" in str(exc)
         else:
             assert_consistent(dataset)
+
+
+def test_posts_share_one_string_per_hashtag(tmp_path):
+    """Big data sets repeat a few thousand hashtags millions of times: keep each once."""
+    path = tmp_path / "posts.csv"
+    path.write_text("image,hashtags\n,#Food #brunch\n,#food #cats\n", encoding="utf-8")
+    first, second = load_dataset(path).posts
+    assert first.hashtags[0] == second.hashtags[0] == "food"
+    assert first.hashtags[0] is second.hashtags[0]
