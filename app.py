@@ -19,6 +19,7 @@ from recommender import HashtagRecommender, ModelError, RecommenderError
 from recommender import presentation as pres
 from recommender.hashtags import load_blocklist
 from recommender.images import content_hash
+from recommender.model_io import model_version
 from recommender.paths import default_dataset, default_model
 
 st.set_page_config(
@@ -35,9 +36,13 @@ NEIGHBOUR_TAGS_SHOWN = 8
 
 
 # ------------------------------------------------------------------------ cached loaders
-@st.cache_resource(show_spinner="Loading the model…")
-def load_model(path: str) -> HashtagRecommender:
-    """The model, loaded once per server with its feature extractor compiled and warmed."""
+@st.cache_resource(show_spinner="Loading the model…", max_entries=1)
+def load_model(path: str, version: str) -> HashtagRecommender:
+    """The model, loaded once per server with its feature extractor compiled and warmed.
+
+    Keyed by the model's version (read from its manifest on every run), so a model rebuilt
+    at the same path is loaded again; ``max_entries=1`` keeps only the newest in memory.
+    """
     return HashtagRecommender.load(path, warm=True)
 
 
@@ -54,7 +59,7 @@ def keep_tensorflow_kernels() -> bool:
 
     if not callable(getattr(script_runner, "_clean_problem_modules", None)):
         return False  # a Streamlit without the reset: nothing to do
-    script_runner._clean_problem_modules = lambda: None
+    script_runner._clean_problem_modules = pres.do_nothing
     return True
 
 
@@ -79,7 +84,7 @@ def photo_features(
     uploading the same photo again never recomputes them, and a rebuilt model does.
     """
     try:
-        return load_model(model).embed(_data), ""
+        return load_model(model, version).embed(_data), ""
     except RecommenderError as exc:
         return None, str(exc)
 
@@ -91,11 +96,6 @@ def photo_preview(digest: str, _data: bytes) -> bytes:
         return pres.preview_jpeg(_data)
     except RecommenderError:
         return b""
-
-
-def model_version(rec: HashtagRecommender) -> str:
-    info = rec.info()
-    return f"{info.get('created')}|{info.get('dataset', {}).get('fingerprint')}"
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -211,7 +211,7 @@ def build_ui(dataset: Path, path: Path) -> None:
 
     with build_lock():
         try:
-            load_model(str(path))  # another session may have built it meanwhile
+            load_model(str(path), model_version(path))  # another session built it meanwhile?
         except RecommenderError:
             bar.progress(0.0, text="Reading the data set…")
             try:
@@ -331,7 +331,8 @@ st.title("Hashtag recommender")
 
 model_path = default_model()
 try:
-    rec = load_model(str(model_path))
+    version = model_version(model_path)
+    rec = load_model(str(model_path), version)
 except ModelError as exc:
     st.sidebar.header("About this model")
     st.sidebar.caption("No model is loaded.")
@@ -340,6 +341,12 @@ except ModelError as exc:
 except RecommenderError as exc:
     st.error(f"The model cannot be loaded. {pres.escape_markdown(exc)}")
     st.stop()
+if st.session_state.get("model_version") not in (None, version):
+    st.toast(
+        f"The model was rebuilt ({rec.info().get('created')}) and the page reloaded it.",
+        icon=":material/refresh:",
+    )
+st.session_state["model_version"] = version
 
 try:
     blocked = blocklist()
@@ -362,7 +369,7 @@ if photo is None:
 
 name, data = photo
 digest = content_hash(data)
-features, problem = photo_features(str(model_path), model_version(rec), digest, data)
+features, problem = photo_features(str(model_path), version, digest, data)
 if features is None:
     st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(problem)}")
     st.stop()

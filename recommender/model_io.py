@@ -260,25 +260,18 @@ def _manifest_bytes(path: Path) -> bytes | None:
         return None
 
 
-def read_whole_model(
-    path: str | Path,
-) -> tuple[
-    dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], bytes | None
-]:
-    """Every file of a model folder, all of one version: (manifest, arrays, index,
-    thumbnails, neighbour index bytes or None).
+def _across_a_swap(path: Path, read):
+    """``read(path)``, once more if it failed because a build was swapping the folder.
 
     :func:`write_model` replaces a model with two renames, so a reader can meet the folder
-    gone for a moment, or the new model's files under the old manifest. Such a reader
-    retries once: when the manifest changed under it, or when a live build is swapping the
-    folder (then it waits up to :data:`SWAP_WAIT_SECONDS` for the new one to appear). Any
+    gone for a moment, or the new model's files under the old manifest. It retries once:
+    when the manifest changed under it, or when a live build's sibling folders show a swap
+    in progress (then it waits up to :data:`SWAP_WAIT_SECONDS` for the new folder). Any
     other problem raises :class:`~recommender.errors.ModelError` at once.
     """
-    path = Path(path)
     first = _manifest_bytes(path)
     try:
-        manifest, arrays, index, thumbs = read_model(path)
-        return manifest, arrays, index, thumbs, read_neighbours(path, manifest)
+        return read(path)
     except ModelError:
         swapped = first is not None and _manifest_bytes(path) not in (None, first)
         if not swapped and not _writer_busy(path):
@@ -286,8 +279,38 @@ def read_whole_model(
     deadline = time.monotonic() + SWAP_WAIT_SECONDS
     while _manifest_bytes(path) is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    manifest, arrays, index, thumbs = read_model(path)
-    return manifest, arrays, index, thumbs, read_neighbours(path, manifest)
+    return read(path)
+
+
+def read_whole_model(
+    path: str | Path,
+) -> tuple[
+    dict[str, Any], dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray], bytes | None
+]:
+    """Every file of a model folder, all of one version even while a build replaces it:
+    (manifest, arrays, index, thumbnails, neighbour index bytes or None)."""
+
+    def read(folder: Path):
+        manifest, arrays, index, thumbs = read_model(folder)
+        return manifest, arrays, index, thumbs, read_neighbours(folder, manifest)
+
+    return _across_a_swap(Path(path), read)
+
+
+def model_version(path: str | Path) -> str:
+    """What tells one build of the model at ``path`` from another, from its manifest only
+    (cheap enough to ask on every page run): its creation time and the data's checksum.
+
+    Raises :class:`~recommender.errors.ModelError` if there is no readable model there.
+    """
+
+    def read(folder: Path) -> str:
+        manifest = read_manifest(folder)
+        arrays = manifest["files"].get(ARRAYS)
+        digest = arrays.get("sha256") if isinstance(arrays, dict) else None
+        return f"{manifest.get('created')}|{digest}"
+
+    return _across_a_swap(Path(path), read)
 
 
 def check_backbone(

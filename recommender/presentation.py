@@ -261,3 +261,11 @@ def example_photos(folder: str | Path) -> list[Path]:
         return []
     suffixes = {f".{t}" for t in PHOTO_TYPES}
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def do_nothing() -> None:
+    """A no-op the page installs in place of a Streamlit hook.
+
+    Defined here, not as a lambda in ``app.py``: a function made by the page's script
+    would keep that run's whole namespace (its model included) alive for the server's life.
+    """

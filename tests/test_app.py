@@ -314,5 +314,44 @@ def test_build_button_builds_a_model_and_the_page_uses_it(tmp_path, feature_cach
     assert at.file_uploader  # the page reran on the new model
     assert "9" in " ".join(md.value for md in at.sidebar.markdown)
 
-    upload(at, "red.png", (data / "red1.png").read_bytes(), "image/png")
-    assert top_block(at)[0] == "#red" or top_block(at)[0] == "#colour"
+    # Every post carries #colour, so it can top any ranking; the colour tag must follow
+    # the photo: a red photo ranks #red above #green and #blue, a blue one #blue first.
+    for colour in ("red", "blue"):
+        upload(at, f"{colour}.png", (data / f"{colour}1.png").read_bytes(), "image/png")
+        ranked = all_block(at)
+        others = [f"#{c}" for c in ("red", "green", "blue") if c != colour]
+        assert f"#{colour}" in ranked[:2], ranked
+        assert all(o not in ranked or ranked.index(o) > ranked.index(f"#{colour}") for o in others)
+
+
+def test_the_page_follows_a_model_rebuilt_at_the_same_path(
+    tmp_path, feature_cache_dir, monkeypatch
+):
+    """A rebuild while the server runs: the next run shows the new model and says so."""
+    from recommender.build import build_model
+    from recommender.hashtag_model import ALSParams
+    from recommender.recommender import BuildConfig
+
+    config = BuildConfig(als=ALSParams(factors=4, iterations=2))
+    data = tiny_dataset(tmp_path / "posts")
+    model = tmp_path / "model"
+    build_model(data, model, config)
+    at = new_page(model, data, monkeypatch)
+    facts = " ".join(md.value for md in at.sidebar.markdown)
+    assert "**Images indexed:** 9" in facts and not at.toast
+
+    smaller = tmp_path / "smaller"
+    shutil.copytree(data, smaller)
+    rows = (smaller / "posts.csv").read_text().splitlines()
+    (smaller / "posts.csv").write_text("\n".join(rows[:6]) + "\n")  # header + 5 posts
+    build_model(smaller, model, config)
+    at.run()
+    assert not at.exception
+    facts = " ".join(md.value for md in at.sidebar.markdown)
+    assert "**Images indexed:** 5" in facts and "**Images indexed:** 9" not in facts
+    assert [t.value for t in at.toast] == [
+        f"The model was rebuilt ({HashtagRecommender.load(model).info()['created']}) and the "
+        "page reloaded it."
+    ]
+    at.run()  # the notice is shown once
+    assert not at.toast

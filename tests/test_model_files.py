@@ -285,3 +285,19 @@ def test_readers_never_see_a_gap_or_a_mix_while_the_model_is_replaced(saved):
         t.join()
     assert errors == []
     assert len(loaded) > 20 and -1 not in loaded and set(loaded) == {0, 1}
+
+
+def test_model_version_tells_builds_apart_from_the_manifest_alone(saved, tmp_path):
+    from recommender.model_io import model_version
+
+    rec, path = saved
+    first = model_version(path)
+    assert model_version(path) == first
+    (path / ARRAYS).write_bytes(b"not read: the version comes from the manifest")
+    assert model_version(path) == first
+    other = tiny_model()
+    other.arrays.tag_factors = other.arrays.tag_factors * 2
+    other.save(path)
+    assert model_version(path) != first
+    with pytest.raises(ModelError, match="No model folder"):
+        model_version(tmp_path / "nothing")
