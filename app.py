@@ -114,7 +114,8 @@ def settings_ui(can_block: bool) -> tuple[int, int, bool]:
         "Hide spam / engagement-bait hashtags",
         value=True,
         disabled=not can_block,
-        help="Leaves out tags such as #like4like and #followforfollow (assets/blocklist.txt).",
+        help="Leaves out tags such as #like4like and #followforfollow "
+        "(recommender/assets/blocklist.txt).",
     )
     return n, k, hide and can_block
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -283,6 +284,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- parser
+def _prog() -> str:
+    """What the user typed: the console script's name, or ``python -m recommender``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("hashtag-recommender") else "python -m recommender"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
     from .datasets import FORMATS
@@ -298,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="python -m recommender",
+        prog=_prog(),
         description="Recommend Instagram hashtags for photos from similar posts.",
         formatter_class=fmt,
     )
@@ -488,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; the exit status. Also the ``hashtag-recommender`` console script."""
+    # TensorFlow's start-up chatter hides the output users came for.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from recommender.errors import DatasetError
@@ -19,7 +20,9 @@ MAX_TAG_LENGTH = 100
 MAX_DROPPED_EXAMPLES = 10
 _EXAMPLE_CHARS = 60
 
-BLOCKLIST_PATH = Path(__file__).resolve().parent.parent / "assets" / "blocklist.txt"
+# Package data (recommender/assets/*): found through importlib.resources, so it is there
+# wherever the package is installed, not only in a checkout.
+BLOCKLIST_PATH = resources.files("recommender") / "assets" / "blocklist.txt"
 
 # Nonspacing marks that render as nothing on their own: variation selectors, the combining
 # grapheme joiner, Mongolian free variation selectors, Khmer inherent vowels.
@@ -176,7 +179,7 @@ def extract_hashtags(caption: str) -> list[str]:
     return tags
 
 
-def _read_blocklist(path: Path) -> set[str]:
+def _read_blocklist(path: Path | resources.abc.Traversable) -> set[str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
