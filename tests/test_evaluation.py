@@ -261,3 +261,67 @@ def test_default_beats_popularity_and_the_original_on_the_real_data(
     summary = result.summary()
     assert summary["method"] == DEFAULT_METHOD and summary["splits"] == 2
     assert set(summary) >= {"recall@10", "beyond_recall@10", "popularity_recall@10"}
+
+
+# ------------------------------------------------------- reporting a result
+class _Metrics(dict):
+    """A candidate's per-split metrics; any metric not given is 0 on both splits."""
+
+    def __missing__(self, metric):
+        return [0.0, 0.0]
+
+
+def hand_made_result():
+    from recommender.evaluation import EvaluationResult
+
+    curve = np.linspace(0.05, 1.0, 20)
+    return EvaluationResult(
+        per_split={
+            POPULARITY: _Metrics({"recall@10": [0.2, 0.4], "hit@10": [0.5, 0.5]}),
+            "knn_vote": _Metrics({"recall@10": [0.5, 0.7], "beyond_recall@10": [0.25, 0.35]}),
+        },
+        curves={POPULARITY: [curve / 2, curve / 2], "knn_vote": [curve, curve * 0.5]},
+        ceiling=[0.4, 0.5],
+        unseen=[0.1, 0.3],
+        test_posts=[100, 200],
+        default="knn_vote",
+        info={"seconds": 1.5},
+    )
+
+
+def test_table_shows_mean_and_spread_of_every_candidate_and_marks_the_default():
+    header, popularity, knn, ceiling = hand_made_result().table().splitlines()
+    assert header.split()[:3] == ["precision@5", "recall@5", "recall@10"]
+    assert popularity.startswith(f" {POPULARITY}") and knn.startswith("*knn_vote")
+    assert "0.300 ± 0.100" in popularity and "0.500 ± 0.000" in popularity  # recall, hit
+    assert "0.600 ± 0.100" in knn and "0.300 ± 0.050" in knn  # recall@10, beyond
+    assert ceiling.startswith("ceiling recall@10: 0.450")
+    assert "20.0%" in ceiling and "2 splits, 150 test posts each" in ceiling
+
+
+def test_to_dict_and_summary_give_means_spreads_and_curves():
+    result = hand_made_result()
+    out = result.to_dict()
+    knn = out["methods"]["knn_vote"]
+    assert knn["recall@10"] == 0.6 and knn["recall@10_std"] == 0.1
+    assert knn["per_split_recall@10"] == [0.5, 0.7]
+    assert knn["recall_curve"] == [round(v, 4) for v in np.linspace(0.05, 1.0, 20) * 0.75]
+    assert out["default"] == "knn_vote" and out["splits"] == 2 and out["test_posts"] == [100, 200]
+    assert out["ceiling_recall@10"] == 0.45 and out["unseen_test_tag_share"] == 0.2
+    assert out["seconds"] == 1.5  # the run's facts are passed through
+    summary = result.summary()
+    assert summary["recall@10"] == 0.6 and summary["popularity_recall@10"] == 0.3
+    assert summary["beyond_recall@10"] == 0.3 and summary["test_posts"] == 150
+
+
+def test_the_recall_plot_is_a_png_with_something_drawn(tmp_path):
+    from PIL import Image
+
+    from recommender.evaluation import plot_recall_curves
+
+    path = plot_recall_curves(hand_made_result(), tmp_path / "curves.png")
+    assert path.stat().st_size > 5000
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (990, 660)
+        pixels = np.asarray(img.convert("L"))
+    assert pixels.min() < 100 and pixels.max() > 200  # lines on a white background
