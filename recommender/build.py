@@ -1,4 +1,18 @@
-"""From a folder of posts to a saved model: read -> extract features -> fit -> write."""
+"""From a folder of posts to a saved model, in stages that talk through files.
+
+``build_model`` runs, in order (each stage is a function here, tested on its own):
+
+1. :func:`read_stage` -- the data set to a posts table (:class:`~recommender.datasets.Dataset`);
+2. :func:`embed_stage` -- images to feature shards in the feature store, read back as one
+   float16 memory map (:func:`recommender.features.dataset_features`);
+3. :func:`fit_stage` -- ALS, single-tag profiles and the image prior, streaming over the
+   features (:func:`recommender.training.fit_model`);
+4. :func:`index_and_write_stage` -- the neighbour index and the model folder, atomically.
+
+The engine (``local`` or one registered in :mod:`recommender.engines`) runs the embed
+stage and the ALS fit. Progress: ``progress(stage, done, total)`` with the stages
+``features``, ``evaluate`` and ``als`` (see :data:`recommender.presentation.BUILD_STAGES`).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +24,93 @@ from typing import Any
 
 from . import __version__
 from .datasets import Dataset, load_dataset
+from .engines import DEFAULT_ENGINE, get_engine
 from .errors import DatasetError
 from .features import BuildProgress, DatasetFeatures, dataset_features
+from .model_arrays import ModelParts
 from .recommender import BuildConfig, HashtagRecommender
+from .training import fit_model
 
-__all__ = ["BuildProgress", "DatasetFeatures", "build_model", "dataset_features"]
+__all__ = [
+    "BuildProgress",
+    "DatasetFeatures",
+    "build_model",
+    "dataset_features",
+    "embed_stage",
+    "fit_stage",
+    "index_and_write_stage",
+    "read_stage",
+]
+
+
+def _stage(progress: BuildProgress | None, stage: str):
+    return (lambda d, t: progress(stage, d, t)) if progress else None
+
+
+def read_stage(data: str | Path, format: str = "auto") -> Dataset:
+    """Read stage: the data set at ``data`` as a posts table (bad records counted, skipped)."""
+    return load_dataset(data, format)
+
+
+def embed_stage(
+    dataset: Dataset,
+    config: BuildConfig,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    use_cache: bool = True,
+    shard_size: int | None = None,
+    progress: BuildProgress | None = None,
+    backbone=None,
+) -> DatasetFeatures:
+    """Embed stage: every image to feature shards (resumable), joined to the posts.
+
+    ``backbone``: an already loaded one to use instead of loading ``config.backbone``.
+    Raises :class:`~recommender.errors.DatasetError` when no image could be read.
+    """
+    feats = dataset_features(
+        dataset,
+        config,
+        use_cache=use_cache,
+        progress=progress,
+        engine=engine,
+        shard_size=shard_size,
+        backbone=backbone,
+    )
+    if not any(r >= 0 for r in feats.image_rows):
+        raise DatasetError(
+            f"None of the {sum(1 for p in dataset.posts if p.image)} images in {dataset.root} "
+            "could be read; check the image files."
+        )
+    return feats
+
+
+def fit_stage(
+    dataset: Dataset,
+    feats: DatasetFeatures,
+    config: BuildConfig,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    manifest: dict[str, Any] | None = None,
+    progress: BuildProgress | None = None,
+) -> ModelParts:
+    """Fit stage: ALS (by the engine), profiles and the image prior -> the model's parts."""
+    return fit_model(
+        dataset.posts,
+        feats.features,
+        feats.image_rows,
+        config,
+        thumbnails=feats.thumbnails,
+        manifest=manifest,
+        progress=_stage(progress, "als"),
+        fit_als=get_engine(engine).fit_als,
+    )
+
+
+def index_and_write_stage(parts: ModelParts, out: str | Path) -> HashtagRecommender:
+    """Index and write stage: the neighbour index, then the model folder (atomically)."""
+    rec = HashtagRecommender(parts)
+    rec.save(out)
+    return rec
 
 
 def _evaluation_summary(
@@ -50,12 +146,16 @@ def build_model(
     use_cache: bool = True,
     progress: BuildProgress | None = None,
     evaluate: int = 0,
+    engine: str = DEFAULT_ENGINE,
+    shard_size: int | None = None,
 ) -> tuple[HashtagRecommender, dict[str, Any]]:
     """Build a model from the data set at ``data`` and write it to ``out``.
 
     ``evaluate`` > 0 first runs that many evaluation splits (the default method against
     popularity, see :mod:`recommender.evaluation`) and stores the summary in the
-    manifest under ``"evaluation"``.
+    manifest under ``"evaluation"``. ``engine`` names who embeds and fits
+    (:mod:`recommender.engines`); ``shard_size`` is the images per feature shard
+    (:data:`recommender.shards.DEFAULT_SHARD_SIZE`).
 
     Returns the recommender and a summary (counts, problems, timings). A data set with
     nothing usable raises :class:`~recommender.errors.DatasetError`; bad records and images
@@ -63,13 +163,15 @@ def build_model(
     """
     config = config or BuildConfig()
     start = time.perf_counter()
-    dataset = load_dataset(data, format)
-    feats = dataset_features(dataset, config, use_cache=use_cache, progress=progress)
-    if not any(r >= 0 for r in feats.image_rows):
-        raise DatasetError(
-            f"None of the {sum(1 for p in dataset.posts if p.image)} images in {data} could be "
-            "read; check the image files."
-        )
+    dataset = read_stage(data, format)
+    feats = embed_stage(
+        dataset,
+        config,
+        engine=engine,
+        use_cache=use_cache,
+        shard_size=shard_size,
+        progress=progress,
+    )
     evaluation = (
         _evaluation_summary(dataset, feats, config, evaluate, progress) if evaluate else None
     )
@@ -85,21 +187,14 @@ def build_model(
         },
         "counts": dict(feats.counts),
         "backbone": feats.backbone,
+        "engine": {"name": engine},
     }
     if evaluation:
         manifest["evaluation"] = evaluation
-    rec = HashtagRecommender.fit(
-        dataset.posts,
-        feats.features,
-        feats.image_rows,
-        config,
-        thumbnails=feats.thumbnails,
-        manifest=manifest,
-        progress=(lambda d, t: progress("als", d, t)) if progress else None,
-    )
+    parts = fit_stage(dataset, feats, config, engine=engine, manifest=manifest, progress=progress)
     fit_seconds = time.perf_counter() - fit_start
     total = time.perf_counter() - start
-    rec.manifest["timings"] = {
+    parts.manifest["timings"] = {
         "features_seconds": round(feats.seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "build_seconds": round(total, 3),
@@ -107,7 +202,7 @@ def build_model(
         if feats.seconds
         else None,
     }
-    rec.save(out)
+    rec = index_and_write_stage(parts, out)
     summary = {
         "model": str(Path(out)),
         "dataset": str(dataset.root),

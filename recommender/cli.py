@@ -128,6 +128,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         progress=_progress_bar(args.quiet),
         evaluate=args.evaluate,
+        engine=args.engine,
+        shard_size=args.shard_size,
     )
     evaluation = _rec.manifest.get("evaluation")
     if evaluation:
@@ -372,6 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int_in_range(*WORKERS_RANGE), default=2, help="image decoding threads"
     )
     b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
+    from .engines import DEFAULT_ENGINE, ENGINES
+    from .shards import DEFAULT_SHARD_SIZE
+
+    b.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        choices=sorted(ENGINES),
+        help="who runs the embed stage and the ALS fit",
+    )
+    b.add_argument(
+        "--shard-size",
+        type=int_in_range(1, 1_000_000),
+        default=DEFAULT_SHARD_SIZE,
+        help="images per feature shard: a killed build re-embeds at most one shard",
+    )
     b.add_argument(
         "--skip-existing",
         action="store_true",

@@ -1,13 +1,16 @@
 """Deep image features for many images: read -> decode -> embed, batched and overlapped.
 
 Decoding runs in a small thread pool (Pillow releases the GIL) while the main thread feeds
-full batches to the backbone's compiled call. A :class:`FeatureCache` keyed by the content
-hash of each file makes rebuilds re-extract only new images.
+full batches to the backbone's compiled call (:func:`extract_features`).
+
+The embed stage (:func:`dataset_features`, run by an engine of :mod:`recommender.engines`)
+writes the features of a data set as fixed-size shards (:mod:`recommender.shards`) into the
+feature store (:mod:`recommender.feature_store`): a killed build resumes at its first
+missing shard, and a rebuild reuses every shard whose images did not change.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -26,94 +29,12 @@ from .errors import ImageError
 if TYPE_CHECKING:
     from .config import BuildConfig
     from .datasets import Dataset
+    from .engines import EmbedJob, EmbedStats
+    from .shards import Shard, ShardStore
 
 Progress = Callable[[int, int], None]
 # progress(stage, done, total); stages: "features", "als"
 BuildProgress = Callable[[str, int, int], None]
-
-
-def default_cache_dir() -> Path:
-    """``$HASHTAG_CACHE`` or ``$XDG_CACHE_HOME/hashtag-recommender`` (``~/.cache/...``)."""
-    if os.environ.get("HASHTAG_CACHE"):
-        return Path(os.environ["HASHTAG_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hashtag-recommender"
-
-
-class FeatureCache:
-    """Features and thumbnails of images by content hash, for one backbone.
-
-    Stored as one ``.npz`` (no pickle). A damaged cache file is ignored and rewritten.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._features: dict[str, np.ndarray] = {}
-        self._thumbs: dict[str, bytes] = {}
-        self._dirty = False
-        self._load()
-
-    @classmethod
-    def for_backbone(cls, backbone_key: str, folder: str | Path | None = None) -> FeatureCache:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone_key)
-        return cls(Path(folder or default_cache_dir()) / "features" / f"{safe}.npz")
-
-    def _load(self) -> None:
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                hashes = [str(h) for h in npz["hashes"]]
-                feats = npz["features"].astype(np.float32)
-                data = npz["thumb_data"].tobytes()
-                offsets = npz["thumb_offsets"]
-        except Exception:  # missing or damaged: start empty, rewritten on save()
-            return
-        if len(hashes) != len(feats) or len(offsets) != len(hashes) + 1:
-            return
-        for i, h in enumerate(hashes):
-            self._features[h] = feats[i]
-            if offsets[i + 1] > offsets[i]:
-                self._thumbs[h] = data[offsets[i] : offsets[i + 1]]
-
-    def __len__(self) -> int:
-        return len(self._features)
-
-    def get(self, key: str) -> tuple[np.ndarray | None, bytes | None]:
-        with self._lock:
-            return self._features.get(key), self._thumbs.get(key)
-
-    def put(self, key: str, features: np.ndarray, thumbnail: bytes | None) -> None:
-        with self._lock:
-            self._features[key] = np.asarray(features, dtype=np.float32)
-            if thumbnail:
-                self._thumbs[key] = thumbnail
-            self._dirty = True
-
-    def save(self) -> None:
-        """Write the cache atomically (only if something was added)."""
-        with self._lock:
-            if not self._dirty:
-                return
-            keys = list(self._features)
-            thumbs = [self._thumbs.get(k, b"") for k in keys]
-            offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-            offsets[1:] = np.cumsum([len(t) for t in thumbs])
-            dim = len(next(iter(self._features.values()))) if keys else 0
-            buf = io.BytesIO()
-            np.savez(
-                buf,
-                hashes=np.array(keys, dtype="U64"),
-                features=np.stack([self._features[k] for k in keys]).astype(np.float32)
-                if keys
-                else np.zeros((0, dim), np.float32),
-                thumb_data=np.frombuffer(b"".join(thumbs), dtype=np.uint8),
-                thumb_offsets=offsets,
-            )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_bytes(buf.getvalue())
-            os.replace(tmp, self.path)
-            self._dirty = False
 
 
 @dataclass
@@ -152,16 +73,20 @@ def _thumbnail(img, size: int) -> bytes:
     return images.thumbnail_jpeg(img.reduce(factor) if factor >= 2 else img, size)
 
 
+# known(content_hash) -> (features, thumbnail) of an image embedded before, or None
+Known = Callable[[str], "tuple[np.ndarray, bytes] | None"]
+
+
 def _prepare(
-    index: int, source: images.ImageSource, size: int, thumb_size: int, cache: FeatureCache | None
+    index: int, source: images.ImageSource, size: int, thumb_size: int, known: Known | None
 ) -> _Prepared:
     try:
         data = images.read_bytes(source)
         key = images.content_hash(data)
-        if cache is not None:
-            feats, thumb = cache.get(key)
-            if feats is not None and (thumb or not thumb_size):
-                return _Prepared(index, key, features=feats, thumbnail=thumb)
+        if known is not None:
+            found = known(key)
+            if found is not None and (found[1] or not thumb_size):
+                return _Prepared(index, key, features=found[0], thumbnail=found[1])
         img = images.open_image(data)
         thumb = _thumbnail(img, thumb_size) if thumb_size else None
         return _Prepared(index, key, pixels=images.to_model_input(img, size), thumbnail=thumb)
@@ -176,13 +101,15 @@ def extract_features(
     batch_size: int = 32,
     workers: int = 2,
     thumb_size: int = 0,
-    cache: FeatureCache | None = None,
+    known: Known | None = None,
     progress: Progress | None = None,
 ) -> Extraction:
     """Embed every image in ``sources`` with ``backbone``.
 
     Unreadable images are reported in ``errors`` (index, message) and skipped; nothing
-    raises for a bad image. ``progress(done, total)`` is called as images complete.
+    raises for a bad image. ``known(hash)`` may return the features and thumbnail of an
+    image seen before (counted in ``cached``): it skips decoding and the backbone.
+    ``progress(done, total)`` is called as images complete.
     """
     total = len(sources)
     prepared: list[_Prepared] = []
@@ -199,8 +126,6 @@ def extract_features(
         for p, v in zip(batch, vectors, strict=False):
             embedded[p.index] = v
             p.pixels = None
-            if cache is not None and p.key is not None:
-                cache.put(p.key, v, p.thumbnail)
         done += len(batch)
         batch.clear()
         if progress:
@@ -211,9 +136,7 @@ def extract_features(
         pending: deque = deque()
         it = iter(enumerate(sources))
         for i, src in it:
-            pending.append(
-                pool.submit(_prepare, i, src, backbone.input_size, thumb_size, cache)
-            )
+            pending.append(pool.submit(_prepare, i, src, backbone.input_size, thumb_size, known))
             if len(pending) >= ahead:
                 break
         while pending:
@@ -221,9 +144,7 @@ def extract_features(
             nxt = next(it, None)
             if nxt is not None:
                 pending.append(
-                    pool.submit(
-                        _prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, cache
-                    )
+                    pool.submit(_prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, known)
                 )
             prepared.append(item)
             if item.error is not None:
@@ -240,8 +161,6 @@ def extract_features(
             if progress and (done % batch_size == 0 or done == total):
                 progress(done, total)
         flush()
-    if cache is not None:
-        cache.save()
 
     ok = [p.index for p in prepared if p.error is None]
     by_index = {p.index: p for p in prepared}
@@ -261,25 +180,166 @@ def extract_features(
     )
 
 
+class _RunIndex:
+    """Content hash -> (shard, row) over a store's committed shards, built on first use."""
+
+    def __init__(self, store: ShardStore) -> None:
+        self.store = store
+        self._rows: dict[bytes, tuple[Shard, int]] | None = None
+
+    def lookup(self, key: str) -> tuple[np.ndarray, bytes] | None:
+        if self._rows is None:
+            self._rows = {}
+            for number in self.store.shards():
+                shard = self.store.read_shard(number)
+                if shard is not None:
+                    for row, digest in enumerate(shard.raw_hashes):
+                        self._rows.setdefault(digest.tobytes(), (shard, row))
+        found = self._rows.get(bytes.fromhex(key))
+        if found is None:
+            return None
+        shard, row = found
+        return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
+
+
+def _shard_lookup(shard: Shard | None, fallback: _RunIndex) -> Known:
+    own = {} if shard is None else {d.tobytes(): r for r, d in enumerate(shard.raw_hashes)}
+
+    def known(key: str) -> tuple[np.ndarray, bytes] | None:
+        row = own.get(bytes.fromhex(key))
+        if row is None:
+            return fallback.lookup(key)
+        return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
+
+    return known
+
+
+def _same_shard(shard: Shard | None, ex: Extraction, first: int, size: int) -> bool:
+    """Does the committed ``shard`` hold exactly what ``ex`` found for its paths?"""
+    if shard is None or ex.cached != len(ex.ok) or shard.meta.get("size") != size:
+        return False
+    positions = shard.extra.get("position")
+    return (
+        positions is not None
+        and shard.hashes == ex.hashes
+        and np.array_equal(positions, first + np.asarray(ex.ok, dtype=np.int64))
+        and [tuple(e) for e in shard.meta.get("errors", [])]
+        == [(first + i, m) for i, m in ex.errors]
+    )
+
+
+def embed_to_shards(job: EmbedJob, backbone=None, progress: Progress | None = None) -> EmbedStats:
+    """The local engine's embed stage: shard by shard, keeping every unchanged shard.
+
+    See :mod:`recommender.engines` for the contract. Each chunk's files are read and hashed;
+    images found in its committed shard (or any other shard of the store) are not decoded
+    again, and a shard whose content is unchanged is not rewritten. So a build killed
+    mid-way re-embeds at most the one shard it was writing.
+    """
+    from .engines import EmbedStats
+
+    if backbone is None:
+        from .backbones import get_backbone
+
+        backbone = get_backbone(job.backbone, job.weights)
+    stats = EmbedStats()
+    total = len(job.paths)
+    index = _RunIndex(job.store)
+    for number in range(job.n_shards):
+        first, last = job.shard_range(number)
+        committed = job.store.read_shard(number)
+        ex = extract_features(
+            job.paths[first:last],
+            backbone,
+            batch_size=job.batch_size,
+            workers=job.workers,
+            thumb_size=job.thumb_size,
+            known=_shard_lookup(committed, index),
+            progress=(lambda d, _t, f=first: progress(f + d, total)) if progress else None,
+        )
+        stats.embedded += len(ex.ok) - ex.cached
+        stats.reused += ex.cached
+        if _same_shard(committed, ex, first, last - first):
+            stats.shards_kept += 1
+            continue
+        job.store.write_shard(
+            number,
+            ex.hashes,
+            ex.features,
+            ex.thumbnails,
+            meta={
+                "first": first,
+                "size": last - first,
+                "errors": [[first + i, m] for i, m in ex.errors],
+            },
+            position=first + np.asarray(ex.ok, dtype=np.int64),
+        )
+        stats.shards_written += 1
+    return stats
+
+
+class ShardThumbnails(Sequence):
+    """The thumbnails of a run of shards, row by row, read from their memory maps."""
+
+    def __init__(self, shards: Sequence[Shard]) -> None:
+        self._shards = list(shards)
+        self._starts = np.cumsum([0] + [len(s) for s in self._shards])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        row = int(row)
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        s = int(np.searchsorted(self._starts, row, side="right")) - 1
+        return self._shards[s].thumbnail(row - int(self._starts[s]))
+
+
+def stack_features(shards: Sequence[Shard], folder: Path, dim: int) -> np.ndarray:
+    """The shards' features as one (n, d) float16 array, memory-mapped from a private file.
+
+    The file lives in ``folder`` only while it is being filled: once mapped it is unlinked,
+    so nothing is left behind, whatever happens to the process.
+    """
+    n = sum(len(s) for s in shards)
+    if n == 0:
+        return np.zeros((0, dim), np.float16)
+    dim = int(shards[0].features.shape[1]) if shards else dim
+    path = folder / f".features-{os.getpid()}-{threading.get_ident()}.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
+    try:
+        row = 0
+        for shard in shards:
+            out[row : row + len(shard)] = shard.features
+            row += len(shard)
+        out.flush()
+        del out
+        mapped = np.load(path, mmap_mode="r")
+    finally:
+        path.unlink(missing_ok=True)
+    return mapped
+
+
 @dataclass
 class DatasetFeatures:
     """Features of a data set's images, aligned with its posts.
 
     ``image_rows[i]`` is the row of ``features`` for post ``i`` (-1: no usable image).
+    ``features`` is (n, d) float16, memory-mapped; ``thumbnails[row]`` the row's JPEG.
     """
 
     dataset: Dataset
     features: np.ndarray
     image_rows: list[int]
-    thumbnails: list[bytes]
+    thumbnails: Sequence[bytes]
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     backbone: dict[str, Any] = field(default_factory=dict)
-
-
-def backbone_cache_key(backbone) -> str:
-    return f"{backbone.name}-{backbone.weights}"
+    hashes: list[str] = field(default_factory=list)  # content hash of each row
 
 
 def dataset_features(
@@ -288,43 +348,93 @@ def dataset_features(
     *,
     use_cache: bool = True,
     progress: BuildProgress | None = None,
+    engine: str = "local",
+    shard_size: int | None = None,
+    cache_dir: str | Path | None = None,
+    backbone=None,
 ) -> DatasetFeatures:
-    """Extract the features of every post image of ``dataset`` (deduplicated by content)."""
-    from .backbones import get_backbone
+    """The embed stage: the features of every post image of ``dataset``, from shards.
 
-    backbone = get_backbone(config.backbone, config.weights)
+    The engine (:mod:`recommender.engines`) writes the shards into the feature store
+    (:mod:`recommender.feature_store`; ``use_cache=False`` uses a private one deleted
+    afterwards); they are then read back, verified, and joined to the posts. Images with the
+    same content are embedded once and indexed once (``images_duplicate``).
+    """
+    import shutil
+    import tempfile
+
+    from . import feature_store
+    from .engines import EmbedJob, get_engine
+    from .shards import DEFAULT_SHARD_SIZE
+
+    if backbone is None:
+        from .backbones import get_backbone
+
+        backbone = get_backbone(config.backbone, config.weights)
     with_image = [i for i, p in enumerate(dataset.posts) if p.image]
     paths = [dataset.image_path(dataset.posts[i]) for i in with_image]
-    cache = FeatureCache.for_backbone(backbone_cache_key(backbone)) if use_cache else None
-    start = time.perf_counter()
-    ex: Extraction = extract_features(
+    key = feature_store.store_key(backbone, config.thumb_size)
+    private = None if use_cache else tempfile.mkdtemp(prefix="hashtag-shards-")
+    store = feature_store.run_store(key, dataset.root, private or cache_dir)
+    job = EmbedJob(
         paths,
-        backbone,
+        store,
+        backbone.name,
+        config.weights,
+        thumb_size=config.thumb_size,
         batch_size=config.batch_size,
         workers=config.workers,
-        thumb_size=config.thumb_size,
-        cache=cache,
-        progress=(lambda d, t: progress("features", d, t)) if progress else None,
+        shard_size=shard_size or DEFAULT_SHARD_SIZE,
     )
+    start = time.perf_counter()
+    try:
+        with feature_store.lease(store):
+            options = {"backbone": backbone} if engine == "local" else {}
+            stats = get_engine(engine, **options).embed(
+                job, (lambda d, t: progress("features", d, t)) if progress else None
+            )
+            shards = []
+            for number in range(job.n_shards):
+                shard = store.read_shard(number)
+                if shard is None or shard.meta.get("first") != job.shard_range(number)[0]:
+                    raise RuntimeError(f"the embed stage left shard {number} of {store} unusable")
+                shards.append(shard)
+            features = stack_features(shards, store.folder, getattr(backbone, "dim", 0))
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+    if use_cache:
+        feature_store.prune(cache_dir=cache_dir)
     seconds = time.perf_counter() - start
+    positions = [int(p) for s in shards for p in s.extra["position"]]
+    hashes = [h for s in shards for h in s.hashes]
+    errors = [(int(p), str(m)) for s in shards for p, m in s.meta.get("errors", [])]
     image_rows = [-1] * len(dataset.posts)
     seen: dict[str, int] = {}
     duplicates = 0
-    for row, (pos, key) in enumerate(zip(ex.ok, ex.hashes, strict=False)):
-        if key in seen:
+    for row, (pos, key_) in enumerate(zip(positions, hashes, strict=True)):
+        if key_ in seen:
             duplicates += 1
             continue
-        seen[key] = row
+        seen[key_] = row
         image_rows[with_image[pos]] = row
-    problems = [f"{dataset.posts[with_image[pos]].image}: {msg}" for pos, msg in ex.errors]
+    problems = [f"{dataset.posts[with_image[pos]].image}: {msg}" for pos, msg in errors]
     counts = {
-        "images_embedded": len(ex.ok) - ex.cached,
-        "images_from_cache": ex.cached,
-        "images_unreadable": len(ex.errors),
+        "images_embedded": stats.embedded,
+        "images_from_cache": stats.reused,
+        "images_unreadable": len(errors),
         "images_duplicate": duplicates,
     }
     # name, input_size, dim, weights, weights_sha256, preprocessing: loading checks the last two
     info = backbone.fingerprint()
     return DatasetFeatures(
-        dataset, ex.features, image_rows, ex.thumbnails, counts, problems, seconds, info
+        dataset,
+        features,
+        image_rows,
+        ShardThumbnails(shards),
+        counts,
+        problems,
+        seconds,
+        info,
+        hashes,
     )

@@ -153,6 +153,10 @@ PROFILE_MIN_COOCCURRENCE = 2
 # penalty on unit-length image features (3 measured best of 1, 3, 10 on the demo data).
 PRIOR_MIN_POSTS = 3
 PRIOR_L2 = 3.0
+# The prior predicts at most this many hashtags (the most frequent): its weights are d x Q
+# float32 (1280 x 20k = 100 MB). The demo data has far fewer, so the cap only bites at scale.
+PRIOR_MAX_TAGS = 20_000
+PRIOR_CHUNK = 8192  # images per step of the X^T X, X^T Y accumulation
 
 
 def single_tag_profiles(
@@ -186,10 +190,14 @@ def single_tag_profiles(
     together.data[together.data < min_cooccurrence] = 0
     together.eliminate_zeros()
     posts_with = np.asarray(rich[:, tags].sum(axis=0)).ravel()
-    profiles = sp.diags(1.0 / np.maximum(posts_with, 1)).astype(np.float32) @ together
-    profiles = sp.lil_matrix(profiles)
-    for row, tag in enumerate(tags):
-        profiles[row, tag] = 1.0
+    profiles = sp.csr_matrix(
+        sp.diags(1.0 / np.maximum(posts_with, 1)).astype(np.float32) @ together, dtype=np.float32
+    )
+    own = sp.csr_matrix(
+        (np.ones(len(tags), np.float32), (np.arange(len(tags)), tags)), shape=profiles.shape
+    )
+    profiles = profiles - profiles.multiply(own) + own  # each profile gives its own tag 1
+    profiles.sort_indices()
     return sp.csr_matrix(profiles, dtype=np.float32), image_profile
 
 
@@ -211,28 +219,47 @@ def fit_image_prior(
     targets: sp.csr_matrix,
     min_posts: int = PRIOR_MIN_POSTS,
     l2: float = PRIOR_L2,
+    *,
+    rows: np.ndarray | None = None,
+    max_tags: int = PRIOR_MAX_TAGS,
+    chunk: int = PRIOR_CHUNK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression from image features to hashtags.
+    """Ridge regression from image features to hashtags, streamed over the images.
 
     ``targets`` (images x hashtags) is what each image stands for (see
     :func:`vote_targets`: an image known by a single hashtag stands for that hashtag's
-    profile, not for "this tag and no other"). Returns ``(weights, tags)``: a (d, Q)
-    float32 array and the Q hashtag columns it predicts (hashtags present in the targets
-    of at least ``min_posts`` images); empty when there are fewer such images.
+    profile, not for "this tag and no other"); image ``i``'s features are
+    ``features[rows[i]]`` (``features[i]`` without ``rows``; a float16 memory map is fine).
+    Returns ``(weights, tags)``: a (d, Q) float32 array and the Q hashtag columns it
+    predicts: hashtags present in the targets of at least ``min_posts`` images, at most
+    ``max_tags`` of them (the most frequent); empty when there are fewer such images.
+
+    Memory: X^T X (d x d) and X^T Y (d x Q) are accumulated in float32, ``chunk`` images at
+    a time with Y sparse, so it is O(d^2 + d Q + chunk d) whatever the number of images.
     """
     targets = sp.csr_matrix(targets, dtype=np.float32)
     dim = features.shape[1]
     n = targets.shape[0]
     empty = np.zeros((dim, 0), np.float32), np.zeros(0, np.int64)
-    tags = np.flatnonzero(np.asarray((targets > 0).sum(axis=0)).ravel() >= min_posts)
+    support = np.asarray((targets > 0).sum(axis=0)).ravel()
+    tags = np.flatnonzero(support >= min_posts)
+    if len(tags) > max_tags:  # keep the most frequent; ties by column, columns ascending
+        order = np.lexsort((tags, -support[tags]))
+        tags = np.sort(tags[order[:max_tags]])
     if n < min_posts or len(tags) == 0:
         return empty
-    x = np.asarray(features, dtype=np.float64)
-    y = targets[:, tags].toarray().astype(np.float64)
-    if n < dim:  # the dual form solves an n x n system instead of d x d
-        weights = x.T @ np.linalg.solve(x @ x.T + l2 * np.eye(n), y)
-    else:
-        weights = np.linalg.solve(x.T @ x + l2 * np.eye(dim), x.T @ y)
+    y = sp.csr_matrix(targets[:, tags])
+    xtx = np.zeros((dim, dim), np.float32)
+    xty = np.zeros((len(tags), dim), np.float32)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        x = features[rows[start:stop]] if rows is not None else features[start:stop]
+        x = np.asarray(x, dtype=np.float32)
+        xtx += x.T @ x
+        xty += y[start:stop].T @ x
+    weights = np.linalg.solve(
+        xtx.astype(np.float64) + l2 * np.eye(dim), xty.T.astype(np.float64)
+    ).astype(np.float32)
     if not np.isfinite(weights).all():
         raise FitError("the image prior came out non-finite; raise its L2 penalty")
-    return weights.astype(np.float32), tags.astype(np.int64)
+    return weights, tags.astype(np.int64)

@@ -25,6 +25,7 @@ profiles, Q hashtags the prior predicts)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -136,19 +137,46 @@ class ModelParts:
     manifest: dict[str, Any]
     arrays: ModelArrays
     index: dict[str, Any]  # {"tags": [...], "images": [{"path", "post_id", "hashtags"}]}
-    thumbnails: dict[str, np.ndarray] = field(default_factory=dict)  # "data", "offsets"
+    # One JPEG per indexed image: {"data", "offsets"} as read, or any sequence of bytes
+    # (training passes a lazy view of the feature shards; writing streams it).
+    thumbnails: dict[str, np.ndarray] | Sequence[bytes] = field(default_factory=dict)
     neighbours: bytes | None = None  # a saved approximate index, faiss' serialisation
+
+
+def thumbnail_list(thumbnails: dict[str, np.ndarray] | Sequence[bytes]) -> Sequence:
+    """``thumbnails`` as a sequence of JPEG bytes (views into the data, nothing copied)."""
+    if not isinstance(thumbnails, dict):
+        return thumbnails
+    data = np.asarray(thumbnails.get("data", np.zeros(0, np.uint8)), dtype=np.uint8)
+    offsets = thumbnails.get("offsets", np.zeros(1, np.int64))
+    return _Slices(data, offsets)
+
+
+class _Slices(Sequence):
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data, self.offsets = data, offsets
+
+    def __len__(self) -> int:
+        return max(len(self.offsets) - 1, 0)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return memoryview(self.data[self.offsets[i] : self.offsets[i + 1]])
 
 
 def write_parts(path: str | Path, parts: ModelParts) -> Path:
     """Write ``parts`` as a model folder at ``path``, atomically (see :mod:`model_io`)."""
-    thumbs = parts.thumbnails or {}
-    data = thumbs.get("data", np.zeros(0, np.uint8))
-    offsets = thumbs.get("offsets", np.zeros(1, np.int64))
-    raw = np.asarray(data, dtype=np.uint8).tobytes()
-    chunks = [raw[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     return model_io.write_model(
-        path, parts.manifest, parts.arrays.to_dict(), parts.index, chunks, parts.neighbours
+        path,
+        parts.manifest,
+        parts.arrays.to_dict(),
+        parts.index,
+        thumbnail_list(parts.thumbnails),
+        parts.neighbours,
     )
 
 

@@ -1,14 +1,20 @@
 """The model folder: plain data on disk, written atomically, checked on load.
 
-Layout of a model folder::
+Layout of a model folder (format version 2)::
 
     manifest.json    format name and version, how and from what it was built, and the
                      sha256 and size of every other file
-    arrays.npz       numeric arrays (features, factors, sparse tag lists), no object arrays
+    arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
+                     offsets; see recommender.model_arrays), no object arrays
+    features.npy     the training images' features, (N, d) float32 or float16: written
+                     chunk by chunk, memory-mapped on load
     index.json       hashtags and the training images (relative path, post id, hashtags)
-    thumbnails.npz   small JPEG thumbnails of the training images, concatenated
+    thumbnails.bin   small JPEG thumbnails of the training images, concatenated (offsets in
+                     arrays.npz under "thumbnail_offsets"): streamed in, memory-mapped on load
     neighbours.faiss only for large models: the approximate neighbour index, faiss' own
                      serialisation (its parameters are in the manifest under "neighbours")
+
+Version 1 folders (features inside arrays.npz, thumbnails.npz) still load.
 
 Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
 matched, JSON with the standard parser; the neighbour index reaches faiss only after its
@@ -24,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +39,17 @@ import numpy as np
 from .errors import ModelError
 
 FORMAT_NAME = "hashtag-recommender-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
+FEATURES = "features.npy"
 INDEX = "index.json"
-THUMBNAILS = "thumbnails.npz"
+THUMBNAILS = "thumbnails.bin"
+THUMBNAILS_V1 = "thumbnails.npz"  # format version 1
 NEIGHBOURS = "neighbours.faiss"  # optional
-DATA_FILES = (ARRAYS, INDEX, THUMBNAILS)
+DATA_FILES = (ARRAYS, FEATURES, INDEX, THUMBNAILS)
+THUMB_OFFSETS = "thumbnail_offsets"  # the key in arrays.npz
+_CHUNK_ROWS = 65536  # feature rows per write
 
 
 def _rebuild_hint(path: Path) -> str:
@@ -60,6 +71,38 @@ def _write_file(folder: Path, name: str, data: bytes) -> dict[str, Any]:
         fh.flush()
         os.fsync(fh.fileno())
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _write_stream(folder: Path, name: str, chunks) -> dict[str, Any]:
+    """Write an iterable of byte chunks to ``folder/name``, fsynced; its sha256 and size."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(folder / name, "wb") as fh:
+        for chunk in chunks:
+            digest.update(chunk)
+            fh.write(chunk)
+            size += len(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _npy_chunks(array: np.ndarray):
+    """The bytes of ``array`` as a ``.npy`` file, a block of rows at a time (no full copy)."""
+    if array.dtype.hasobject:
+        raise TypeError("features have dtype object; model files hold plain data only")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        header,
+        {
+            "descr": np.lib.format.dtype_to_descr(array.dtype),
+            "fortran_order": False,
+            "shape": tuple(array.shape),
+        },
+    )
+    yield header.getvalue()
+    for start in range(0, len(array), _CHUNK_ROWS):
+        yield np.ascontiguousarray(array[start : start + _CHUNK_ROWS]).tobytes()
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -90,12 +133,15 @@ def write_model(
     manifest: dict[str, Any],
     arrays: dict[str, np.ndarray],
     index: dict[str, Any],
-    thumbnails: list[bytes],
+    thumbnails: Iterable[bytes | memoryview],
     neighbours: bytes | None = None,
 ) -> Path:
     """Write a model folder atomically.
 
-    ``neighbours`` are the bytes of an approximate neighbour index, if the model has one.
+    ``arrays`` must hold ``"features"`` (written to its own file, chunk by chunk: it may be
+    a memory map); ``thumbnails`` is an iterable of JPEG byte strings, one per image,
+    streamed into the folder. ``neighbours`` are the bytes of an approximate neighbour
+    index, if the model has one.
 
     The files go to a temporary sibling folder first; only a complete folder replaces
     ``path``. A build that dies half-way leaves any previous model at ``path`` untouched.
@@ -110,23 +156,35 @@ def write_model(
             "refusing to replace it. Choose another output path."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    offsets = np.zeros(len(thumbnails) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(t) for t in thumbnails], dtype=np.int64)
-    thumbs = np.frombuffer(b"".join(thumbnails), dtype=np.uint8)
+    arrays = dict(arrays)
+    features = arrays.pop("features")
 
     _remove_stale_siblings(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
+        lengths: list[int] = []
+
+        def thumbs():
+            for t in thumbnails:
+                lengths.append(len(t))
+                yield t
+
         files = {
-            ARRAYS: _write_file(tmp, ARRAYS, _npz_bytes(arrays)),
-            INDEX: _write_file(tmp, INDEX, json.dumps(index, ensure_ascii=False).encode("utf-8")),
-            THUMBNAILS: _write_file(
-                tmp, THUMBNAILS, _npz_bytes({"data": thumbs, "offsets": offsets})
-            ),
+            FEATURES: _write_stream(tmp, FEATURES, _npy_chunks(np.asarray(features))),
+            THUMBNAILS: _write_stream(tmp, THUMBNAILS, thumbs()),
         }
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths, dtype=np.int64)
+        arrays[THUMB_OFFSETS] = offsets
+        files[ARRAYS] = _write_file(tmp, ARRAYS, _npz_bytes(arrays))
+        files[INDEX] = _write_file(
+            tmp, INDEX, json.dumps(index, ensure_ascii=False).encode("utf-8")
+        )
         if neighbours is not None:
             files[NEIGHBOURS] = _write_file(tmp, NEIGHBOURS, neighbours)
-        full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
+        own = ("format", "format_version", "files")  # this writer's, not the caller's
+        full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+        full.update({k: v for k, v in manifest.items() if k not in own})
         full["files"] = files
         _write_file(tmp, MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode())
         os.chmod(tmp, 0o755)
@@ -141,6 +199,30 @@ def write_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _check_streamed(path: Path, name: str, entry: Any) -> Path:
+    """Check a large file's size and sha256 without holding it in memory; return its path."""
+    file = path / name
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise ModelError(
+            f"The manifest of {path} has no checksum for {name}. {_rebuild_hint(path)}"
+        )
+    digest = hashlib.sha256()
+    try:
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise ModelError(f"The model {path} is missing {name}. {_rebuild_hint(path)}") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
+    if digest.hexdigest() != entry["sha256"]:
+        raise ModelError(
+            f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
+            f"{_rebuild_hint(path)}"
+        )
+    return file
 
 
 def _read_checked(path: Path, name: str, entry: Any) -> bytes:
@@ -230,8 +312,25 @@ def read_model(
         ) from None
     if not isinstance(index, dict):
         raise ModelError(f"{INDEX} in {path} is malformed. {_rebuild_hint(path)}")
-    thumbs = _load_npz(path, THUMBNAILS, _read_checked(path, THUMBNAILS, files.get(THUMBNAILS)))
-    return manifest, arrays, index, thumbs
+    if manifest["format_version"] == 1:
+        thumbs = _load_npz(
+            path, THUMBNAILS_V1, _read_checked(path, THUMBNAILS_V1, files.get(THUMBNAILS_V1))
+        )
+        return manifest, arrays, index, thumbs
+    file = _check_streamed(path, FEATURES, files.get(FEATURES))
+    try:
+        arrays["features"] = np.load(file, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # any parse failure of a checksummed file is a damaged model
+        raise ModelError(
+            f"{FEATURES} in {path} cannot be read ({exc}). {_rebuild_hint(path)}"
+        ) from None
+    file = _check_streamed(path, THUMBNAILS, files.get(THUMBNAILS))
+    offsets = arrays.pop(THUMB_OFFSETS, None)
+    size = file.stat().st_size
+    if offsets is None or offsets.ndim != 1 or len(offsets) == 0 or offsets[-1] != size:
+        raise ModelError(f"The thumbnails of {path} are inconsistent. {_rebuild_hint(path)}")
+    data = np.memmap(file, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    return manifest, arrays, index, {"data": data, "offsets": offsets}
 
 
 def read_neighbours(path: str | Path, manifest: dict[str, Any]) -> bytes | None:

@@ -21,7 +21,7 @@ from .blas import serial_blas
 from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
 from .datasets import Post
 from .errors import ConfigError, ModelError
-from .model_arrays import ModelArrays, ModelParts, read_parts, write_parts
+from .model_arrays import ModelArrays, ModelParts, read_parts, thumbnail_list, write_parts
 from .neighbours import make_index, restore_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
 from .training import fit_model
@@ -165,9 +165,7 @@ class HashtagRecommender:
         self.method = _saved_method(manifest)
         self.arrays = arrays
         self._parts = parts
-        thumbnails = parts.thumbnails or {}
-        self._thumb_data = thumbnails.get("data", np.zeros(0, np.uint8))
-        self._thumb_offsets = thumbnails.get("offsets", np.zeros(1, np.int64))
+        self._thumbnails = thumbnail_list(parts.thumbnails)
         self._tag_ids = {t: i for i, t in enumerate(self.tags)}
         self._backbone = None
         self._backbone_lock = threading.Lock()
@@ -317,10 +315,9 @@ class HashtagRecommender:
 
     def thumbnail(self, index: int) -> bytes:
         """JPEG bytes of training image ``index``'s thumbnail (b"" if the model has none)."""
-        if not 0 <= index < len(self._thumb_offsets) - 1:
+        if not 0 <= index < len(self._thumbnails):
             return b""
-        start, end = self._thumb_offsets[index], self._thumb_offsets[index + 1]
-        return self._thumb_data[start:end].tobytes()
+        return bytes(self._thumbnails[index])
 
     # ------------------------------------------------------------- description
     def info(self) -> dict[str, Any]:

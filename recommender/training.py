@@ -27,6 +27,21 @@ from .model_arrays import ModelArrays, ModelParts
 from .neighbours import choose_kind
 
 
+class _Rows(Sequence):
+    """``items[rows[i]]`` for each ``i``, looked up when asked (thumbnails stay in shards)."""
+
+    def __init__(self, items: Sequence, rows: np.ndarray) -> None:
+        self.items, self.rows = items, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.items[int(self.rows[i])]
+
+
 def fit_model(
     posts: Sequence[Post],
     features: np.ndarray,
@@ -35,8 +50,13 @@ def fit_model(
     thumbnails: Sequence[bytes] | None = None,
     manifest: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    fit_als: Callable[..., tuple[np.ndarray, np.ndarray]] = fit_als,
 ) -> ModelParts:
-    """Train on ``posts``; see :meth:`recommender.recommender.HashtagRecommender.fit`."""
+    """Train on ``posts``; see :meth:`recommender.recommender.HashtagRecommender.fit`.
+
+    ``fit_als(matrix, params, progress)`` is the engine's ALS (:mod:`recommender.engines`).
+    ``features`` may be a float16 memory map: it is read in chunks for the prior.
+    """
     config = config or BuildConfig()
     if len(image_rows) != len(posts):
         raise ValueError("image_rows must have one entry per post")
@@ -53,7 +73,7 @@ def fit_model(
     image_tags = matrix[with_image]
     profiles, image_profile = single_tag_profiles(matrix, image_tags)
     targets = vote_targets(image_tags, profiles, image_profile)
-    prior_weights, prior_tags = fit_image_prior(features[rows], targets)
+    prior_weights, prior_tags = fit_image_prior(features, targets, rows=rows)
     arrays = ModelArrays(
         # Large models keep float16 features: half the memory, same neighbours.
         features=np.ascontiguousarray(
@@ -94,10 +114,5 @@ def fit_model(
             "pairs": int(matrix.nnz),
         }
     )
-    thumbs: dict[str, np.ndarray] = {}
-    if thumbnails is not None:
-        chosen = [thumbnails[r] for r in rows]
-        offsets = np.zeros(len(chosen) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(t) for t in chosen])
-        thumbs = {"data": np.frombuffer(b"".join(chosen), np.uint8), "offsets": offsets}
+    thumbs: Sequence[bytes] = [] if thumbnails is None else _Rows(thumbnails, rows)
     return ModelParts(full_manifest, arrays, index, thumbs)

@@ -1,4 +1,5 @@
-"""The extraction pipeline and the feature cache, with a fake backbone whose answer is known."""
+"""The extraction pipeline, with a fake backbone whose answer is known (the shard store that
+replaced the feature cache: tests/test_embed_stage.py)."""
 
 import io
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recommender.features import FeatureCache, extract_features
+from recommender.features import extract_features
 
 
 class MeanColour:
@@ -68,27 +69,14 @@ def test_thumbnails_are_square_jpegs(photos):
         assert Image.open(io.BytesIO(data)).size == (12, 12)
 
 
-def test_the_cache_spares_the_backbone_on_a_rebuild(photos, tmp_path):
-    cache = FeatureCache(tmp_path / "cache" / "f.npz")
-    first = extract_features(photos[:10], MeanColour(), thumb_size=8, cache=cache)
-    assert first.cached == 0 and (tmp_path / "cache" / "f.npz").is_file()
-
+def test_known_images_skip_decoding_and_the_backbone(photos):
+    first = extract_features(photos[:10], MeanColour(), thumb_size=8)
+    seen = {h: (f, t) for h, f, t in zip(first.hashes, first.features, first.thumbnails)}
     bb = MeanColour()
-    again = FeatureCache(tmp_path / "cache" / "f.npz")  # as a new process would
-    more = extract_features(photos, bb, thumb_size=8, cache=again)
-    assert more.cached == 9  # the 10 first minus the broken one
-    assert sum(bb.calls) == 23 - 9  # only the new images went through the backbone
+    more = extract_features(photos, bb, thumb_size=8, known=seen.get)
+    assert more.cached == 9 and sum(bb.calls) == 23 - 9
     np.testing.assert_allclose(more.features[:9], first.features, atol=1e-6)
     assert more.thumbnails[:9] == first.thumbnails
-
-
-def test_a_damaged_cache_is_ignored_and_rewritten(photos, tmp_path):
-    path = tmp_path / "f.npz"
-    path.write_bytes(b"garbage")
-    cache = FeatureCache(path)
-    assert len(cache) == 0
-    extract_features(photos[:3], MeanColour(), cache=cache)
-    assert len(FeatureCache(path)) == 3
 
 
 def test_no_sources_give_an_empty_result():

@@ -8,7 +8,16 @@ import pytest
 from recommender import HashtagRecommender, ModelError
 from recommender.datasets import Post
 from recommender.hashtag_model import ALSParams
-from recommender.model_io import ARRAYS, INDEX, MANIFEST, THUMBNAILS, read_model, write_model
+from recommender.model_io import (
+    ARRAYS,
+    FEATURES,
+    FORMAT_VERSION,
+    INDEX,
+    MANIFEST,
+    THUMBNAILS,
+    read_model,
+    write_model,
+)
 from recommender.recommender import BuildConfig
 
 
@@ -63,22 +72,59 @@ def test_round_trip_gives_identical_results(saved):
         assert a == b
     assert loaded.thumbnail(3) == bytes([3]) * 4
     assert loaded.thumbnail(99) == b""
-    assert loaded.info()["format_version"] == 1
+    assert loaded.info()["format_version"] == FORMAT_VERSION == 2
+    assert isinstance(loaded.arrays.features, np.memmap)  # features are memory-mapped
+
+
+def test_a_version_1_model_still_loads_and_answers_the_same(saved, tmp_path):
+    """Version 1 kept the features in arrays.npz and the thumbnails in thumbnails.npz."""
+    from recommender.model_io import _npz_bytes, _write_file
+
+    rec, path = saved
+    old = tmp_path / "v1"
+    old.mkdir()
+    manifest, arrays, index, thumbs = read_model(path)
+    files = {
+        "arrays.npz": _write_file(old, "arrays.npz", _npz_bytes(dict(arrays))),
+        "thumbnails.npz": _write_file(old, "thumbnails.npz", _npz_bytes(dict(thumbs))),
+        "index.json": _write_file(old, "index.json", (path / INDEX).read_bytes()),
+    }
+    manifest = {**manifest, "format_version": 1, "files": files}
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    loaded = HashtagRecommender.load(old)
+    query = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
+    query /= np.linalg.norm(query)
+    assert loaded.recommend_features(query, 5, 6) == rec.recommend_features(query, 5, 6)
+    assert loaded.thumbnail(3) == bytes([3]) * 4
+    loaded.save(tmp_path / "again")  # saving upgrades it to the current version
+    assert read_model(tmp_path / "again")[0]["format_version"] == FORMAT_VERSION
 
 
 def test_nothing_is_pickled(saved):
-    _rec, path = saved
-    for name in (ARRAYS, THUMBNAILS):
-        with np.load(path / name, allow_pickle=False) as npz:
-            for key in npz.files:
-                assert npz[key].dtype != object
+    _, path = saved
+    with np.load(path / ARRAYS, allow_pickle=False) as npz:
+        for key in npz.files:
+            assert npz[key].dtype != object
+    assert np.load(path / FEATURES, allow_pickle=False).dtype == np.float32
+    rec = HashtagRecommender.load(path)
+    thumbs = b"".join(rec.thumbnail(i) for i in range(len(rec.image_paths)))
+    assert (path / THUMBNAILS).read_bytes() == thumbs  # the JPEGs, raw and concatenated
     json.loads((path / MANIFEST).read_text())
     json.loads((path / INDEX).read_text())
 
 
 def test_object_arrays_are_refused_on_write(tmp_path):
     with pytest.raises(TypeError, match="plain data"):
-        write_model(tmp_path / "m", {}, {"x": np.array([{"a": 1}], dtype=object)}, {}, [])
+        write_model(
+            tmp_path / "m",
+            {},
+            {"features": np.zeros((1, 2)), "x": np.array([{"a": 1}], dtype=object)},
+            {},
+            [],
+        )
+    with pytest.raises(TypeError, match="plain data"):
+        write_model(tmp_path / "m", {}, {"features": np.array([{"a": 1}], dtype=object)}, {}, [])
+    assert not (tmp_path / "m").exists()
 
 
 def _damage(path, name, how):
@@ -100,6 +146,9 @@ def _damage(path, name, how):
         (ARRAYS, "flip", "damaged"),
         (INDEX, "flip", "damaged"),
         (THUMBNAILS, "truncate", "damaged"),
+        (FEATURES, "truncate", "damaged"),
+        (FEATURES, "flip", "damaged"),
+        (FEATURES, "delete", "missing"),
         (ARRAYS, "delete", "missing"),
         (INDEX, "delete", "missing"),
         (MANIFEST, "delete", "not a model folder"),

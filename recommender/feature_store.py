@@ -1,0 +1,130 @@
+"""The feature store: where the embed stage's shards live between builds, and its bound.
+
+Layout under the cache folder (``$HASHTAG_CACHE``, see :func:`default_cache_dir`)::
+
+    shards/<key>/<data set id>/000000.json, 000000-<sha>.bin, ...   (see recommender.shards)
+                              /last-used, .lock
+
+``key`` (:func:`store_key`) names everything the features depend on: the backbone, the
+sha256 of its weights file, the preprocessing version and the thumbnail size. Retrained
+weights in the same file path, or another thumbnail size, give another key, so they never
+reuse stale features or 32 px thumbnails for a 128 px request. The data set id is the hash
+of the data set's folder: a rebuild of the same folder reuses its shards (only changed
+chunks are re-embedded), a killed build resumes at its first missing shard.
+
+Bounded: after a build, :func:`prune` deletes the least recently used data sets' shard
+folders until the store is under ``$HASHTAG_CACHE_MAX_GB`` (default
+:data:`DEFAULT_MAX_GB`). Safe with several builds at once: shards are committed atomically
+and verified on read (:mod:`recommender.shards`); a build holds a shared lock on its folder
+(:class:`lease`) and pruning skips folders someone holds. Never rewritten whole: a build
+writes only the shards that changed.
+
+Why shards rather than sqlite/LMDB/diskcache: the shards are what the build reads anyway
+(memory-mapped float16), and one file per 10k images with one rename as its commit gives
+atomicity and concurrency without a database server, lock manager or new dependency;
+``benchmarks/bench_build.py`` measures the cost against the old single-``.npz`` cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from .shards import ShardStore
+
+DEFAULT_MAX_GB = 20.0
+
+
+def default_cache_dir() -> Path:
+    """``$HASHTAG_CACHE`` or ``$XDG_CACHE_HOME/hashtag-recommender`` (``~/.cache/...``)."""
+    if os.environ.get("HASHTAG_CACHE"):
+        return Path(os.environ["HASHTAG_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hashtag-recommender"
+
+
+def max_bytes() -> int:
+    """The store's bound: ``$HASHTAG_CACHE_MAX_GB`` gigabytes (default 20)."""
+    try:
+        gb = float(os.environ.get("HASHTAG_CACHE_MAX_GB", DEFAULT_MAX_GB))
+    except ValueError:
+        gb = DEFAULT_MAX_GB
+    return int(max(gb, 0.0) * 1e9)
+
+
+def store_key(backbone, thumb_size: int) -> str:
+    """What shard features depend on: backbone, weights' sha256, preprocessing, thumb size."""
+    return f"{backbone.cache_key}-t{int(thumb_size)}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def run_store(
+    key: str, dataset_root: str | Path, cache_dir: str | Path | None = None
+) -> ShardStore:
+    """The shard store of the data set at ``dataset_root`` under ``key``."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dataset_id = hashlib.sha256(str(Path(dataset_root).resolve()).encode()).hexdigest()[:16]
+    return ShardStore(root / "shards" / _safe(key) / dataset_id, key)
+
+
+@contextlib.contextmanager
+def lease(store: ShardStore) -> Iterator[None]:
+    """Hold ``store``'s folder for a build: marks it used now and keeps :func:`prune` off."""
+    store.folder.mkdir(parents=True, exist_ok=True)
+    (store.folder / "last-used").touch()
+    with open(store.folder / ".lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def _last_used(folder: Path) -> float:
+    try:
+        return (folder / "last-used").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def prune(limit: int | None = None, cache_dir: str | Path | None = None) -> list[Path]:
+    """Delete least recently used shard folders until the store holds at most ``limit`` bytes.
+
+    Folders a running build holds (:func:`lease`) are skipped. Returns the folders deleted.
+    """
+    limit = max_bytes() if limit is None else int(limit)
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "shards"
+    if not root.is_dir():
+        return []
+    folders = [f for key in root.iterdir() if key.is_dir() for f in key.iterdir() if f.is_dir()]
+    sizes = {f: _folder_bytes(f) for f in folders}
+    total = sum(sizes.values())
+    removed = []
+    for folder in sorted(folders, key=_last_used):
+        if total <= limit:
+            break
+        try:
+            fh = open(folder / ".lock", "a+b")
+        except OSError:
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a build holds it
+            shutil.rmtree(folder, ignore_errors=True)
+        total -= sizes[folder]
+        removed.append(folder)
+    return removed
