@@ -21,6 +21,11 @@ cache       A manifest data set (CSV image,hashtags) of copies of 90% of the ima
             feature cache (only the new 10% are embedded), against a cold build of 100%.
 build       ``build_model`` end to end on the real data set with ``use_cache=False``,
             with the ceiling measured right before and after.
+shards      The embed stage (images -> feature shards, ``embed_to_shards``) against the
+            plain pipeline (``extract_features``, what the build ran before shards) on the
+            same chunks of the real data set, alternating; the median of the per-chunk rate
+            ratios. Then the resume: an embed of the data set in shards of ``--shard-size``
+            is SIGKILLed at 50% and run again; how many images it embeds again.
 
     python -m benchmarks.bench_build                       # everything (~6 min)
     python -m benchmarks.bench_build --sections throughput --workers 1 2
@@ -41,7 +46,7 @@ import numpy as np
 
 from .common import DATASET, header, table
 
-SECTIONS = ("throughput", "original", "cache", "build")
+SECTIONS = ("throughput", "original", "cache", "build", "shards")
 
 
 def dataset_images(root: Path) -> list[Path]:
@@ -261,6 +266,110 @@ def whole_build(backbone, batch_size: int, tmp: Path) -> list[dict]:
     ]
 
 
+# ------------------------------------------------------------------------------- shards
+def _embed_stage(paths, backbone, batch_size: int, tmp: Path) -> tuple[int, float, float]:
+    from recommender.engines import EmbedJob
+    from recommender.features import embed_to_shards
+    from recommender.shards import ShardStore
+
+    store = ShardStore(Path(tempfile.mkdtemp(dir=tmp)), "bench")
+    job = EmbedJob(list(paths), store, backbone.name, thumb_size=128, batch_size=batch_size)
+    wall, cpu = time.perf_counter(), time.process_time()
+    stats = embed_to_shards(job, backbone=backbone)
+    assert stats.embedded == len(paths)
+    out = len(paths), time.perf_counter() - wall, time.process_time() - cpu
+    shutil.rmtree(store.folder)
+    return out
+
+
+def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) -> list[dict]:
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    run_pipeline(chunks[0][:batch_size], backbone, batch_size=batch_size, thumb_size=128)
+    got: dict[str, list] = {"pipeline": [], "embed stage": []}
+    ratios = []
+    for i, part in enumerate(chunks):
+        # alternate which goes first, so drift in the machine's load favours neither
+        order = ["pipeline", "embed stage"] if i % 2 == 0 else ["embed stage", "pipeline"]
+        rates = {}
+        for name in order:
+            if name == "pipeline":
+                r = run_pipeline(part, backbone, batch_size=batch_size, thumb_size=128)
+            else:
+                r = _embed_stage(part, backbone, batch_size, tmp)
+            got[name].append(r)
+            rates[name] = r[0] / r[1]
+        ratios.append(rates["embed stage"] / rates["pipeline"])
+    rows = []
+    for name, runs in got.items():
+        arr = np.array(runs)
+        rows.append({
+            "what": f"{name} (chunks of {chunk}, thumbnails)",
+            "images": int(arr[:, 0].sum()),
+            "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+            "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+        })
+    rows[1]["ratio"] = float(np.median(ratios))
+    rows[1]["ratio_range"] = f"{np.percentile(ratios, 25):.2f}-{np.percentile(ratios, 75):.2f}"
+    rows[0]["ratio"] = 1.0
+    return rows
+
+
+_KILLABLE = """
+import sys
+from pathlib import Path
+from recommender.datasets import load_dataset
+from recommender.features import dataset_features
+from recommender.recommender import BuildConfig
+def progress(stage, done, total):
+    print("done", done, total, flush=True)
+dataset_features(load_dataset({data!r}), BuildConfig(), progress=progress, shard_size={size},
+                 cache_dir={cache!r})
+"""
+
+
+def resume_after_kill(tmp: Path, shard_size: int) -> list[dict]:
+    import signal
+    import subprocess
+    import sys
+
+    from recommender.datasets import load_dataset
+    from recommender.features import dataset_features
+    from recommender.recommender import BuildConfig
+
+    cache = tmp / "resume-cache"
+    script = _KILLABLE.format(data=str(DATASET), size=shard_size, cache=str(cache))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=Path(__file__).resolve().parents[1])
+    done = total = 0
+    for line in proc.stdout:
+        if line.startswith("done"):
+            done, total = (int(v) for v in line.split()[1:3])
+            if done >= total // 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    for line in proc.stdout.read().splitlines():
+        if line.startswith("done"):
+            done = int(line.split()[1])
+    feats = dataset_features(load_dataset(DATASET), BuildConfig(), shard_size=shard_size,
+                             cache_dir=cache)
+    kept = feats.counts["images_from_cache"]
+    return [{
+        "what": f"SIGKILL at {done}/{total} images, shards of {shard_size}",
+        "killed_at": done,
+        "kept": kept,
+        "embedded_again": feats.counts["images_embedded"],
+        "lost": done - kept,
+    }]
+
+
+RESUME_COLUMNS = [("what", "run", ""), ("killed_at", "images done when killed", ""),
+                  ("kept", "kept (committed shards)", ""),
+                  ("embedded_again", "embedded on resume", ""),
+                  ("lost", "work lost (re-embedded)", "")]
+
+
 COLUMNS = [("what", "what", ""), ("images", "images", ""), ("rate", "images/s", ".1f"),
            ("cpu_ms", "CPU ms/image", ".1f"), ("ratio", "ratio (median)", ".2f"),
            ("ratio_range", "ratio IQR", ""), ("cpu_ratio", "CPU-time ratio", ".2f"),
@@ -280,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk", type=int, default=330, help="images per pipeline chunk")
     parser.add_argument("--ceiling-batches", type=int, default=3)
     parser.add_argument("--subset", type=int, default=200, help="images for 'original'")
+    parser.add_argument("--shard-size", type=int, default=500, help="for the resume")
     args = parser.parse_args(argv)
 
     from recommender.backbones import get_backbone
@@ -307,6 +417,12 @@ def main(argv: list[str] | None = None) -> None:
         if "build" in args.sections:
             header("Whole build of the demo data set (use_cache=False)")
             print(table(whole_build(backbone, batch_size, tmp), COLUMNS), flush=True)
+        if "shards" in args.sections:
+            header("The embed stage (shards) against the plain pipeline, same chunks")
+            print(table(shards_vs_pipeline(backbone, paths, batch_size, args.chunk, tmp),
+                        COLUMNS), flush=True)
+            header("Resume after SIGKILL at 50% of the embed stage")
+            print(table(resume_after_kill(tmp, args.shard_size), RESUME_COLUMNS), flush=True)
 
 
 if __name__ == "__main__":

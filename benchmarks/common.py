@@ -63,6 +63,41 @@ def clustered_unit(
     and the top 100 principal components explain ~52% of the variance (55%).
     ``python -m benchmarks.bench_neighbours --calibrate`` prints both.
     """
+    out = np.empty((n, dim), np.float32)
+    s = 0
+    for x in clustered_chunks(
+        n,
+        dim,
+        seed,
+        topics=topics,
+        per_cluster=per_cluster,
+        rank=rank,
+        alpha=alpha,
+        spread=spread,
+        noise=noise,
+        mean_share=mean_share,
+        chunk=chunk,
+    ):
+        out[s : s + len(x)] = x
+        s += len(x)
+    return out
+
+
+def clustered_chunks(
+    n: int,
+    dim: int = DIM,
+    seed: int = 0,
+    *,
+    topics: int = 10,
+    per_cluster: int = 10,
+    rank: int = 256,
+    alpha: float = 0.5,
+    spread: float = 0.85,
+    noise: float = 1.35,
+    mean_share: float = 0.52,
+    chunk: int = 65536,
+):
+    """:func:`clustered_unit`'s rows, ``chunk`` at a time (float32), never all in memory."""
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
     spectrum = np.arange(1, rank + 1, dtype=np.float64) ** -alpha
@@ -74,7 +109,6 @@ def clustered_unit(
     topic_centres = rng.standard_normal((topics, rank), dtype=np.float32)
     centres = topic_centres[rng.integers(0, topics, n_clusters)]
     centres += rng.standard_normal((n_clusters, rank), dtype=np.float32)
-    out = np.empty((n, dim), np.float32)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
         latent = centres[rng.integers(0, n_clusters, m)]
@@ -84,8 +118,7 @@ def clustered_unit(
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         x = x * np.sqrt(1 - mean_share**2) + mean_share * mean
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[s : s + m] = x
-    return out
+        yield x
 
 
 def feature_stats(x: np.ndarray) -> dict[str, float]:
@@ -195,9 +228,7 @@ def run_json(args: Sequence[str], env: dict[str, str] | None = None, timeout: fl
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
 
 

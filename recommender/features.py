@@ -312,8 +312,8 @@ def stack_features(shards: Sequence[Shard], folder: Path, dim: int) -> np.ndarra
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
     try:
         row = 0
-        for shard in shards:
-            out[row : row + len(shard)] = shard.features
+        for shard in shards:  # read, not mapped: the shards' pages stay out of memory
+            out[row : row + len(shard)] = shard.read_features()
             row += len(shard)
         out.flush()
         del out
@@ -321,6 +321,20 @@ def stack_features(shards: Sequence[Shard], folder: Path, dim: int) -> np.ndarra
     finally:
         path.unlink(missing_ok=True)
     return mapped
+
+
+def read_shards(job: EmbedJob, dim: int = 0) -> tuple[list[Shard], np.ndarray]:
+    """The verified shards an embed stage wrote for ``job``, and their features stacked.
+
+    Raises ``RuntimeError`` if one is missing or covers other images (an engine bug).
+    """
+    shards = []
+    for number in range(job.n_shards):
+        shard = job.store.read_shard(number)
+        if shard is None or shard.meta.get("first") != job.shard_range(number)[0]:
+            raise RuntimeError(f"the embed stage left shard {number} of {job.store} unusable")
+        shards.append(shard)
+    return shards, stack_features(shards, job.store.folder, dim)
 
 
 @dataclass
@@ -393,13 +407,7 @@ def dataset_features(
             stats = get_engine(engine, **options).embed(
                 job, (lambda d, t: progress("features", d, t)) if progress else None
             )
-            shards = []
-            for number in range(job.n_shards):
-                shard = store.read_shard(number)
-                if shard is None or shard.meta.get("first") != job.shard_range(number)[0]:
-                    raise RuntimeError(f"the embed stage left shard {number} of {store} unusable")
-                shards.append(shard)
-            features = stack_features(shards, store.folder, getattr(backbone, "dim", 0))
+            shards, features = read_shards(job, getattr(backbone, "dim", 0))
     finally:
         if private:
             shutil.rmtree(private, ignore_errors=True)

@@ -7,6 +7,7 @@ shards through this module only::
     store.write_shard(0, hashes, features, thumbnails, meta={"errors": []}, top5=ids)
     shard = store.read_shard(0)                # None when missing or damaged
     shard.features                             # (n, d) float16, memory-mapped
+    shard.read_features()                      # the same, read into memory
     shard.thumbnail(i), shard.hashes[i], shard.extra["top5"], shard.meta
     store.shards()                             # numbers of the committed shards
 
@@ -64,16 +65,21 @@ class ShardError(RecommenderError):
 
 @dataclass
 class Shard:
-    """One committed, verified shard; its arrays are memory-mapped from the data file."""
+    """One committed, verified shard.
+
+    ``features`` and the extra arrays are memory-mapped from the data file; thumbnails are
+    read from it on demand (:meth:`thumbnail`), so streaming them maps nothing.
+    """
 
     number: int
     path: Path
     raw_hashes: np.ndarray  # (n, 32) uint8: the sha256 digests
     features: np.ndarray  # (n, d) float16
-    thumb_data: np.ndarray  # uint8
-    thumb_offsets: np.ndarray  # (n + 1,) int64
+    thumb_offsets: np.ndarray  # (n + 1,) int64, into the thumbnail bytes
+    thumb_base: int = 0  # where the thumbnail bytes start in the data file
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    features_offset: int = 0  # where the features start in the data file
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -83,8 +89,31 @@ class Shard:
         """The content hashes as 64-digit lowercase hex strings."""
         return [bytes(row).hex() for row in self.raw_hashes]
 
+    def __post_init__(self) -> None:
+        # Held open: the shard stays readable even if its file is replaced or deleted.
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    def _read(self, offset: int, size: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise OSError(f"shard {self.path} was truncated while in use")
+        return data
+
     def thumbnail(self, i: int) -> bytes:
-        return self.thumb_data[self.thumb_offsets[i] : self.thumb_offsets[i + 1]].tobytes()
+        """The JPEG bytes of image ``i`` (``b""`` for none), read from the file."""
+        start, end = int(self.thumb_offsets[i]), int(self.thumb_offsets[i + 1])
+        return self._read(self.thumb_base + start, end - start) if end > start else b""
+
+    def read_features(self) -> np.ndarray:
+        """The features as a fresh in-memory float16 array (a read, not a mapping)."""
+        n, d = self.features.shape
+        raw = self._read(self.features_offset, n * d * 2) if n else b""
+        return np.frombuffer(bytearray(raw), dtype=np.float16).reshape(n, d)
 
 
 def _sha256_file(path: Path) -> str:
@@ -291,6 +320,8 @@ class ShardStore:
                 dtype = np.dtype(spec["dtype"])
                 if dtype.hasobject:
                     return None
+                if name == "thumb_data":  # read on demand, never mapped
+                    continue
                 if int(np.prod(shape)) == 0:
                     arrays[name] = np.zeros(shape, dtype)
                     continue
@@ -298,14 +329,35 @@ class ShardStore:
                     path, dtype=dtype, mode="r", offset=start + int(spec["offset"]), shape=shape
                 )
             n = int(header["count"])
-            core = [arrays[name] for name in _CORE]
+            hashes, features, offsets = (
+                arrays["hashes"],
+                arrays["features"],
+                arrays["thumb_offsets"],
+            )
+            thumb_base = start + int(header["arrays"]["thumb_data"]["offset"])
+            features_offset = start + int(header["arrays"]["features"]["offset"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if core[1].shape[0] != n or len(core[3]) != n + 1 or header.get("key") != self.key:
+        if features.shape[0] != n or len(offsets) != n + 1 or header.get("key") != self.key:
+            return None
+        if features.dtype != np.float16:
             return None
         extra = {k: v for k, v in arrays.items() if k not in _CORE}
         meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-        return Shard(int(number), path, *core, extra=extra, meta=meta)
+        try:
+            return Shard(
+                int(number),
+                path,
+                hashes,
+                features,
+                np.asarray(offsets),
+                thumb_base,
+                extra=extra,
+                meta=meta,
+                features_offset=features_offset,
+            )
+        except OSError:  # deleted since it was checked
+            return None
 
     def remove(self, number: int) -> None:
         """Uncommit shard ``number`` and delete its files (absent: nothing happens)."""

@@ -7,6 +7,7 @@ and returns a :class:`~recommender.model_arrays.ModelParts`; the query facade
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,7 +66,11 @@ def fit_model(
     if not vocab:
         raise DatasetError("no hashtags to learn from: every post's hashtags were dropped")
     matrix = interaction_matrix(post_tags, vocab)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
     post_factors, tag_factors = fit_als(matrix, config.als, progress)
+    timings["als_seconds"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
     with_image = [i for i, row in enumerate(image_rows) if row >= 0]
     if not with_image:
         raise DatasetError("no posts with an image to search")
@@ -73,13 +78,19 @@ def fit_model(
     image_tags = matrix[with_image]
     profiles, image_profile = single_tag_profiles(matrix, image_tags)
     targets = vote_targets(image_tags, profiles, image_profile)
+    timings["profiles_seconds"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
     prior_weights, prior_tags = fit_image_prior(features, targets, rows=rows)
+    # Large models keep float16 features: half the memory, same neighbours. When every
+    # row is indexed, in order, a float16 memory map is kept as it is (no copy).
+    dtype = np.float16 if choose_kind(len(rows)) == "ivf" else np.float32
+    if features.dtype == dtype and np.array_equal(rows, np.arange(len(features))):
+        model_features = features
+    else:
+        model_features = np.ascontiguousarray(features[rows], dtype=dtype)
+    timings["prior_seconds"] = round(time.perf_counter() - start, 3)
     arrays = ModelArrays(
-        # Large models keep float16 features: half the memory, same neighbours.
-        features=np.ascontiguousarray(
-            features[rows],
-            dtype=np.float16 if choose_kind(len(rows)) == "ivf" else np.float32,
-        ),
+        features=model_features,
         image_factors=post_factors[with_image],
         tag_factors=tag_factors,
         tag_counts=counts,
@@ -105,6 +116,7 @@ def fit_model(
     }
     full_manifest = dict(manifest or {})
     full_manifest["config"] = config.to_dict()
+    full_manifest["fit_timings"] = timings
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(
         {

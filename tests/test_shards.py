@@ -30,6 +30,7 @@ def test_a_shard_round_trips_memory_mapped_as_float16(tmp_path):
     assert isinstance(shard, Shard) and len(shard) == 5
     assert shard.features.dtype == np.float16 and isinstance(shard.features, np.memmap)
     np.testing.assert_array_equal(shard.features, feats.astype(np.float16))
+    np.testing.assert_array_equal(shard.read_features(), shard.features)
     assert shard.hashes == _hashes(5, "3")
     assert [shard.thumbnail(i) for i in range(5)] == [bytes([i]) * (i + 1) for i in range(5)]
     np.testing.assert_array_equal(shard.extra["top5"], top5)
