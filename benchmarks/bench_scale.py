@@ -205,6 +205,36 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
     }
 
 
+def plot(results: list[dict], path: Path) -> Path:
+    """Peak memory and time against images, one point per result, to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = sorted(results, key=lambda r: r["images"])
+    x = [r["images"] / 1e3 for r in results]
+    fig, (mem, sec) = plt.subplots(1, 2, figsize=(10, 3.8))
+    mem.plot(x, [r["peak_rss_mb"] / 1024 for r in results], "o-", label="peak RSS")
+    mem.plot(x, [r["peak_anon_mb"] / 1024 for r in results], "s--", label="peak heap (anon)")
+    mem.set(xlabel="images (thousands; posts = 3x)", ylabel="GB", title="Peak memory")
+    mem.legend()
+    bottom = np.zeros(len(results))
+    for stage in results[-1]["stages"]:
+        values = np.array([r["stages"].get(stage, 0.0) for r in results]) / 60
+        sec.bar(x, values, bottom=bottom, width=max(x) / 25, label=stage)
+        bottom += values
+    sec.set(
+        xlabel="images (thousands; posts = 3x)",
+        ylabel="minutes",
+        title="Time of the stages after embedding",
+    )
+    sec.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
@@ -214,7 +244,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the generated input")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="plot the JSON results given as RESULTS instead of running",
+    )
+    parser.add_argument("results", nargs="*", type=Path, help="JSON result files for --plot")
     args = parser.parse_args(argv)
+    if args.plot:
+        found = [json.loads(p.read_text().strip().splitlines()[-1]) for p in args.results]
+        print(plot(found, args.plot))
+        return
     if args.worker:
         emit(worker(args.workdir, args.images, args.posts, args.shard_size))
         return

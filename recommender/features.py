@@ -186,16 +186,22 @@ class _RunIndex:
     def __init__(self, store: ShardStore) -> None:
         self.store = store
         self._rows: dict[bytes, tuple[Shard, int]] | None = None
+        self._lock = threading.Lock()  # decoding threads look up at once
+
+    def _build(self) -> dict[bytes, tuple[Shard, int]]:
+        with self._lock:
+            if self._rows is None:
+                rows: dict[bytes, tuple[Shard, int]] = {}
+                for number in self.store.shards():
+                    shard = self.store.read_shard(number)
+                    if shard is not None:
+                        for row, digest in enumerate(shard.raw_hashes):
+                            rows.setdefault(digest.tobytes(), (shard, row))
+                self._rows = rows
+            return self._rows
 
     def lookup(self, key: str) -> tuple[np.ndarray, bytes] | None:
-        if self._rows is None:
-            self._rows = {}
-            for number in self.store.shards():
-                shard = self.store.read_shard(number)
-                if shard is not None:
-                    for row, digest in enumerate(shard.raw_hashes):
-                        self._rows.setdefault(digest.tobytes(), (shard, row))
-        found = self._rows.get(bytes.fromhex(key))
+        found = (self._rows if self._rows is not None else self._build()).get(bytes.fromhex(key))
         if found is None:
             return None
         shard, row = found
