@@ -211,7 +211,14 @@ def vote_targets(
     if profiles.shape[0] == 0 or not has.any():
         return image_tags
     own = sp.diags((~has).astype(np.float32)) @ image_tags
-    borrowed = sp.diags(has.astype(np.float32)) @ profiles[np.maximum(image_profile, 0)]
+    # Only the single-tag images' profile rows, placed at their rows: selecting a profile for
+    # every image and zeroing most of them would cost (images x profile length).
+    single = np.flatnonzero(has)
+    place = sp.csr_matrix(
+        (np.ones(len(single), np.float32), (single, np.arange(len(single)))),
+        shape=(image_tags.shape[0], len(single)),
+    )
+    borrowed = place @ profiles[np.asarray(image_profile)[single]]
     return sp.csr_matrix(own + borrowed, dtype=np.float32)
 
 

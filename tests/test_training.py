@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.hashtag_model import fit_image_prior, single_tag_profiles
+from recommender.hashtag_model import fit_image_prior, single_tag_profiles, vote_targets
 
 
 def _case(n=300, d=16, t=12, seed=0):
@@ -89,3 +89,19 @@ def test_sparse_profiles_equal_the_row_by_row_reference():
     np.testing.assert_allclose(profiles.toarray(), reference.toarray(), atol=1e-7)
     assert profiles.nnz == reference.nnz
     assert (image_profile[1::2] >= 0).all() and (image_profile[::2] == -1).all()
+
+
+def test_vote_targets_borrow_profiles_only_for_single_tag_images():
+    rng = np.random.default_rng(5)
+    matrix = sp.random(300, 20, density=0.15, random_state=5, format="csr", dtype=np.float32)
+    matrix.data[:] = 1.0
+    image_tags = sp.lil_matrix((40, 20), dtype=np.float32)
+    for i in range(40):
+        for t in rng.choice(20, size=1 if i % 3 == 0 else 2, replace=False):
+            image_tags[i, t] = 1.0
+    image_tags = sp.csr_matrix(image_tags)
+    profiles, image_profile = single_tag_profiles(matrix, image_tags)
+    targets = vote_targets(image_tags, profiles, image_profile).toarray()
+    for i in range(40):  # the obvious reference, row by row
+        want = profiles[image_profile[i]] if image_profile[i] >= 0 else image_tags[i]
+        np.testing.assert_array_equal(targets[i], want.toarray().ravel())
