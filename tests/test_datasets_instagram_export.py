@@ -335,3 +335,17 @@ def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_d
     assert result.neighbors[0].image == "media/posts/202301/17912345.jpg"
     assert result.neighbors[0].similarity == pytest.approx(1.0, abs=1e-3)
     assert {t.tag for t in result.hashtags} >= {"café"}
+
+
+def test_the_fingerprint_follows_the_members(zipped, tmp_path):
+    first = load_dataset(zipped).fingerprint()
+    assert first == load_dataset(zipped).fingerprint()
+    changed = tmp_path / "changed.zip"
+    with zipfile.ZipFile(zipped) as old, zipfile.ZipFile(changed, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename == "media/posts/202301/17912345.jpg":
+                data = jpeg_bytes((1, 2, 3))  # the same name, other content
+            new.writestr(info, data)
+    assert load_dataset(changed).posts == load_dataset(zipped).posts
+    assert load_dataset(changed).fingerprint() != first
