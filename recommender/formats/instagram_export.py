@@ -37,11 +37,12 @@ from recommender.formats import DatasetFormat, SamplePost
 from recommender.hashtags import extract_hashtags
 
 NAME = "instagram_export"
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi", ".3gp", ".mkv", ".srt")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi", ".3gp", ".mkv")
 MAX_JSON_BYTES = 256 << 20
 
 _POSTS = re.compile(
-    r"^(?P<base>(?:(?!your_instagram_activity/)[^/]+/)?)(?:your_instagram_activity/(?:content|media)/|content/)"
+    r"^(?P<base>(?:(?!your_instagram_activity/)[^/]+/)?)"  # at most one top folder
+    r"(?:your_instagram_activity/(?:content|media)/|content/)"
     r"posts_(?P<number>\d+)\.(?P<kind>json|html)$"
 )
 
