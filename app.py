@@ -163,6 +163,19 @@ def about_model_ui(path: Path, rec: HashtagRecommender) -> None:
             f"{evaluation['beyond']:.3f} counting only hashtags other than the one each post "
             "was collected by."
         )
+    if evaluation["off_topic"] is not None or evaluation["own_category_hit"] is not None:
+        parts = []
+        if evaluation["off_topic"] is not None:
+            parts.append(
+                f"{evaluation['off_topic']:.2f} of the top {k} are another category's search "
+                "tag (#food on a dog photo)"
+            )
+        if evaluation["own_category_hit"] is not None:
+            parts.append(
+                f"{evaluation['own_category_hit']:.0%} of photos from categories known only by "
+                f"their search tag get that tag in their top {k}"
+            )
+        st.sidebar.caption("; ".join(parts) + ".")
 
 
 def no_model_ui(path: Path, error: ModelError) -> None:

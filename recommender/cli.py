@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import RecommenderError
+from .errors import ConfigError, RecommenderError
 from .paths import default_dataset, default_model
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -143,7 +143,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"evaluation ({evaluation['splits']} splits, {evaluation['test_posts']} test posts): "
             f"{evaluation['method']} recall@10 {evaluation['recall@10']:.3f} (beyond the "
             f"search hashtag {evaluation['beyond_recall@10']:.3f}), popularity "
-            f"{evaluation['popularity_recall@10']:.3f}"
+            f"{evaluation['popularity_recall@10']:.3f}; off_topic@10 "
+            f"{evaluation.get('off_topic@10')}, own_category_hit@10 "
+            f"{evaluation.get('own_category_hit@10')}"
         )
     print(summary["dataset_report"])
     print(
@@ -204,30 +206,54 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import default_candidates, evaluate_dataset, plot_recall_curves
+    from .evaluation import (
+        POPULARITY,
+        candidate,
+        default_candidates,
+        evaluate_dataset,
+        plot_recall_curves,
+    )
     from .hashtags import load_blocklist
     from .recommender import BuildConfig
 
-    config = BuildConfig(backbone=args.backbone, weights=args.weights, method=args.method)
-    neighbors = list(args.neighbors)
+    method = args.method
+    if args.compare:
+        # Only the two methods, no neighbour sweep: only the ALS fits they need.
+        compared = [candidate(key) for key in args.compare]
+        if compared[0].key == compared[1].key:
+            raise ConfigError("--compare needs two different methods")
+        candidates = compared
+        method = next((c.method for c in compared if c.key != POPULARITY), method)
+        sweep: dict = {"n_sweep": ()}
+    else:
+        candidates = default_candidates(args.method, list(args.neighbors), args.methods)
+        sweep = {}
+    config = BuildConfig(backbone=args.backbone, weights=args.weights, method=method)
     result = evaluate_dataset(
         args.data,
         config,
         format=args.format,
         use_cache=not args.no_cache,
         progress=_progress_bar(args.quiet),
-        candidates=default_candidates(args.method, neighbors, args.methods),
+        candidates=candidates,
         n_splits=args.splits,
         test_fraction=args.test_fraction,
         seed=args.seed,
         blocklist=load_blocklist() if args.blocklist else None,
+        **sweep,
     )
     if args.plot:
         plot_recall_curves(result, args.plot)
+    out = result.to_dict()
+    if args.compare:
+        a, b = args.compare
+        out["compare"] = {"a": a, "b": b, "paired": result.paired(a, b)}
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(out, indent=2))
     else:
         print(result.table())
+        if args.compare:
+            print(result.paired_table(*args.compare))
         info = result.info
         blocked = "; block list on" if args.blocklist else ""
         print(
@@ -443,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int_in_range(1, MAX_NEIGHBORS),
         default=[5, 20],
         help="numbers of neighbours to evaluate every method at",
+    )
+    e.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="evaluate only methods A and B (a method name, name:field=value,... for a "
+        "variant, /nN for N neighbours, or popularity) and print the mean paired "
+        "difference A - B over splits with its standard error",
     )
     e.add_argument(
         "--splits", type=int_in_range(1, 100), default=DEFAULT_SPLITS, help="random splits"

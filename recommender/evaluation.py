@@ -4,7 +4,10 @@ Protocol (``python -m recommender evaluate DATA``):
 
 - Test posts are posts with a usable image and a real hashtag list (2+ hashtags). Each
   split holds out ``test_fraction`` of them per search hashtag (``Post.category``) with a
-  fixed seed; ``n_splits`` splits. Everything else, including posts without an image and
+  fixed seed; ``n_splits`` splits. Categories without any such post (in the demo data:
+  architecture, babies, cars, fitness, nature, wedding, whose images carry only their
+  search tag) have ``test_fraction`` of their images held out as *probe* posts, which only
+  ``own_category_hit@10`` scores. Everything else, including posts without an image and
   images known only by one hashtag, trains the model exactly as ``build`` would (same
   :class:`~recommender.recommender.BuildConfig`). Test posts leave both the ALS model and
   the image index, and so does any training post showing the very same image file.
@@ -17,8 +20,17 @@ Metrics (per-post arrays, each checked against a slow reference in the tests):
 precision, recall, hit rate and nDCG at k; the same "beyond category" (the post's search
 hashtag removed from its truth and from the ranked list before cutting to k); catalogue
 coverage (share of the training hashtags recommended to anyone); generic rate (share of
-recommended hashtags among the 20 most frequent training hashtags); and the recall
-ceiling (what recall@k could be if every hashtag ever seen in training were ranked first).
+recommended hashtags among the 20 most frequent training hashtags); the recall ceiling
+(what recall@k could be if every hashtag ever seen in training were ranked first);
+``off_topic@10``, per test post the number of top-10 hashtags that are another category's
+search tag (or its singular form, :func:`recommender.hedging.category_forms`) and not
+among the post's own hashtags (a data set without categories: the 10 most frequent
+training hashtags instead); ``own_category_hit@10``, the share of probe posts whose own
+search tag is in their top 10.
+
+``--compare A B`` reports, per metric, the mean over splits of the paired difference
+A - B (both ranked on the same split) and its standard error: far finer than the
+split-to-split standard deviation of either.
 """
 
 from __future__ import annotations
@@ -35,11 +47,16 @@ import numpy as np
 from .datasets import Post
 from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
-from .scoring import DEFAULT_METHOD, METHODS
+from .hedging import category_forms, dataset_categories
+from .scoring import DEFAULT_METHOD, METHODS, get_method
 
 KS = (5, 10)
 CURVE_K = 20  # recall@k is also kept for k = 1..CURVE_K, for the plot
 GENERIC_TOP = 20
+OFF_TOPIC_K = 10
+OFF_TOPIC_GENERIC = 10  # without categories, these most frequent hashtags are "off topic"
+OFF_TOPIC = f"off_topic@{OFF_TOPIC_K}"
+OWN_HIT = f"own_category_hit@{OFF_TOPIC_K}"
 DEFAULT_SPLITS = 5
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SEED = 0
@@ -138,6 +155,47 @@ def recall_ceiling(truth: Sequence[set[str]], known: set[str], k: int) -> np.nda
     return reachable / _sizes(truth)
 
 
+def off_topic_at_k(
+    ranked: Sequence[Sequence[str]],
+    truth: Sequence[set[str]],
+    off: Sequence[Iterable[str]],
+    k: int,
+) -> np.ndarray:
+    """Per post: how many of the top ``k`` are in ``off[i]`` but not in the post's ``truth``."""
+    out = np.zeros(len(ranked), dtype=np.float64)
+    for i, (tags, true, bad) in enumerate(zip(ranked, truth, off, strict=True)):
+        bad = set(bad)
+        out[i] = sum(1 for t in list(tags)[:k] if t in bad and t not in true)
+    return out
+
+
+def off_topic_tags(
+    categories: Sequence[str | None], all_categories: Iterable[str], generic: Sequence[str]
+) -> list[frozenset[str]]:
+    """Per post, the hashtags :func:`off_topic_at_k` counts against it.
+
+    Every form of every *other* category's search tag; when the data set has no
+    categories, ``generic`` (the most frequent training hashtags) for every post.
+    """
+    names = sorted(set(all_categories))
+    if not names:
+        return [frozenset(generic)] * len(categories)
+    forms = {c: frozenset(category_forms(c)) for c in names}
+    every = frozenset().union(*forms.values())
+    others = {c: every - forms[c] for c in names}
+    return [others.get(c, every) if c else every for c in categories]
+
+
+def own_category_hit_at_k(
+    ranked: Sequence[Sequence[str]], targets: Sequence[str], k: int
+) -> np.ndarray:
+    """Per post: 1 if its ``targets[i]`` (its own search tag) is in its top ``k``, else 0."""
+    return np.array(
+        [float(t in list(tags)[:k]) for tags, t in zip(ranked, targets, strict=True)],
+        dtype=np.float64,
+    )
+
+
 def unseen_share(truth: Sequence[set[str]], known: set[str]) -> float:
     """Share of the test (post, hashtag) pairs whose hashtag never occurs in training."""
     pairs = sum(len(t) for t in truth)
@@ -145,13 +203,22 @@ def unseen_share(truth: Sequence[set[str]], known: set[str]) -> float:
 
 
 # ---------------------------------------------------------------------------- splits
+def _no_posts() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Split:
-    """Indices into the data set's posts: who trains, who is tested."""
+    """Indices into the data set's posts: who trains, who is tested.
+
+    ``probe``: held-out posts of the categories without test posts (see the module
+    notes); they leave training like test posts and only score ``own_category_hit@10``.
+    """
 
     train: np.ndarray
     test: np.ndarray
     seed: int
+    probe: np.ndarray = field(default_factory=_no_posts)
 
 
 def evaluable_posts(posts: Sequence[Post], image_rows: Sequence[int]) -> np.ndarray:
@@ -160,6 +227,13 @@ def evaluable_posts(posts: Sequence[Post], image_rows: Sequence[int]) -> np.ndar
         [i for i, p in enumerate(posts) if image_rows[i] >= 0 and len(p.hashtags) >= 2],
         dtype=np.int64,
     )
+
+
+def probe_categories(posts: Sequence[Post], image_rows: Sequence[int]) -> list[str]:
+    """Categories with images but no evaluable post: their posts carry only the search tag."""
+    evaluable = {posts[i].category for i in evaluable_posts(posts, image_rows)}
+    with_image = {p.category for i, p in enumerate(posts) if image_rows[i] >= 0}
+    return dataset_categories(c for c in with_image if c not in evaluable)
 
 
 def check_split(
@@ -214,6 +288,11 @@ def stratified_splits(
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError("test_fraction must lie strictly between 0 and 1")
     candidates = evaluable_posts(posts, image_rows)
+    probed = set(probe_categories(posts, image_rows))
+    probe_groups: dict[str, list[int]] = {}
+    for i, p in enumerate(posts):
+        if image_rows[i] >= 0 and p.category in probed:
+            probe_groups.setdefault(p.category, []).append(i)
     if len(candidates) < 2:
         raise DatasetError(
             "fewer than 2 posts have both an image and 2+ hashtags: nothing to evaluate on"
@@ -232,13 +311,18 @@ def stratified_splits(
         test_arr = np.array(sorted(test), dtype=np.int64)
         if len(test_arr) == 0:
             raise ConfigError("the test fraction leaves no test post; raise test_fraction")
-        held = set(test_arr.tolist())
+        probe: list[int] = []  # drawn after the test posts: those stay as they were
+        for name in sorted(probe_groups):
+            members = rng.permutation(probe_groups[name])
+            probe.extend(int(i) for i in members[: int(round(test_fraction * len(members)))])
+        probe_arr = np.array(sorted(probe), dtype=np.int64)
+        held = set(test_arr.tolist()) | set(probe)
         if image_keys is not None:
             keys = {image_keys[i] for i in held if image_keys[i] is not None}
             held |= {i for i, key in enumerate(image_keys) if key is not None and key in keys}
         train = np.array([i for i in range(len(posts)) if i not in held], dtype=np.int64)
-        check_split(posts, image_rows, train, test_arr, image_keys)
-        splits.append(Split(train, test_arr, seed + s))
+        check_split(posts, image_rows, train, np.concatenate([test_arr, probe_arr]), image_keys)
+        splits.append(Split(train, test_arr, seed + s, probe_arr))
     return splits
 
 
@@ -279,6 +363,23 @@ def default_candidates(
     return out
 
 
+def candidate(key: str) -> Candidate:
+    """The candidate a table key names: ``popularity``, a method (``name`` or
+    ``name:field=value,...``, see :func:`recommender.scoring.get_method`), optionally
+    followed by ``/nN`` for N neighbours (default :data:`DEFAULT_N`)."""
+    if key == POPULARITY:
+        return Candidate(POPULARITY, None)
+    spec, n = key, DEFAULT_N
+    head, slash, tail = key.rpartition("/n")
+    if slash and tail.isdigit():
+        spec, n = head, int(tail)
+        if not 1 <= n <= 50:
+            raise ConfigError(f"{key!r}: the number of neighbours must be between 1 and 50")
+    method = get_method(spec)  # checks the name and options
+    als = ORIGINAL_ALS if spec.partition(":")[0] == "original" else None
+    return Candidate(key, method.name, n, als)
+
+
 # --------------------------------------------------------------------------- ranking
 def rank_features(
     rec,
@@ -291,7 +392,7 @@ def rank_features(
     """Top-``k`` hashtag ids for each row of ``features``: (rows, k), -1 padded.
 
     The same steps as :meth:`HashtagRecommender.recommend_features` (index search,
-    weights, scores, top-k), without building explanations, and with one BLAS thread
+    weights, scores, hedging, top-k), without building explanations, and with one BLAS thread
     (matrix-vector products are far faster so on a small machine).
     """
     from .blas import serial_blas
@@ -303,7 +404,7 @@ def rank_features(
         for i, query in enumerate(features):
             idx, sims = rec.index.search(query, int(n_neighbors))
             scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query)
-            best = top_k(scores, k, exclude)
+            best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude))
             out[i, : len(best)] = best
     return out
 
@@ -337,12 +438,48 @@ class EvaluationResult:
     def std(self, key: str, metric: str) -> float:
         return float(np.std(self.per_split[key][metric]))
 
+    def _rounded_mean(self, key: str, metric: str) -> float | None:
+        values = self.per_split[key].get(metric)
+        return round(float(np.mean(values)), 4) if values else None
+
+    def paired(self, a: str, b: str) -> dict[str, dict[str, float | int | None]]:
+        """Per metric both have: mean over splits of ``a - b``, its standard error, splits.
+
+        The standard error is the sample standard deviation of the differences over the
+        square root of the number of splits (None with one split).
+        """
+        out: dict[str, dict[str, float | int | None]] = {}
+        for metric, values in self.per_split[a].items():
+            other = self.per_split[b].get(metric)
+            if other is None or len(other) != len(values):
+                continue
+            diff = np.asarray(values, dtype=np.float64) - np.asarray(other, dtype=np.float64)
+            se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+            out[metric] = {"mean": float(diff.mean()), "se": se, "splits": len(diff)}
+        return out
+
+    def paired_table(self, a: str, b: str) -> str:
+        """The paired differences ``a - b`` as plain text, one metric a line."""
+        rows = self.paired(a, b)
+        n = max((r["splits"] for r in rows.values()), default=0)
+        lines = [f"paired difference {a} - {b} over {n} splits (mean ± standard error):"]
+        width = max((len(m) for m in rows), default=0)
+        for metric, r in rows.items():
+            se = "n/a" if r["se"] is None else f"{r['se']:.4f}"
+            a_mean, b_mean = self.mean(a, metric), self.mean(b, metric)
+            lines.append(
+                f"  {metric:<{width}}  {r['mean']:+.4f} ± {se}   ({a_mean:.4f} vs {b_mean:.4f})"
+            )
+        return "\n".join(lines)
+
     def summary(self) -> dict[str, Any]:
         """The ``"evaluation"`` entry of a model manifest (the page reads these keys)."""
         return {
             "method": self.default,
             "recall@10": round(self.mean(self.default, "recall@10"), 4),
             "beyond_recall@10": round(self.mean(self.default, "beyond_recall@10"), 4),
+            OFF_TOPIC: self._rounded_mean(self.default, OFF_TOPIC),
+            OWN_HIT: self._rounded_mean(self.default, OWN_HIT),
             "popularity_recall@10": round(self.mean(POPULARITY, "recall@10"), 4)
             if POPULARITY in self.per_split
             else None,
@@ -358,6 +495,8 @@ class EvaluationResult:
             for metric, values in metrics.items():
                 entry[metric] = round(float(np.mean(values)), 4)
                 entry[f"{metric}_std"] = round(float(np.std(values)), 4)
+            for metric in (OFF_TOPIC, OWN_HIT):  # null when the data set cannot say
+                entry.setdefault(metric, None)
             entry["per_split_recall@10"] = [round(float(v), 4) for v in metrics["recall@10"]]
             entry["recall_curve"] = [round(float(v), 4) for v in np.mean(self.curves[key], axis=0)]
             methods[key] = entry
@@ -381,12 +520,18 @@ class EvaluationResult:
         cols = [
             "precision@5", "recall@5", "recall@10", "hit@10", "ndcg@10",
             "beyond_recall@10", "beyond_ndcg@10", "coverage@10", "generic@10",
+            OFF_TOPIC, OWN_HIT,
         ]  # fmt: skip
         width = max(len(k) for k in self.per_split) + 2
         lines = [" " * width + " ".join(f"{c:>16}" for c in cols)]
         for key in self.per_split:
             mark = "*" if key == self.default else " "
-            cells = [f"{self.mean(key, c):.3f} ± {self.std(key, c):.3f}" for c in cols]
+            cells = [
+                f"{self.mean(key, c):.3f} ± {self.std(key, c):.3f}"
+                if self.per_split[key].get(c)
+                else "n/a"
+                for c in cols
+            ]
             lines.append(f"{mark}{key:<{width - 1}}" + " ".join(f"{c:>16}" for c in cells))
         lines.append(
             f"ceiling recall@10: {np.mean(self.ceiling):.3f}  (test hashtags never seen in "
@@ -411,8 +556,16 @@ def score_rankings(
     categories: Sequence[str | None],
     catalogue_size: int,
     generic: set[str],
+    off: Sequence[Iterable[str]] | None = None,
+    probe_ranked: Sequence[Sequence[str]] = (),
+    probe_targets: Sequence[str] = (),
 ) -> tuple[dict[str, float], np.ndarray]:
-    """All metrics of one candidate on one split (means over posts), and its recall curve."""
+    """All metrics of one candidate on one split (means over posts), and its recall curve.
+
+    ``off[i]``: the hashtags ``off_topic@10`` counts against test post ``i`` (see
+    :func:`off_topic_tags`); ``probe_ranked``/``probe_targets``: the probe posts' rankings
+    and own search tags, for ``own_category_hit@10``.
+    """
     out: dict[str, float] = {}
     b_ranked, b_truth, keep = beyond_category(ranked, truth, categories)
     b_ranked = [r for r, kept in zip(b_ranked, keep, strict=True) if kept]
@@ -428,6 +581,11 @@ def score_rankings(
     for k in KS:
         out[f"coverage@{k}"] = catalogue_coverage(ranked, k, catalogue_size)
         out[f"generic@{k}"] = generic_rate(ranked, k, generic)
+    if off is not None:
+        out[OFF_TOPIC] = float(off_topic_at_k(ranked, truth, off, OFF_TOPIC_K).mean())
+    if len(probe_ranked):
+        hits_ = own_category_hit_at_k(probe_ranked, probe_targets, OFF_TOPIC_K)
+        out[OWN_HIT] = float(hits_.mean())
     curve = (hits(ranked, truth, CURVE_K).cumsum(axis=1) / _sizes(truth)[:, None]).mean(axis=0)
     return out, curve
 
@@ -455,15 +613,23 @@ class _SplitRun:
         self.posts = [posts[i] for i in split.train]
         self.rows = [int(image_rows[i]) for i in split.train]
         self.features = features
-        self.query = np.asarray(features)[[image_rows[i] for i in split.test]]
+        queried = np.concatenate([split.test, split.probe]).astype(np.int64)
+        self.query = np.asarray(features)[[image_rows[i] for i in queried]]
+        self.n_test = len(split.test)
         self.truth = [set(posts[i].hashtags) for i in split.test]
         self.categories = [posts[i].category for i in split.test]
+        self.probe_targets = [str(posts[i].category) for i in split.probe]
         self.config = config
         self.blocked = blocked
         self.timings = timings
         self.models: dict[ALSParams, Any] = {}
         self.base = self.model(None)
         self.generic = set(self.base.tags[:GENERIC_TOP])  # vocabulary: most frequent first
+        self.off = off_topic_tags(
+            self.categories,
+            dataset_categories(p.category for p in posts),
+            self.base.tags[:OFF_TOPIC_GENERIC],
+        )
 
     def model(self, als: ALSParams | None):
         from .recommender import HashtagRecommender
@@ -486,7 +652,16 @@ class _SplitRun:
             ids = rank_features(rec, self.query, method, n, k, exclude)
         ranked = [[rec.tags[t] for t in row if t >= 0] for row in ids]
         self.timings["rank_seconds"] += time.perf_counter() - start
-        return score_rankings(ranked, self.truth, self.categories, len(rec.tags), self.generic)
+        return score_rankings(
+            ranked[: self.n_test],
+            self.truth,
+            self.categories,
+            len(rec.tags),
+            self.generic,
+            self.off,
+            ranked[self.n_test :],
+            self.probe_targets,
+        )
 
 
 def evaluate(
@@ -523,18 +698,20 @@ def evaluate(
         splits = stratified_splits(posts, image_rows, n_splits, test_fraction, seed, keys)
     else:
         for split in splits:
-            check_split(posts, image_rows, split.train, split.test, keys)
+            held = np.concatenate([split.test, split.probe])
+            check_split(posts, image_rows, split.train, held, keys)
     blocked = set(blocklist or ())
     per_split: dict[str, dict[str, list[float]]] = {c.key: {} for c in candidates}
     curves: dict[str, list[np.ndarray]] = {c.key: [] for c in candidates}
     sweep: dict[int, dict[str, list[float]]] = {int(n): {} for n in n_sweep}
-    ceiling, unseen, test_sizes = [], [], []
+    ceiling, unseen, test_sizes, probe_sizes = [], [], [], []
     timings = {"fit_seconds": 0.0, "rank_seconds": 0.0}
     for s, split in enumerate(splits):
         run = _SplitRun(posts, features, image_rows, split, config, blocked, timings)
         ceiling.append(float(recall_ceiling(run.truth, set(run.base.tags), 10).mean()))
         unseen.append(unseen_share(run.truth, set(run.base.tags)))
         test_sizes.append(len(split.test))
+        probe_sizes.append(len(split.probe))
         for j, cand in enumerate(candidates):
             metrics, curve = run.score(run.model(cand.als), cand.method, cand.n_neighbors)
             for name, value in metrics.items():
@@ -550,6 +727,8 @@ def evaluate(
         "blocklist": bool(blocked),
         "test_fraction": test_fraction,
         "seed": seed,
+        "probe_posts": int(round(float(np.mean(probe_sizes)))),
+        "probe_categories": sorted({str(posts[i].category) for sp_ in splits for i in sp_.probe}),
         "fit_seconds": round(timings["fit_seconds"], 1),
         "rank_seconds": round(timings["rank_seconds"], 1),
     }

@@ -181,8 +181,11 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
     ``recall@10``, ``beyond_recall@10``, ``popularity_recall@10``, ``splits``,
     ``test_posts``) defensively: also under a ``"summary"`` key or with ``_at_`` spellings.
     Returns None when there is no usable evaluation; otherwise a dict with ``method`` (str or
-    None), ``recall``, ``beyond`` and ``popularity`` (float or None), ``splits`` and
-    ``test_posts`` (int or None) and ``k``.
+    None), ``recall``, ``beyond`` and ``popularity`` (float or None), ``off_topic`` (other
+    categories' search tags per top ``k``, key ``off_topic@10``) and ``own_category_hit``
+    (share of single-tag categories' held-out photos whose own tag made the top ``k``, key
+    ``own_category_hit@10``) (float or None), ``splits`` and ``test_posts`` (int or None)
+    and ``k``.
     """
     evaluation = _mapping(info.get("evaluation"))
     if not evaluation:
@@ -208,6 +211,8 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
         "recall": recall,
         "beyond": _number(find(f"beyond_recall@{k}", f"beyond_recall_at_{k}")),
         "popularity": _number(find(f"popularity_recall@{k}", f"popularity_recall_at_{k}")),
+        "off_topic": _number(find(f"off_topic@{k}", f"off_topic_at_{k}")),
+        "own_category_hit": _number(find(f"own_category_hit@{k}", f"own_category_hit_at_{k}")),
         **{key: None if value is None else int(value) for key, value in counts.items()},
         "k": k,
     }

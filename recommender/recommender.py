@@ -21,6 +21,7 @@ from .blas import serial_blas
 from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
 from .datasets import Post
 from .errors import ConfigError, ModelError
+from .hedging import tag_categories
 from .model_arrays import ModelArrays, ModelParts, read_parts, thumbnail_list, write_parts
 from .neighbours import make_index, restore_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
@@ -145,6 +146,7 @@ class HashtagRecommender:
                 *arrays.profiles(),
                 arrays.prior_weights,
                 arrays.prior_tags,
+                tag_categories(self.tags, manifest.get("categories", ())),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
@@ -279,7 +281,7 @@ class HashtagRecommender:
         weights = neighbour_weights(sims, m)
         scores = self.scorer.scores(idx, weights, m, features)
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        best = top_k(scores, int(k), exclude)
+        best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude))
         contrib = self.scorer.contributions(idx, weights, best, m)
         prior = self.scorer.prior(features, m)
         tags = [

@@ -19,12 +19,17 @@ the image itself" is exact.
   (``TagScore.prior``).
 
 A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
-adds the prior with ``prior_weight``.
+adds the prior with ``prior_weight``. ``category_margin`` hedges: other categories' search
+tags leave the ranking unless their score is close to the best category tag's (see
+:mod:`recommender.hedging`; tags are removed, scores never change).
+
+A method is named by its registry key, optionally with changed fields after a colon:
+``profiles_prior:category_margin=0.1,prior_weight=0.5`` (for comparing variants).
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any, get_type_hints
 
 import numpy as np
@@ -52,6 +57,9 @@ class Method:
         Single-hashtag neighbours vote with their hashtag's profile (see the module notes).
     prior_weight : float
         Weight of the image->hashtag ridge prior added to the neighbours' score (0: none).
+    category_margin : float or None
+        Hedging: keep a category's search tags only if its best tag scores within this
+        margin of the best category tag (None: keep all; see :mod:`recommender.hedging`).
     """
 
     name: str
@@ -60,6 +68,7 @@ class Method:
     power: float = 1.0
     profiles: bool = False
     prior_weight: float = 0.0
+    category_margin: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -70,6 +79,8 @@ class Method:
             raise ConfigError("power must be >= 0")
         if not self.prior_weight >= 0:
             raise ConfigError("prior_weight must be >= 0")
+        if self.category_margin is not None and not self.category_margin >= 0:
+            raise ConfigError("category_margin must be >= 0 (or none)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +109,11 @@ class Method:
         values: dict[str, Any] = {}
         for name, value in saved.items():
             kind = types[name]
+            if kind == float | None:  # optional numbers (category_margin)
+                if value is None:
+                    values[name] = value
+                    continue
+                kind = float
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
@@ -120,15 +136,45 @@ DEFAULT_METHOD = "profiles_prior"
 
 
 def get_method(method: str | Method) -> Method:
-    """Look a method up by name (or pass a :class:`Method` through)."""
+    """Look a method up by name (or pass a :class:`Method` through).
+
+    ``name:field=value,...`` is the registered method ``name`` with those fields changed
+    (``none`` for no value); the variant is named by the whole string.
+    """
     if isinstance(method, Method):
         return method
+    if not isinstance(method, str) or method.partition(":")[0] not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
+    name, _, options = method.partition(":")
+    base = METHODS[name]
+    if not options:
+        return base
+    changes: dict[str, object] = {}
+    names = {f.name for f in fields(Method)} - {"name"}
+    for item in options.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or key not in names:
+            raise ConfigError(
+                f"bad method option {item!r} in {method!r}; write field=value with a field "
+                f"among {', '.join(sorted(names))}"
+            )
+        changes[key] = _option_value(getattr(base, key), value, method)
+    return replace(base, name=method, **changes)
+
+
+def _option_value(current: object, value: str, method: str) -> object:
+    if value.lower() == "none":
+        return None
+    if isinstance(current, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{value!r} in {method!r} is not true or false")
+        return value.lower() in ("true", "1")
+    if isinstance(current, str):
+        return value
     try:
-        return METHODS[method]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}"
-        ) from None
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{value!r} in {method!r} is not a number") from None
 
 
 def neighbour_weights(similarities: np.ndarray, method: Method) -> np.ndarray:
@@ -164,6 +210,8 @@ class Scorer:
         Ridge weights from image features to the hashtags ``prior_tags``.
     prior_tags : (Q,) int array, optional
         Hashtag of each column of ``prior_weights``.
+    tag_category : (T,) int array, optional
+        The category each hashtag names (-1: none), for hedging; none by default.
     """
 
     def __init__(
@@ -175,6 +223,7 @@ class Scorer:
         image_profile: np.ndarray | None = None,
         prior_weights: np.ndarray | None = None,
         prior_tags: np.ndarray | None = None,
+        tag_category: np.ndarray | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
@@ -202,6 +251,11 @@ class Scorer:
             len(self.prior_tags) and self.prior_tags.max() >= n_tags
         ):
             raise ValueError("prior_weights and prior_tags do not match the hashtags")
+        if tag_category is None:
+            tag_category = np.full(n_tags, -1, dtype=np.int64)
+        self.tag_category = np.asarray(tag_category, dtype=np.int64)
+        if self.tag_category.shape != (n_tags,):
+            raise ValueError("tag_category does not match the hashtags")
 
     @property
     def n_tags(self) -> int:
@@ -243,6 +297,17 @@ class Scorer:
                 votes = self._vote_rows(neighbours, method).T @ weights
                 total += (1.0 - method.als_weight) * np.asarray(votes, dtype=np.float32).ravel()
         return total + self.prior(query, method)
+
+    def ranking_exclude(
+        self, scores: np.ndarray, method: Method, exclude: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """``exclude`` (e.g. the block list) plus the tags the method's hedging removes."""
+        from .hedging import hedge_mask
+
+        hedged = hedge_mask(scores, self.tag_category, method.category_margin)
+        if hedged is None:
+            return exclude
+        return hedged if exclude is None else exclude | hedged
 
     def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
         """The prior term of every hashtag's score, shape (T,) (zeros without one)."""

@@ -24,6 +24,7 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
+from .hedging import dataset_categories
 from .model_arrays import ModelArrays, ModelParts
 from .neighbours import choose_kind
 
@@ -117,6 +118,8 @@ def fit_model(
     full_manifest = dict(manifest or {})
     full_manifest["config"] = config.to_dict()
     full_manifest["fit_timings"] = timings
+    # The search tags the posts were collected by: what hedging limits at query time.
+    full_manifest["categories"] = dataset_categories(p.category for p in posts)
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(
         {

@@ -245,6 +245,8 @@ def test_evaluation_is_shown_when_the_model_has_one(
         "recall@10": 0.1631,
         "beyond_recall@10": 0.1253,
         "popularity_recall@10": 0.0879,
+        "off_topic@10": 1.712,
+        "own_category_hit@10": 0.4167,
         "splits": 2,
         "test_posts": 220,
         "seconds": 7.3,
@@ -258,6 +260,11 @@ def test_evaluation_is_shown_when_the_model_has_one(
     sidebar = " ".join(md.value for md in at.sidebar.markdown)
     assert "**Evaluated:** blend (2 splits, 220 held-out posts each)" in sidebar
     assert any(c.value.startswith("0.125 counting only") for c in at.sidebar.caption)
+    assert any(
+        c.value.startswith("1.71 of the top 10 are another category's search tag")
+        and "42% of photos from categories known only by their search tag" in c.value
+        for c in at.sidebar.caption
+    )
     assert not any("--evaluate" in c.value for c in at.sidebar.code)
 
 

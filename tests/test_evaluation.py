@@ -9,12 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.datasets import Post
+from recommender.errors import ConfigError
 from recommender.evaluation import (
+    ORIGINAL_ALS,
     OVERLAP_MESSAGE,
     POPULARITY,
     Candidate,
+    EvaluationResult,
     Split,
     beyond_category,
+    candidate,
     catalogue_coverage,
     check_split,
     evaluable_posts,
@@ -22,7 +26,11 @@ from recommender.evaluation import (
     generic_rate,
     hit_rate_at_k,
     ndcg_at_k,
+    off_topic_at_k,
+    off_topic_tags,
+    own_category_hit_at_k,
     precision_at_k,
+    probe_categories,
     rank_features,
     recall_at_k,
     recall_ceiling,
@@ -118,6 +126,115 @@ def test_coverage_generic_rate_ceiling_and_unseen_share():
     assert unseen_share(truth, known) == pytest.approx(2 / 4)
 
 
+def ref_off_topic(ranked, truth, post_categories, categories, k):
+    """Slow reference, spelled out: another category's tag or its singular, not the post's."""
+
+    def names(category):
+        if category.endswith("ies"):
+            return {category, category[:-3] + "y"}
+        if category.endswith("s") and not category.endswith("ss"):
+            return {category, category[:-1]}
+        return {category}
+
+    out = []
+    for tags, true, own in zip(ranked, truth, post_categories):
+        count = 0
+        for tag in tags[:k]:
+            others = [c for c in categories if c != own and tag in names(c)]
+            if others and tag not in true:
+                count += 1
+        out.append(count)
+    return out
+
+
+def test_off_topic_on_a_hand_computed_case():
+    categories = ["animals", "babies", "food", "fitness"]
+    ranked = [
+        ["baby", "food", "animals", "cute", "animal"],  # a food post tagged #animal itself
+        ["fitnes", "fitness", "babies", "dog"],
+        ["a", "b"],
+    ]
+    truth = [{"food", "animal", "yum"}, {"fitness"}, {"a"}]
+    own = ["food", "fitness", "food"]
+    off = off_topic_tags(own, categories, generic=["never"])
+    # post 0: baby and animals count (animal is its own tag, food its own category)
+    # post 1: babies counts (fitnes is no form of fitness, fitness is its own)
+    assert off_topic_at_k(ranked, truth, off, 10).tolist() == [2, 1, 0]
+    assert off_topic_at_k(ranked, truth, off, 1).tolist() == [1, 0, 0]
+    # without categories: the most frequent hashtags, unless the post carries them
+    generic = off_topic_tags([None, None, None], [], generic=["a", "b", "dog"])
+    assert off_topic_at_k(ranked, truth, generic, 10).tolist() == [0, 1, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(
+                st.sampled_from(["cars", "car", "babies", "baby", "food", "x", "y"]),
+                max_size=8,
+                unique=True,
+            ),
+            st.sets(st.sampled_from(["car", "baby", "food", "x"]), min_size=1),
+            st.sampled_from(["cars", "babies", "food"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 10),
+)
+def test_off_topic_matches_the_slow_reference(cases, k):
+    categories = ["cars", "babies", "food"]
+    ranked, truth, own = ([c[i] for c in cases] for i in range(3))
+    off = off_topic_tags(own, categories, generic=[])
+    np.testing.assert_allclose(
+        off_topic_at_k(ranked, truth, off, k), ref_off_topic(ranked, truth, own, categories, k)
+    )
+
+
+def test_own_category_hit_on_a_hand_computed_case():
+    ranked = [["wedding", "love"], ["love", "bride", "wedding"], ["car"], []]
+    targets = ["wedding", "wedding", "cars", "cars"]
+    assert own_category_hit_at_k(ranked, targets, 10).tolist() == [1, 1, 0, 0]
+    assert own_category_hit_at_k(ranked, targets, 2).tolist() == [1, 0, 0, 0]
+
+
+def _result(a, b):
+    per_split = {
+        "a": {"recall@10": a, "off_topic@10": [1.0, 2.0, 1.5]},
+        "b": {"recall@10": b, "off_topic@10": [1.0, 1.0, 1.0]},
+    }
+    curves = {key: [np.zeros(3)] * 3 for key in per_split}
+    return EvaluationResult(per_split, curves, [0.5] * 3, [0.1] * 3, [10] * 3, "a")
+
+
+def test_paired_difference_and_its_standard_error_by_hand():
+    result = _result([0.20, 0.22, 0.18], [0.19, 0.20, 0.18])
+    paired = result.paired("a", "b")
+    # differences 0.01, 0.02, 0.00: mean 0.01, sample std 0.01, se 0.01 / sqrt(3)
+    assert paired["recall@10"]["mean"] == pytest.approx(0.01)
+    assert paired["recall@10"]["se"] == pytest.approx(0.01 / math.sqrt(3))
+    assert paired["recall@10"]["splits"] == 3
+    assert paired["off_topic@10"]["mean"] == pytest.approx(0.5)
+    assert paired["off_topic@10"]["se"] == pytest.approx(0.5 / math.sqrt(3))
+    assert result.paired("b", "a")["recall@10"]["mean"] == pytest.approx(-0.01)
+    text = result.paired_table("a", "b")
+    assert "over 3 splits" in text and "+0.0100 ± 0.0058" in text
+
+
+def test_candidates_by_key():
+    assert candidate("popularity") == Candidate(POPULARITY, None)
+    assert candidate("blend") == Candidate("blend", "blend", 5, None)
+    assert candidate("blend/n20") == Candidate("blend/n20", "blend", 20, None)
+    assert candidate("original") == Candidate("original", "original", 5, ORIGINAL_ALS)
+    spec = "profiles_prior:category_margin=0.1"
+    assert candidate(spec + "/n10") == Candidate(spec + "/n10", spec, 10, None)
+    with pytest.raises(ConfigError, match="unknown method"):
+        candidate("nope")
+    with pytest.raises(ConfigError, match="between 1 and 50"):
+        candidate("blend/n0")
+
+
 def test_a_post_without_true_hashtags_is_refused():
     with pytest.raises(ValueError, match="at least one true hashtag"):
         recall_at_k([["a"]], [set()], 1)
@@ -148,8 +265,22 @@ def test_splits_hold_out_the_fraction_of_every_category_and_are_reproducible():
     for split in splits:
         cats = [posts[i].category for i in split.test]
         assert sorted(cats) == ["cats", "cats", "food", "food"]
-        assert set(split.train) | set(split.test) == set(range(len(posts)))
-        assert not set(split.train) & set(split.test)
+        # cars has no evaluable post: 20% of its images are held out as probes
+        assert [posts[i].category for i in split.probe] == ["cars", "cars"]
+        assert set(split.train) | set(split.test) | set(split.probe) == set(range(len(posts)))
+        assert not set(split.train) & (set(split.test) | set(split.probe))
+    assert probe_categories(posts, rows) == ["cars"]
+    assert splits[0].probe.tolist() != splits[1].probe.tolist()
+
+
+def test_probes_leave_the_test_posts_as_they_were():
+    posts, rows = _posts()
+    rich = [i for i, p in enumerate(posts) if p.category != "cars"]
+    without = stratified_splits([posts[i] for i in rich], [rows[i] for i in rich], 3, 0.2, 7)
+    with_probes = stratified_splits(posts, rows, 3, 0.2, 7)
+    for a, b in zip(without, with_probes):
+        assert [rich[i] for i in a.test] == b.test.tolist()
+        assert len(a.probe) == 0
 
 
 def test_the_same_image_file_under_another_post_leaves_training():
@@ -184,6 +315,9 @@ def test_overlapping_train_and_test_are_refused():
     features = np.eye(len(posts), dtype=np.float32)
     with pytest.raises(ValueError, match=OVERLAP_MESSAGE):
         evaluate(posts, features, rows, splits=bad)
+    probe_in_train = [Split(np.array([0, 25]), np.array([1]), 0, np.array([25]))]
+    with pytest.raises(ValueError, match=OVERLAP_MESSAGE):
+        evaluate(posts, features, rows, splits=probe_in_train)
 
 
 # ------------------------------------------------------------------- ranking
@@ -205,7 +339,10 @@ def small_model():
     return rec, feats[45:]
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+HEDGED = ["profiles_prior:category_margin=0.05", "knn_vote:category_margin=0"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS) + HEDGED)
 @pytest.mark.parametrize("n", [1, 5, 12])
 def test_rank_features_gives_the_pages_rankings(small_model, method, n):
     rec, queries = small_model
@@ -258,9 +395,24 @@ def test_default_beats_popularity_and_the_original_on_the_real_data(
         POPULARITY, "beyond_recall@10"
     )
     assert 0.3 < np.mean(result.ceiling) < 0.6
+    # the categories known only by their search tag are probed, 20% of their images each
+    assert result.info["probe_categories"] == [
+        "architecture", "babies", "cars", "fitness", "nature", "wedding"
+    ]  # fmt: skip
+    assert 300 < result.info["probe_posts"] < 400
+    for key in (POPULARITY, DEFAULT_METHOD):
+        assert 0 <= result.mean(key, "off_topic@10") <= 10
+        assert 0 <= result.mean(key, "own_category_hit@10") <= 1
+    # popularity's top 10 holds several search tags; the images rank their own better
+    assert result.mean(DEFAULT_METHOD, "own_category_hit@10") > 0.3
     summary = result.summary()
     assert summary["method"] == DEFAULT_METHOD and summary["splits"] == 2
-    assert set(summary) >= {"recall@10", "beyond_recall@10", "popularity_recall@10"}
+    assert set(summary) >= {
+        "recall@10", "beyond_recall@10", "popularity_recall@10", "off_topic@10",
+        "own_category_hit@10",
+    }  # fmt: skip
+    as_json = result.to_dict()["methods"]
+    assert all(m["off_topic@10"] is not None for m in as_json.values())
 
 
 # ------------------------------------------------------- reporting a result

@@ -137,7 +137,13 @@ def test_model_facts_reads_what_is_there():
 
 FULL = {"method": "blend", "recall@10": 0.41, "popularity_recall@10": 0.18}
 SUMMARY = {"method": "blend", "recall": 0.41, "popularity": 0.18, "k": 10}
-ABSENT = {"beyond": None, "splits": None, "test_posts": None}
+ABSENT = {
+    "beyond": None,
+    "splits": None,
+    "test_posts": None,
+    "off_topic": None,
+    "own_category_hit": None,
+}
 
 
 @pytest.mark.parametrize(
@@ -159,6 +165,8 @@ def test_evaluation_summary_as_build_writes_it():
         "recall@10": 0.1624,
         "beyond_recall@10": 0.1253,
         "popularity_recall@10": 0.0879,
+        "off_topic@10": 1.712,
+        "own_category_hit@10": 0.4167,
         "splits": 2,
         "test_posts": 220,
         "seconds": 7.3,
@@ -168,6 +176,8 @@ def test_evaluation_summary_as_build_writes_it():
         "recall": 0.1624,
         "beyond": 0.1253,
         "popularity": 0.0879,
+        "off_topic": 1.712,
+        "own_category_hit": 0.4167,
         "splits": 2,
         "test_posts": 220,
         "k": 10,

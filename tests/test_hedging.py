@@ -1,0 +1,139 @@
+"""Category search tags and hedging: singular forms, the hedge mask against a slow
+reference, method variants by name, and hedged rankings that remove tags without changing
+any score."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.datasets import Post
+from recommender.errors import ConfigError
+from recommender.hashtag_model import ALSParams
+from recommender.hedging import category_forms, form_categories, hedge_mask, tag_categories
+from recommender.recommender import BuildConfig, HashtagRecommender
+from recommender.scoring import METHODS, get_method
+
+
+def test_category_forms_are_the_plain_singulars():
+    assert category_forms("animals") == {"animals", "animal"}
+    assert category_forms("cars") == {"cars", "car"}
+    assert category_forms("babies") == {"babies", "baby"}
+    assert category_forms("beaches") == {"beaches", "beach"}
+    for same in ("fitness", "food", "selfie", "travel", "wedding", "nature", "bus"):
+        assert category_forms(same) == {same}
+
+
+def test_tag_categories_index_sorted_categories():
+    forms = form_categories(["food", "animals"])
+    assert forms == {"animal": "animals", "animals": "animals", "food": "food"}
+    tags = ["food", "dog", "animal", "animals", "foods"]
+    assert tag_categories(tags, ["food", "animals"]).tolist() == [1, -1, 0, 0, -1]
+    assert tag_categories(tags, []).tolist() == [-1] * 5
+
+
+def ref_hedge(scores, tag_category, margin):
+    """Slow reference: a category survives if its best tag is within margin of the best."""
+    best = {}
+    for s, c in zip(scores, tag_category):
+        if c >= 0:
+            best[c] = max(best.get(c, -np.inf), s)
+    top = max(best.values())
+    return [bool(c >= 0 and best[c] < top - margin) for c in tag_category]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-2, 2), st.integers(-1, 3)), min_size=1, max_size=12),
+    st.floats(0, 1),
+)
+def test_hedge_mask_matches_the_slow_reference(cells, margin):
+    scores = np.array([s for s, _ in cells])
+    cats = np.array([c for _, c in cells])
+    mask = hedge_mask(scores, cats, margin)
+    if not (cats >= 0).any():
+        assert mask is None
+    else:
+        assert mask.tolist() == ref_hedge(scores, cats, margin)
+
+
+def test_hedge_mask_hand_case_and_no_hedging():
+    scores = np.array([0.9, 0.5, 0.85, 0.3, 0.7])
+    cats = np.array([0, -1, 1, 1, 2])  # category 1's best (0.85) is within 0.1 of 0.9
+    assert hedge_mask(scores, cats, 0.1).tolist() == [False, False, False, False, True]
+    assert hedge_mask(scores, cats, 0.0).tolist() == [False, False, True, True, True]
+    assert hedge_mask(scores, cats, None) is None
+
+
+def test_method_variants_by_name():
+    m = get_method("profiles_prior:category_margin=0.25,prior_weight=0.5")
+    assert m.name == "profiles_prior:category_margin=0.25,prior_weight=0.5"
+    assert (m.category_margin, m.prior_weight, m.profiles) == (0.25, 0.5, True)
+    assert get_method("knn_vote:profiles=true").profiles is True
+    assert get_method("profiles_prior:category_margin=none").category_margin is None
+    assert get_method("blend") is METHODS["blend"]
+    for bad, says in [
+        ("nope", "unknown method"),
+        ("blend:colour=3", "bad method option"),
+        ("blend:category_margin", "bad method option"),
+        ("blend:power=high", "not a number"),
+        ("blend:profiles=maybe", "not true or false"),
+        ("blend:category_margin=-1", "category_margin must be >= 0"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            get_method(bad)
+
+
+@pytest.fixture(scope="module")
+def category_model():
+    """Three categories whose posts often also carry another category's search tag."""
+    rng = np.random.default_rng(5)
+    cats = ("sea", "city", "dogs")
+    posts, rows = [], []
+    for i in range(90):
+        cat = cats[i % 3]
+        extra = tuple(f"{cat}{j}" for j in rng.choice(4, size=2, replace=False))
+        other = (cats[(i + 1) % 3],) if i % 2 else ("dog",)
+        posts.append(Post(str(i), f"{i}.jpg", (cat,) + extra + other, cat))
+        rows.append(i)
+    centres = rng.normal(size=(3, 16))
+    feats = np.stack([centres[i % 3] + 1.2 * rng.normal(size=16) for i in range(90)])
+    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
+    rec = HashtagRecommender.fit(
+        posts[:70], feats, rows[:70], BuildConfig(als=ALSParams(factors=4, iterations=3))
+    )
+    return rec, feats[70:]
+
+
+def test_the_model_knows_its_categories(category_model, tmp_path):
+    rec, _ = category_model
+    assert rec.manifest["categories"] == ["city", "dogs", "sea"]
+    named = {rec.tags[i] for i in np.flatnonzero(rec.scorer.tag_category >= 0)}
+    assert named == {"city", "dogs", "dog", "sea"}
+    again = HashtagRecommender.load(rec.save(tmp_path / "m"))
+    assert again.scorer.tag_category.tolist() == rec.scorer.tag_category.tolist()
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.05, 0.2])
+def test_hedging_removes_category_tags_and_changes_no_score(category_model, margin):
+    rec, queries = category_model
+    hedged_name = f"blend_profiles:category_margin={margin}"
+    removed_any = False
+    for q in queries:
+        plain = rec.recommend_features(q, n_neighbors=8, k=30, method="blend_profiles")
+        hedged = rec.recommend_features(q, n_neighbors=8, k=30, method=hedged_name)
+        scores = {t.tag: t.score for t in plain.hashtags}
+        for t in hedged.hashtags:  # same score, same exact explanation
+            assert t.score == pytest.approx(scores[t.tag], abs=1e-6)
+            assert sum(t.contributions) + t.prior == pytest.approx(t.score, abs=1e-5)
+        # the hedged list is the plain one minus the removed category tags, in order
+        cat = {rec.tags[i]: int(rec.scorer.tag_category[i]) for i in range(len(rec.tags))}
+        best = {}
+        for t in plain.hashtags:
+            if cat[t.tag] >= 0:
+                best.setdefault(cat[t.tag], t.score)
+        top = max(best.values())
+        kept = [t.tag for t in plain.hashtags if cat[t.tag] < 0 or best[cat[t.tag]] >= top - margin]
+        assert hedged.tags[: len(kept)] == kept[: len(hedged.tags)]
+        removed_any |= len(kept) < len(plain.tags)
+    assert removed_any  # the case is built so that hedging has something to remove
