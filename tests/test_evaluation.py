@@ -251,12 +251,16 @@ def _posts():
             rows.append(len(rows))
     posts.append(Post("no-image", None, ("food", "pizza"), "food"))
     rows.append(-1)
+    # one rich post in an otherwise single-tag category: it stays a test candidate, and
+    # the category is still probed (fewer than 10% of its photos are evaluable)
+    posts.append(Post("cars-rich", "data/cars/rich.jpg", ("cars", "bmw"), "cars"))
+    rows.append(len(rows))
     return posts, rows
 
 
 def test_splits_hold_out_the_fraction_of_every_category_and_are_reproducible():
     posts, rows = _posts()
-    assert len(evaluable_posts(posts, rows)) == 20  # cars carry a single hashtag
+    assert len(evaluable_posts(posts, rows)) == 21  # cars carry a single hashtag, but one
     splits = stratified_splits(posts, rows, n_splits=3, test_fraction=0.2, seed=7)
     again = stratified_splits(posts, rows, n_splits=3, test_fraction=0.2, seed=7)
     for a, b in zip(splits, again):
@@ -265,8 +269,9 @@ def test_splits_hold_out_the_fraction_of_every_category_and_are_reproducible():
     for split in splits:
         cats = [posts[i].category for i in split.test]
         assert sorted(cats) == ["cats", "cats", "food", "food"]
-        # cars has no evaluable post: 20% of its images are held out as probes
+        # cars has (almost) no evaluable post: 20% of its single-tag photos are probes
         assert [posts[i].category for i in split.probe] == ["cars", "cars"]
+        assert len(posts) - 1 not in split.probe
         assert set(split.train) | set(split.test) | set(split.probe) == set(range(len(posts)))
         assert not set(split.train) & (set(split.test) | set(split.probe))
     assert probe_categories(posts, rows) == ["cars"]
@@ -275,7 +280,7 @@ def test_splits_hold_out_the_fraction_of_every_category_and_are_reproducible():
 
 def test_probes_leave_the_test_posts_as_they_were():
     posts, rows = _posts()
-    rich = [i for i, p in enumerate(posts) if p.category != "cars"]
+    rich = [i for i, p in enumerate(posts) if len(p.hashtags) > 1]
     without = stratified_splits([posts[i] for i in rich], [rows[i] for i in rich], 3, 0.2, 7)
     with_probes = stratified_splits(posts, rows, 3, 0.2, 7)
     for a, b in zip(without, with_probes):
@@ -477,3 +482,59 @@ def test_the_recall_plot_is_a_png_with_something_drawn(tmp_path):
         assert img.format == "PNG" and img.size == (990, 660)
         pixels = np.asarray(img.convert("L"))
     assert pixels.min() < 100 and pixels.max() > 200  # lines on a white background
+
+
+# ------------------------------------------------------------------ the CLI
+@pytest.fixture(scope="module")
+def manifest_dataset(dataset_path, tmp_path_factory):
+    """20 real photos with their real tag lists in a CSV manifest (no categories)."""
+    import csv
+    import json
+    import shutil
+
+    root = tmp_path_factory.mktemp("compare")
+    (root / "photos").mkdir()
+    rows = []
+    for category in ("food", "animals"):
+        records = json.loads((dataset_path / "json_files" / f"{category}.json").read_text())
+        picked = [
+            r
+            for r in records
+            if len(r["hashtags"]) > 3
+            and (dataset_path / "data" / category / r["image_local_name"]).is_file()
+        ][:10]
+        for r in picked:
+            src = dataset_path / "data" / category / r["image_local_name"]
+            shutil.copy(src, root / "photos" / src.name)
+            rows.append({"image": f"photos/{src.name}", "hashtags": " ".join(r["hashtags"])})
+    with open(root / "posts.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["image", "hashtags"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_evaluate_compare_prints_the_paired_differences(
+    manifest_dataset, feature_cache_dir, capsys
+):
+    import json
+
+    from recommender.cli import main
+
+    args = ["evaluate", str(manifest_dataset), "--splits", "3", "--quiet"]
+    assert main(args + ["--compare", "knn_vote", "popularity", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["methods"]) == {"knn_vote", "popularity"}  # only what was asked for
+    for entry in out["methods"].values():
+        assert entry["off_topic@10"] is not None  # the 10 most frequent tags, no categories
+        assert entry["own_category_hit@10"] is None  # no single-tag category to probe
+    paired = out["compare"]["paired"]
+    for metric in ("recall@10", "off_topic@10"):
+        a, b = out["methods"]["knn_vote"][metric], out["methods"]["popularity"][metric]
+        assert paired[metric]["mean"] == pytest.approx(a - b, abs=2e-4)  # means are rounded
+        assert paired[metric]["splits"] == 3 and paired[metric]["se"] >= 0
+    assert main(args + ["--compare", "knn_vote", "popularity"]) == 0
+    text = capsys.readouterr().out
+    assert "paired difference knn_vote - popularity over 3 splits" in text
+    assert main(args + ["--compare", "knn_vote", "nope"]) == 1
+    assert "unknown method 'nope'" in capsys.readouterr().err
