@@ -137,3 +137,13 @@ def test_hedging_removes_category_tags_and_changes_no_score(category_model, marg
         assert hedged.tags[: len(kept)] == kept[: len(hedged.tags)]
         removed_any |= len(kept) < len(plain.tags)
     assert removed_any  # the case is built so that hedging has something to remove
+
+
+def test_a_hedged_method_is_saved_and_restored_with_its_margin():
+    from recommender.scoring import Method
+
+    for name in ("profiles_prior:category_margin=0.3", "profiles_prior"):
+        method = get_method(name)
+        assert Method.from_dict(method.to_dict()) == method
+    with pytest.raises(ConfigError, match="category_margin"):
+        Method.from_dict({**METHODS["blend"].to_dict(), "category_margin": "wide"})
