@@ -32,7 +32,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.blas import serial_blas
-from recommender.build import dataset_features
 from recommender.datasets import load_dataset
 from recommender.evaluation import (
     beyond_category,
@@ -43,6 +42,7 @@ from recommender.evaluation import (
     recall_at_k,
     stratified_splits,
 )
+from recommender.features import dataset_features
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import dataset_categories, hedge_mask, tag_categories
 from recommender.paths import default_dataset
