@@ -20,7 +20,7 @@ recall@10 (means over splits), and the mean paired difference against no rule wi
 standard error. A rule may become the default only if it lowers ``off_topic@10`` without
 lowering ``own_category_hit@10``.
 
-    .venv/bin/python -m benchmarks.hedging_rules [--splits 5]
+    .venv/bin/python -m benchmarks.hedging_rules [--splits 5] [--data DATA]  # $HASHTAG_DATASET
 """
 
 from __future__ import annotations
