@@ -39,6 +39,21 @@ def int_in_range(lo: int, hi: int | None = None):
     return parse
 
 
+def method_name(text: str) -> str:
+    """An argparse ``type=``: a registered scoring method, or a variant of one
+    (``name:field=value,...``, see :func:`recommender.scoring.get_method`)."""
+    from .scoring import get_method
+
+    try:
+        get_method(text)
+    except RecommenderError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+method_name.__name__ = "method"
+
+
 def float_in_range(
     lo: float, hi: float | None = None, *, open_lo: bool = False, open_hi: bool = False
 ):
@@ -331,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from .scoring import DEFAULT_METHOD, METHODS
 
+    METHOD_CHOICES = (  # noqa: N806 - a constant of this function
+        f"{', '.join(sorted(METHODS))}, or a variant name:field=value,... "
+        "(e.g. profiles_prior:category_margin=0.3)"
+    )
+
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
         prog=_prog(),
@@ -386,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--method",
         default=DEFAULT_METHOD,
-        choices=sorted(METHODS),
-        help="default scoring method stored in the model",
+        type=method_name,
+        help="default scoring method stored in the model: " + METHOD_CHOICES,
     )
     b.add_argument(
         "--thumb-size",
@@ -454,12 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     e.add_argument("--weights", default="default", help="as for build")
     e.add_argument(
-        "--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="the default method"
+        "--method",
+        default=DEFAULT_METHOD,
+        type=method_name,
+        help="the default method: " + METHOD_CHOICES,
     )
     e.add_argument(
         "--methods",
         nargs="+",
-        choices=sorted(METHODS),
+        type=method_name,
         default=None,
         help="scoring methods to compare (default: all; popularity is always shown)",
     )
@@ -523,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--method",
         default=None,
-        choices=sorted(METHODS),
-        help="scoring method (default: the model's)",
+        type=method_name,
+        help="scoring method (default: the model's): " + METHOD_CHOICES,
     )
     r.add_argument(
         "--blocklist",

@@ -9,7 +9,9 @@ forms (``animals`` -> ``animal``, ``babies`` -> ``baby``, ``cars`` -> ``car``), 
 Hedging (``Method.category_margin``) is a post-ranking filter: a category's tags stay in
 the ranking only if the category's best tag scores within ``margin`` of the best-scoring
 category tag. It removes tags from the ranking; it never changes a score, so the
-explanation of every tag that is shown stays exact.
+explanation of every tag that is shown stays exact. A model knows its categories from
+its data set (``manifest["categories"]``); one built from a data set without categories,
+or before they were stored, has nothing to hedge.
 """
 
 from __future__ import annotations

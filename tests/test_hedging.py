@@ -147,3 +147,15 @@ def test_a_hedged_method_is_saved_and_restored_with_its_margin():
         assert Method.from_dict(method.to_dict()) == method
     with pytest.raises(ConfigError, match="category_margin"):
         Method.from_dict({**METHODS["blend"].to_dict(), "category_margin": "wide"})
+
+
+def test_the_cli_takes_method_variants_and_refuses_bad_ones(capsys):
+    from recommender.cli import build_parser
+
+    variant = "profiles_prior:category_margin=0.3"
+    for command in (["recommend", "x.jpg"], ["evaluate"], ["build", "data"]):
+        assert build_parser().parse_args(command + ["--method", variant]).method == variant
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["recommend", "x.jpg", "--method", "blend:colour=1"])
+    assert exit_.value.code == 2
+    assert "bad method option 'colour=1'" in capsys.readouterr().err
