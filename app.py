@@ -77,16 +77,17 @@ def build_lock() -> threading.Lock:
 @st.cache_data(max_entries=256, show_spinner="Looking at the photo…")
 def photo_features(
     model: str, version: str, digest: str, _data: bytes
-) -> tuple[np.ndarray | None, str]:
-    """(features, "") of a photo, or (None, why it cannot be used).
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """(features, ImageNet class probabilities or None, "") of a photo, from one forward
+    pass, or (None, None, why it cannot be used).
 
     Keyed by the photo's content hash and the model's version, so moving a slider or
     uploading the same photo again never recomputes them, and a rebuilt model does.
     """
     try:
-        return load_model(model, version).embed(_data), ""
+        return (*load_model(model, version).embed_with_classes(_data), "")
     except RecommenderError as exc:
-        return None, str(exc)
+        return None, None, str(exc)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -314,8 +315,13 @@ def charts_ui(result) -> None:
         st.caption(
             "What each nearest photo (rank, cosine similarity) added to the score"
             + (
-                f"; *{pres.PRIOR_LABEL}* is what the model reads from your photo directly."
+                f"; *{pres.PRIOR_LABEL}* is what the model reads from your photo directly"
                 if tag.prior
+                else ""
+            )
+            + (
+                f"; *{pres.CONTENT_LABEL}* is what the ImageNet classes it names stand for."
+                if tag.content
                 else "."
             )
         )
@@ -383,7 +389,7 @@ if photo is None:
 
 name, data = photo
 digest = content_hash(data)
-features, problem = photo_features(str(model_path), version, digest, data)
+features, classes, problem = photo_features(str(model_path), version, digest, data)
 if features is None:
     st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(problem)}")
     st.stop()
@@ -391,7 +397,7 @@ if features is None:
 start = time.perf_counter()
 try:
     result = rec.recommend_features(
-        features, n_neighbors=n, k=k, blocklist=blocked if hide_spam else None
+        features, n_neighbors=n, k=k, blocklist=blocked if hide_spam else None, classes=classes
     )
 except RecommenderError as exc:
     st.error(pres.escape_markdown(exc))
@@ -408,6 +414,8 @@ with photo_col:
         f"{pres.escape_markdown(name)} · {len(result.neighbors)} neighbours · "
         f"{pres.escape_markdown(result.method)} scoring · ranked in {ranked_ms:.0f} ms"
     )
+    if result.seen:
+        st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
 with tags_col:
     hashtags_ui(result)
 if result.hashtags:

@@ -83,7 +83,8 @@ def _progress_bar(disable: bool):
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
-    labels = {"features": "image features", "als": "ALS iterations", "evaluate": "evaluation"}
+    labels = {"features": "image features", "als": "ALS iterations", "evaluate": "evaluation",
+              "classes": "ImageNet classes of the test images"}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)

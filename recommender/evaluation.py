@@ -398,8 +398,11 @@ def rank_features(
     n_neighbors: int,
     k: int,
     exclude: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Top-``k`` hashtag ids for each row of ``features``: (rows, k), -1 padded.
+
+    ``classes``: each row's ImageNet class probabilities, for the content term.
 
     The same steps as :meth:`HashtagRecommender.recommend_features` (index search,
     weights, scores, hedging, top-k), without building explanations, and with one BLAS thread
@@ -413,7 +416,8 @@ def rank_features(
     with serial_blas():
         for i, query in enumerate(features):
             idx, sims = rec.index.search(query, int(n_neighbors))
-            scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query)
+            probs = None if classes is None else classes[i]
+            scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query, probs)
             best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude))
             out[i, : len(best)] = best
     return out
@@ -619,13 +623,17 @@ def image_keys(dataset, posts: Sequence[Post], image_rows: Sequence[int]) -> lis
 class _SplitRun:
     """One split: its models (one per ALS setting, trained on demand) and its test posts."""
 
-    def __init__(self, posts, features, image_rows, split, config, blocked, timings) -> None:
+    def __init__(self, posts, features, image_rows, split, config, blocked, timings,
+                 classes=None) -> None:
         self.posts = [posts[i] for i in split.train]
         self.rows = [int(image_rows[i]) for i in split.train]
         self.features = features
         queried = np.concatenate([split.test, split.probe]).astype(np.int64)
         self.query = np.asarray(features)[[image_rows[i] for i in queried]]
         self.n_test = len(split.test)
+        self.query_classes = (
+            None if classes is None else classes[[image_rows[i] for i in queried]]
+        )
         self.truth = [set(posts[i].hashtags) for i in split.test]
         self.categories = [posts[i].category for i in split.test]
         self.probe_targets = [str(posts[i].category) for i in split.probe]
@@ -659,7 +667,7 @@ class _SplitRun:
         if method is None:
             ids = _popularity_ranking(rec, len(self.query), k, exclude)
         else:
-            ids = rank_features(rec, self.query, method, n, k, exclude)
+            ids = rank_features(rec, self.query, method, n, k, exclude, self.query_classes)
         ranked = [[rec.tags[t] for t in row if t >= 0] for row in ids]
         self.timings["rank_seconds"] += time.perf_counter() - start
         return score_rankings(
@@ -689,6 +697,7 @@ def evaluate(
     blocklist: Iterable[str] | None = None,
     n_sweep: Sequence[int] = N_SWEEP,
     progress: Progress | None = None,
+    classes: np.ndarray | None = None,
 ) -> EvaluationResult:
     """Evaluate ``candidates`` on the same splits of ``posts``.
 
@@ -696,6 +705,8 @@ def evaluate(
     for the whole data set). ``config`` is the build's configuration; its ``method`` is
     the default being evaluated. ``blocklist`` hashtags are never recommended (as in the
     page). ``n_sweep`` neighbour counts are also tried for the default method.
+    ``classes`` (rows of ``features``, 1000 ImageNet class probabilities each; only the test
+    posts' rows are read) feed the content term; without them it is 0.
     """
     from .recommender import BuildConfig
 
@@ -717,7 +728,7 @@ def evaluate(
     ceiling, unseen, test_sizes, probe_sizes = [], [], [], []
     timings = {"fit_seconds": 0.0, "rank_seconds": 0.0}
     for s, split in enumerate(splits):
-        run = _SplitRun(posts, features, image_rows, split, config, blocked, timings)
+        run = _SplitRun(posts, features, image_rows, split, config, blocked, timings, classes)
         ceiling.append(float(recall_ceiling(run.truth, set(run.base.tags), 10).mean()))
         unseen.append(unseen_share(run.truth, set(run.base.tags)))
         test_sizes.append(len(split.test))
@@ -767,15 +778,44 @@ def evaluate_dataset(
     dataset = load_dataset(data, format)
     feats = dataset_features(dataset, config, use_cache=use_cache, progress=progress)
     keys = image_keys(dataset, dataset.posts, feats.image_rows)
+    classes = _test_classes(dataset, feats, config, progress)
     features_seconds = time.perf_counter() - start
     result = evaluate(
         dataset.posts, feats.features, feats.image_rows, config, keys=keys,
-        progress=progress, **kwargs,
+        progress=progress, classes=classes, **kwargs,
     )  # fmt: skip
     result.info["features_seconds"] = round(features_seconds, 1)
     result.info["images_embedded"] = feats.counts.get("images_embedded", 0)
     result.info["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def _test_classes(dataset, feats, config, progress: Progress | None) -> np.ndarray | None:
+    """ImageNet class probabilities (top 5 kept) of every image a split can test or probe,
+    by feature row (zeros elsewhere); None if the backbone has no head.
+
+    One pass of the backbone over those images only (features and classes come out of the
+    same call; the features are already known).
+    """
+    from .backbones import get_backbone
+    from .content import N_CLASSES, dense_classes, image_classes
+
+    backbone = get_backbone(config.backbone, config.weights)
+    if not backbone.has_classes:
+        return None
+    posts, image_rows = dataset.posts, feats.image_rows
+    probed = set(probe_categories(posts, image_rows))
+    tested = sorted(set(evaluable_posts(posts, image_rows).tolist()) | {
+        i for i, p in enumerate(posts) if image_rows[i] >= 0 and p.category in probed
+    })
+    rows = np.array([image_rows[i] for i in tested], dtype=np.int64)
+    paths = [dataset.image_path(posts[i]) for i in tested]
+    ids, probs = image_classes(
+        paths, backbone, progress=(lambda d, t: progress("classes", d, t)) if progress else None
+    )
+    out = np.zeros((len(feats.features), N_CLASSES), dtype=np.float32)
+    out[rows] = dense_classes(ids, probs)
+    return out
 
 
 def plot_recall_curves(result: EvaluationResult, path: str | Path) -> Path:

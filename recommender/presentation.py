@@ -95,6 +95,15 @@ def score_figure(hashtags: Sequence[TagScore], highlight: int = INSTAGRAM_MAX_HA
 
 PRIOR_LABEL = "the photo itself"
 PRIOR = "#7b5ea7"
+CONTENT_LABEL = "what the network sees"
+CONTENT = "#2a9d8f"
+
+
+def network_sees(seen: Sequence[tuple[str, float]]) -> str:
+    """``"the network sees: cheeseburger 0.83, hotdog 0.10"`` ("" when nothing was seen)."""
+    if not seen:
+        return ""
+    return "the network sees: " + ", ".join(f"{name} {p:.2f}" for name, p in seen)
 
 
 def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
@@ -102,7 +111,9 @@ def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
 
     Bars are labelled by :func:`neighbour_label`, in neighbour order (most similar on top).
     When the method has an image prior (``tag.prior`` not 0), a last bar labelled
-    :data:`PRIOR_LABEL` shows what came from the photo itself; the bars sum to the score.
+    :data:`PRIOR_LABEL` shows what came from the photo itself, and when the ImageNet head
+    named something that stands for the hashtag (``tag.content``), a bar labelled
+    :data:`CONTENT_LABEL`; the bars sum to the score.
     """
     import plotly.graph_objects as go
 
@@ -115,6 +126,11 @@ def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
         values.append(tag.prior)
         colours.append(PRIOR)
         texts.append("what the photo itself suggests (image prior)")
+    if tag.content:
+        labels.append(CONTENT_LABEL)
+        values.append(tag.content)
+        colours.append(CONTENT)
+        texts.append("what the network names in the photo (ImageNet classes)")
     share = [v / tag.score if tag.score else 0.0 for v in values]
     fig = go.Figure(
         go.Bar(

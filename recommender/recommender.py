@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
 from .blas import serial_blas
 from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
+from .content import class_tag_matrix
+from .content import seen as seen_classes
 from .datasets import Post
 from .errors import ConfigError, ModelError
 from .hedging import tag_categories
@@ -69,20 +71,23 @@ class TagScore:
 
     ``contributions[j]`` is what neighbour ``j`` (same order as the result's neighbours)
     added to the score; ``prior`` is what came from the query image itself rather than
-    from a neighbour (the method's image->hashtag prior, 0 for methods without one).
-    ``sum(contributions) + prior == score``.
+    from a neighbour (the method's image->hashtag prior, 0 for methods without one);
+    ``content`` is what the ImageNet head sees in the image (0 without its classes).
+    ``sum(contributions) + prior + content == score``.
     """
 
     tag: str
     score: float
     contributions: tuple[float, ...]
     prior: float = 0.0
+    content: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
             "score": round(float(self.score), 6),
             "prior": round(float(self.prior), 6),
+            "content": round(float(self.content), 6),
         }
 
 
@@ -93,6 +98,8 @@ class Recommendation:
     hashtags: list[TagScore]
     neighbors: list[Neighbor]
     method: str
+    # What the network sees: its top ImageNet classes (name, probability), if given.
+    seen: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def tags(self) -> list[str]:
@@ -103,6 +110,7 @@ class Recommendation:
             "method": self.method,
             "hashtags": [t.to_dict() for t in self.hashtags],
             "neighbors": [n.to_dict() for n in self.neighbors],
+            "seen": [{"class": c, "probability": round(p, 4)} for c, p in self.seen],
         }
 
 
@@ -147,6 +155,7 @@ class HashtagRecommender:
                 arrays.prior_weights,
                 arrays.prior_tags,
                 tag_categories(self.tags, manifest.get("categories", ())),
+                class_tag_matrix(self.tags),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
@@ -248,6 +257,13 @@ class HashtagRecommender:
         pixels = images.load_for_model(image, self.backbone.input_size)
         return self.backbone.embed(pixels[None])[0]
 
+    def embed_with_classes(self, image: images.ImageSource) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`embed`, plus the image's (1000,) ImageNet class probabilities from the same
+        forward pass (``None`` if the backbone has no trained head)."""
+        pixels = images.load_for_model(image, self.backbone.input_size)
+        features, probs = self.backbone.embed_with_classes(pixels[None])
+        return features[0], None if probs is None else probs[0]
+
     def recommend(
         self,
         image: images.ImageSource,
@@ -257,7 +273,8 @@ class HashtagRecommender:
         blocklist: Iterable[str] | None = None,
     ) -> Recommendation:
         """Top-``k`` hashtags for ``image`` from its ``n_neighbors`` nearest training images."""
-        return self.recommend_features(self.embed(image), n_neighbors, k, method, blocklist)
+        features, classes = self.embed_with_classes(image)
+        return self.recommend_features(features, n_neighbors, k, method, blocklist, classes)
 
     @serial_blas()  # a query's products are small: one BLAS thread is several times faster
     def recommend_features(
@@ -267,10 +284,13 @@ class HashtagRecommender:
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
+        classes: np.ndarray | None = None,
     ) -> Recommendation:
         """Like :meth:`recommend`, from features already computed by :meth:`embed`.
 
         This is the cheap part: moving a slider re-ranks without touching the image again.
+        ``classes`` (from :meth:`embed_with_classes`) adds what the network sees; without
+        them the content term is 0.
         """
         if not 1 <= int(n_neighbors) <= MAX_NEIGHBORS:
             raise ConfigError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
@@ -279,17 +299,19 @@ class HashtagRecommender:
         m = get_method(method) if method is not None else self.method
         idx, sims = self.index.search(features, int(n_neighbors))
         weights = neighbour_weights(sims, m)
-        scores = self.scorer.scores(idx, weights, m, features)
+        scores = self.scorer.scores(idx, weights, m, features, classes)
         exclude = self.blocked_mask(blocklist) if blocklist else None
         best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude))
         contrib = self.scorer.contributions(idx, weights, best, m)
         prior = self.scorer.prior(features, m)
+        content = self.scorer.content(classes, m)
         tags = [
             TagScore(
                 self.tags[t],
                 float(scores[t]),
                 tuple(float(c) for c in contrib[:, j]),
                 float(prior[t]),
+                float(content[t]),
             )
             for j, t in enumerate(best)
         ]
@@ -304,7 +326,7 @@ class HashtagRecommender:
             )
             for i, s, w in zip(idx, sims, weights, strict=False)
         ]
-        return Recommendation(tags, neighbors, m.name)
+        return Recommendation(tags, neighbors, m.name, seen_classes(classes))
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""

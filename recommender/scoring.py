@@ -17,9 +17,15 @@ the image itself" is exact.
   ``x`` to what each training image votes for (its hashtags, or its single hashtag's
   profile). It is not a neighbour's doing, so it is reported on its own
   (``TagScore.prior``).
+- Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
+  ImageNet head gives the query's top classes that the curated table maps to ``t``
+  (:mod:`recommender.content`: a cheeseburger photo adds to #burger). Also the image's own
+  doing, reported on its own (``TagScore.content``); 0 when the query's class
+  probabilities are not given.
 
 A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
-adds the prior with ``prior_weight``. ``category_margin`` hedges: other categories' search
+adds the prior with ``prior_weight`` and the content term with ``content_weight``.
+``category_margin`` hedges: other categories' search
 tags leave the ranking unless their score is close to the best category tag's (see
 :mod:`recommender.hedging`; tags are removed, scores never change).
 
@@ -60,6 +66,8 @@ class Method:
     category_margin : float or None
         Hedging: keep a category's search tags only if its best tag scores within this
         margin of the best category tag (None: keep all; see :mod:`recommender.hedging`).
+    content_weight : float
+        Weight of what the ImageNet head sees (see the module notes; 0: nothing).
     """
 
     name: str
@@ -69,6 +77,7 @@ class Method:
     profiles: bool = False
     prior_weight: float = 0.0
     category_margin: float | None = None
+    content_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -81,6 +90,8 @@ class Method:
             raise ConfigError("prior_weight must be >= 0")
         if self.category_margin is not None and not self.category_margin >= 0:
             raise ConfigError("category_margin must be >= 0 (or none)")
+        if not self.content_weight >= 0:
+            raise ConfigError("content_weight must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,6 +223,9 @@ class Scorer:
         Hashtag of each column of ``prior_weights``.
     tag_category : (T,) int array, optional
         The category each hashtag names (-1: none), for hedging; none by default.
+    class_tags : (C, T) sparse matrix, optional
+        Binary: which hashtags each ImageNet class stands for
+        (:func:`recommender.content.class_tag_matrix`); without it there is no content term.
     """
 
     def __init__(
@@ -224,6 +238,7 @@ class Scorer:
         prior_weights: np.ndarray | None = None,
         prior_tags: np.ndarray | None = None,
         tag_category: np.ndarray | None = None,
+        class_tags: sp.csr_matrix | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
@@ -256,6 +271,12 @@ class Scorer:
         self.tag_category = np.asarray(tag_category, dtype=np.int64)
         if self.tag_category.shape != (n_tags,):
             raise ValueError("tag_category does not match the hashtags")
+        if class_tags is None:
+            class_tags = sp.csr_matrix((0, n_tags), dtype=np.float32)
+        # Stored transposed: the content term is one (T, C) @ (C,) product per query.
+        self.tag_classes = sp.csr_matrix(sp.csr_matrix(class_tags, dtype=np.float32).T)
+        if self.tag_classes.shape[0] != n_tags:
+            raise ValueError("class_tags do not match the hashtags")
 
     @property
     def n_tags(self) -> int:
@@ -264,6 +285,10 @@ class Scorer:
     @property
     def has_prior(self) -> bool:
         return len(self.prior_tags) > 0
+
+    @property
+    def has_content(self) -> bool:
+        return self.tag_classes.nnz > 0
 
     def _vote_rows(self, neighbours: np.ndarray, method: Method) -> sp.csr_matrix:
         """What each neighbour votes for, one sparse row per neighbour."""
@@ -283,10 +308,12 @@ class Scorer:
         weights: np.ndarray,
         method: Method,
         query: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
     ) -> np.ndarray:
         """Score of every hashtag, shape (T,).
 
-        ``query`` (the image features) is needed for the prior; without it there is none.
+        ``query`` (the image features) is needed for the prior, ``classes`` (the query's
+        ImageNet class probabilities) for the content term; without them there is none.
         """
         total = np.zeros(self.n_tags, dtype=np.float32)
         if len(neighbours):
@@ -296,7 +323,7 @@ class Scorer:
             if method.als_weight < 1:
                 votes = self._vote_rows(neighbours, method).T @ weights
                 total += (1.0 - method.als_weight) * np.asarray(votes, dtype=np.float32).ravel()
-        return total + self.prior(query, method)
+        return total + self.prior(query, method) + self.content(classes, method)
 
     def ranking_exclude(
         self, scores: np.ndarray, method: Method, exclude: np.ndarray | None = None
@@ -322,13 +349,26 @@ class Scorer:
         out[self.prior_tags] = method.prior_weight * (query @ self.prior_weights)
         return out
 
+    def content(self, classes: np.ndarray | None, method: Method) -> np.ndarray:
+        """The content term of every hashtag's score, shape (T,) (zeros without one).
+
+        ``classes``: the query's (C,) class probabilities; only its top
+        :data:`recommender.content.TOP_CLASSES` count (what a build keeps per image).
+        """
+        if classes is None or method.content_weight == 0 or not self.has_content:
+            return np.zeros(self.n_tags, dtype=np.float32)
+        from .content import keep_top
+
+        probs = keep_top(classes)
+        return (method.content_weight * (self.tag_classes @ probs)).astype(np.float32)
+
     def contributions(
         self, neighbours: np.ndarray, weights: np.ndarray, tags: np.ndarray, method: Method
     ) -> np.ndarray:
         """What each neighbour adds to each of ``tags``: shape (n_neighbours, len(tags)).
 
-        Columns plus ``prior(query, method)[tags]`` sum to :meth:`scores` of those tags (up
-        to float rounding).
+        Columns plus ``prior(query, method)[tags]`` and ``content(classes, method)[tags]``
+        sum to :meth:`scores` of those tags (up to float rounding).
         """
         out = np.zeros((len(neighbours), len(tags)), dtype=np.float32)
         if len(neighbours) == 0 or len(tags) == 0:

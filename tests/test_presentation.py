@@ -109,6 +109,24 @@ def test_contribution_figure_shows_the_image_prior():
     assert list(bar.marker.color)[-1] == pres.PRIOR
 
 
+def test_contribution_figure_shows_what_the_network_sees_as_its_own_bar():
+    neighbours = _result()[1]
+    tag = TagScore("burger", 1.0, (0.3, 0.1, 0.0), prior=0.2, content=0.4)
+    bar = pres.contribution_figure(tag, neighbours).data[0]
+    assert list(bar.y)[-2:] == [pres.PRIOR_LABEL, pres.CONTENT_LABEL]
+    assert list(bar.marker.color)[-1] == pres.CONTENT
+    assert sum(bar.x) == pytest.approx(tag.score)  # still adds up
+    plain = pres.contribution_figure(TagScore("t", 0.5, (0.3, 0.2, 0.0)), neighbours).data[0]
+    assert pres.CONTENT_LABEL not in list(plain.y)
+
+
+def test_network_sees():
+    assert pres.network_sees([("cheeseburger", 0.8312), ("hotdog", 0.1)]) == (
+        "the network sees: cheeseburger 0.83, hotdog 0.10"
+    )
+    assert pres.network_sees([]) == ""
+
+
 def test_contribution_figure_of_zero_score():
     fig = pres.contribution_figure(TagScore("t", 0.0, (0.0, 0.0)), _result()[1][:2])
     assert [c[0] for c in fig.data[0].customdata] == [0.0, 0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recommender import HashtagRecommender, ImageError
+from recommender import HashtagRecommender, ImageError, content
+from recommender.scoring import get_method
 
 FOOD = {
     "food",
@@ -117,12 +119,34 @@ def test_explanations_add_up(demo_model, dataset_path):
 
 def test_sliders_rerank_from_features_without_the_image(demo_model, dataset_path):
     photo = dataset_path / "test" / "nature.jpg"
-    features = demo_model.embed(photo)
+    features, classes = demo_model.embed_with_classes(photo)
     assert features.shape == (1280,) and np.linalg.norm(features) == pytest.approx(1, abs=1e-4)
     direct = demo_model.recommend(photo, n_neighbors=12, k=7)
-    assert demo_model.recommend_features(features, n_neighbors=12, k=7) == direct
+    assert demo_model.recommend_features(features, n_neighbors=12, k=7, classes=classes) == direct
     fewer = demo_model.recommend_features(features, n_neighbors=3, k=4)
     assert len(fewer.neighbors) == 3 and len(fewer.hashtags) == 4
+
+
+def test_what_the_network_sees_is_scored_and_explained(demo_model, dataset_path):
+    photo = dataset_path / "test" / "animals.jpg"
+    features, classes = demo_model.embed_with_classes(photo)
+    np.testing.assert_array_equal(features, demo_model.embed(photo))  # the same forward pass
+    assert classes.shape == (1000,) and classes.sum() == pytest.approx(1.0, abs=1e-4)
+    method = dataclasses.replace(get_method("profiles_prior"), name="seeing", content_weight=0.5)
+    result = demo_model.recommend(photo, 8, 10, method=method)
+    names = content.class_hashtags().names
+    assert result.seen and result.seen[0] == (names[int(classes.argmax())], classes.max())
+    for t in result.hashtags:
+        explained = sum(t.contributions) + t.prior + t.content
+        assert explained == pytest.approx(t.score, rel=1e-4, abs=1e-6)
+    top = set(content.class_hashtags().hashtags[int(classes.argmax())])
+    boosted = {t.tag for t in result.hashtags if t.content > 0}
+    assert boosted and boosted <= top | {
+        tag for c in np.argsort(-classes)[:5] for tag in content.class_hashtags().hashtags[c]
+    }
+    # the features-only path (no classes) still works, without the content term
+    bare = demo_model.recommend_features(features, 8, 10, method=method)
+    assert bare.seen == [] and all(t.content == 0.0 for t in bare.hashtags)
 
 
 def test_path_bytes_file_and_pil_give_the_same_result(demo_model, dataset_path):

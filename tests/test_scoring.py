@@ -143,3 +143,45 @@ def test_bad_method_parameters_are_refused():
         Method("x", als_weight=0.5, prior_weight=-1)
     with pytest.raises(ValueError):
         Method("x", als_weight=0.5, power=-1)
+
+
+# -- the content term ----------------------------------------------------------------------------
+
+
+def _content_scorer(scorer):
+    # class 0 -> hashtag 1, class 1 -> hashtags 1 and 2, class 2 -> nothing
+    class_tags = sp.csr_matrix(
+        (np.ones(3, np.float32), ([0, 1, 1], [1, 1, 2])), shape=(1000, 4)
+    )
+    return Scorer(scorer.image_factors, scorer.tag_factors, scorer.image_tags,
+                  class_tags=class_tags)
+
+
+def test_content_adds_weight_times_the_mapped_classes_probability(scorer):
+    with_content = _content_scorer(scorer)
+    method = Method("c", als_weight=0.0, content_weight=0.5)
+    classes = np.zeros(1000, np.float32)
+    classes[[0, 1, 2]] = [0.6, 0.3, 0.1]
+    np.testing.assert_allclose(with_content.content(classes, method), [0, 0.45, 0.15, 0])
+    nbrs, w = np.array([0, 1]), np.array([0.5, 0.5], np.float32)
+    np.testing.assert_allclose(
+        with_content.scores(nbrs, w, method, classes=classes),
+        scorer.scores(nbrs, w, method) + [0, 0.45, 0.15, 0], rtol=1e-6,
+    )
+    # without classes, without a weight, or without a table: nothing
+    assert not with_content.content(None, method).any()
+    assert not with_content.content(classes, Method("c", als_weight=0.0)).any()
+    assert not scorer.content(classes, method).any()
+
+
+def test_content_counts_only_the_top_classes(scorer):
+    with_content = _content_scorer(scorer)
+    method = Method("c", als_weight=0.0, content_weight=1.0)
+    classes = np.full(1000, 0.0005, np.float32)
+    classes[2:7] = 0.1  # five better classes push class 0 and 1 out of the top 5
+    assert not with_content.content(classes, method).any()
+
+
+def test_content_weight_must_not_be_negative():
+    with pytest.raises(ValueError, match="content_weight"):
+        Method("c", als_weight=0.0, content_weight=-0.1)
