@@ -26,6 +26,14 @@ shards      The embed stage (images -> feature shards, ``embed_to_shards``) agai
             same chunks of the real data set, alternating; the median of the per-chunk rate
             ratios. Then the resume: an embed of the data set in shards of ``--shard-size``
             is SIGKILLed at 50% and run again; how many images it embeds again.
+classes     What naming the photo costs the build (issue 13): blocks of the backbone on a
+            batch in memory alternate between the forward pass before class probabilities
+            (the pooled-features model alone, compiled the same way) and today's
+            ``embed_with_classes`` plus keeping the top 5 classes; then pipeline chunks
+            of the data set alternate the same two. Ratio of medians, new over old.
+backbones   ``--compare-backbone`` (default efficientnet_lite1) against the default
+            backbone: pipeline chunks of the data set alternate between the two, each
+            chunk through both; extraction cost ratio = time per image, other over default.
 
     python -m benchmarks.bench_build                       # everything (~6 min)
     python -m benchmarks.bench_build --sections throughput --workers 1 2
@@ -46,7 +54,8 @@ import numpy as np
 
 from .common import DATASET, header, table
 
-SECTIONS = ("throughput", "original", "cache", "build", "shards")
+SECTIONS = ("throughput", "original", "cache", "build", "shards", "classes", "backbones")
+DEFAULT_SECTIONS = ("throughput", "original", "cache", "build", "shards")
 
 
 def dataset_images(root: Path) -> list[Path]:
@@ -245,6 +254,121 @@ def cache_rebuild(tmp: Path, share: float = 0.9) -> list[dict]:
     ]
 
 
+# ------------------------------------------------------------------------------ classes
+def features_only(backbone):
+    """The forward pass before issue 13: the pooled-features model alone, compiled the same
+    way (one traced ``tf.function``, L2-normalised output)."""
+    from recommender import backbones
+
+    tf, keras = backbones._import_tf()
+    full = backbone._keras_model
+    model = keras.Model(full.input, full.get_layer("avg_pool").output)
+    return backbones._compile(tf, model, backbone.input_size)
+
+
+class _FeaturesOnly:
+    """A stand-in backbone whose ``embed`` is the features-only pass (for the pipeline)."""
+
+    def __init__(self, backbone) -> None:
+        self.name, self.input_size, self.dim = backbone.name, backbone.input_size, backbone.dim
+        self._fn = features_only(backbone)
+
+    def embed(self, batch):
+        return np.concatenate([self._fn(np.ascontiguousarray(batch[i:i + 64]))[0].numpy()
+                               for i in range(0, len(batch), 64)])
+
+
+def _with_classes(backbone):
+    """``extract_features``' backbone, running the combined pass and keeping the top 5."""
+    from recommender.content import top_classes
+
+    class WithClasses:
+        name, input_size, dim = backbone.name, backbone.input_size, backbone.dim
+        kept: list = []
+
+        def embed(self, batch):
+            features, probs = backbone.embed_with_classes(batch)
+            self.kept.append(top_classes(probs))
+            return features
+
+    return WithClasses()
+
+
+def classes_cost(backbone, paths, batch_size: int, blocks: int, batches: int,
+                 chunk: int) -> list[dict]:
+    from recommender.content import top_classes
+
+    old = features_only(backbone)
+    batch = Ceiling(backbone, batch_size).batch
+    old(batch), old(batch)
+
+    def run_old():
+        old(batch)[0].numpy()
+
+    def run_new():
+        top_classes(backbone.embed_with_classes(batch)[1])
+
+    rates: dict[str, list[float]] = {"old": [], "new": []}
+    for b in range(2 * blocks):
+        which = ("old", "new")[(b + b // 2) % 2]  # old new new old old new ...
+        fn = run_old if which == "old" else run_new
+        start = time.perf_counter()
+        for _ in range(batches):
+            fn()
+        rates[which].append(batches * batch_size / (time.perf_counter() - start))
+    stand_ins = {"old": _FeaturesOnly(backbone), "new": _with_classes(backbone)}
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    run_pipeline(chunks[0][:batch_size], stand_ins["old"], batch_size=batch_size)
+    run_pipeline(chunks[0][:batch_size], stand_ins["new"], batch_size=batch_size)
+    pipe: dict[str, list[tuple]] = {"old": [], "new": []}
+    for i, part in enumerate(chunks):
+        for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
+            pipe[which].append(run_pipeline(part, stand_ins[which], batch_size=batch_size,
+                                            thumb_size=128))
+    rows = []
+    for which, label in (("old", "features only (before issue 13)"),
+                         ("new", "features + class probabilities, top 5 kept")):
+        arr = np.array(pipe[which])
+        rows.append({"what": f"backbone alone, batch {batch_size} in memory: {label}",
+                     "images": len(rates[which]) * batches * batch_size,
+                     "rate": float(np.median(rates[which])),
+                     "ratio": float(np.median(rates["old"]) / np.median(rates[which]))})
+        rows.append({"what": f"pipeline over the data set: {label}", "images": int(arr[:, 0].sum()),
+                     "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                     "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+                     "ratio": float(np.median([o[0] / o[1] / (n[0] / n[1])
+                                               for o, n in zip(pipe["old"], pipe["new"])]))
+                     if which == "new" else 1.0})
+    return rows
+
+
+def backbone_cost(backbone, other, paths, batch_size: int, chunk: int) -> list[dict]:
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    pair = {backbone.name: backbone, other.name: other}
+    for b in pair.values():
+        run_pipeline(chunks[0][:batch_size], b, batch_size=batch_size)
+    runs: dict[str, list[tuple]] = {name: [] for name in pair}
+    for i, part in enumerate(chunks):
+        order = list(pair) if i % 2 == 0 else list(pair)[::-1]
+        for name in order:
+            runs[name].append(run_pipeline(part, pair[name], batch_size=batch_size,
+                                           thumb_size=128))
+    base = np.array(runs[backbone.name])
+    rows = []
+    for name, b in pair.items():
+        arr = np.array(runs[name])
+        per_chunk = (arr[:, 1] / arr[:, 0]) / (base[:, 1] / base[:, 0])
+        rows.append({"what": f"pipeline, {name} ({b.input_size} px)",
+                     "images": int(arr[:, 0].sum()),
+                     "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                     "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+                     "ratio": float(np.median(per_chunk)),
+                     "ratio_range": f"{np.percentile(per_chunk, 25):.2f}-"
+                                    f"{np.percentile(per_chunk, 75):.2f}",
+                     "cpu_ratio": float(arr[:, 2].sum() / base[:, 2].sum())})
+    return rows
+
+
 # -------------------------------------------------------------------------------- build
 def whole_build(backbone, batch_size: int, tmp: Path) -> list[dict]:
     from recommender.build import build_model
@@ -382,7 +506,11 @@ CACHE_COLUMNS = [("what", "build", ""), ("posts", "posts", ""),
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--sections", nargs="+", default=list(DEFAULT_SECTIONS),
+                        choices=SECTIONS)
+    parser.add_argument("--compare-backbone", default="efficientnet_lite1",
+                        help="for 'backbones': the backbone to compare with the default")
+    parser.add_argument("--blocks", type=int, default=10, help="for 'classes': blocks of each")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="decoding threads to compare (default: the BuildConfig default)")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -423,6 +551,16 @@ def main(argv: list[str] | None = None) -> None:
                         COLUMNS), flush=True)
             header("Resume after SIGKILL at 50% of the embed stage")
             print(table(resume_after_kill(tmp, args.shard_size), RESUME_COLUMNS), flush=True)
+        if "classes" in args.sections:
+            header("What the class probabilities cost the build (ratio: time, new over old)")
+            print(table(classes_cost(backbone, paths, batch_size, args.blocks,
+                                     args.ceiling_batches, args.chunk), COLUMNS), flush=True)
+        if "backbones" in args.sections:
+            other = get_backbone(args.compare_backbone)
+            header(f"Extraction cost of {other.name} against {backbone.name} "
+                   "(ratio: time per image; CPU-time ratio: CPU per image)")
+            print(table(backbone_cost(backbone, other, paths, batch_size, args.chunk),
+                        COLUMNS), flush=True)
 
 
 if __name__ == "__main__":

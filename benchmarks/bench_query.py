@@ -9,6 +9,11 @@ rerank    ``recommend_features`` with the features already computed, as when a s
           moves: ``n_neighbors`` cycling over 5..50, k=10.
 cold      A fresh Python process: import, load the model, compile the backbone, first
           result. Measured from outside (process start to the result line) and inside.
+classes   What naming the photo costs a query (issue 13), alternating in one loop: the
+          query as before (decode, the features-only forward pass, ``recommend_features``
+          without classes) and as now (``recommend``: one pass for features and class
+          probabilities, the content term, what the network sees) with
+          ``--content-weight``. p50 of each and the ratio.
 
 The model defaults to /tmp/bench-model; build it first with
 
@@ -107,6 +112,46 @@ def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
     ]
 
 
+def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) -> list[dict]:
+    import dataclasses
+
+    from recommender import images
+
+    from .bench_build import features_only
+
+    old_forward = features_only(rec.backbone)
+    side = rec.backbone.input_size
+    plain = dataclasses.replace(rec.method, content_weight=0.0)
+    seeing = dataclasses.replace(rec.method, name="seeing", content_weight=content_weight)
+
+    def before(data: bytes):
+        pixels = images.load_for_model(data, side)
+        return rec.recommend_features(old_forward(pixels[None])[0].numpy()[0], method=plain)
+
+    def after(data: bytes):
+        return rec.recommend(data, method=seeing)
+
+    for data in photos[:5]:
+        before(data), after(data)
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for i in range(queries):
+        data = photos[i % len(photos)]
+        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
+            fn = before if name == "before" else after
+            start = time.perf_counter()
+            fn(data)
+            times[name].append(time.perf_counter() - start)
+    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    return [
+        {"what": "before: decode + features-only pass + recommend_features",
+         **percentiles(times["before"])},
+        {"what": f"now: recommend (features + classes, content weight {content_weight})",
+         **percentiles(times["after"])},
+        {"what": "ratio of p50, now / before", "p50_ms": p50["after"] / p50["before"],
+         "n": queries},
+    ]
+
+
 def cold_worker(model: str) -> dict:
     """Run in a fresh process: the time to the first result, by stage."""
     t0 = time.perf_counter()
@@ -162,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["warm", "rerank", "cold"],
-                        choices=["warm", "rerank", "cold"])
+                        choices=["warm", "rerank", "cold", "classes"])
+    parser.add_argument("--content-weight", type=float, default=0.1,
+                        help="for 'classes': the content term's weight")
     parser.add_argument("--cold-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cold_worker:
@@ -189,6 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     if "rerank" in args.sections:
         header(f"Re-ranking after a slider move ({args.queries} calls)")
         part = rerank(rec, photos, args.queries)
+        print(table(part, COLUMNS), flush=True)
+        rows += part
+    if "classes" in args.sections:
+        header(f"What the class probabilities cost a query ({args.queries} of each, "
+               "alternating; the ratio row's p50 column is the ratio)")
+        part = classes_cost(rec, photos, args.queries, args.content_weight)
         print(table(part, COLUMNS), flush=True)
         rows += part
 

@@ -139,9 +139,10 @@ def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
     import streamlit as st
 
     calls = []
-    embed = HashtagRecommender.embed
+    embed = HashtagRecommender.embed_with_classes  # the page's one forward pass per photo
     monkeypatch.setattr(
-        HashtagRecommender, "embed", lambda self, image: calls.append(1) or embed(self, image)
+        HashtagRecommender, "embed_with_classes",
+        lambda self, image: calls.append(1) or embed(self, image),
     )
     st.cache_data.clear()
     upload(page, "food.jpg", (photos / "food.jpg").read_bytes())
