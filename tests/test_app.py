@@ -128,6 +128,10 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert len(page.get("plotly_chart")) == 2  # scores, and one hashtag's contributions
     assert page.selectbox[0].value == 0  # explains the best hashtag first
     assert neighbour_ranks(page) == [1, 2, 3, 4, 5]
+    # What the ImageNet head sees in the photo, as the library says
+    assert expected.seen
+    sees = pres.escape_markdown(pres.network_sees(expected.seen))
+    assert sees in [c.value for c in page.main.caption]
     # Neighbour hashtags are data-set text: shown escaped, never as Markdown.
     captions = [c.value for c in page.main.caption if c.value.startswith("\\#")]
     assert len(captions) == 5
