@@ -189,6 +189,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ recommend
 def cmd_recommend(args: argparse.Namespace) -> int:
     from .hashtags import load_blocklist
+    from .presentation import network_sees
     from .recommender import HashtagRecommender
 
     rec = HashtagRecommender.load(args.model)
@@ -211,6 +212,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             continue
         print(f"{image}  ({result.method}, {len(result.neighbors)} neighbours)")
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
+        if result.seen:
+            print(f"  {network_sees(result.seen)}")
         for t in result.hashtags:
             print(f"    #{t.tag:<30} {t.score:8.4f}")
         print("  nearest training images:")
