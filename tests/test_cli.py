@@ -113,6 +113,7 @@ def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path, cap
     assert code == 0, err
     assert "#food" in out
     assert out.count("photos/") == 3  # three neighbours listed
+    assert "  the network sees: " in out
 
 
 def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsys):
@@ -126,7 +127,9 @@ def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsy
     for line in lines:
         assert len(line["hashtags"]) == 6 and len(line["neighbors"]) == 4
         for tag in line["hashtags"]:
-            assert {"tag", "score"} <= set(tag) and not tag["tag"].startswith("#")
+            assert {"tag", "score", "prior", "content"} <= set(tag)
+            assert not tag["tag"].startswith("#")
+        assert line["seen"] and {"class", "probability"} == set(line["seen"][0])
         scores = [t["score"] for t in line["hashtags"]]
         assert scores == sorted(scores, reverse=True)
         for nb in line["neighbors"]:
