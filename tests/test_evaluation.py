@@ -1,6 +1,7 @@
 """Evaluation: metrics against slow, obvious references and hand-computed answers; splits
 and their overlap guard; batched ranking equal to the page's; a small real evaluation."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -362,6 +363,21 @@ def test_rank_features_honours_the_block_list(small_model):
     exclude = rec.blocked_mask({"sea", "city", "dogs"})
     ids = rank_features(rec, queries, "knn_vote", 5, 5, exclude)
     assert not {rec.tags[t] for t in ids.ravel() if t >= 0} & {"sea", "city", "dogs"}
+
+
+def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
+    rec, queries = small_model
+    method = dataclasses.replace(METHODS["knn_vote"], name="seeing", content_weight=2.0)
+    classes = np.zeros((len(queries), 1000), np.float32)
+    classes[:, 978] = 0.9  # seashore -> beach, sea (only "sea" is among the model's tags)
+    classes[:, 0] = 0.1
+    ids = rank_features(rec, queries, method, 5, 8, classes=classes)
+    for row, q, c in zip(ids, queries, classes):
+        page = rec.recommend_features(q, n_neighbors=5, k=8, method=method, classes=c)
+        assert [rec.tags[t] for t in row if t >= 0] == page.tags
+        assert page.tags[0] == "sea"  # 2.0 * 0.9 outweighs any neighbour vote (<= 1)
+    plain = rank_features(rec, queries, method, 5, 8)
+    assert (plain[:, 0] != rec.tags.index("sea")).any()
 
 
 # -------------------------------------------------------------- real data set
