@@ -518,6 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ceiling-batches", type=int, default=3)
     parser.add_argument("--subset", type=int, default=200, help="images for 'original'")
     parser.add_argument("--shard-size", type=int, default=500, help="for the resume")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only the first LIMIT images of the data set")
     args = parser.parse_args(argv)
 
     from recommender.backbones import get_backbone
@@ -527,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_size = args.batch_size or config.batch_size
     workers = args.workers or [config.workers]
     backbone = get_backbone(config.backbone, config.weights)
-    paths = dataset_images(DATASET)
+    paths = dataset_images(DATASET)[: args.limit]
     print(f"{len(paths)} images, backbone {backbone.name} ({backbone.weights})")
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         tmp = Path(tmp)
