@@ -111,10 +111,10 @@ def test_explanations_add_up(demo_model, dataset_path):
         result = demo_model.recommend(dataset_path / "test" / "travel.jpg", 8, 10, method=method)
         for t in result.hashtags:
             assert len(t.contributions) == 8
-            explained = sum(t.contributions) + t.prior
+            explained = sum(t.contributions) + t.prior + t.content
             assert explained == pytest.approx(t.score, rel=1e-4, abs=1e-6)
             if method is not None:
-                assert t.prior == 0.0  # these methods are neighbours only
+                assert t.prior == t.content == 0.0  # these methods are neighbours only
 
 
 def test_sliders_rerank_from_features_without_the_image(demo_model, dataset_path):
