@@ -70,9 +70,9 @@ def warm(rec, photos: list[bytes], queries: int) -> list[dict]:
         t1 = time.perf_counter()
         pixels = images.load_for_model(data, side)
         t2 = time.perf_counter()
-        feats = rec.backbone.embed(pixels[None])[0]
+        feats, probs = rec.backbone.embed_with_classes(pixels[None])
         t3 = time.perf_counter()
-        rec.recommend_features(feats)
+        rec.recommend_features(feats[0], classes=None if probs is None else probs[0])
         t4 = time.perf_counter()
         total.append(t1 - t0)
         decode.append(t2 - t1)
@@ -93,14 +93,14 @@ def warm(rec, photos: list[bytes], queries: int) -> list[dict]:
 
 
 def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
-    feats = [rec.embed(d) for d in photos]
-    for f in feats:
-        rec.recommend_features(f)
+    seen = [rec.embed_with_classes(d) for d in photos]  # as the page keeps them per photo
+    for f, c in seen:
+        rec.recommend_features(f, classes=c)
     times, search = [], []
     for i in range(queries):
-        f, n = feats[i % len(feats)], 5 + i % 46
+        (f, c), n = seen[i % len(seen)], 5 + i % 46
         start = time.perf_counter()
-        rec.recommend_features(f, n_neighbors=n, k=10)
+        rec.recommend_features(f, n_neighbors=n, k=10, classes=c)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
         rec.index.search(f, n)
