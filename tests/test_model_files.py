@@ -282,7 +282,7 @@ def test_a_saved_method_under_a_name_this_version_lacks_still_loads(saved):
         ("als_weight", 7.0, "als_weight must lie in"),
         ("weighting", "sideways", "weighting must be one of"),
         ("profiles", "yes", "not a bool"),
-        ("content_weight", 1.0, "does not know: content_weight"),
+        ("telepathy_weight", 1.0, "does not know: telepathy_weight"),
     ],
 )
 def test_an_invalid_saved_method_is_a_model_error(saved, field, value, message):
