@@ -221,18 +221,28 @@ def _log_tail(lines: int = 3) -> str:
 _session_lock = threading.Lock()
 
 
-def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None):
+def _under_spark_submit() -> bool:
+    """True when spark-submit started this process (its JVM gateway is already up)."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+
+
+def get_session(master: str | None = None, conf: dict[str, str] | None = None):
     """A SparkSession on ``master`` with quiet logs; one already active in this process is
     reused as it is.
 
-    ``conf`` adds Spark settings (``{"spark.executor.memory": "4g"}``). Raises
+    ``master`` None: spark-submit's ``--master`` when spark-submit started this process,
+    else :data:`DEFAULT_MASTER`. ``conf`` adds Spark settings
+    (``{"spark.executor.memory": "4g"}``). Raises
     :class:`SparkError` (one line) when pyspark or Java is missing or the master is
     unreachable. The recommender package is shipped to the executors with ``addPyFile``,
     so workers import the same code as the driver.
     """
     require_pyspark()
-    check_master(master)
-    if not _java_available():
+    submitted = master is None and _under_spark_submit()
+    master = master or DEFAULT_MASTER
+    if not submitted:
+        check_master(master)
+    if not submitted and not _java_available():
         raise SparkError(
             "Spark needs Java 17: install a JDK (e.g. apt-get install openjdk-17-jre-headless) "
             "or set JAVA_HOME"
@@ -246,9 +256,9 @@ def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None
     log4j = log.with_name("hashtag-recommender-log4j2.properties")
     log4j.write_text(_LOG4J)
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    builder = SparkSession.builder if submitted else SparkSession.builder.master(master)
     builder = (
-        SparkSession.builder.master(master)
-        .appName("hashtag-recommender")
+        builder.appName("hashtag-recommender")
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
         .config("spark.ui.showConsoleProgress", "false")
@@ -257,7 +267,7 @@ def get_session(master: str = DEFAULT_MASTER, conf: dict[str, str] | None = None
         # Arrow batches of a few hundred rows: an image's features are 5 kB.
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
     )
-    if master.startswith("local"):
+    if not submitted and master.startswith("local"):
         # Workers run this interpreter (with TensorFlow and Pillow), not whatever
         # `python3` is first on the PATH; a cluster sets PYSPARK_PYTHON itself.
         builder = (
@@ -381,7 +391,7 @@ def _extract_guarded(paths: list[str], backbone, settings: dict[str, Any]) -> Ex
 
 
 def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """The ``mapInPandas`` function: (index, path) rows in, one row per image out."""
+    """The ``mapInPandas`` function: (index, path, content) rows in, one row per image out."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         import pandas as pd
@@ -391,7 +401,7 @@ def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
             return
         rows = pd.concat(frames, ignore_index=True)
         indices = rows["index"].to_numpy()
-        paths = rows["path"].tolist()
+        paths = [c if c is not None else p for p, c in zip(rows["path"], rows["content"])]
         try:
             backbone = _worker_backbone(settings)
         except Exception as exc:  # noqa: BLE001 - reported per image, as for local builds
@@ -425,6 +435,22 @@ def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
     return run
 
 
+SOURCE_SCHEMA = "index long, path string, content binary"
+
+
+def _source_row(source) -> tuple[str | None, bytes | None]:
+    """A path the executors open themselves, or (for a member of a zip archive, which only
+    the driver can open) the file's bytes."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source), None
+    from . import images
+
+    try:
+        return None, images.read_bytes(source)
+    except RecommenderError:  # the worker records it as unreadable, as the local engine does
+        return f"{source}", None
+
+
 EMBED_SCHEMA = "index long, hash string, features binary, thumbnail binary, error string"
 
 
@@ -450,7 +476,8 @@ def embed_images(
     """Embed every image of ``sources`` on the executors; the same result as
     :func:`recommender.features.extract_features` (features float32, in input order).
 
-    ``sources`` are paths every executor can read (a shared file system). Unreadable
+    ``sources`` are paths every executor can read (a shared file system); members of a zip
+    archive (:class:`zipfile.Path`) are read on the driver and shipped as bytes. Unreadable
     images are reported in ``errors`` and never fail the job. ``progress(done, total)`` is
     called as results reach the driver.
     """
@@ -459,8 +486,8 @@ def embed_images(
         return Extraction(np.zeros((0, dim), np.float32), [], [], [], [])
     settings = _embed_settings(spark, backbone, weights, thumb_size, batch_size, decode_threads)
     parts = embed_partitions(spark, total, task_images)
-    rows = [(i, os.fspath(s)) for i, s in enumerate(sources)]
-    frame = spark.sparkContext.parallelize(rows, parts).toDF("index long, path string")
+    rows = [(i, *_source_row(s)) for i, s in enumerate(sources)]
+    frame = spark.sparkContext.parallelize(rows, parts).toDF(SOURCE_SCHEMA)
     out = frame.mapInPandas(_embed_partition(settings), EMBED_SCHEMA)
     features = np.zeros((total, dim), np.float32)
     good = np.zeros(total, bool)
@@ -539,7 +566,7 @@ def fit_als(
     progress: Callable[[int, int], None] | None = None,
     *,
     spark=None,
-    master: str = DEFAULT_MASTER,
+    master: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ALS on Spark with the local engine's parameters: (post_factors, tag_factors) float32,
     aligned with ``matrix``'s rows and columns (see the module doc for the mapping).
@@ -614,3 +641,107 @@ def _ratings_frame(spark, rows: np.ndarray, cols: np.ndarray, ratings: np.ndarra
 
     pdf = pd.DataFrame({"post": rows, "tag": cols, "rating": ratings})
     return spark.createDataFrame(pdf, "post int, tag int, rating float")
+
+
+# ------------------------------------------------------------------------------ engine
+SHARD_SCHEMA = "shard long, position long, path string, content binary"
+SHARD_RESULT_SCHEMA = "shard long, images long, embedded long, reused long, written boolean"
+
+
+def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The ``mapInPandas`` function of :meth:`SparkEngine.embed`: a partition holds the
+    rows of one shard; it embeds them and writes the shard into the store itself."""
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pandas as pd
+
+        from .features import embed_shard
+
+        frames = [f for f in batches if len(f)]
+        if not frames:
+            return
+        rows = pd.concat(frames, ignore_index=True).sort_values("position")
+        backbone = _worker_backbone(settings)
+        for number, group in rows.groupby("shard", sort=True):
+            sources = [c if c is not None else p for p, c in zip(group["path"], group["content"])]
+            embedded, reused, written = embed_shard(job, int(number), sources, backbone)
+            yield pd.DataFrame({
+                "shard": [int(number)], "images": [len(sources)], "embedded": [embedded],
+                "reused": [reused], "written": [bool(written)],
+            })  # fmt: skip
+
+    return run
+
+
+class SparkEngine:
+    """The ``spark`` engine (see :mod:`recommender.engines`): the embed stage and the ALS
+    fit on Spark. ``master`` None: spark-submit's, else ``local[*]``; a session already
+    active in this process (the CLI starts one for ``--spark-master``) is used as it is."""
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None, spark=None, conf: dict | None = None) -> None:
+        self.master = master
+        self.conf = conf
+        self._spark = spark
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            self._spark = get_session(self.master, self.conf)
+        return self._spark
+
+    def describe(self) -> dict[str, Any]:
+        """What a model records of the engine that built it (``info`` shows it)."""
+        return {
+            "name": self.name,
+            "spark_version": spark_version(self.spark),
+            "master": str(self.spark.sparkContext.master),
+        }
+
+    def fit_als(self, matrix, params: ALSParams, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        return fit_als(matrix, params, progress, spark=self.spark)
+
+    def embed(self, job, progress=None):
+        """Write the shards of ``job`` from the executors, one task per shard."""
+        import dataclasses
+
+        from .engines import EmbedStats
+
+        spark = self.spark
+        n_shards = job.n_shards
+        stats = EmbedStats()
+        if n_shards == 0:
+            return stats
+        settings = _embed_settings(
+            spark, job.backbone, job.weights, job.thumb_size, job.batch_size, 1
+        )
+        rows = []
+        for number in range(n_shards):
+            first, last = job.shard_range(number)
+            for position in range(first, last):
+                rows.append((number, position, *_source_row(job.paths[position])))
+        frame = (
+            spark.sparkContext.parallelize(rows, n_shards)
+            .keyBy(lambda row: row[0])
+            .partitionBy(n_shards, lambda number: number)  # partition i holds shard i
+            .values()
+            .toDF(SHARD_SCHEMA)
+        )
+        # The paths travel in the DataFrame, not with every task.
+        task = _shard_task(dataclasses.replace(job, paths=[]), settings)
+        done, total = 0, len(job.paths)
+        try:
+            for row in frame.mapInPandas(task, SHARD_RESULT_SCHEMA).toLocalIterator():
+                stats.embedded += int(row["embedded"])
+                stats.reused += int(row["reused"])
+                if row["written"]:
+                    stats.shards_written += 1
+                else:
+                    stats.shards_kept += 1
+                done += int(row["images"])
+                if progress:
+                    progress(done, total)
+        except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
+            raise _job_failed("embed", exc) from None
+        return stats

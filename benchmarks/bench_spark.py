@@ -1,0 +1,247 @@
+"""The Spark engine against the local one, side by side in the same process.
+
+Sections (all by default; pick with ``--sections``). Each Spark master runs in its own
+subprocess (one SparkSession each), which also runs the local engine on the same input, so
+every ratio compares two runs on the same machine at the same time.
+
+embed       Images/s of the Spark embed stage (``mapInPandas``, the local pipeline per task,
+            one TensorFlow thread per task) against the local pipeline
+            (:func:`recommender.features.extract_features`, 2 decoding threads, TensorFlow
+            on every core) on the same images: chunks of ``--chunk`` images alternate
+            between the two; the median of the per-chunk ratios is the figure (the machine
+            is shared, so absolute rates drift). The session is started and every Python
+            worker has loaded its backbone before timing starts (a warm-up job); the cold
+            first job, worker start-up and backbone load included, is shown apart.
+als         ALS fit time, Spark (``pyspark.ml.recommendation.ALS(implicitPrefs=True)``,
+            mapped as in :mod:`recommender.spark_engine`) against implicit, on the real data
+            set's matrix and on bench_als' synthetic Zipf matrices (``--posts``), both with
+            ``ALSParams()`` (64 factors, 20 iterations, BM25).
+quality     The evaluation (``recommender.evaluation.evaluate``, 5 stratified splits) of the
+            default method with ALS by implicit and by Spark, on the same splits and the
+            same features: recall@10 mean and std of each, and the paired difference.
+
+``--masters`` (default ``local[1] local[2]``) gives the Spark masters for embed and als.
+
+    python -m benchmarks.bench_spark                                # everything (~40 min)
+    python -m benchmarks.bench_spark --sections embed --masters local[2]
+    python -m benchmarks.bench_spark --sections als --posts 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from unittest import mock
+
+import numpy as np
+
+from .common import DATASET, emit, header, run_json, table
+
+MODULE = "benchmarks.bench_spark"
+SECTIONS = ("embed", "als", "quality")
+
+
+def _paths(limit: int | None) -> list[str]:
+    from recommender.datasets import load_dataset
+
+    ds = load_dataset(DATASET)
+    paths = [str(ds.image_path(p)) for p in ds.posts if p.image]
+    return paths[:limit] if limit else paths
+
+
+# -------------------------------------------------------------------------------- embed
+def embed_worker(master: str, images: int | None, chunk: int) -> dict:
+    from recommender import spark_engine as se
+    from recommender.backbones import get_backbone
+    from recommender.features import extract_features
+
+    paths = _paths(images)
+    spark = se.get_session(master)
+    cores = spark.sparkContext.defaultParallelism
+    backbone = get_backbone()
+    start = time.perf_counter()
+    # Cold: the first job starts the Python workers, each imports TensorFlow and loads
+    # the backbone; on two tasks per core every worker gets one.
+    cold_images = paths[: 4 * cores]
+    se.embed_images(spark, cold_images, backbone=backbone.name, thumb_size=128)
+    cold = time.perf_counter() - start
+    extract_features(paths[:32], backbone, thumb_size=128)  # trace the local backbone
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    local_s, spark_s, ratios, n = 0.0, 0.0, [], 0
+    for i, part in enumerate(chunks):
+        runs = {}
+        order = ("local", "spark") if i % 2 == 0 else ("spark", "local")
+        for what in order:
+            t = time.perf_counter()
+            if what == "local":
+                ex = extract_features(part, backbone, thumb_size=128)
+            else:
+                ex = se.embed_images(spark, part, backbone=backbone.name, thumb_size=128)
+            runs[what] = time.perf_counter() - t
+            assert not ex.errors, ex.errors[:3]
+        local_s += runs["local"]
+        spark_s += runs["spark"]
+        n += len(part)
+        ratios.append(runs["local"] / runs["spark"])  # Spark rate / local rate
+    return {
+        "master": master,
+        "cores": cores,
+        "images": n,
+        "local_rate": n / local_s,
+        "spark_rate": n / spark_s,
+        "ratio": float(np.median(ratios)),
+        "ratio_range": f"{np.percentile(ratios, 25):.2f}-{np.percentile(ratios, 75):.2f}",
+        "spark_per_core": n / spark_s / cores,
+        "cold_first_job_s": cold,
+        "cold_images": len(cold_images),
+    }
+
+
+# ---------------------------------------------------------------------------------- als
+def _matrix(size: str):
+    from .bench_als import real_matrix, synthetic_matrix
+
+    return real_matrix() if size == "real" else synthetic_matrix(int(size))
+
+
+def als_worker(master: str, size: str) -> dict:
+    from recommender import spark_engine as se
+    from recommender.hashtag_model import ALSParams, fit_als
+
+    matrix = _matrix(size)
+    params = ALSParams()
+    spark = se.get_session(master)
+    start = time.perf_counter()
+    fit_als(matrix, params)
+    implicit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    se.fit_als(matrix, params, spark=spark)
+    spark_s = time.perf_counter() - start
+    return {
+        "data": "real data set" if size == "real" else "synthetic",
+        "master": master,
+        "posts": matrix.shape[0],
+        "hashtags": matrix.shape[1],
+        "pairs": int(matrix.nnz),
+        "implicit_s": implicit_s,
+        "spark_s": spark_s,
+        "ratio": spark_s / implicit_s,
+    }
+
+
+# ------------------------------------------------------------------------------ quality
+def quality_worker(master: str, splits: int) -> dict:
+    from recommender import spark_engine as se
+    from recommender import training
+    from recommender.build import dataset_features
+    from recommender.datasets import load_dataset
+    from recommender.evaluation import Candidate, evaluate, image_keys, stratified_splits
+    from recommender.recommender import BuildConfig
+
+    config = BuildConfig()
+    dataset = load_dataset(DATASET)
+    feats = dataset_features(dataset, config)
+    keys = image_keys(dataset, dataset.posts, feats.image_rows)
+    chosen = stratified_splits(dataset.posts, feats.image_rows, splits, image_keys=keys)
+    spark = se.get_session(master)
+
+    def run(fit) -> tuple[dict, float]:
+        start = time.perf_counter()
+        with mock.patch.object(training, "fit_als", fit):
+            result = evaluate(
+                dataset.posts, feats.features, feats.image_rows, config, splits=chosen,
+                candidates=[Candidate(config.method, config.method)], n_sweep=(),
+            )  # fmt: skip
+        return result.per_split[config.method], time.perf_counter() - start
+
+    local, local_s = run(training.fit_als)
+    spark_run, spark_s = run(lambda m, p, progress=None: se.fit_als(m, p, spark=spark))
+    out = {"master": master, "splits": splits, "local_s": local_s, "spark_s": spark_s}
+    for metric in ("recall@10", "beyond_recall@10"):
+        a, b = np.array(local[metric]), np.array(spark_run[metric])
+        out[metric] = {
+            "local_mean": float(a.mean()), "local_std": float(a.std(ddof=1)),
+            "spark_mean": float(b.mean()), "spark_std": float(b.std(ddof=1)),
+            "paired_diff_mean": float((b - a).mean()),
+            "paired_diff_std": float((b - a).std(ddof=1)),
+            "local": a.round(4).tolist(), "spark": b.round(4).tolist(),
+        }  # fmt: skip
+    return out
+
+
+EMBED_COLUMNS = [("master", "master", ""), ("images", "images", ",d"),
+                 ("local_rate", "local images/s", ".1f"), ("spark_rate", "Spark images/s", ".1f"),
+                 ("ratio", "ratio Spark/local (median)", ".2f"),
+                 ("ratio_range", "ratio IQR", ""), ("spark_per_core", "Spark images/s/core", ".1f"),
+                 ("cold_first_job_s", "cold first job s", ".1f")]
+ALS_COLUMNS = [("data", "data", ""), ("master", "master", ""), ("posts", "posts", ",d"),
+               ("hashtags", "hashtags", ",d"), ("pairs", "pairs", ",d"),
+               ("implicit_s", "implicit s", ".1f"), ("spark_s", "Spark s", ".1f"),
+               ("ratio", "Spark / implicit", ".1f")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"])
+    parser.add_argument("--images", type=int, default=None, help="first N images (default all)")
+    parser.add_argument("--chunk", type=int, default=330, help="images per alternating chunk")
+    parser.add_argument("--posts", nargs="+", default=["real", "300000"],
+                        help="'real' or numbers of synthetic posts, for the ALS section")
+    parser.add_argument("--splits", type=int, default=5, help="evaluation splits")
+    parser.add_argument("--quality-master", default="local[2]")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--master", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker == "embed":
+        emit(embed_worker(args.master, args.images, args.chunk))
+        return
+    if args.worker == "als":
+        emit(als_worker(args.master, args.size))
+        return
+    if args.worker == "quality":
+        emit(quality_worker(args.master, args.splits))
+        return
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "HASHTAG_DATASET": str(DATASET)}
+    if "embed" in args.sections:
+        header("Spark embed stage vs the local pipeline, same images, alternating chunks")
+        rows = []
+        for master in args.masters:
+            extra = ["--images", str(args.images)] if args.images else []
+            rows.append(run_json([MODULE, "--worker", "embed", "--master", master,
+                                  "--chunk", str(args.chunk), *extra], env))
+            print(table(rows[-1:], EMBED_COLUMNS).split("\n", 2)[2], flush=True)
+        print()
+        print(table(rows, EMBED_COLUMNS))
+    if "als" in args.sections:
+        header("ALS fit: Spark vs implicit (ALSParams defaults), same matrix, same process")
+        rows = []
+        for size in args.posts:
+            for master in args.masters:
+                rows.append(run_json([MODULE, "--worker", "als", "--master", master,
+                                      "--size", size], env))
+                print(table(rows[-1:], ALS_COLUMNS).split("\n", 2)[2], flush=True)
+        print()
+        print(table(rows, ALS_COLUMNS))
+    if "quality" in args.sections:
+        header(f"Evaluation, ALS by implicit vs by Spark ({args.quality_master}), same splits")
+        result = run_json([MODULE, "--worker", "quality", "--master", args.quality_master,
+                           "--splits", str(args.splits)], env)
+        for metric in ("recall@10", "beyond_recall@10"):
+            r = result[metric]
+            print(
+                f"{metric}: implicit {r['local_mean']:.4f} ± {r['local_std']:.4f}, Spark "
+                f"{r['spark_mean']:.4f} ± {r['spark_std']:.4f}; paired Spark - implicit "
+                f"{r['paired_diff_mean']:+.4f} ± {r['paired_diff_std']:.4f} over "
+                f"{result['splits']} splits"
+            )
+        print(f"time: implicit {result['local_s']:.0f} s, Spark {result['spark_s']:.0f} s")
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    main()
