@@ -24,7 +24,7 @@ from typing import Any
 
 from . import __version__
 from .datasets import Dataset, load_dataset
-from .engines import DEFAULT_ENGINE, get_engine
+from .engines import DEFAULT_ENGINE, engine_info, get_engine
 from .errors import DatasetError
 from .features import BuildProgress, DatasetFeatures, dataset_features
 from .model_arrays import ModelParts
@@ -187,7 +187,7 @@ def build_model(
         },
         "counts": dict(feats.counts),
         "backbone": feats.backbone,
-        "engine": {"name": engine},
+        "engine": engine_info(engine),
     }
     if evaluation:
         manifest["evaluation"] = evaluation

@@ -119,6 +119,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             print(f"A model is already at {args.out}; not rebuilding (drop --skip-existing to).")
             return EXIT_OK
+    if args.engine == "spark":
+        from .spark_engine import get_session
+
+        get_session(args.spark_master)  # the engine's stages use this session
+    elif args.spark_master:
+        raise ValueError("--spark-master needs --engine spark")
     config = BuildConfig(
         backbone=args.backbone,
         weights=args.weights,
@@ -321,6 +327,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("ALS:            " + ", ".join(f"{k}={v}" for k, v in als.items()))
     m = cfg.get("method", {})
     print("method:         " + ", ".join(f"{k}={v}" for k, v in m.items()))
+    engine = info.get("engine") or {"name": "local"}
+    print("engine:         " + ", ".join(f"{k}={v}" for k, v in engine.items()))
     print("counts:         " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if timings:
         print("build:          " + ", ".join(f"{k}={v}" for k, v in timings.items()))
@@ -431,7 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         default=DEFAULT_ENGINE,
         choices=sorted(ENGINES),
-        help="who runs the embed stage and the ALS fit",
+        help="who runs the embed stage and the ALS fit (spark: pip install -r "
+        "requirements-spark.txt)",
+    )
+    b.add_argument(
+        "--spark-master",
+        default=None,
+        metavar="URL",
+        help="with --engine spark: local[N], spark://HOST:PORT, yarn or k8s://...; default: "
+        "spark-submit's master, else local[*]",
     )
     b.add_argument(
         "--shard-size",

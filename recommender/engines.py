@@ -111,7 +111,13 @@ class LocalEngine:
 # name -> factory(**options). A heavy engine's factory imports its module inside, so that
 # ``import recommender`` never imports Spark: e.g. ``"spark": _spark_engine`` where
 # ``def _spark_engine(**o): from .spark_engine import SparkEngine; return SparkEngine(**o)``.
-ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine}
+def _spark_engine(**options: Any) -> Engine:
+    from .spark_engine import SparkEngine
+
+    return SparkEngine(**options)
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "spark": _spark_engine}
 DEFAULT_ENGINE = "local"
 
 
@@ -125,3 +131,10 @@ def get_engine(name: str = DEFAULT_ENGINE, **options: Any) -> Engine:
     if name not in ENGINES:
         raise ConfigError(f"unknown engine {name!r}; choose one of: {', '.join(sorted(ENGINES))}")
     return ENGINES[name](**options)
+
+
+def engine_info(name: str = DEFAULT_ENGINE) -> dict[str, Any]:
+    """What a model records of the engine that built it (``info`` shows it): its name, and
+    what an engine's optional ``describe()`` adds (Spark: its version and master)."""
+    describe = getattr(get_engine(name), "describe", None)
+    return {"name": name, **(describe() if describe else {})}

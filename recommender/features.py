@@ -208,13 +208,13 @@ class _RunIndex:
         return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
 
 
-def _shard_lookup(shard: Shard | None, fallback: _RunIndex) -> Known:
+def _shard_lookup(shard: Shard | None, fallback: _RunIndex | None) -> Known:
     own = {} if shard is None else {d.tobytes(): r for r, d in enumerate(shard.raw_hashes)}
 
     def known(key: str) -> tuple[np.ndarray, bytes] | None:
         row = own.get(bytes.fromhex(key))
         if row is None:
-            return fallback.lookup(key)
+            return fallback.lookup(key) if fallback is not None else None
         return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
 
     return known
@@ -253,35 +253,65 @@ def embed_to_shards(job: EmbedJob, backbone=None, progress: Progress | None = No
     index = _RunIndex(job.store)
     for number in range(job.n_shards):
         first, last = job.shard_range(number)
-        committed = job.store.read_shard(number)
-        ex = extract_features(
+        embedded, reused, written = embed_shard(
+            job,
+            number,
             job.paths[first:last],
             backbone,
-            batch_size=job.batch_size,
-            workers=job.workers,
-            thumb_size=job.thumb_size,
-            known=_shard_lookup(committed, index),
+            index,
             progress=(lambda d, _t, f=first: progress(f + d, total)) if progress else None,
         )
-        stats.embedded += len(ex.ok) - ex.cached
-        stats.reused += ex.cached
-        if _same_shard(committed, ex, first, last - first):
-            stats.shards_kept += 1
-            continue
-        job.store.write_shard(
-            number,
-            ex.hashes,
-            ex.features,
-            ex.thumbnails,
-            meta={
-                "first": first,
-                "size": last - first,
-                "errors": [[first + i, m] for i, m in ex.errors],
-            },
-            position=first + np.asarray(ex.ok, dtype=np.int64),
-        )
-        stats.shards_written += 1
+        stats.embedded += embedded
+        stats.reused += reused
+        stats.shards_written += written
+        stats.shards_kept += not written
     return stats
+
+
+def embed_shard(
+    job: EmbedJob,
+    number: int,
+    sources: Sequence[images.ImageSource],
+    backbone,
+    index: _RunIndex | None = None,
+    *,
+    progress: Progress | None = None,
+    extract: Callable[..., Extraction] | None = None,
+) -> tuple[int, int, bool]:
+    """One shard of the embed stage: what every engine runs for shard ``number``.
+
+    ``sources`` are the images the shard covers (``job.paths[first:last]``). Images found in
+    the committed shard (or, with ``index``, any shard of the store) are not embedded again;
+    the shard is rewritten only if what it holds changed. ``extract`` replaces
+    :func:`extract_features` (same signature). Returns ``(embedded, reused, written)``.
+    """
+    first = int(number) * job.shard_size
+    committed = job.store.read_shard(number)
+    ex = (extract or extract_features)(
+        list(sources),
+        backbone,
+        batch_size=job.batch_size,
+        workers=job.workers,
+        thumb_size=job.thumb_size,
+        known=_shard_lookup(committed, index),
+        progress=progress,
+    )
+    embedded, reused = len(ex.ok) - ex.cached, ex.cached
+    if _same_shard(committed, ex, first, len(sources)):
+        return embedded, reused, False
+    job.store.write_shard(
+        number,
+        ex.hashes,
+        ex.features,
+        ex.thumbnails,
+        meta={
+            "first": first,
+            "size": len(sources),
+            "errors": [[first + i, m] for i, m in ex.errors],
+        },
+        position=first + np.asarray(ex.ok, dtype=np.int64),
+    )
+    return embedded, reused, True
 
 
 class ShardThumbnails(Sequence):

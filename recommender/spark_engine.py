@@ -10,27 +10,37 @@ read (driver)
     The data set is read into the posts table on the driver (:func:`recommender.datasets
     .load_dataset`), as in the local engine.
 embed (executors)
-    A DataFrame of ``(index, image path)`` goes through ``mapInPandas``
-    (:func:`embed_images`). Each task runs the local pipeline itself
-    (:func:`recommender.features.extract_features`: read, hash, decode, resize, thumbnail,
-    embed) on its partition. The backbone is loaded once per Python worker (worker reuse is
-    on, and :func:`~recommender.backbones.get_backbone` caches it in the process), with one
+    :meth:`SparkEngine.embed`: a DataFrame of the images, one row per image
+    ``(shard, position, path)``, partitioned so that partition ``i`` holds shard ``i``,
+    goes through ``mapInPandas``. Each task runs the local engine's shard step
+    (:func:`recommender.features.embed_shard`: read, hash, decode, resize, thumbnail,
+    embed, then write the shard atomically into the store) on its executor, so the shards
+    are the local engine's, in the same store, and a killed build resumes at the first
+    missing shard. The store must be a folder every executor reaches. The backbone is
+    loaded once per Python worker (worker reuse is on, and
+    :func:`~recommender.backbones.get_backbone` caches it in the process), with one
     TensorFlow thread per task CPU (``spark.task.cpus``), so ``local[2]`` runs two workers
     without oversubscribing the cores. An image a worker cannot use is recorded as
-    unreadable with its message, never failing the task: the local engine's rule.
+    unreadable with its message, never failing the task: the local engine's rule, and an
+    image that breaks the worker in some other way is isolated and recorded the same way.
+    :func:`embed_images` is the same step returning the features to the driver instead.
 fit (executors, then driver)
     The posts x hashtags matrix is built and weighted (BM25) on the driver, exactly as the
     local engine does (:func:`recommender.hashtag_model.weight_matrix`), then factorised by
     ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` (:func:`fit_als`). The factors
     are collected to the driver as float32 arrays aligned with the matrix rows and columns.
 profiles, image prior, index, write (driver)
-    On the driver from the features and the posts table, as in the local engine: they need
-    the whole hashtag vocabulary per image, and what they keep is small next to the
-    features (the prior solves a d x d system, 1280 x 1280 float64 = 13 MB, from X^T X
-    and X^T Y; profiles are sparse in the co-occurring hashtags). Running them as Spark
-    aggregations would ship every feature vector through a shuffle to build the same two
-    small matrices. The driver needs the features of the indexed images (n x 1280 float32,
-    5 GB at 1M images) plus the matrix (about 12 bytes a post-hashtag pair).
+    On the driver, streaming over the shards, exactly as in the local engine
+    (:func:`recommender.training.fit_model`). Why not Spark aggregations: what they build is
+    small and the driver must hold it anyway. The prior accumulates X^T X (1280 x 1280) and
+    X^T Y (1280 x at most ``PRIOR_MAX_TAGS`` = 20k hashtags, 100 MB) in float32 chunk by
+    chunk from the memory-mapped float16 features; the profiles are one sparse product of
+    the posts x hashtags matrix (about 12 bytes a pair: 400 MB at 3M posts). As Spark
+    aggregations the same two matrices would cost a shuffle of every feature vector
+    (2.5 kB an image) to save the driver one sequential read of the shards. The driver's
+    memory is what the local engine needs after embedding: the features memory-mapped
+    (paged in, not held), the matrix, the factors (64 float32 a post and a hashtag) and the
+    prior's accumulators.
 
 The same parameters on both solvers
 -----------------------------------
@@ -354,28 +364,21 @@ def _worker_backbone(settings: dict[str, Any]):
     return get_backbone(settings["backbone"], weights)
 
 
-def _extract_guarded(paths: list[str], backbone, settings: dict[str, Any]) -> Extraction:
-    """The local pipeline on ``paths``; if it fails as a whole, image by image, so only the
-    image that breaks it is recorded as unreadable."""
+def _extract_guarded(sources: list, backbone, **options) -> Extraction:
+    """:func:`~recommender.features.extract_features` on ``sources`` (same options); if it
+    fails as a whole, image by image, so that only an image that breaks it is recorded as
+    unreadable and the task goes on."""
     from .features import extract_features
 
-    def run(part: list[str]) -> Extraction:
-        return extract_features(
-            part,
-            backbone,
-            batch_size=settings["batch_size"],
-            workers=settings["decode_threads"],
-            thumb_size=settings["thumb_size"],
-        )
-
     try:
-        return run(paths)
+        return extract_features(sources, backbone, **options)
     except Exception:  # noqa: BLE001 - isolate the image; never fail the task
         pass
-    feats, ok, hashes, thumbs, errors = [], [], [], [], []
-    for i, path in enumerate(paths):
+    options.pop("progress", None)
+    feats, ok, hashes, thumbs, errors, cached = [], [], [], [], [], 0
+    for i, source in enumerate(sources):
         try:
-            one = run([path])
+            one = extract_features([source], backbone, **options)
         except Exception as exc:  # noqa: BLE001
             errors.append((i, f"the worker failed on this image: {type(exc).__name__}: {exc}"))
             continue
@@ -384,10 +387,11 @@ def _extract_guarded(paths: list[str], backbone, settings: dict[str, Any]) -> Ex
             ok.append(i)
             hashes.append(one.hashes[0])
             thumbs.append(one.thumbnails[0])
+            cached += one.cached
         errors.extend((i, msg) for _, msg in one.errors)
     dim = getattr(backbone, "dim", 0)
     features = np.stack(feats) if feats else np.zeros((0, dim), np.float32)
-    return Extraction(features, ok, hashes, thumbs, errors)
+    return Extraction(features, ok, hashes, thumbs, errors, cached)
 
 
 def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
@@ -409,7 +413,13 @@ def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
             yield pd.DataFrame({"index": indices, "hash": None, "features": None,
                                 "thumbnail": None, "error": message})
             return
-        ex = _extract_guarded(paths, backbone, settings)
+        ex = _extract_guarded(
+            paths,
+            backbone,
+            batch_size=settings["batch_size"],
+            workers=settings["decode_threads"],
+            thumb_size=settings["thumb_size"],
+        )
         n = len(paths)
         hashes: list[str | None] = [None] * n
         features: list[bytes | None] = [None] * n
@@ -664,7 +674,9 @@ def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
         backbone = _worker_backbone(settings)
         for number, group in rows.groupby("shard", sort=True):
             sources = [c if c is not None else p for p, c in zip(group["path"], group["content"])]
-            embedded, reused, written = embed_shard(job, int(number), sources, backbone)
+            embedded, reused, written = embed_shard(
+                job, int(number), sources, backbone, extract=_extract_guarded
+            )
             yield pd.DataFrame({
                 "shard": [int(number)], "images": [len(sources)], "embedded": [embedded],
                 "reused": [reused], "written": [bool(written)],

@@ -50,3 +50,22 @@ def demo_model(demo_build):
     from recommender import HashtagRecommender
 
     return HashtagRecommender.load(demo_build[0])
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local[2] SparkSession for the whole run (quiet: Spark's output goes to its log
+    file); skipped without pyspark or Java, failed instead under HASHTAG_REQUIRE_SPARK=1."""
+    try:
+        from recommender import spark_engine
+
+        spark_engine.require_pyspark()
+        if not spark_engine._java_available():
+            raise spark_engine.SparkError("Java is missing")
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("HASHTAG_REQUIRE_SPARK"):
+            pytest.fail(f"HASHTAG_REQUIRE_SPARK is set but Spark cannot run: {exc}")
+        pytest.skip(f"Spark cannot run here: {exc}")
+    session = spark_engine.get_session("local[2]")
+    yield session
+    session.stop()

@@ -1,13 +1,12 @@
-"""The Spark engine (recommender.spark_engine) in local[2]: one session for the module.
+"""The Spark engine (recommender.spark_engine) in local[2], on one session for the run.
 
 Skipped when pyspark or Java is missing, except under HASHTAG_REQUIRE_SPARK=1 (CI), where
-that fails instead.
+that fails instead (see the ``spark_session`` fixture in conftest.py).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import sys
 import zipfile
@@ -20,37 +19,19 @@ from PIL import Image
 from recommender.features import extract_features
 from recommender.hashtag_model import ALSParams, fit_als, weight_matrix
 
-pytestmark = [
-    pytest.mark.slow,
-    # The session helper filters this for the CLI; pytest resets filters for each test.
-    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-]
+pytestmark = pytest.mark.slow
 
 
-def _spark_or_skip():
-    try:
-        from recommender import spark_engine
+@pytest.fixture(scope="module")
+def spark(spark_session):
+    return spark_session  # one session for the whole run (tests/conftest.py)
 
-        spark_engine.require_pyspark()
-        if not spark_engine._java_available():
-            raise spark_engine.SparkError("Java is missing")
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("HASHTAG_REQUIRE_SPARK"):
-            pytest.fail(f"HASHTAG_REQUIRE_SPARK is set but Spark cannot run: {exc}")
-        pytest.skip(f"Spark cannot run here: {exc}")
+
+@pytest.fixture(scope="module")
+def se(spark):
+    from recommender import spark_engine
+
     return spark_engine
-
-
-@pytest.fixture(scope="module")
-def se():
-    return _spark_or_skip()
-
-
-@pytest.fixture(scope="module")
-def spark(se):
-    session = se.get_session("local[2]")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +136,7 @@ def test_a_worker_failing_on_an_image_records_it_as_unreadable(se, backbone, tmp
     for i, value in enumerate([200, 0, 90]):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(np.full((50, 50, 3), value, np.uint8)).save(paths[-1])
-    settings = {"batch_size": 32, "decode_threads": 1, "thumb_size": 0}
-    ex = se._extract_guarded(paths, _FailsOnBlack(backbone), settings)
+    ex = se._extract_guarded(paths, _FailsOnBlack(backbone), workers=1)
     assert ex.ok == [0, 2]
     assert len(ex.errors) == 1 and ex.errors[0][0] == 1
     assert "MemoryError" in ex.errors[0][1]
@@ -268,3 +248,76 @@ def test_spark_als_on_the_real_matrix_keeps_every_row_and_column(se, spark, data
     rng = np.random.default_rng(0)
     r, c = rng.integers(0, matrix.shape[0], 5000), rng.integers(0, matrix.shape[1], 5000)
     assert observed > np.einsum("ij,ij->i", posts[r], tags[c]).mean() + 0.2
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory, dataset_path):
+    """A CSV manifest of 16 real photos with their real hashtags (and one broken image)."""
+    from recommender.datasets import load_dataset
+
+    folder = tmp_path_factory.mktemp("spark-dataset")
+    ds = load_dataset(dataset_path)
+    posts = [p for p in ds.posts if p.image and len(p.hashtags) >= 2][::200][:16]
+    lines = ["image,hashtags"]
+    for i, post in enumerate(posts):
+        (folder / f"{i}.jpg").write_bytes(ds.image_path(post).read_bytes())
+        lines.append(f"{i}.jpg,{' '.join('#' + t for t in post.hashtags)}")
+    (folder / "broken.jpg").write_bytes(b"broken")
+    lines.append("broken.jpg,#broken #image")
+    (folder / "posts.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_spark_built_model_is_the_local_one_but_for_als_and_info(
+    se, spark, small_dataset, tmp_path, capsys
+):
+    from recommender import HashtagRecommender
+    from recommender.build import build_model
+    from recommender.cli import main
+
+    _, local_summary = build_model(small_dataset, tmp_path / "local", use_cache=False)
+    _, spark_summary = build_model(
+        small_dataset, tmp_path / "spark", use_cache=False, engine="spark", shard_size=5
+    )
+    a = HashtagRecommender.load(tmp_path / "local")
+    b = HashtagRecommender.load(tmp_path / "spark")
+    assert a.tags == b.tags and a.image_paths == b.image_paths
+    assert local_summary["images_unreadable"] == spark_summary["images_unreadable"] == 1
+    fa, fb = (np.asarray(r.arrays.features, np.float32) for r in (a, b))
+    assert np.abs(fa - fb).max() <= 1e-4
+    assert [a.thumbnail(i) for i in range(len(a.image_paths))] == [
+        b.thumbnail(i) for i in range(len(b.image_paths))
+    ]
+    query = str(small_dataset / "3.jpg")
+    assert [n.image for n in a.recommend(query).neighbors] == [
+        n.image for n in b.recommend(query).neighbors
+    ]
+    skip = {"created", "timings", "engine", "files"}
+    assert {k for k in a.manifest if k not in skip} == {k for k in b.manifest if k not in skip}
+    assert a.manifest["engine"]["name"] == "local"
+    assert b.manifest["engine"]["name"] == "spark"
+    assert b.manifest["engine"]["spark_version"] == spark.version
+    assert main(["info", str(tmp_path / "spark")]) == 0
+    assert f"engine:         name=spark, spark_version={spark.version}" in capsys.readouterr().out
+
+
+def test_the_cli_refuses_an_unreachable_master_in_one_line(se, small_dataset, tmp_path, capsys):
+    from recommender.cli import main
+
+    code = main(["build", str(small_dataset), "--out", str(tmp_path / "m"), "--engine",
+                 "spark", "--spark-master", "spark://127.0.0.1:9", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert err.startswith("error: cannot reach the Spark master spark://127.0.0.1:9")
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_cli_without_pyspark_says_how_to_install(se, small_dataset, tmp_path, capsys,
+                                                     monkeypatch):  # fmt: skip
+    from recommender.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    code = main(["build", str(small_dataset), "--out", str(tmp_path / "m"), "--engine", "spark"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == "error: pyspark is not installed: pip install -r requirements-spark.txt"
