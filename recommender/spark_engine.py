@@ -96,6 +96,7 @@ from .features import Extraction
 from .hashtag_model import ALSParams, FitError, weight_matrix
 
 DEFAULT_MASTER = "local[*]"
+LOCAL_DRIVER_MEMORY = "4g"
 INSTALL_HINT = "pyspark is not installed: pip install -r requirements-spark.txt"
 LOG_NAME = "hashtag-recommender-spark.log"
 REG_SCALING = "regularization / mean hashtags per post"
@@ -287,6 +288,9 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None):
         )
         # (pyspark reads PYSPARK_PYTHON when the context starts, not spark.pyspark.python.)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # In local mode the driver's heap is the executors' too: Spark's default of 1 GB
+        # runs out in ALS at 300k posts (bench_spark). ``conf`` may set another.
+        builder = builder.config("spark.driver.memory", LOCAL_DRIVER_MEMORY)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     # pyspark warns on every pandas conversion that it does not fully support pandas >= 3;
