@@ -17,6 +17,7 @@ import streamlit as st
 
 from recommender import HashtagRecommender, ModelError, RecommenderError
 from recommender import presentation as pres
+from recommender.breadth import BALANCED_POOL
 from recommender.hashtags import load_blocklist
 from recommender.images import content_hash
 from recommender.model_io import model_version
@@ -26,13 +27,16 @@ st.set_page_config(
     page_title="Hashtag recommender",
     page_icon=":material/tag:",
     layout="wide",
-    initial_sidebar_state="expanded",
+    initial_sidebar_state="auto",  # collapsed on a narrow screen, where it covers the page
 )
 
 BUILD_CLI = "python -m recommender build DATA --out MODEL"
 EVALUATE_CLI = "python -m recommender \\\n  build DATA \\\n  --out MODEL \\\n  --evaluate 5"
 GRID_COLUMNS = 5
 NEIGHBOUR_TAGS_SHOWN = 8
+COMPARED = 10  # hashtags in each list of the comparison with the original method
+ORIGINAL = "original"
+THUMB_SIDE = 96  # pixels: the photos in the batch table
 
 
 # ------------------------------------------------------------------------ cached loaders
@@ -74,43 +78,77 @@ def build_lock() -> threading.Lock:
     return threading.Lock()
 
 
-@st.cache_data(max_entries=256, show_spinner="Looking at the photo…")
-def photo_features(
-    model: str, version: str, digest: str, _data: bytes
-) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """(features, ImageNet class probabilities or None, "") of a photo, from one forward
-    pass, or (None, None, why it cannot be used).
-
-    Keyed by the photo's content hash and the model's version, so moving a slider or
-    uploading the same photo again never recomputes them, and a rebuilt model does.
-    """
-    try:
-        return (*load_model(model, version).embed_with_classes(_data), "")
-    except RecommenderError as exc:
-        return None, None, str(exc)
+@st.cache_resource(show_spinner=False)
+def feature_memo() -> pres.Memo:
+    """Features of the photos seen lately, by model version and content hash, for every
+    session: moving a slider or uploading the same photo again never recomputes them, and
+    a rebuilt model does."""
+    return pres.Memo(max_items=512)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def photo_preview(digest: str, _data: bytes) -> bytes:
+def features_ui(
+    rec: HashtagRecommender, version: str, photos: list[tuple[str, bytes, str]]
+) -> list[tuple[np.ndarray | None, np.ndarray | None, str]]:
+    """(features, ImageNet class probabilities or None, "") of each photo, from one forward
+    pass, or (None, None, why it cannot be used); new photos are embedded in batches with a
+    progress bar."""
+    memo = feature_memo()
+    found = {i: memo.get((version, digest)) for i, (_, _, digest) in enumerate(photos)}
+    todo = [i for i, hit in found.items() if hit is None]
+    if todo:
+        bar = st.progress(0.0, text="Looking at the photo…" if len(todo) == 1 else None)
+
+        def progress(done: int, total: int) -> None:
+            if total > 1:
+                bar.progress(done / total, text=f"Looking at the photos: {done} of {total}")
+
+        features, classes, problems = rec.embed_many(
+            [photos[i][1] for i in todo], progress=progress
+        )
+        for j, i in enumerate(todo):
+            if problems[j]:
+                found[i] = (None, None, problems[j])
+            else:
+                found[i] = (features[j], None if classes is None else classes[j], "")
+            memo.put((version, photos[i][2]), found[i])
+        bar.empty()
+    return [found[i] for i in range(len(photos))]
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def photo_preview(digest: str, _data: bytes, side: int = 640) -> bytes:
     """A small upright JPEG of the photo for the page (b"" if it cannot be made)."""
     try:
-        return pres.preview_jpeg(_data)
+        return pres.preview_jpeg(_data, max_side=side)
     except RecommenderError:
         return b""
 
 
 # ------------------------------------------------------------------------------ helpers
-def settings_ui(can_block: bool) -> tuple[int, int, bool]:
-    """The sidebar controls: (neighbours n, hashtags k, hide spam)."""
+def link_ui(examples: list[str]) -> None:
+    """Seed the view from the link once per session: ``?example=food&n=5&k=10``."""
+    if st.session_state.get("link_read"):
+        return
+    st.session_state["link_read"] = True
+    view = pres.view_from_query(st.query_params.to_dict(), examples)
+    st.session_state.setdefault("n", view.get("n", 5))
+    st.session_state.setdefault("k", view.get("k", 10))
+    if "example" in view:
+        st.session_state["example"] = view["example"]
+
+
+def settings_ui(can_block: bool) -> tuple[int, int, bool, bool]:
+    """The sidebar controls: (neighbours n, hashtags k, hide spam, balanced five)."""
     st.sidebar.header("Settings")
     n = st.sidebar.slider(
         "Nearest neighbours (n)",
-        1,
-        50,
-        5,
+        *pres.N_RANGE,
+        key="n",
         help="How many of the most similar training photos vote for hashtags.",
     )
-    k = st.sidebar.slider("Hashtags (k)", 1, 30, 10, help="How many hashtags to suggest.")
+    k = st.sidebar.slider(
+        "Hashtags (k)", *pres.K_RANGE, key="k", help="How many hashtags to suggest."
+    )
     hide = st.sidebar.toggle(
         "Hide spam / engagement-bait hashtags",
         value=True,
@@ -118,7 +156,13 @@ def settings_ui(can_block: bool) -> tuple[int, int, bool]:
         help="Leaves out tags such as #like4like and #followforfollow "
         "(recommender/assets/blocklist.txt).",
     )
-    return n, k, hide and can_block
+    balanced_mix = st.sidebar.toggle(
+        "Balanced 5 to paste",
+        value=pres.BALANCED_DEFAULT,
+        help="Pick the 5 to paste as a mix: at most two broad hashtags (crowded), the rest "
+        f"more specific, from the best {BALANCED_POOL}. Off: simply the best 5.",
+    )
+    return n, k, hide and can_block, balanced_mix
 
 
 def about_model_ui(path: Path, rec: HashtagRecommender) -> None:
@@ -238,15 +282,17 @@ def build_ui(dataset: Path, path: Path) -> None:
     st.rerun()
 
 
-def photo_ui(examples: list[Path]) -> tuple[str, bytes] | None:
-    """The upload box and the example photos; returns (name, bytes) of the chosen photo."""
+def photo_ui(examples: list[Path]) -> list[tuple[str, bytes]]:
+    """The upload box and the example photos; returns (name, bytes) of the chosen photos."""
     uploader_key = f"upload-{st.session_state.get('uploads_cleared', 0)}"
-    upload = st.file_uploader(
-        "Drop a photo",
+    uploads = st.file_uploader(
+        "Drop photos",
         type=list(pres.PHOTO_TYPES),
+        accept_multiple_files=True,
         key=uploader_key,
         on_change=_forget_example,
-        help="JPEG, PNG or WebP, up to 20 MB.",
+        help="JPEG, PNG or WebP, up to 20 MB each. Several photos give a table with the "
+        "hashtags of each, and a CSV to download.",
     )
     if examples:
         st.pills(
@@ -256,13 +302,10 @@ def photo_ui(examples: list[Path]) -> tuple[str, bytes] | None:
             key="example",
             on_change=_forget_upload,
         )
-    if upload is not None:
-        return upload.name, upload.getvalue()
+    if uploads:
+        return [(upload.name, upload.getvalue()) for upload in uploads]
     chosen = st.session_state.get("example")
-    for photo in examples:
-        if photo.stem == chosen:
-            return photo.name, photo.read_bytes()
-    return None
+    return [(p.name, p.read_bytes()) for p in examples if p.stem == chosen]
 
 
 def _forget_example() -> None:
@@ -274,24 +317,65 @@ def _forget_upload() -> None:
     st.session_state["uploads_cleared"] = st.session_state.get("uploads_cleared", 0) + 1
 
 
-def hashtags_ui(result) -> None:
-    tags = result.tags
-    top = tags[: pres.INSTAGRAM_MAX_HASHTAGS]
+def hashtags_ui(result, top, breadth) -> None:
+    tags = result.hashtags
     st.subheader("Suggested hashtags")
     if not tags:
         st.warning("No hashtags to suggest: every candidate was blocked. Turn off the filter.")
         return
     st.markdown(
-        f"**Top {len(top)}** to paste: Instagram accepts at most "
-        f"{pres.INSTAGRAM_MAX_HASHTAGS} hashtags a post."
+        f"**{'Balanced ' if top != tags[: len(top)] else 'Top '}{len(top)}** to paste: "
+        f"Instagram accepts at most {pres.INSTAGRAM_MAX_HASHTAGS} hashtags a post."
     )
-    st.code(pres.hashtag_line(top), language=None, wrap_lines=True)
-    if len(tags) > len(top):
-        st.markdown(f"**All {len(tags)}**, best first (the top {len(top)} are highlighted below)")
-        st.code(pres.hashtag_line(tags), language=None, wrap_lines=True)
+    st.code(pres.hashtag_line(t.tag for t in top), language=None, wrap_lines=True)
+    if len(tags) > len(top) or top != tags[: len(top)]:
+        st.markdown(f"**All {len(tags)}**, best first (those to paste are highlighted below)")
+        st.code(pres.hashtag_line(result.tags), language=None, wrap_lines=True)
+    st.markdown(pres.tiered_line(tags, marked=[t.tag for t in top]))
+    st.caption(
+        "How broad each hashtag is in the training posts: "
+        + "; ".join(
+            f"{pres.tier_badge(tier)} {pres.TIER_HELP[tier]} ({pres.tier_range(breadth, tier)})"
+            for tier in pres.TIER_BADGES
+        )
+        + "."
+    )
 
 
-def charts_ui(result) -> None:
+def compare_ui(rec: HashtagRecommender, features, classes, n: int, blocked) -> None:
+    """This model's top 10 beside the original project's method's, shared hashtags marked."""
+    default = rec.recommend_features(
+        features, n_neighbors=n, k=COMPARED, blocklist=blocked, classes=classes
+    )
+    original = rec.recommend_features(
+        features, n_neighbors=n, k=COMPARED, method=ORIGINAL, blocklist=blocked, classes=classes
+    )
+    shared = set(default.tags) & set(original.tags)
+    st.subheader("Against the original method")
+    st.caption(
+        f"The same photo and {n} neighbours; **bold** hashtags are in both lists "
+        f"({len(shared)} of {COMPARED})."
+    )
+    info = rec.info()
+    columns = st.columns(2, gap="large")
+    for col, ranked, title in (
+        (columns[0], default, f"This model ({default.method})"),
+        (columns[1], original, "The original project (mean of the neighbours' ALS factors)"),
+    ):
+        with col, st.container(border=True):
+            st.markdown(f"**{pres.escape_markdown(title)}**")
+            recall = pres.method_recall(info, ranked.method, COMPARED)
+            if recall is not None:
+                st.metric(
+                    f"recall@{COMPARED}",
+                    f"{recall:.3f}",
+                    help="Share of held-out posts' hashtags found in the top "
+                    f"{COMPARED} (this model's evaluation).",
+                )
+            st.markdown(pres.ranked_list(ranked.hashtags, shared))
+
+
+def charts_ui(result, digest: str) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Scores")
@@ -304,7 +388,7 @@ def charts_ui(result) -> None:
             "Hashtag",
             range(len(result.hashtags)),
             format_func=lambda i: f"#{result.hashtags[i].tag}",
-            key="explain",
+            key=f"explain-{digest}",  # a new photo starts at its best hashtag
         )
         tag = result.hashtags[choice or 0]
         st.plotly_chart(
@@ -345,6 +429,73 @@ def neighbours_ui(rec: HashtagRecommender, result) -> None:
                 st.caption(pres.escape_markdown(shown) + (f" and {more} more" if more > 0 else ""))
 
 
+def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes]) -> int:
+    """The table of a batch, one row per photo, and its CSV; returns the selected row (the
+    last, newest, when none is)."""
+    st.subheader(f"{len(rows)} photos")
+    table = {
+        "photo": [pres.data_url(p) or None for p in previews],
+        "name": names,
+        "to paste": [pres.hashtag_line(r.top) if not r.error else "" for r in rows],
+        "all hashtags": [pres.hashtag_line(r.hashtags) if not r.error else r.error for r in rows],
+    }
+    event = st.dataframe(
+        table,
+        column_config={
+            "photo": st.column_config.ImageColumn("photo", width="small"),
+            "name": st.column_config.TextColumn("name", width="medium"),
+            "to paste": st.column_config.TextColumn("to paste", width="large"),
+            "all hashtags": st.column_config.TextColumn("all hashtags (or why not)", width="large"),
+        },
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="batch_table",
+        row_height=56,
+    )
+    st.download_button(
+        "Download CSV",
+        pres.batch_csv(rows),
+        file_name="hashtags.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        help="One row per photo: photo, top5, hashtags (written #a #b), error.",
+    )
+    selected = list(event.selection.rows) if event is not None else []
+    if selected and 0 <= selected[0] < len(rows):
+        return selected[0]
+    st.caption("Select a row to see where its hashtags come from; the newest photo is shown.")
+    return len(rows) - 1
+
+
+def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top) -> None:
+    """Everything about one photo: its hashtags, the charts, its neighbours."""
+    st.divider()
+    photo_col, tags_col = st.columns([1, 2], gap="large")
+    with photo_col:
+        preview = photo_preview(digest, data)
+        if preview:
+            st.image(preview, width="stretch")
+        st.caption(
+            f"{pres.escape_markdown(name)} · {len(result.neighbors)} neighbours · "
+            f"{pres.escape_markdown(result.method)} scoring · ranked in {ranked_ms:.0f} ms"
+        )
+        if result.seen:
+            st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
+    with tags_col:
+        hashtags_ui(result, top, rec.breadth)
+    if st.toggle(
+        "Compare with the original method",
+        key="compare",
+        help="The original project's scoring (the plain mean of the neighbours' ALS "
+        "factors) beside this model's, for the same photo.",
+    ):
+        compare_ui(rec, *query, n, blocked)
+    if result.hashtags:
+        charts_ui(result, digest)
+    neighbours_ui(rec, result)
+
+
 # ------------------------------------------------------------------------------- layout
 keep_tensorflow_kernels()
 st.title("Hashtag recommender")
@@ -373,51 +524,62 @@ try:
 except RecommenderError as exc:
     blocked = frozenset()
     st.sidebar.warning(pres.escape_markdown(exc))
-n, k, hide_spam = settings_ui(bool(blocked))
+examples = pres.example_photos(default_dataset() / "test")
+link_ui([p.stem for p in examples])
+n, k, hide_spam, balanced_mix = settings_ui(bool(blocked))
 about_model_ui(model_path, rec)
 
 counts = rec.info().get("counts", {})
 st.caption(
-    f"Drop a photo: the page finds the most similar of {counts.get('images', 0):,} Instagram "
+    f"Drop photos: the page finds the most similar of {counts.get('images', 0):,} Instagram "
     "photos and suggests the hashtags their posts used."
 )
 
-photo = photo_ui(pres.example_photos(default_dataset() / "test"))
-if photo is None:
-    st.info("Drop a photo above, or pick an example, to see hashtag suggestions.")
+photos = photo_ui(examples)
+# The link always shows this view: the example photo, n and k.
+st.query_params.from_dict(pres.view_to_query(st.session_state.get("example"), n, k))
+if not photos:
+    st.info("Drop photos above, or pick an example, to see hashtag suggestions.")
     st.stop()
 
-name, data = photo
-digest = content_hash(data)
-features, classes, problem = photo_features(str(model_path), version, digest, data)
-if features is None:
-    st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(problem)}")
-    st.stop()
+photos_hashed = [(name, data, content_hash(data)) for name, data in photos]
+found = features_ui(rec, version, photos_hashed)
+use_blocklist = blocked if hide_spam else None
+pool = max(k, BALANCED_POOL) if balanced_mix else k
+results, rows, timings = [], [], []
+for (name, _data, _digest), (features, classes, problem) in zip(photos_hashed, found, strict=True):
+    ranked = None
+    start = time.perf_counter()
+    if features is not None:
+        try:
+            ranked = rec.recommend_features(
+                features, n_neighbors=n, k=pool, blocklist=use_blocklist, classes=classes
+            )
+        except RecommenderError as exc:
+            problem = str(exc)
+    timings.append((time.perf_counter() - start) * 1000)
+    results.append(ranked)
+    rows.append(pres.photo_row(name, ranked, problem, k, balanced_mix))
 
-start = time.perf_counter()
-try:
-    result = rec.recommend_features(
-        features, n_neighbors=n, k=k, blocklist=blocked if hide_spam else None, classes=classes
-    )
-except RecommenderError as exc:
-    st.error(pres.escape_markdown(exc))
-    st.stop()
-ranked_ms = (time.perf_counter() - start) * 1000
+chosen = 0
+if len(photos) > 1:
+    previews = [photo_preview(digest, data, THUMB_SIDE) for _, data, digest in photos_hashed]
+    chosen = batch_ui([name for name, _, _ in photos_hashed], rows, previews)
 
-st.divider()
-photo_col, tags_col = st.columns([1, 2], gap="large")
-with photo_col:
-    preview = photo_preview(digest, data)
-    if preview:
-        st.image(preview, width="stretch")
-    st.caption(
-        f"{pres.escape_markdown(name)} · {len(result.neighbors)} neighbours · "
-        f"{pres.escape_markdown(result.method)} scoring · ranked in {ranked_ms:.0f} ms"
-    )
-    if result.seen:
-        st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
-with tags_col:
-    hashtags_ui(result)
-if result.hashtags:
-    charts_ui(result)
-neighbours_ui(rec, result)
+name, data, digest = photos_hashed[chosen]
+ranked = results[chosen]
+if ranked is None:
+    st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(rows[chosen].error)}")
+    st.stop()
+detail_ui(
+    rec,
+    name,
+    data,
+    digest,
+    pres.shown(ranked, k),
+    timings[chosen],
+    found[chosen][:2],
+    n,
+    use_blocklist,
+    pres.to_paste(ranked.hashtags, balanced_mix),
+)

@@ -113,6 +113,11 @@ def index_and_write_stage(parts: ModelParts, out: str | Path) -> HashtagRecommen
     return rec
 
 
+ORIGINAL = "original"
+SUMMARY_METRICS = ("recall@5", "recall@10", "beyond_recall@10", "off_topic@10")
+"""Per-method figures ``build --evaluate`` keeps in the manifest's ``evaluation.methods``."""
+
+
 def _evaluation_summary(
     dataset: Dataset,
     feats: DatasetFeatures,
@@ -120,21 +125,36 @@ def _evaluation_summary(
     splits: int,
     progress: BuildProgress | None,
 ) -> dict[str, Any]:
-    from .evaluation import POPULARITY, Candidate, evaluate, image_keys
+    from .evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate, image_keys
 
     start = time.perf_counter()
+    candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
+    if config.method != ORIGINAL:  # the page compares the default with the original project
+        candidates.append(Candidate(ORIGINAL, ORIGINAL, als=ORIGINAL_ALS))
     result = evaluate(
         dataset.posts,
         feats.features,
         feats.image_rows,
         config,
-        candidates=[Candidate(POPULARITY, None), Candidate(config.method, config.method)],
+        candidates=candidates,
         n_splits=splits,
         keys=image_keys(dataset, dataset.posts, feats.image_rows),
         n_sweep=(),
         progress=progress,
     )
-    return {**result.summary(), "seconds": round(time.perf_counter() - start, 1)}
+    methods = {
+        c.key: {
+            metric: round(result.mean(c.key, metric), 4)
+            for metric in SUMMARY_METRICS
+            if metric in result.per_split[c.key]
+        }
+        for c in candidates
+    }
+    return {
+        **result.summary(),
+        "methods": methods,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def build_model(
@@ -152,10 +172,11 @@ def build_model(
     """Build a model from the data set at ``data`` and write it to ``out``.
 
     ``evaluate`` > 0 first runs that many evaluation splits (the default method against
-    popularity, see :mod:`recommender.evaluation`) and stores the summary in the
-    manifest under ``"evaluation"``. ``engine`` names who embeds and fits
-    (:mod:`recommender.engines`); ``shard_size`` is the images per feature shard
-    (:data:`recommender.shards.DEFAULT_SHARD_SIZE`).
+    popularity and the original project's method, see :mod:`recommender.evaluation`) and
+    stores the summary in the manifest under ``"evaluation"``, each method's figures
+    (:data:`SUMMARY_METRICS`) under ``"evaluation"]["methods"][name]``. ``engine`` names
+    who embeds and fits (:mod:`recommender.engines`); ``shard_size`` is the images per
+    feature shard (:data:`recommender.shards.DEFAULT_SHARD_SIZE`).
 
     Returns the recommender and a summary (counts, problems, timings). A data set with
     nothing usable raises :class:`~recommender.errors.DatasetError`; bad records and images

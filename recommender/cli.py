@@ -13,8 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .errors import ConfigError, RecommenderError
+from .errors import ConfigError, ImageError, RecommenderError
 from .paths import default_dataset, default_model
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -83,8 +84,12 @@ def _progress_bar(disable: bool):
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
-    labels = {"features": "image features", "als": "ALS iterations", "evaluate": "evaluation",
-              "classes": "ImageNet classes of the test images"}
+    labels = {
+        "features": "image features",
+        "als": "ALS iterations",
+        "evaluate": "evaluation",
+        "classes": "ImageNet classes of the test images",
+    }
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
@@ -193,35 +198,81 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ recommend
+CSV_COLUMNS = ("image", "rank", "hashtag", "score", "posts", "tier", "error")
+"""``recommend --format csv``: one row per (image, rank); a bad image is one row with
+``rank`` empty and the reason in ``error``."""
+
+
+def recommendation_rows(image: str, result=None, error: str = "") -> list[dict[str, Any]]:
+    """The CSV rows of one image: one per suggested hashtag, best first (rank 1)."""
+    if result is None:
+        return [{**dict.fromkeys(CSV_COLUMNS, ""), "image": image, "error": error}]
+    return [
+        {
+            "image": image,
+            "rank": rank,
+            "hashtag": t.tag,
+            "score": f"{t.score:.6f}",
+            "posts": t.posts,
+            "tier": t.tier,
+            "error": "",
+        }
+        for rank, t in enumerate(result.hashtags, 1)
+    ]
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
+    import csv
+
     from .hashtags import load_blocklist
     from .presentation import network_sees
-    from .recommender import HashtagRecommender
+    from .recommender import EMBED_BATCH, HashtagRecommender
 
+    fmt = "json" if args.json else args.format
     rec = HashtagRecommender.load(args.model)
     blocklist = None if args.no_blocklist else load_blocklist(args.blocklist or ())
+    # Embedded in batches; more than one batch shows a bar on stderr.
+    bar = _progress_bar(len(args.images) <= EMBED_BATCH)
+    features, classes, problems = rec.embed_many(
+        args.images, progress=lambda done, total: bar("features", done, total)
+    )
+    writer = csv.DictWriter(sys.stdout, CSV_COLUMNS, lineterminator="\n")
+    if fmt == "csv":
+        writer.writeheader()
     status = EXIT_OK
-    for image in args.images:
+    for i, (image, problem) in enumerate(zip(args.images, problems, strict=True)):
         try:
-            result = rec.recommend(
-                image, n_neighbors=args.n, k=args.k, method=args.method, blocklist=blocklist
+            if problem is not None:
+                raise ImageError(problem)
+            result = rec.recommend_features(
+                features[i],
+                n_neighbors=args.n,
+                k=args.k,
+                method=args.method,
+                blocklist=blocklist,
+                classes=None if classes is None else classes[i],
             )
         except RecommenderError as exc:
             status = EXIT_ERROR
-            if args.json:
-                print(json.dumps({"image": image, "error": str(exc)}))
+            if fmt == "json":
+                print(json.dumps({"image": image, "error": str(exc)}, ensure_ascii=False))
+            elif fmt == "csv":
+                writer.writerows(recommendation_rows(image, error=str(exc)))
             else:
                 print(f"{image}: error: {exc}", file=sys.stderr)
             continue
-        if args.json:
+        if fmt == "json":
             print(json.dumps({"image": image, **result.to_dict()}, ensure_ascii=False))
+            continue
+        if fmt == "csv":
+            writer.writerows(recommendation_rows(image, result))
             continue
         print(f"{image}  ({result.method}, {len(result.neighbors)} neighbours)")
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
         if result.seen:
             print(f"  {network_sees(result.seen)}")
         for t in result.hashtags:
-            print(f"    #{t.tag:<30} {t.score:8.4f}")
+            print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}")
         print("  nearest training images:")
         for nb in result.neighbors:
             tags = " ".join(f"#{t}" for t in nb.hashtags[:8])
@@ -578,7 +629,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--no-blocklist", action="store_true", help="do not filter spam/engagement-bait hashtags"
     )
-    r.add_argument("--json", action="store_true", help="one JSON object per image")
+    r.add_argument(
+        "--format",
+        default="text",
+        choices=["text", "json", "csv"],
+        help="text for people; json: one object per image; csv: one row per (image, rank), "
+        "columns " + ",".join(CSV_COLUMNS) + " (a bad image: one row, rank empty, the reason "
+        "in error)",
+    )
+    r.add_argument("--json", action="store_true", help="the same as --format json")
     r.set_defaults(func=cmd_recommend)
 
     i = sub.add_parser("info", help="describe a model", formatter_class=fmt)

@@ -8,14 +8,19 @@ Text from a data set (hashtags, paths) is escaped for the renderer it goes to: M
 
 from __future__ import annotations
 
+import base64
+import csv
+import dataclasses
 import html
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .recommender import Neighbor, TagScore
+from .breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
+from .recommender import Neighbor, Recommendation, TagScore
 
 INSTAGRAM_MAX_HASHTAGS = 5
 """Instagram accepts at most this many hashtags on a post."""
@@ -290,3 +295,195 @@ def do_nothing() -> None:
     Defined here, not as a lambda in ``app.py``: a function made by the page's script
     would keep that run's whole namespace (its model included) alive for the server's life.
     """
+
+
+# ------------------------------------------------------------------- how broad a tag is
+TIER_BADGES = {BROAD: "orange", MEDIUM: "blue", NICHE: "green"}
+TIER_HELP = {
+    BROAD: "among the most used hashtags, a quarter of all uses: crowded",
+    MEDIUM: "the next most used, up to half of all uses",
+    NICHE: "the rest: specific, few posts to compete with",
+}
+
+
+def tier_badge(tier: str) -> str:
+    """Streamlit Markdown for a small coloured label naming ``tier`` ("" for no tier)."""
+    colour = TIER_BADGES.get(tier)
+    return f":{colour}-badge[{tier}]" if colour else ""
+
+
+def tiered_line(hashtags: Sequence[TagScore], marked: Iterable[str] = ()) -> str:
+    """Markdown: every hashtag (escaped) with its tier label; ``marked`` ones in bold."""
+    marked = set(marked)
+    out = []
+    for t in hashtags:
+        name = escape_markdown(f"#{t.tag}")
+        out.append(f"{f'**{name}**' if t.tag in marked else name} {tier_badge(t.tier)}".strip())
+    return " \u2002".join(out)  # an en space between hashtags
+
+
+BALANCED_DEFAULT = False
+"""Whether the page pastes the balanced 5 by default: only if it measures no worse than the
+plain top 5 (see benchmarks/README.md)."""
+
+
+def tier_range(breadth: Breadth, tier: str) -> str:
+    """How many training posts a hashtag of ``tier`` has, in words."""
+    if tier == BROAD:
+        return f"{breadth.broad_min:,}+ posts"
+    if tier == MEDIUM:
+        low, high = breadth.medium_min, breadth.broad_min - 1
+        return f"{low:,} posts" if low >= high else f"{low:,} to {high:,} posts"
+    high = breadth.medium_min - 1
+    return "1 post" if high <= 1 else f"1 to {high:,} posts"
+
+
+def ranked_list(hashtags: Sequence[TagScore], marked: Iterable[str] = ()) -> str:
+    """Markdown: a numbered list of hashtags with their tiers, ``marked`` ones in bold."""
+    marked = set(marked)
+    lines = []
+    for i, t in enumerate(hashtags, 1):
+        name = escape_markdown(f"#{t.tag}")
+        lines.append(f"{i}. {f'**{name}**' if t.tag in marked else name} {tier_badge(t.tier)}")
+    return "\n".join(lines)
+
+
+def shown(result: Recommendation, k: int) -> Recommendation:
+    """``result`` cut to its best ``k`` hashtags (the page ranks a longer pool for the mix)."""
+    return dataclasses.replace(result, hashtags=list(result.hashtags[:k]))
+
+
+def to_paste(hashtags: Sequence[TagScore], balanced_mix: bool = False) -> list[TagScore]:
+    """The hashtags to paste on a post: the best :data:`INSTAGRAM_MAX_HASHTAGS`, or, with
+    ``balanced_mix``, a mix of broad and more specific ones (:func:`breadth.balanced`)."""
+    if balanced_mix:
+        return balanced(hashtags, INSTAGRAM_MAX_HASHTAGS)
+    return list(hashtags[:INSTAGRAM_MAX_HASHTAGS])
+
+
+# ---------------------------------------------------------------------- many photos
+CSV_COLUMNS = ("photo", "top5", "hashtags", "error")
+"""The page's "Download CSV": one row per photo; hashtags written ``#a #b``; ``error`` is
+why a photo could not be used (then the hashtag columns are empty)."""
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    """One photo of a batch as the table and the CSV show it."""
+
+    photo: str
+    top: tuple[str, ...] = ()
+    hashtags: tuple[str, ...] = ()
+    error: str = ""
+
+    def to_csv(self) -> dict[str, str]:
+        return {
+            "photo": self.photo,
+            "top5": hashtag_line(self.top),
+            "hashtags": hashtag_line(self.hashtags),
+            "error": self.error,
+        }
+
+
+def photo_row(
+    photo: str,
+    result: Recommendation | None,
+    error: str = "",
+    k: int | None = None,
+    balanced_mix: bool = False,
+) -> PhotoRow:
+    """The row of one photo: what to paste and all ``k`` hashtags, or why there are none."""
+    if result is None:
+        return PhotoRow(photo, error=error or "This photo cannot be used.")
+    shown = result.hashtags[:k] if k is not None else result.hashtags
+    top = to_paste(result.hashtags, balanced_mix)
+    return PhotoRow(photo, tuple(t.tag for t in top), tuple(t.tag for t in shown))
+
+
+def batch_csv(rows: Sequence[PhotoRow]) -> bytes:
+    """The CSV of a batch (:data:`CSV_COLUMNS`), UTF-8."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(row.to_csv() for row in rows)
+    return out.getvalue().encode("utf-8")
+
+
+class Memo:
+    """A small thread-safe least-recently-used map (the page's per-photo features)."""
+
+    def __init__(self, max_items: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_items = max_items
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def data_url(jpeg: bytes) -> str:
+    """A ``data:`` URL of JPEG bytes, for an image column of a table ("" for no image)."""
+    if not jpeg:
+        return ""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+# ----------------------------------------------------------------------- share a view
+N_RANGE = (1, 50)
+K_RANGE = (1, 30)
+
+
+def view_from_query(params: Mapping[str, Any], examples: Sequence[str]) -> dict[str, Any]:
+    """The view a link asks for (``?example=food&n=5&k=10``): only the valid parts.
+
+    Returns a dict with some of ``example`` (one of ``examples``), ``n`` and ``k`` (ints in
+    :data:`N_RANGE` and :data:`K_RANGE`); anything else in the link is ignored.
+    """
+    out: dict[str, Any] = {}
+    for key, (low, high) in (("n", N_RANGE), ("k", K_RANGE)):
+        value = _first(params.get(key))
+        if value is not None and value.strip().isdigit() and low <= int(value) <= high:
+            out[key] = int(value)
+    example = _first(params.get("example"))
+    if example in examples:
+        out["example"] = example
+    return out
+
+
+def view_to_query(example: str | None, n: int, k: int) -> dict[str, str]:
+    """The query parameters of a view, for :func:`view_from_query` to read back."""
+    out = {"example": example} if example else {}
+    return {**out, "n": str(int(n)), "k": str(int(k))}
+
+
+def _first(value: Any) -> str | None:
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+# ------------------------------------------------------------------ against the original
+def method_recall(info: Mapping[str, Any], method: str, k: int = 10) -> float | None:
+    """Recall@``k`` of ``method`` in the model's evaluation (``build --evaluate``), if any."""
+    evaluation = _mapping(info.get("evaluation"))
+    figure = _number(_mapping(_mapping(evaluation.get("methods")).get(method)).get(f"recall@{k}"))
+    if figure is None and evaluation.get("method") == method:
+        figure = _number(evaluation.get(f"recall@{k}"))
+    return figure

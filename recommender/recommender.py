@@ -18,6 +18,7 @@ import numpy as np
 from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
 from .blas import serial_blas
+from .breadth import breadth_from_counts
 from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
 from .content import class_tag_matrix
 from .content import seen as seen_classes
@@ -43,6 +44,7 @@ __all__ = [
 
 MAX_NEIGHBORS = 50
 MAX_HASHTAGS = 100
+EMBED_BATCH = 32  # images per forward pass in embed_many (as the build's default)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class TagScore:
     added to the score; ``prior`` is what came from the query image itself rather than
     from a neighbour (the method's image->hashtag prior, 0 for methods without one);
     ``content`` is what the ImageNet head sees in the image (0 without its classes).
-    ``sum(contributions) + prior + content == score``.
+    ``sum(contributions) + prior + content == score``. ``posts`` is how many training posts
+    use the hashtag, ``tier`` how broad that is (see :mod:`recommender.breadth`).
     """
 
     tag: str
@@ -81,6 +84,8 @@ class TagScore:
     contributions: tuple[float, ...]
     prior: float = 0.0
     content: float = 0.0
+    posts: int = 0
+    tier: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +93,8 @@ class TagScore:
             "score": round(float(self.score), 6),
             "prior": round(float(self.prior), 6),
             "content": round(float(self.content), 6),
+            "posts": int(self.posts),
+            "tier": self.tier,
         }
 
 
@@ -159,6 +166,7 @@ class HashtagRecommender:
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
+        self.breadth = breadth_from_counts(self.tag_counts)
         self.manifest = manifest
         # Exact search for small models, an approximate index for large ones; a saved
         # index (``parts.neighbours``: its checked bytes) is restored rather than rebuilt.
@@ -264,6 +272,56 @@ class HashtagRecommender:
         features, probs = self.backbone.embed_with_classes(pixels[None])
         return features[0], None if probs is None else probs[0]
 
+    def embed_many(
+        self,
+        sources: Sequence[images.ImageSource],
+        batch_size: int = EMBED_BATCH,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+        """Features of many images, ``batch_size`` at a time through the backbone.
+
+        Returns ``(features, classes, errors)``: ``features[i]`` and ``classes[i]`` are what
+        :meth:`embed_with_classes` gives for ``sources[i]`` (zeros when it cannot be used;
+        ``classes`` is None if the backbone has no trained head), ``errors[i]`` None or why
+        image ``i`` cannot be used. A bad image never stops the others. Decoding runs in two
+        threads; only one batch of pixels is held at a time. ``progress(done, total)`` is
+        called after every batch.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {batch_size!r}")
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .errors import ImageError
+
+        backbone = self.backbone
+        total = len(sources)
+        features = np.zeros((total, backbone.dim), dtype=np.float32)
+        classes: np.ndarray | None = None
+        errors: list[str | None] = [None] * total
+
+        def decode(i: int) -> np.ndarray | None:
+            try:
+                return images.load_for_model(sources[i], backbone.input_size)
+            except ImageError as exc:
+                errors[i] = str(exc)
+                return None
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+            for start in range(0, total, batch_size):
+                rows = range(start, min(start + batch_size, total))
+                pixels = list(pool.map(decode, rows))
+                ok = [i for i, p in zip(rows, pixels, strict=True) if p is not None]
+                if ok:
+                    batch = np.stack([p for p in pixels if p is not None])
+                    features[ok], probs = backbone.embed_with_classes(batch)
+                    if probs is not None:
+                        if classes is None:
+                            classes = np.zeros((total, probs.shape[1]), dtype=np.float32)
+                        classes[ok] = probs
+                if progress:
+                    progress(rows.stop, total)
+        return features, classes, errors
+
     def recommend(
         self,
         image: images.ImageSource,
@@ -312,6 +370,8 @@ class HashtagRecommender:
                 tuple(float(c) for c in contrib[:, j]),
                 float(prior[t]),
                 float(content[t]),
+                int(self.tag_counts[t]),
+                self.breadth.tier(int(self.tag_counts[t])),
             )
             for j, t in enumerate(best)
         ]

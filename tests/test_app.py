@@ -6,6 +6,7 @@ filter, upload something that is not a photo; and what a first run without a mod
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -113,7 +114,8 @@ def test_first_view_describes_the_model_and_invites_a_photo(page, demo_model):
     assert [s.value for s in page.sidebar.slider] == [5, 10]
     assert [(s.min, s.max) for s in page.sidebar.slider] == [(1, 50), (1, 30)]
     assert page.sidebar.toggle[0].value is True
-    assert "Drop a photo" in page.info[0].value
+    assert "Drop photos" in page.info[0].value
+    assert page.file_uploader[0].accept_multiple_files
     assert page.pills[0].options[:2] == ["animals", "architecture"]
     # The demo model has no evaluation: the sidebar says how to add one.
     assert any("--evaluate" in c.value for c in page.sidebar.code)
@@ -140,17 +142,17 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
 
 
 def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
-    import streamlit as st
-
     calls = []
-    embed = HashtagRecommender.embed_with_classes  # the page's one forward pass per photo
+    embed_many = HashtagRecommender.embed_many
     monkeypatch.setattr(
-        HashtagRecommender, "embed_with_classes",
-        lambda self, image: calls.append(1) or embed(self, image),
+        HashtagRecommender,
+        "embed_many",
+        lambda self, sources, **kw: calls.append(len(sources)) or embed_many(self, sources, **kw),
     )
-    st.cache_data.clear()
-    upload(page, "food.jpg", (photos / "food.jpg").read_bytes())
-    assert len(calls) == 1
+    # Trailing bytes after the JPEG: the same picture, a photo this server has not seen.
+    data = (photos / "food.jpg").read_bytes() + b"sliders"
+    upload(page, "food.jpg", data)
+    assert calls == [1]
 
     page.sidebar.slider[0].set_value(12).run()
     assert neighbour_ranks(page) == list(range(1, 13))
@@ -163,11 +165,11 @@ def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
     page.sidebar.slider[0].set_value(1).run()
     assert neighbour_ranks(page) == [1]
     assert not page.exception
-    assert len(calls) == 1  # every rerank reused the cached features
+    assert calls == [1]  # every rerank reused the cached features
 
     # The same photo uploaded again under another name: still no recomputation.
-    upload(page, "copy.jpg", (photos / "food.jpg").read_bytes())
-    assert len(calls) == 1
+    upload(page, "copy.jpg", data)
+    assert calls == [1]
 
 
 def test_tensorflow_kernels_survive_between_runs(page, photos, monkeypatch):
@@ -236,7 +238,7 @@ def test_example_and_upload_replace_each_other(page, photos):
 
     page.pills[0].set_value("animals").run()
     assert top_block(page) == animals  # and picking an example replaces the upload
-    assert page.file_uploader[0].value is None
+    assert not page.file_uploader[0].value
 
 
 def test_evaluation_is_shown_when_the_model_has_one(
@@ -367,3 +369,223 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
     ]
     at.run()  # the notice is shown once
     assert not at.toast
+
+
+# ------------------------------------------------------------------ many photos at once
+def table_rows(at: AppTest) -> list[dict]:
+    frame = at.dataframe[0].value
+    return frame.to_dict("records")
+
+
+def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
+    page, photos, demo_model, monkeypatch
+):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    downloads = {}
+    store = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, data, mimetype, kind, filename=None):
+        downloads[filename] = data
+        return store(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    batches = []
+    embed_many = HashtagRecommender.embed_many
+    monkeypatch.setattr(
+        HashtagRecommender,
+        "embed_many",
+        lambda self, sources, **kw: batches.append(len(sources)) or embed_many(self, sources, **kw),
+    )
+    names = ["animals.jpg", "food.jpg", "notes.jpg", "travel.jpg"]
+    files = [
+        (name, (photos / name).read_bytes() + b"batch" if name != "notes.jpg" else b"not a photo")
+        for name in names
+    ]
+    page.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files]).run()
+    assert not page.exception
+    assert batches == [4]  # new photos are embedded together, in one call
+
+    expected = {
+        name: demo_model.recommend(data, n_neighbors=5, k=10, blocklist=load_blocklist())
+        for name, data in files
+        if name != "notes.jpg"
+    }
+    rows = table_rows(page)
+    assert [r["name"] for r in rows] == names
+    for row in rows:
+        if row["name"] == "notes.jpg":
+            assert "not an image" in row["all hashtags"] and not row["to paste"]
+            assert not isinstance(row["photo"], str)  # no thumbnail
+            continue
+        want = expected[row["name"]]
+        assert row["to paste"] == pres.hashtag_line(want.tags[:5])
+        assert row["all hashtags"] == pres.hashtag_line(want.tags)
+        assert row["photo"].startswith("data:image/jpeg;base64,")
+
+    [download] = page.get("download_button")
+    assert download.label == "Download CSV"
+    table = list(csv.DictReader(downloads["hashtags.csv"].decode("utf-8").splitlines()))
+    assert [r["photo"] for r in table] == names
+    assert list(table[0]) == ["photo", "top5", "hashtags", "error"]
+    for r in table:
+        if r["photo"] == "notes.jpg":
+            assert not r["top5"] and not r["hashtags"] and "not an image" in r["error"]
+        else:
+            assert r["top5"] == pres.hashtag_line(expected[r["photo"]].tags[:5])
+            assert r["hashtags"] == pres.hashtag_line(expected[r["photo"]].tags)
+            assert not r["error"]
+
+    # No row selected: the newest photo's detail; a selected row shows its own.
+    assert top_block(page) == [f"#{t}" for t in expected["travel.jpg"].tags[:5]]
+    page.session_state["batch_table"] = {"selection": {"rows": [1], "columns": []}}
+    page.run()
+    assert top_block(page) == [f"#{t}" for t in expected["food.jpg"].tags[:5]]
+    assert neighbour_ranks(page) == [1, 2, 3, 4, 5]
+    page.session_state["batch_table"] = {"selection": {"rows": [2], "columns": []}}
+    page.run()
+    assert len(errors(page)) == 1 and "notes" in errors(page)[0]
+    assert len(page.dataframe) == 1  # the table stays, to pick another row
+    assert batches == [4]  # selecting rows never recomputes features
+
+
+def test_a_single_photo_has_no_table(page, photos):
+    upload(page, "food.jpg", (photos / "food.jpg").read_bytes())
+    assert not page.dataframe and not page.get("download_button")
+
+
+# --------------------------------------------------------------- how broad each tag is
+def test_every_suggestion_carries_a_tier_label(page, demo_model, expected):
+    page.pills[0].set_value("food").run()
+    labels = [md.value for md in page.main.markdown if "-badge[" in md.value]
+    line = labels[0]
+    for tag in expected.hashtags:
+        assert f"{pres.escape_markdown('#' + tag.tag)}** {pres.tier_badge(tag.tier)}" in line or (
+            f"{pres.escape_markdown('#' + tag.tag)} {pres.tier_badge(tag.tier)}" in line
+        )
+    assert {t.tier for t in expected.hashtags} >= {"broad", "medium"}
+    legend = " ".join(c.value for c in page.main.caption)
+    assert f"{demo_model.breadth.broad_min}+ posts" in legend
+
+
+def test_balanced_five_pastes_a_mix(page, demo_model, photos):
+    from recommender.breadth import BALANCED_POOL, balanced
+
+    page.pills[0].set_value("nature").run()
+    plain = top_block(page)
+    [toggle] = [t for t in page.sidebar.toggle if t.label.startswith("Balanced")]
+    toggle.set_value(True).run()
+    pool = demo_model.recommend(
+        photos / "nature.jpg", n_neighbors=5, k=BALANCED_POOL, blocklist=load_blocklist()
+    )
+    mix = balanced(pool.hashtags)
+    assert [t.tier for t in mix].count("broad") == 2
+    assert top_block(page) == [f"#{t.tag}" for t in mix] != plain
+    assert all_block(page) == [f"#{t}" for t in pool.tags[:10]]  # all k: still the best 10
+
+
+# -------------------------------------------------------------- against the original
+def evaluated_copy(demo_build, tmp_path) -> Path:
+    """The demo model with the evaluation `build --evaluate` writes (figures made up)."""
+    model = tmp_path / "evaluated"
+    shutil.copytree(demo_build[0], model)
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    method = manifest["config"]["method"]["name"]
+    manifest["evaluation"] = {
+        "method": method,
+        "recall@10": 0.1695,
+        "beyond_recall@10": 0.1287,
+        "popularity_recall@10": 0.0918,
+        "splits": 5,
+        "test_posts": 220,
+        "methods": {
+            "popularity": {"recall@10": 0.0918},
+            method: {"recall@5": 0.1132, "recall@10": 0.1695},
+            "original": {"recall@5": 0.0819, "recall@10": 0.1286},
+        },
+    }
+    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return model
+
+
+def numbered(markdown: str) -> list[tuple[str, bool]]:
+    """(hashtag, in bold) of each line of a numbered hashtag list."""
+    out = []
+    for line in markdown.splitlines():
+        m = re.match(r"^\d+\. (\*\*)?\\#(.+?)(\*\*)? :\w+-badge\[\w+\]$", line)
+        assert m, line
+        out.append((m.group(2).replace("\\", ""), bool(m.group(1))))
+    return out
+
+
+def test_comparison_with_the_original_method(
+    demo_build, demo_model, dataset_path, photos, tmp_path, monkeypatch
+):
+    at = new_page(evaluated_copy(demo_build, tmp_path), dataset_path, monkeypatch)
+    at.pills[0].set_value("food").run()
+    assert not [m for m in at.main.metric]  # the comparison is off at first
+    at.toggle(key="compare").set_value(True).run()
+    assert not at.exception
+
+    blocked = load_blocklist()
+    default = demo_model.recommend(photos / "food.jpg", k=10, blocklist=blocked)
+    original = demo_model.recommend(photos / "food.jpg", k=10, method="original", blocklist=blocked)
+    lists = [numbered(md.value) for md in at.main.markdown if md.value.startswith("1. ")]
+    assert [[tag for tag, _ in got] for got in lists] == [default.tags, original.tags]
+    shared = set(default.tags) & set(original.tags)
+    assert 0 < len(shared) < 10
+    for got in lists:
+        assert {tag for tag, bold in got if bold} == shared
+    assert [(m.label, m.value) for m in at.main.metric] == [
+        ("recall@10", "0.170"),
+        ("recall@10", "0.129"),
+    ]
+
+
+def test_comparison_without_an_evaluation_shows_the_lists_only(page):
+    page.pills[0].set_value("food").run()
+    page.toggle(key="compare").set_value(True).run()
+    assert len([md for md in page.main.markdown if md.value.startswith("1. ")]) == 2
+    assert not page.main.metric
+
+
+# ------------------------------------------------------------------------ share a view
+def test_a_link_opens_the_same_view(demo_build, dataset_path, photos, demo_model, monkeypatch):
+    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
+    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"example": "animals", "n": "12", "k": "7"})
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.sidebar.slider] == [12, 7]
+    assert at.pills[0].value == "animals"
+    assert neighbour_ranks(at) == list(range(1, 13))
+    want = demo_model.recommend(
+        photos / "animals.jpg", n_neighbors=12, k=7, blocklist=load_blocklist()
+    )
+    assert all_block(at) == [f"#{t}" for t in want.tags]
+
+    # Moving a control rewrites the link.
+    at.sidebar.slider[1].set_value(9).run()
+    assert at.query_params == {"example": "animals", "n": "12", "k": "9"}
+    at.pills[0].set_value("food").run()
+    assert at.query_params["example"] == "food"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"example": "../../etc/passwd", "n": "999", "k": "-3"},
+        {"example": "", "n": "five", "k": "1e3"},
+    ],
+)
+def test_a_bad_link_is_ignored(demo_build, dataset_path, monkeypatch, query):
+    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
+    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.sidebar.slider] == [5, 10]
+    assert at.pills[0].value is None and "Drop photos" in at.info[0].value
+    assert at.query_params == {"n": "5", "k": "10"}

@@ -139,5 +139,35 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             screenshot = tmp_path / "page.png"
             page.screenshot(path=str(screenshot), full_page=True)
             print(f"screenshot: {screenshot}")
+            sidebar = page.locator("[data-testid=stSidebar]").bounding_box()
+            assert sidebar["x"] >= 0 and sidebar["width"] >= 250  # open on a wide screen
+
+            # Several photos: one table row each. The uploader keeps the photo dropped
+            # before, so these three make four.
+            photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
+            uploader.set_input_files(photos)
+            expect(page.get_by_text("4 photos")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+            expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+            assert page.locator("[data-testid=stException]").count() == 0
+            context.close()
+
+            # A phone, 390 px wide, opening a shared link: the sidebar starts collapsed and
+            # the link's example photo is shown.
+            phone = browser.new_context(viewport={"width": 390, "height": 844})
+            page = phone.new_page()
+            page.goto(f"{url}/?example=food&n=5&k=10")
+            blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
+            expect(blocks.first).to_have_text(
+                hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
+            )
+            page.wait_for_timeout(500)
+            screenshot = tmp_path / "phone.png"
+            page.screenshot(path=str(screenshot))
+            print(f"screenshot: {screenshot}")
+            sidebar = page.locator("[data-testid=stSidebar]").bounding_box()
+            assert sidebar is None or sidebar["x"] + sidebar["width"] <= 0, sidebar
+            title = page.get_by_role("heading", name="Hashtag recommender").bounding_box()
+            assert 0 <= title["x"] < 390  # the page itself is in view, not under the sidebar
+            phone.close()
         finally:
             browser.close()

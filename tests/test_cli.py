@@ -279,3 +279,48 @@ def test_evaluate_prints_a_table_writes_json_and_a_plot(small_dataset, tmp_path,
     assert 0 <= knn["recall@10"] <= 1 and knn["recall@10_std"] == 0  # one split: no spread
     assert len(knn["recall_curve"]) == 20
     assert knn["recall_curve"] == sorted(knn["recall_curve"])  # recall@k never falls with k
+
+
+def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, dataset_path, capsys):
+    from recommender import cli
+    from recommender.hashtags import load_blocklist
+
+    photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
+    bad = dataset_path / "README.md"  # not an image
+    images = [str(photos[0]), str(bad), *map(str, photos[1:])]
+    status = cli.main(
+        ["recommend", *images, "--model", str(demo_build[0]), "-k", "4", "--format", "csv"]
+    )
+    out = capsys.readouterr().out
+    assert status == 1  # a bad image, and the others still answered
+    rows = list(csv.DictReader(out.splitlines()))
+    assert list(rows[0]) == ["image", "rank", "hashtag", "score", "posts", "tier", "error"]
+    assert [r["image"] for r in rows] == [images[0]] * 4 + [images[1]] + [images[2]] * 4 + [
+        images[3]
+    ] * 4
+    [bad_row] = [r for r in rows if r["error"]]
+    assert bad_row["rank"] == bad_row["hashtag"] == "" and "not an image" in bad_row["error"]
+    for photo in photos:
+        expected = demo_model.recommend(photo, k=4, blocklist=load_blocklist())
+        got = [r for r in rows if r["image"] == str(photo)]
+        assert [r["rank"] for r in got] == ["1", "2", "3", "4"]
+        assert [r["hashtag"] for r in got] == expected.tags
+        assert [float(r["score"]) for r in got] == pytest.approx(
+            [t.score for t in expected.hashtags], abs=1e-5
+        )
+        assert [int(r["posts"]) for r in got] == [t.posts for t in expected.hashtags]
+        assert [r["tier"] for r in got] == [t.tier for t in expected.hashtags]
+
+
+def test_recommend_many_images_shows_progress_on_stderr(demo_build, dataset_path, capsys):
+    from recommender import cli
+    from recommender.recommender import EMBED_BATCH
+
+    photos = sorted((dataset_path / "test").glob("*.jpg"))
+    images = [str(photos[i % len(photos)]) for i in range(EMBED_BATCH + 3)]
+    assert cli.main(["recommend", *images, "--model", str(demo_build[0]), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == len(images)
+    assert f"{len(images)}/{len(images)}" in captured.err  # the bar reached the end
+    cli.main(["recommend", images[0], "--model", str(demo_build[0]), "--json"])
+    assert capsys.readouterr().err == ""  # one batch: no bar

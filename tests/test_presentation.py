@@ -247,3 +247,129 @@ def test_example_photos(tmp_path):
     (tmp_path / "sub.jpg").mkdir()
     assert [p.name for p in pres.example_photos(tmp_path)] == ["a.png", "b.JPG", "c.webp"]
     assert pres.example_photos(tmp_path / "missing") == []
+
+
+# ------------------------------------------------------------------ tiers, batches, links
+def _tag(name: str, tier: str = "niche", posts: int = 1) -> TagScore:
+    return TagScore(name, 1.0, (1.0,), posts=posts, tier=tier)
+
+
+def test_tier_labels_are_badges_and_hashtags_stay_text():
+    line = pres.tiered_line([_tag("food", "broad"), _tag("a_b_", "niche")], marked=["a_b_"])
+    assert line == "\\#food :orange-badge[broad] \u2002**\\#a\\_b\\_** :green-badge[niche]"
+    assert pres.tier_badge("") == ""
+    hostile = pres.ranked_list([_tag("x](javascript:alert(1))", "medium")])
+    assert hostile.startswith("1. \\#x\\]\\(javascript") and "(1)" not in hostile
+
+
+def test_tier_ranges_in_words():
+    from recommender.breadth import Breadth
+
+    breadth = Breadth(broad_min=108, medium_min=15)
+    assert [pres.tier_range(breadth, t) for t in ("broad", "medium", "niche")] == [
+        "108+ posts",
+        "15 to 107 posts",
+        "1 to 14 posts",
+    ]
+    tiny = Breadth(broad_min=3, medium_min=2)
+    assert [pres.tier_range(tiny, t) for t in ("broad", "medium", "niche")] == [
+        "3+ posts",
+        "2 posts",
+        "1 post",
+    ]
+
+
+def test_photo_rows_and_their_csv():
+    from recommender.recommender import Recommendation
+
+    tags = [_tag(f"t{i}", "broad" if i < 4 else "niche") for i in range(8)]
+    result = Recommendation(tags, [], "m")
+    rows = [
+        pres.photo_row('a, "quoted".jpg', result, k=6),
+        pres.photo_row("bad.jpg", None, "This file is not an image."),
+        pres.photo_row("mix.jpg", result, k=6, balanced_mix=True),
+    ]
+    assert rows[0].top == ("t0", "t1", "t2", "t3", "t4") and len(rows[0].hashtags) == 6
+    assert rows[2].top == ("t0", "t1", "t4", "t5", "t6")
+    data = pres.batch_csv(rows).decode("utf-8")
+    import csv
+
+    parsed = list(csv.DictReader(data.splitlines()))
+    assert parsed == [
+        {
+            "photo": 'a, "quoted".jpg',
+            "top5": "#t0 #t1 #t2 #t3 #t4",
+            "hashtags": "#t0 #t1 #t2 #t3 #t4 #t5",
+            "error": "",
+        },
+        {"photo": "bad.jpg", "top5": "", "hashtags": "", "error": "This file is not an image."},
+        {
+            "photo": "mix.jpg",
+            "top5": "#t0 #t1 #t4 #t5 #t6",
+            "hashtags": "#t0 #t1 #t2 #t3 #t4 #t5",
+            "error": "",
+        },
+    ]
+
+
+def test_data_url_round_trips():
+    import base64
+
+    jpeg = pres.preview_jpeg(_photo_bytes(), max_side=32)
+    url = pres.data_url(jpeg)
+    assert url.startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == jpeg
+    assert pres.data_url(b"") == ""
+
+
+def _photo_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (80, 40), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("query", "view"),
+    [
+        ({"example": "food", "n": "12", "k": "7"}, {"example": "food", "n": 12, "k": 7}),
+        ({"example": ["food", "cars"], "n": ["3"]}, {"example": "food", "n": 3}),
+        ({"example": "../etc/passwd", "n": "0", "k": "31"}, {}),
+        ({"n": " 50 ", "k": "1"}, {"n": 50, "k": 1}),
+        ({"n": "-1", "k": "2.5", "other": "x"}, {}),
+        ({}, {}),
+    ],
+)
+def test_view_from_query_keeps_only_valid_parts(query, view):
+    assert pres.view_from_query(query, ["food", "travel"]) == view
+
+
+def test_view_round_trips_through_the_query():
+    query = pres.view_to_query("travel", 9, 4)
+    assert query == {"example": "travel", "n": "9", "k": "4"}
+    assert pres.view_from_query(query, ["travel"]) == {"example": "travel", "n": 9, "k": 4}
+    assert pres.view_to_query(None, 5, 10) == {"n": "5", "k": "10"}
+
+
+def test_method_recall_from_the_evaluation():
+    info = {
+        "evaluation": {
+            "method": "blend",
+            "recall@10": 0.2,
+            "methods": {"original": {"recall@10": 0.12}, "blend": {"recall@10": 0.2}},
+        }
+    }
+    assert pres.method_recall(info, "original") == 0.12
+    assert pres.method_recall(info, "blend") == 0.2
+    assert pres.method_recall({"evaluation": {"method": "blend", "recall@10": 0.3}}, "blend") == 0.3
+    assert pres.method_recall(info, "knn_vote") is None
+    assert pres.method_recall({}, "original") is None
+    assert pres.method_recall({"evaluation": {"methods": "junk"}}, "original") is None
+
+
+def test_memo_forgets_the_least_recently_used():
+    memo = pres.Memo(max_items=2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == 1  # a is now the most recent
+    memo.put("c", 3)
+    assert (memo.get("a"), memo.get("b"), memo.get("c"), len(memo)) == (1, None, 3, 2)

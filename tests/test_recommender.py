@@ -210,3 +210,41 @@ def test_the_saved_model_loads_with_identical_answers(demo_build, demo_model, da
     assert info["backbone"]["name"] == "efficientnet_lite0"
     assert info["counts"]["images"] == summary["images"] > 3000
     assert info["dataset"]["format"] == "instagram2019"
+
+
+def test_embed_many_gives_what_embed_gives_in_batches_and_reports_bad_images(
+    demo_model, dataset_path, monkeypatch
+):
+    photos = sorted((dataset_path / "test").glob("*.jpg"))
+    sources = [photos[0], b"not an image", *photos[1:], photos[0].read_bytes()[:500]]
+    calls, progress = [], []
+    embed = demo_model.backbone.embed_with_classes
+    monkeypatch.setattr(
+        demo_model.backbone,
+        "embed_with_classes",
+        lambda batch: calls.append(len(batch)) or embed(batch),
+    )
+    features, classes, problems = demo_model.embed_many(
+        sources, batch_size=4, progress=lambda done, total: progress.append((done, total))
+    )
+    assert calls == [3, 4, 3]  # one forward pass per batch of good images
+    assert progress == [(4, 12), (8, 12), (12, 12)]
+    assert "not an image" in problems[1] and "corrupt" in problems[-1]
+    assert [p is None for p in problems] == [True, False] + [True] * 9 + [False]
+    assert not features[1].any() and not features[-1].any()
+    good = [i for i, p in enumerate(problems) if p is None]
+    single = [demo_model.embed_with_classes(sources[i]) for i in good]
+    np.testing.assert_allclose(features[good], np.stack([f for f, _ in single]), atol=1e-5)
+    if classes is not None:
+        np.testing.assert_allclose(classes[good], np.stack([c for _, c in single]), atol=1e-5)
+    with pytest.raises(ValueError):
+        demo_model.embed_many(sources, batch_size=0)
+
+
+def test_every_hashtag_carries_its_posts_and_tier(demo_model, dataset_path):
+    result = demo_model.recommend(dataset_path / "test" / "food.jpg", k=20)
+    for t in result.hashtags:
+        assert t.posts == int(demo_model.tag_counts[demo_model.tags.index(t.tag)]) >= 1
+        assert t.tier == demo_model.breadth.tier(t.posts)
+        assert t.to_dict()["posts"] == t.posts and t.to_dict()["tier"] == t.tier
+    assert len({t.tier for t in result.hashtags}) >= 2
