@@ -497,89 +497,101 @@ def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top
 
 
 # ------------------------------------------------------------------------------- layout
-keep_tensorflow_kernels()
-st.title("Hashtag recommender")
+def main() -> None:
+    """The page, top to bottom.
 
-model_path = default_model()
-try:
-    version = model_version(model_path)
-    rec = load_model(str(model_path), version)
-except ModelError as exc:
-    st.sidebar.header("About this model")
-    st.sidebar.caption("No model is loaded.")
-    no_model_ui(model_path, exc)
-    st.stop()
-except RecommenderError as exc:
-    st.error(f"The model cannot be loaded. {pres.escape_markdown(exc)}")
-    st.stop()
-if st.session_state.get("model_version") not in (None, version):
-    st.toast(
-        f"The model was rebuilt ({rec.info().get('created')}) and the page reloaded it.",
-        icon=":material/refresh:",
+    A function, not module-level code: Streamlit keeps the functions each run defines (an
+    lru_cache in its metrics), and with them that run's globals; as locals, the model and
+    the photos of a run are freed when the run ends.
+    """
+    keep_tensorflow_kernels()
+    st.title("Hashtag recommender")
+
+    model_path = default_model()
+    try:
+        version = model_version(model_path)
+        rec = load_model(str(model_path), version)
+    except ModelError as exc:
+        st.sidebar.header("About this model")
+        st.sidebar.caption("No model is loaded.")
+        no_model_ui(model_path, exc)
+        st.stop()
+    except RecommenderError as exc:
+        st.error(f"The model cannot be loaded. {pres.escape_markdown(exc)}")
+        st.stop()
+    if st.session_state.get("model_version") not in (None, version):
+        st.toast(
+            f"The model was rebuilt ({rec.info().get('created')}) and the page reloaded it.",
+            icon=":material/refresh:",
+        )
+    st.session_state["model_version"] = version
+
+    try:
+        blocked = blocklist()
+    except RecommenderError as exc:
+        blocked = frozenset()
+        st.sidebar.warning(pres.escape_markdown(exc))
+    examples = pres.example_photos(default_dataset() / "test")
+    link_ui([p.stem for p in examples])
+    n, k, hide_spam, balanced_mix = settings_ui(bool(blocked))
+    about_model_ui(model_path, rec)
+
+    counts = rec.info().get("counts", {})
+    st.caption(
+        f"Drop photos: the page finds the most similar of {counts.get('images', 0):,} Instagram "
+        "photos and suggests the hashtags their posts used."
     )
-st.session_state["model_version"] = version
 
-try:
-    blocked = blocklist()
-except RecommenderError as exc:
-    blocked = frozenset()
-    st.sidebar.warning(pres.escape_markdown(exc))
-examples = pres.example_photos(default_dataset() / "test")
-link_ui([p.stem for p in examples])
-n, k, hide_spam, balanced_mix = settings_ui(bool(blocked))
-about_model_ui(model_path, rec)
+    photos = photo_ui(examples)
+    # The link always shows this view: the example photo, n and k.
+    st.query_params.from_dict(pres.view_to_query(st.session_state.get("example"), n, k))
+    if not photos:
+        st.info("Drop photos above, or pick an example, to see hashtag suggestions.")
+        st.stop()
 
-counts = rec.info().get("counts", {})
-st.caption(
-    f"Drop photos: the page finds the most similar of {counts.get('images', 0):,} Instagram "
-    "photos and suggests the hashtags their posts used."
-)
+    photos_hashed = [(name, data, content_hash(data)) for name, data in photos]
+    found = features_ui(rec, version, photos_hashed)
+    use_blocklist = blocked if hide_spam else None
+    pool = max(k, BALANCED_POOL) if balanced_mix else k
+    results, rows, timings = [], [], []
+    for (name, _data, _digest), (features, classes, problem) in zip(
+        photos_hashed, found, strict=True
+    ):
+        ranked = None
+        start = time.perf_counter()
+        if features is not None:
+            try:
+                ranked = rec.recommend_features(
+                    features, n_neighbors=n, k=pool, blocklist=use_blocklist, classes=classes
+                )
+            except RecommenderError as exc:
+                problem = str(exc)
+        timings.append((time.perf_counter() - start) * 1000)
+        results.append(ranked)
+        rows.append(pres.photo_row(name, ranked, problem, k, balanced_mix))
 
-photos = photo_ui(examples)
-# The link always shows this view: the example photo, n and k.
-st.query_params.from_dict(pres.view_to_query(st.session_state.get("example"), n, k))
-if not photos:
-    st.info("Drop photos above, or pick an example, to see hashtag suggestions.")
-    st.stop()
+    chosen = 0
+    if len(photos) > 1:
+        previews = [photo_preview(digest, data, THUMB_SIDE) for _, data, digest in photos_hashed]
+        chosen = batch_ui([name for name, _, _ in photos_hashed], rows, previews)
 
-photos_hashed = [(name, data, content_hash(data)) for name, data in photos]
-found = features_ui(rec, version, photos_hashed)
-use_blocklist = blocked if hide_spam else None
-pool = max(k, BALANCED_POOL) if balanced_mix else k
-results, rows, timings = [], [], []
-for (name, _data, _digest), (features, classes, problem) in zip(photos_hashed, found, strict=True):
-    ranked = None
-    start = time.perf_counter()
-    if features is not None:
-        try:
-            ranked = rec.recommend_features(
-                features, n_neighbors=n, k=pool, blocklist=use_blocklist, classes=classes
-            )
-        except RecommenderError as exc:
-            problem = str(exc)
-    timings.append((time.perf_counter() - start) * 1000)
-    results.append(ranked)
-    rows.append(pres.photo_row(name, ranked, problem, k, balanced_mix))
+    name, data, digest = photos_hashed[chosen]
+    ranked = results[chosen]
+    if ranked is None:
+        st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(rows[chosen].error)}")
+        st.stop()
+    detail_ui(
+        rec,
+        name,
+        data,
+        digest,
+        pres.shown(ranked, k),
+        timings[chosen],
+        found[chosen][:2],
+        n,
+        use_blocklist,
+        pres.to_paste(ranked.hashtags, balanced_mix),
+    )
 
-chosen = 0
-if len(photos) > 1:
-    previews = [photo_preview(digest, data, THUMB_SIDE) for _, data, digest in photos_hashed]
-    chosen = batch_ui([name for name, _, _ in photos_hashed], rows, previews)
 
-name, data, digest = photos_hashed[chosen]
-ranked = results[chosen]
-if ranked is None:
-    st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(rows[chosen].error)}")
-    st.stop()
-detail_ui(
-    rec,
-    name,
-    data,
-    digest,
-    pres.shown(ranked, k),
-    timings[chosen],
-    found[chosen][:2],
-    n,
-    use_blocklist,
-    pres.to_paste(ranked.hashtags, balanced_mix),
-)
+main()

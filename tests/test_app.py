@@ -370,6 +370,17 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
     at.run()  # the notice is shown once
     assert not at.toast
 
+    # One model in memory, not every version: the old one is gone once the runs that
+    # used it are (the page's variables live in main(), not in the script's globals,
+    # which Streamlit keeps alive through the functions each run defines).
+    import gc
+
+    gc.collect()
+    alive = [
+        o for o in gc.get_objects() if isinstance(o, HashtagRecommender) and o.path == model
+    ]
+    assert [r.info()["counts"]["images"] for r in alive] == [5]
+
 
 # ------------------------------------------------------------------ many photos at once
 def table_rows(at: AppTest) -> list[dict]:
