@@ -69,3 +69,32 @@ def spark_session():
     session = spark_engine.get_session("local[2]")
     yield session
     session.stop()
+
+
+def real_photo_manifest(dataset, root: Path, per_category: int, extra_rows=()) -> Path:
+    """A CSV manifest data set in ``root``: the first ``per_category`` real food and animal
+    photos with 4+ hashtags, copied with their real tag lists, then ``extra_rows``."""
+    import csv
+    import json
+    import shutil
+
+    (root / "photos").mkdir(parents=True)
+    rows = []
+    for category in ("food", "animals"):
+        records = json.loads((dataset / "json_files" / f"{category}.json").read_text())
+        picked = [
+            r
+            for r in records
+            if len(r["hashtags"]) > 3
+            and (dataset / "data" / category / r["image_local_name"]).is_file()
+        ][:per_category]
+        for r in picked:
+            src = dataset / "data" / category / r["image_local_name"]
+            shutil.copy(src, root / "photos" / src.name)
+            rows.append({"image": f"photos/{src.name}", "hashtags": " ".join(r["hashtags"])})
+    rows.extend(extra_rows)
+    with open(root / "posts.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["image", "hashtags"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root

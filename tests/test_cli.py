@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import real_photo_manifest
 from PIL import Image
 
 from recommender import cli
@@ -32,28 +33,11 @@ def run(capsys, *args) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def small_dataset(dataset_path, tmp_path_factory) -> Path:
     """A manifest data set of 16 real photos (8 food, 8 animals) copied into a temp folder."""
-    root = tmp_path_factory.mktemp("small")
-    (root / "photos").mkdir()
-    rows = []
-    for category in ("food", "animals"):
-        records = json.loads((dataset_path / "json_files" / f"{category}.json").read_text())
-        picked = [
-            r
-            for r in records
-            if len(r["hashtags"]) > 3
-            and (dataset_path / "data" / category / r["image_local_name"]).is_file()
-        ][:8]
-        for r in picked:
-            src = dataset_path / "data" / category / r["image_local_name"]
-            shutil.copy(src, root / "photos" / src.name)
-            rows.append({"image": f"photos/{src.name}", "hashtags": " ".join(r["hashtags"])})
-    rows.append({"image": "", "hashtags": "#food #pasta #homemade"})  # a post without image
-    rows.append({"image": "../outside.jpg", "hashtags": "#sneaky"})  # refused, counted
-    with open(root / "posts.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image", "hashtags"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    extra = [
+        {"image": "", "hashtags": "#food #pasta #homemade"},  # a post without image
+        {"image": "../outside.jpg", "hashtags": "#sneaky"},  # refused, counted
+    ]
+    return real_photo_manifest(dataset_path, tmp_path_factory.mktemp("small"), 8, extra)
 
 
 @pytest.fixture(scope="module")

@@ -504,30 +504,9 @@ def test_the_recall_plot_is_a_png_with_something_drawn(tmp_path):
 @pytest.fixture(scope="module")
 def manifest_dataset(dataset_path, tmp_path_factory):
     """20 real photos with their real tag lists in a CSV manifest (no categories)."""
-    import csv
-    import json
-    import shutil
+    from conftest import real_photo_manifest
 
-    root = tmp_path_factory.mktemp("compare")
-    (root / "photos").mkdir()
-    rows = []
-    for category in ("food", "animals"):
-        records = json.loads((dataset_path / "json_files" / f"{category}.json").read_text())
-        picked = [
-            r
-            for r in records
-            if len(r["hashtags"]) > 3
-            and (dataset_path / "data" / category / r["image_local_name"]).is_file()
-        ][:10]
-        for r in picked:
-            src = dataset_path / "data" / category / r["image_local_name"]
-            shutil.copy(src, root / "photos" / src.name)
-            rows.append({"image": f"photos/{src.name}", "hashtags": " ".join(r["hashtags"])})
-    with open(root / "posts.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image", "hashtags"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    return real_photo_manifest(dataset_path, tmp_path_factory.mktemp("compare"), 10)
 
 
 def test_evaluate_compare_prints_the_paired_differences(
