@@ -11,7 +11,8 @@
 
 The engine (``local`` or one registered in :mod:`recommender.engines`) runs the embed
 stage and the ALS fit. Progress: ``progress(stage, done, total)`` with the stages
-``features``, ``evaluate`` and ``als`` (see :data:`recommender.presentation.BUILD_STAGES`).
+``features``, ``evaluate``, ``als``, ``prior`` and ``write`` (see
+:data:`recommender.presentation.BUILD_STAGES`).
 """
 
 from __future__ import annotations
@@ -103,13 +104,23 @@ def fit_stage(
         manifest=manifest,
         progress=_stage(progress, "als"),
         fit_als=get_engine(engine).fit_als,
+        prior_progress=_stage(progress, "prior"),
     )
 
 
-def index_and_write_stage(parts: ModelParts, out: str | Path) -> HashtagRecommender:
-    """Index and write stage: the neighbour index, then the model folder (atomically)."""
+def index_and_write_stage(
+    parts: ModelParts, out: str | Path, progress: BuildProgress | None = None
+) -> HashtagRecommender:
+    """Index and write stage: the neighbour index, then the model folder (atomically).
+
+    Progress: ``("write", 0, 2)`` before the index, ``1`` once it is built, ``2`` written.
+    """
+    step = _stage(progress, "write") or (lambda _done, _total: None)
+    step(0, 2)
     rec = HashtagRecommender(parts)
+    step(1, 2)
     rec.save(out)
+    step(2, 2)
     return rec
 
 
@@ -223,7 +234,7 @@ def build_model(
         if feats.seconds
         else None,
     }
-    rec = index_and_write_stage(parts, out)
+    rec = index_and_write_stage(parts, out, progress)
     summary = {
         "model": str(Path(out)),
         "dataset": str(dataset.root),

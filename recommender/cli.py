@@ -89,6 +89,8 @@ def _progress_bar(disable: bool):
         "als": "ALS iterations",
         "evaluate": "evaluation",
         "classes": "ImageNet classes of the test images",
+        "prior": "image prior",
+        "write": "index and model files",
     }
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -97,7 +99,7 @@ def _progress_bar(disable: bool):
             bar = bars[stage] = tqdm(
                 total=total,
                 desc=labels.get(stage, stage),
-                unit="img" if stage == "features" else "it",
+                unit="img" if stage in ("features", "prior") else "it",
                 disable=disable,
                 file=sys.stderr,
             )

@@ -231,6 +231,7 @@ def fit_image_prior(
     rows: np.ndarray | None = None,
     max_tags: int = PRIOR_MAX_TAGS,
     chunk: int = PRIOR_CHUNK,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ridge regression from image features to hashtags, streamed over the images.
 
@@ -244,6 +245,7 @@ def fit_image_prior(
 
     Memory: X^T X (d x d) and X^T Y (d x Q) are accumulated in float32, ``chunk`` images at
     a time with Y sparse, so it is O(d^2 + d Q + chunk d) whatever the number of images.
+    ``progress(done, n)`` is called after each chunk.
     """
     targets = sp.csr_matrix(targets, dtype=np.float32)
     dim = features.shape[1]
@@ -265,6 +267,8 @@ def fit_image_prior(
         x = np.asarray(x, dtype=np.float32)
         xtx += x.T @ x
         xty += y[start:stop].T @ x
+        if progress is not None:
+            progress(stop, n)
     weights = np.linalg.solve(
         xtx.astype(np.float64) + l2 * np.eye(dim), xty.T.astype(np.float64)
     ).astype(np.float32)

@@ -253,7 +253,9 @@ BUILD_STAGES = {
     # stage: (start, end) of the whole build's progress, label, unit
     "features": (0.0, 0.6, "Extracting image features", "images"),
     "evaluate": (0.6, 0.9, "Evaluating on held-out posts", "steps"),
-    "als": (0.9, 1.0, "Training the hashtag model", "iterations"),
+    "als": (0.9, 0.95, "Training the hashtag model", "iterations"),
+    "prior": (0.95, 0.97, "Fitting the image prior", "images"),
+    "write": (0.97, 1.0, "Indexing and writing the model", "steps"),
 }
 
 

@@ -53,6 +53,7 @@ def fit_model(
     manifest: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     fit_als: Callable[..., tuple[np.ndarray, np.ndarray]] = fit_als,
+    prior_progress: Callable[[int, int], None] | None = None,
 ) -> ModelParts:
     """Train on ``posts``; see :meth:`recommender.recommender.HashtagRecommender.fit`.
 
@@ -81,7 +82,9 @@ def fit_model(
     targets = vote_targets(image_tags, profiles, image_profile)
     timings["profiles_seconds"] = round(time.perf_counter() - start, 3)
     start = time.perf_counter()
-    prior_weights, prior_tags = fit_image_prior(features, targets, rows=rows)
+    prior_weights, prior_tags = fit_image_prior(
+        features, targets, rows=rows, progress=prior_progress
+    )
     # Large models keep float16 features: half the memory, same neighbours. When every
     # row is indexed, in order, a float16 memory map is kept as it is (no copy).
     dtype = np.float16 if choose_kind(len(rows)) == "ivf" else np.float32

@@ -221,9 +221,14 @@ def test_build_progress_spans_the_stages_in_order():
     assert text == "Evaluating on held-out posts: 3 of 10 steps"
     training = pres.build_progress("als", 1, 20)[0]
     assert 0.0 < mid < pres.build_progress("features", 100, 100)[0] <= evaluating < training
-    assert pres.build_progress("als", 20, 20) == (
+    trained, text = pres.build_progress("als", 20, 20)
+    assert text == "Training the hashtag model: 20 of 20 iterations"
+    prior, text = pres.build_progress("prior", 50, 100)
+    assert text == "Fitting the image prior: 50 of 100 images"
+    assert training < trained < prior < pres.build_progress("write", 1, 2)[0]
+    assert pres.build_progress("write", 2, 2) == (
         1.0,
-        "Training the hashtag model: 20 of 20 iterations",
+        "Indexing and writing the model: 2 of 2 steps",
     )
     assert pres.build_progress("features", 0, 0)[0] == pres.build_progress("evaluate", 0, 1)[0]
     assert 0.0 <= pres.build_progress("other", 5, 3)[0] <= 1.0

@@ -65,7 +65,10 @@ def test_fit_stage_gives_the_model_parts(tiny):
     parts = fit_stage(ds, feats, CONFIG, manifest={"x": 1}, progress=lambda *a: seen.append(a))
     assert isinstance(parts, ModelParts) and parts.manifest["x"] == 1
     assert parts.arrays.n_images == 12 and parts.arrays.features.dtype == np.float32
-    assert parts.manifest["counts"]["posts"] == 14 and seen[-1] == ("als", 3, 3)
+    assert parts.manifest["counts"]["posts"] == 14 and ("als", 3, 3) in seen
+    # the prior reports the images it has read, chunk by chunk, up to all 12
+    prior = [done for stage, done, total in seen if stage == "prior" and total == 12]
+    assert prior and prior == sorted(prior) and prior[-1] == 12
     assert len(parts.index["images"]) == 12 and len(parts.thumbnails) == 12
     assert parts.thumbnails[3] == feats.thumbnails[parts.arrays.n_images - 9]
 
@@ -74,7 +77,9 @@ def test_index_and_write_stage_writes_a_model_that_answers_the_same(tiny, tmp_pa
     ds = read_stage(tiny)
     feats = embed_stage(ds, CONFIG, backbone=MeanColour())
     parts = fit_stage(ds, feats, CONFIG)
-    rec = index_and_write_stage(parts, tmp_path / "model")
+    seen = []
+    rec = index_and_write_stage(parts, tmp_path / "model", lambda *a: seen.append(a))
+    assert seen == [("write", 0, 2), ("write", 1, 2), ("write", 2, 2)]
     loaded = HashtagRecommender.load(tmp_path / "model")
     query = np.asarray(feats.features[3], np.float32)
     assert loaded.recommend_features(query).to_dict() == rec.recommend_features(query).to_dict()
