@@ -418,7 +418,7 @@ def rank_features(
             idx, sims = rec.index.search(query, int(n_neighbors))
             probs = None if classes is None else classes[i]
             scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query, probs)
-            best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude))
+            best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude, probs))
             out[i, : len(best)] = best
     return out
 

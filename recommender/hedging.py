@@ -12,13 +12,29 @@ category tag. It removes tags from the ranking; it never changes a score, so the
 explanation of every tag that is shown stays exact. A model knows its categories from
 its data set (``manifest["categories"]``); one built from a data set without categories,
 or before they were stored, has nothing to hedge.
+
+Head hedging (``Method.head_hedge``) uses what the backbone's ImageNet head sees instead.
+A curated table, ``assets/imagenet_categories.csv``, names the classes that show a
+category (animals: ImageNet's animal classes; food: dishes, fruit, vegetables; cars;
+babies); :func:`class_categories` reads it for a model's categories. When the query's top
+:data:`~recommender.content.TOP_CLASSES` classes give one such category at least
+``head_hedge`` probability, the search tags of every other category the head can name
+and gives no probability at all are removed (a photo the head calls a plate of food loses
+#animals and #cars). A category the head supports, or cannot name (wedding, fitness,
+travel ...), is never removed. Like the margin rule it only removes tags from a ranking.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from .errors import BackboneError
+
+CLASS_CATEGORIES_PATH = Path(__file__).resolve().parent / "assets" / "imagenet_categories.csv"
 
 
 def category_forms(tag: str) -> set[str]:
@@ -82,3 +98,98 @@ def hedge_mask(
     mask = np.zeros(len(tag_category), dtype=bool)
     mask[is_cat] = ~keep[tag_category[is_cat]]
     return mask
+
+
+def read_class_categories(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Read a category -> ImageNet classes table (``category,classes``; ``#`` lines are
+    comments; classes are indices or ``a-b`` ranges, space-separated).
+
+    Raises :class:`~recommender.errors.BackboneError` naming the line of anything malformed.
+    """
+    from .content import N_CLASSES
+
+    path = Path(path)
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BackboneError(f"cannot read the class -> category table {path}: {exc}") from None
+    rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and line[0] != "#"]
+    if not rows or rows[0][1].strip() != "category,classes":
+        raise BackboneError(f"{path}: the header must be category,classes")
+    out: dict[str, tuple[int, ...]] = {}
+    for lineno, line in rows[1:]:
+        where = f"{path}, line {lineno}"
+        category, _, spec = line.partition(",")
+        category = category.strip()
+        ids: list[int] = []
+        try:
+            for part in spec.split():
+                lo, _, hi = part.partition("-")
+                ids.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise BackboneError(f"{where}: classes are indices or a-b ranges: {spec!r}") from None
+        if not category or category in out or not ids:
+            raise BackboneError(f"{where}: expected a new category and its classes, got {line!r}")
+        if min(ids) < 0 or max(ids) >= N_CLASSES:
+            raise BackboneError(f"{where}: class indices lie in 0-{N_CLASSES - 1}")
+        out[category] = tuple(ids)
+    return out
+
+
+@functools.cache
+def _packaged_class_categories() -> dict[str, tuple[int, ...]]:
+    return read_class_categories(CLASS_CATEGORIES_PATH)
+
+
+def class_categories(
+    categories: Iterable[str], table: dict[str, tuple[int, ...]] | None = None
+) -> np.ndarray:
+    """(1000,) int array: the index (into sorted ``categories``) of the category each
+    ImageNet class shows, or -1 (also for the table's categories the model lacks).
+
+    ``table``: category -> classes (:func:`read_class_categories`); the packaged one by
+    default. A class listed under two of the model's categories goes to the first.
+    """
+    from .content import N_CLASSES
+
+    table = _packaged_class_categories() if table is None else table
+    out = np.full(N_CLASSES, -1, dtype=np.int64)
+    for i, category in enumerate(sorted(set(categories))):
+        ids = np.asarray(table.get(category, ()), dtype=np.int64)
+        free = ids[out[ids] < 0]
+        out[free] = i
+    return out
+
+
+def head_hedge_mask(
+    classes: np.ndarray | None,
+    class_category: np.ndarray,
+    tag_category: np.ndarray,
+    threshold: float | None,
+) -> np.ndarray | None:
+    """Boolean mask of the category tags the head's view removes, or None (remove none).
+
+    ``classes``: the query's (1000,) class probabilities; only its top
+    :data:`~recommender.content.TOP_CLASSES` count. A category's support is the summed
+    probability of those classes that show it (``class_category``). When some category's
+    support reaches ``threshold``, the tags of every category the head can name (one class
+    or more) whose support is 0 are removed. ``threshold`` None: no head hedging.
+    """
+    if threshold is None or classes is None or tag_category.size == 0:
+        return None
+    if not (class_category >= 0).any() or not (tag_category >= 0).any():
+        return None
+    from .content import keep_top
+
+    n_cats = int(max(class_category.max(), tag_category.max())) + 1
+    probs = keep_top(classes)
+    shown = class_category >= 0
+    support = np.bincount(class_category[shown], weights=probs[shown], minlength=n_cats)
+    if support.max() < float(threshold):
+        return None
+    nameable = np.bincount(class_category[shown], minlength=n_cats) > 0
+    removed = nameable & (support <= 0)
+    mask = np.zeros(len(tag_category), dtype=bool)
+    is_cat = tag_category >= 0
+    mask[is_cat] = removed[tag_category[is_cat]]
+    return mask if mask.any() else None

@@ -24,7 +24,7 @@ from .content import class_tag_matrix
 from .content import seen as seen_classes
 from .datasets import Post
 from .errors import ConfigError, ModelError
-from .hedging import tag_categories
+from .hedging import class_categories, tag_categories
 from .model_arrays import ModelArrays, ModelParts, read_parts, thumbnail_list, write_parts
 from .neighbours import make_index, restore_index
 from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
@@ -163,6 +163,7 @@ class HashtagRecommender:
                 arrays.prior_tags,
                 tag_categories(self.tags, manifest.get("categories", ())),
                 class_tag_matrix(self.tags),
+                class_categories(manifest.get("categories", ())),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
@@ -359,7 +360,7 @@ class HashtagRecommender:
         weights = neighbour_weights(sims, m)
         scores = self.scorer.scores(idx, weights, m, features, classes)
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude))
+        best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude, classes))
         contrib = self.scorer.contributions(idx, weights, best, m)
         prior = self.scorer.prior(features, m)
         content = self.scorer.content(classes, m)

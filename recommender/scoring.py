@@ -26,8 +26,10 @@ the image itself" is exact.
 A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
 adds the prior with ``prior_weight`` and the content term with ``content_weight``.
 ``category_margin`` hedges: other categories' search
-tags leave the ranking unless their score is close to the best category tag's (see
-:mod:`recommender.hedging`; tags are removed, scores never change).
+tags leave the ranking unless their score is close to the best category tag's;
+``head_hedge`` removes the categories the ImageNet head could name but does not see when it
+is confident of another (see :mod:`recommender.hedging`; tags are removed, scores never
+change).
 
 A method is named by its registry key, optionally with changed fields after a colon:
 ``profiles_prior:category_margin=0.1,prior_weight=0.5`` (for comparing variants).
@@ -68,6 +70,10 @@ class Method:
         margin of the best category tag (None: keep all; see :mod:`recommender.hedging`).
     content_weight : float
         Weight of what the ImageNet head sees (see the module notes; 0: nothing).
+    head_hedge : float or None
+        Hedging by the head: when the query's top classes give one category at least this
+        probability, remove the categories the head names but gives nothing (None: off;
+        see :func:`recommender.hedging.head_hedge_mask`).
     """
 
     name: str
@@ -78,6 +84,7 @@ class Method:
     prior_weight: float = 0.0
     category_margin: float | None = None
     content_weight: float = 0.0
+    head_hedge: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -92,6 +99,8 @@ class Method:
             raise ConfigError("category_margin must be >= 0 (or none)")
         if not self.content_weight >= 0:
             raise ConfigError("content_weight must be >= 0")
+        if self.head_hedge is not None and not 0 < self.head_hedge <= 1:
+            raise ConfigError("head_hedge must lie in (0, 1] (or none)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +129,7 @@ class Method:
         values: dict[str, Any] = {}
         for name, value in saved.items():
             kind = types[name]
-            if kind == float | None:  # optional numbers (category_margin)
+            if kind == float | None:  # optional numbers (category_margin, head_hedge)
                 if value is None:
                     values[name] = value
                     continue
@@ -230,6 +239,9 @@ class Scorer:
     class_tags : (C, T) sparse matrix, optional
         Binary: which hashtags each ImageNet class stands for
         (:func:`recommender.content.class_tag_matrix`); without it there is no content term.
+    class_category : (C,) int array, optional
+        The category (as in ``tag_category``) each ImageNet class shows, -1: none
+        (:func:`recommender.hedging.class_categories`), for head hedging; none by default.
     """
 
     def __init__(
@@ -243,6 +255,7 @@ class Scorer:
         prior_tags: np.ndarray | None = None,
         tag_category: np.ndarray | None = None,
         class_tags: sp.csr_matrix | None = None,
+        class_category: np.ndarray | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
@@ -281,6 +294,9 @@ class Scorer:
         self.tag_classes = sp.csr_matrix(sp.csr_matrix(class_tags, dtype=np.float32).T)
         if self.tag_classes.shape[0] != n_tags:
             raise ValueError("class_tags do not match the hashtags")
+        self.class_category = np.asarray(
+            np.zeros(0, np.int64) if class_category is None else class_category, dtype=np.int64
+        )
 
     @property
     def n_tags(self) -> int:
@@ -330,15 +346,24 @@ class Scorer:
         return total + self.prior(query, method) + self.content(classes, method)
 
     def ranking_exclude(
-        self, scores: np.ndarray, method: Method, exclude: np.ndarray | None = None
+        self,
+        scores: np.ndarray,
+        method: Method,
+        exclude: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
     ) -> np.ndarray | None:
-        """``exclude`` (e.g. the block list) plus the tags the method's hedging removes."""
-        from .hedging import hedge_mask
+        """``exclude`` (e.g. the block list) plus the tags the method's hedging removes
+        (``classes``: the query's ImageNet class probabilities, for head hedging)."""
+        from .hedging import head_hedge_mask, hedge_mask
 
-        hedged = hedge_mask(scores, self.tag_category, method.category_margin)
-        if hedged is None:
-            return exclude
-        return hedged if exclude is None else exclude | hedged
+        out = exclude
+        for hedged in (
+            hedge_mask(scores, self.tag_category, method.category_margin),
+            head_hedge_mask(classes, self.class_category, self.tag_category, method.head_hedge),
+        ):
+            if hedged is not None:
+                out = hedged if out is None else out | hedged
+        return out
 
     def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
         """The prior term of every hashtag's score, shape (T,) (zeros without one)."""

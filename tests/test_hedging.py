@@ -8,9 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.datasets import Post
-from recommender.errors import ConfigError
+from recommender.errors import BackboneError, ConfigError
 from recommender.hashtag_model import ALSParams
-from recommender.hedging import category_forms, form_categories, hedge_mask, tag_categories
+from recommender.hedging import (
+    category_forms,
+    class_categories,
+    form_categories,
+    head_hedge_mask,
+    hedge_mask,
+    read_class_categories,
+    tag_categories,
+)
 from recommender.recommender import BuildConfig, HashtagRecommender
 from recommender.scoring import METHODS, get_method
 
@@ -159,3 +167,130 @@ def test_the_cli_takes_method_variants_and_refuses_bad_ones(capsys):
         build_parser().parse_args(["recommend", "x.jpg", "--method", "blend:colour=1"])
     assert exit_.value.code == 2
     assert "bad method option 'colour=1'" in capsys.readouterr().err
+
+
+# -- head hedging: what the ImageNet head sees ------------------------------------------
+
+
+def _probs(**by_class):
+    """(1000,) class probabilities: the given ``c<id>=p`` and the rest spread thinly."""
+    p = np.full(1000, 1e-6, dtype=np.float32)
+    for key, value in by_class.items():
+        p[int(key[1:])] = value
+    return p
+
+
+def test_the_packaged_class_categories_name_what_the_head_plainly_sees():
+    cats = ["animals", "babies", "cars", "food", "wedding"]
+    cc = class_categories(cats)
+    assert cc.shape == (1000,)
+    names = {c: cats[cc[c]] if cc[c] >= 0 else None for c in range(1000)}
+    # tabby, golden retriever; cheeseburger, pizza, espresso; sports car; crib; groom
+    assert [names[c] for c in (281, 207, 933, 963, 967, 817, 520, 982)] == [
+        "animals", "animals", "food", "food", "food", "cars", "babies", None,
+    ]
+    # categories the model lacks are left out; the index is into the sorted categories
+    assert set(class_categories(["food", "travel"]).tolist()) == {-1, 0}
+
+
+def test_head_hedge_mask_hand_case():
+    table = {"a": (0, 1), "b": (2,), "c": (3,)}  # d: no class names it
+    cc = class_categories(["a", "b", "c", "d"], table)
+    assert cc[:5].tolist() == [0, 0, 1, 2, -1]
+    tags = np.array([0, -1, 1, 2, 3, 0])
+    # top 5 classes: 0 (0.5), 1 (0.3), 3 (0.1), then two classes no category shows:
+    # a's support 0.8 >= 0.7, b has none (removed), c 0.1 (kept), d cannot be named (kept)
+    p = _probs(c0=0.5, c1=0.3, c3=0.1, c10=0.05, c11=0.04)
+    assert head_hedge_mask(p, cc, tags, 0.7).tolist() == [False, False, True, False, False, False]
+    assert head_hedge_mask(p, cc, tags, 0.9) is None  # no category is that sure
+    assert head_hedge_mask(p, cc, tags, None) is None
+    assert head_hedge_mask(None, cc, tags, 0.7) is None
+    # class 2 is the 6th most probable: outside the top 5, so b still has no support
+    p6 = _probs(c0=0.5, c1=0.3, c3=0.1, c10=0.05, c11=0.04, c2=0.01)
+    assert head_hedge_mask(p6, cc, tags, 0.7).tolist()[2] is True
+    p5 = _probs(c0=0.5, c1=0.3, c3=0.1, c10=0.05, c2=0.04)
+    assert head_hedge_mask(p5, cc, tags, 0.7) is None  # b and c are supported now
+
+
+def test_the_class_category_table_refuses_malformed_lines(tmp_path):
+    good = tmp_path / "ok.csv"
+    good.write_text("# note\ncategory,classes\nfood,923-925 963\ncars,817\n")
+    assert read_class_categories(good) == {"food": (923, 924, 925, 963), "cars": (817,)}
+    for body, says in [
+        ("cat,classes\n", "header"),
+        ("category,classes\nfood,pizza\n", "indices or a-b ranges"),
+        ("category,classes\nfood,1000\n", "0-999"),
+        ("category,classes\nfood,1\nfood,2\n", "line 3"),
+        ("category,classes\nfood,\n", "line 2"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(body)
+        with pytest.raises(BackboneError, match=says):
+            read_class_categories(bad)
+
+
+@pytest.fixture(scope="module")
+def head_model():
+    """Categories the head names (animals, cars, food) and one it does not (wedding); posts
+    often carry another category's search tag."""
+    rng = np.random.default_rng(7)
+    cats = ("animals", "cars", "food", "wedding")
+    posts, rows = [], []
+    for i in range(120):
+        cat = cats[i % 4]
+        extra = tuple(f"{cat}{j}" for j in rng.choice(4, size=2, replace=False))
+        other = (cats[(i + 1) % 4], cats[(i + 2) % 4]) if i % 2 else ("car",)
+        posts.append(Post(str(i), f"{i}.jpg", (cat,) + extra + other, cat))
+        rows.append(i)
+    centres = rng.normal(size=(4, 16))
+    feats = np.stack([centres[i % 4] + 1.2 * rng.normal(size=16) for i in range(120)])
+    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
+    rec = HashtagRecommender.fit(
+        posts[:96], feats, rows[:96], BuildConfig(als=ALSParams(factors=4, iterations=3))
+    )
+    return rec, feats[96:]
+
+
+def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model):
+    rec, queries = head_model
+    cat_of = {rec.tags[i]: int(rec.scorer.tag_category[i]) for i in range(len(rec.tags))}
+    names = rec.manifest["categories"]
+    assert names == ["animals", "cars", "food", "wedding"]
+    # the head: pizza 0.8 and a tabby 0.05 (animals supported, cars not, wedding unnamed)
+    pizza = _probs(c963=0.8, c281=0.05, c964=0.05, c923=0.04, c999=0.03)
+    removed_any = False
+    for q in queries:
+        plain = rec.recommend_features(q, 8, 30, "blend_profiles", classes=pizza)
+        hedged = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.6", classes=pizza)
+        scores = {t.tag: t.score for t in plain.hashtags}
+        for t in hedged.hashtags:  # same score, same exact explanation
+            assert t.score == pytest.approx(scores[t.tag], abs=1e-6)
+        kept = [t for t in plain.tags if cat_of[t] != names.index("cars")]
+        assert hedged.tags == kept[: len(hedged.tags)]
+        removed_any |= len(kept) < len(plain.tags)
+        # not sure enough, or no classes given: the plain ranking
+        unsure = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.9", classes=pizza)
+        assert unsure.tags == plain.tags
+        blind = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.6")
+        assert blind.tags == rec.recommend_features(q, 8, 30, "blend_profiles").tags
+    assert removed_any  # every post carries #cars or #car: there is something to remove
+    again = rec.scorer.class_category
+    assert again[963] == names.index("food") and again[982] == -1
+
+
+def test_a_head_hedged_method_is_saved_and_restored():
+    from recommender.scoring import Method
+
+    both = "profiles_prior:head_hedge=0.5,category_margin=1"
+    for name in ("profiles_prior:head_hedge=0.5", both):
+        method = get_method(name)
+        assert method.head_hedge == 0.5
+        assert Method.from_dict(method.to_dict()) == method
+    saved = METHODS["profiles_prior"].to_dict()
+    del saved["head_hedge"]  # saved before the field existed: off
+    assert Method.from_dict(saved).head_hedge is None
+    with pytest.raises(ConfigError, match="head_hedge"):
+        Method.from_dict({**saved, "head_hedge": "sure"})
+    for bad in ("0", "1.5", "-0.2"):
+        with pytest.raises(ConfigError, match="head_hedge must lie in"):
+            get_method(f"blend:head_hedge={bad}")
