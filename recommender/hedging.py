@@ -20,8 +20,9 @@ babies); :func:`class_categories` reads it for a model's categories. When the qu
 :data:`~recommender.content.TOP_CLASSES` classes give one such category at least
 ``head_hedge`` probability, the search tags of every other category the head can name
 and gives no probability at all are removed (a photo the head calls a plate of food loses
-#animals and #cars). A category the head supports, or cannot name (wedding, fitness,
-travel ...), is never removed. Like the margin rule it only removes tags from a ranking.
+#animals and #cars). A category the head supports is never removed; one it cannot name
+(wedding, fitness, travel ...) is removed too only with ``Method.head_hedge_unnamed``.
+Like the margin rule it only removes tags from a ranking.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def head_hedge_mask(
     class_category: np.ndarray,
     tag_category: np.ndarray,
     threshold: float | None,
+    unnamed: bool = False,
 ) -> np.ndarray | None:
     """Boolean mask of the category tags the head's view removes, or None (remove none).
 
@@ -173,7 +175,8 @@ def head_hedge_mask(
     :data:`~recommender.content.TOP_CLASSES` count. A category's support is the summed
     probability of those classes that show it (``class_category``). When some category's
     support reaches ``threshold``, the tags of every category the head can name (one class
-    or more) whose support is 0 are removed. ``threshold`` None: no head hedging.
+    or more) whose support is 0 are removed; ``unnamed``: also those of the categories no
+    class shows. ``threshold`` None: no head hedging.
     """
     if threshold is None or classes is None or tag_category.size == 0:
         return None
@@ -188,7 +191,7 @@ def head_hedge_mask(
     if support.max() < float(threshold):
         return None
     nameable = np.bincount(class_category[shown], minlength=n_cats) > 0
-    removed = nameable & (support <= 0)
+    removed = (nameable | bool(unnamed)) & (support <= 0)
     mask = np.zeros(len(tag_category), dtype=bool)
     is_cat = tag_category >= 0
     mask[is_cat] = removed[tag_category[is_cat]]

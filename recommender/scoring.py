@@ -74,6 +74,9 @@ class Method:
         Hedging by the head: when the query's top classes give one category at least this
         probability, remove the categories the head names but gives nothing (None: off;
         see :func:`recommender.hedging.head_hedge_mask`).
+    head_hedge_unnamed : bool
+        With ``head_hedge``: also remove the categories no ImageNet class shows (wedding,
+        fitness, travel ...), not only those the head names and does not see.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Method:
     category_margin: float | None = None
     content_weight: float = 0.0
     head_hedge: float | None = None
+    head_hedge_unnamed: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -359,7 +363,10 @@ class Scorer:
         out = exclude
         for hedged in (
             hedge_mask(scores, self.tag_category, method.category_margin),
-            head_hedge_mask(classes, self.class_category, self.tag_category, method.head_hedge),
+            head_hedge_mask(
+                classes, self.class_category, self.tag_category, method.head_hedge,
+                method.head_hedge_unnamed,
+            ),
         ):
             if hedged is not None:
                 out = hedged if out is None else out | hedged

@@ -202,7 +202,12 @@ def test_head_hedge_mask_hand_case():
     # a's support 0.8 >= 0.7, b has none (removed), c 0.1 (kept), d cannot be named (kept)
     p = _probs(c0=0.5, c1=0.3, c3=0.1, c10=0.05, c11=0.04)
     assert head_hedge_mask(p, cc, tags, 0.7).tolist() == [False, False, True, False, False, False]
+    # unnamed: d, which no class shows, goes too (c is still supported)
+    assert head_hedge_mask(p, cc, tags, 0.7, unnamed=True).tolist() == [
+        False, False, True, False, True, False,
+    ]
     assert head_hedge_mask(p, cc, tags, 0.9) is None  # no category is that sure
+    assert head_hedge_mask(p, cc, tags, 0.9, unnamed=True) is None
     assert head_hedge_mask(p, cc, tags, None) is None
     assert head_hedge_mask(None, cc, tags, 0.7) is None
     # class 2 is the 6th most probable: outside the top 5, so b still has no support
@@ -258,7 +263,7 @@ def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model)
     assert names == ["animals", "cars", "food", "wedding"]
     # the head: pizza 0.8 and a tabby 0.05 (animals supported, cars not, wedding unnamed)
     pizza = _probs(c963=0.8, c281=0.05, c964=0.05, c923=0.04, c999=0.03)
-    removed_any = False
+    removed_any = wedding_seen = False
     for q in queries:
         plain = rec.recommend_features(q, 8, 30, "blend_profiles", classes=pizza)
         hedged = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.6", classes=pizza)
@@ -271,9 +276,16 @@ def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model)
         # not sure enough, or no classes given: the plain ranking
         unsure = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.9", classes=pizza)
         assert unsure.tags == plain.tags
+        wide = rec.recommend_features(
+            q, 8, 30, "blend_profiles:head_hedge=0.6,head_hedge_unnamed=true", classes=pizza
+        )
+        gone = {names.index("cars"), names.index("wedding")}
+        assert wide.tags == [t for t in plain.tags if cat_of[t] not in gone][: len(wide.tags)]
+        wedding_seen |= "wedding" in plain.tags and "wedding" in hedged.tags
         blind = rec.recommend_features(q, 8, 30, "blend_profiles:head_hedge=0.6")
         assert blind.tags == rec.recommend_features(q, 8, 30, "blend_profiles").tags
     assert removed_any  # every post carries #cars or #car: there is something to remove
+    assert wedding_seen  # kept by the plain rule, removed by the unnamed one
     again = rec.scorer.class_category
     assert again[963] == names.index("food") and again[982] == -1
 
@@ -281,14 +293,15 @@ def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model)
 def test_a_head_hedged_method_is_saved_and_restored():
     from recommender.scoring import Method
 
-    both = "profiles_prior:head_hedge=0.5,category_margin=1"
+    both = "profiles_prior:head_hedge=0.5,category_margin=1,head_hedge_unnamed=true"
     for name in ("profiles_prior:head_hedge=0.5", both):
         method = get_method(name)
         assert method.head_hedge == 0.5
         assert Method.from_dict(method.to_dict()) == method
     saved = METHODS["profiles_prior"].to_dict()
-    del saved["head_hedge"]  # saved before the field existed: off
+    del saved["head_hedge"], saved["head_hedge_unnamed"]  # saved before they existed: off
     assert Method.from_dict(saved).head_hedge is None
+    assert Method.from_dict(saved).head_hedge_unnamed is False
     with pytest.raises(ConfigError, match="head_hedge"):
         Method.from_dict({**saved, "head_hedge": "sure"})
     for bad in ("0", "1.5", "-0.2"):
