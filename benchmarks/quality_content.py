@@ -27,7 +27,7 @@ METRICS = ("recall@10", "beyond_recall@10", "ndcg@10", "hit@10", "precision@5", 
 def per_split(backbone: str, weights: list[float], splits: int) -> dict[str, dict]:
     from recommender.config import BuildConfig
     from recommender.datasets import load_dataset
-    from recommender.evaluation import Candidate, evaluate, evaluation_classes, image_keys
+    from recommender.evaluation import Candidate, _test_classes, evaluate, image_keys
     from recommender.features import dataset_features
     from recommender.scoring import DEFAULT_METHOD, METHODS
 
@@ -35,7 +35,7 @@ def per_split(backbone: str, weights: list[float], splits: int) -> dict[str, dic
     dataset = load_dataset(DATASET)
     feats = dataset_features(dataset, config)
     keys = image_keys(dataset, dataset.posts, feats.image_rows)
-    classes = evaluation_classes(dataset, feats, config, None)
+    classes = _test_classes(dataset, feats, config, None)
     base = METHODS[DEFAULT_METHOD]
     candidates = [
         Candidate(f"w={w:g}", dataclasses.replace(base, name=f"content={w:g}", content_weight=w))

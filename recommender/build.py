@@ -136,14 +136,7 @@ def _evaluation_summary(
     splits: int,
     progress: BuildProgress | None,
 ) -> dict[str, Any]:
-    from .evaluation import (
-        ORIGINAL_ALS,
-        POPULARITY,
-        Candidate,
-        evaluate,
-        evaluation_classes,
-        image_keys,
-    )
+    from .evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate, image_keys
 
     start = time.perf_counter()
     candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
@@ -159,8 +152,6 @@ def _evaluation_summary(
         keys=image_keys(dataset, dataset.posts, feats.image_rows),
         n_sweep=(),
         progress=progress,
-        # what the network sees, so the stored figures are those of the method as served
-        classes=evaluation_classes(dataset, feats, config, progress),
     )
     methods = {
         c.key: {

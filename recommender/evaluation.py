@@ -778,7 +778,7 @@ def evaluate_dataset(
     dataset = load_dataset(data, format)
     feats = dataset_features(dataset, config, use_cache=use_cache, progress=progress)
     keys = image_keys(dataset, dataset.posts, feats.image_rows)
-    classes = evaluation_classes(dataset, feats, config, progress)
+    classes = _test_classes(dataset, feats, config, progress)
     features_seconds = time.perf_counter() - start
     result = evaluate(
         dataset.posts, feats.features, feats.image_rows, config, keys=keys,
@@ -790,7 +790,7 @@ def evaluate_dataset(
     return result
 
 
-def evaluation_classes(dataset, feats, config, progress: Progress | None) -> np.ndarray | None:
+def _test_classes(dataset, feats, config, progress: Progress | None) -> np.ndarray | None:
     """ImageNet class probabilities (top 5 kept) of every image a split can test or probe,
     by feature row (zeros elsewhere); None if the backbone has no head.
 

@@ -143,31 +143,3 @@ def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path,
     monkeypatch.setattr(backbones, "PREPROCESSING_VERSION", "p-next")
     with pytest.raises(ModelError, match="preprocessing .* p-next"):
         HashtagRecommender.load(model).embed(photo)
-
-
-def test_the_stored_evaluation_sees_what_the_network_sees(
-    dataset_path, tmp_path, feature_cache_dir, monkeypatch
-):
-    """build --evaluate scores the method as the model serves it: with the content term,
-    so the ranking gets the test photos' ImageNet classes."""
-    from conftest import real_photo_manifest
-
-    from recommender import evaluation
-    from recommender.build import build_model
-
-    data = real_photo_manifest(dataset_path, tmp_path / "posts", 10)
-    seen = []
-    real_evaluate = evaluation.evaluate
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("classes"))
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(evaluation, "evaluate", spy)
-    rec, _ = build_model(data, tmp_path / "model", evaluate=1)
-    assert len(seen) == 1 and seen[0] is not None
-    tested = np.flatnonzero(seen[0].sum(axis=1) > 0)
-    assert len(tested) >= 4  # 20% of the 20 evaluable photos, at least
-    rows = seen[0][tested]
-    assert ((rows > 0).sum(axis=1) <= 5).all() and (rows.sum(axis=1) <= 1 + 1e-5).all()
-    assert rec.manifest["evaluation"]["splits"] == 1
