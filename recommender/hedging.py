@@ -15,8 +15,8 @@ or before they were stored, has nothing to hedge.
 
 Head hedging (``Method.head_hedge``) uses what the backbone's ImageNet head sees instead.
 A curated table, ``assets/imagenet_categories.csv``, names the classes that show a
-category (animals: ImageNet's animal classes; food: dishes, fruit, vegetables; cars;
-babies); :func:`class_categories` reads it for a model's categories. When the query's top
+category (animals: ImageNet's animal classes; food: dishes, fruit, vegetables; cars);
+:func:`class_categories` reads it for a model's categories. When the query's top
 :data:`~recommender.content.TOP_CLASSES` classes give one such category at least
 ``head_hedge`` probability, the search tags of every other category the head can name
 and gives no probability at all are removed (a photo the head calls a plate of food loses

@@ -185,9 +185,10 @@ def test_the_packaged_class_categories_name_what_the_head_plainly_sees():
     cc = class_categories(cats)
     assert cc.shape == (1000,)
     names = {c: cats[cc[c]] if cc[c] >= 0 else None for c in range(1000)}
-    # tabby, golden retriever; cheeseburger, pizza, espresso; sports car; crib; groom
+    # tabby, golden retriever; cheeseburger, pizza, espresso; sports car; crib, groom:
+    # babies and wedding are not named (see the table's notes)
     assert [names[c] for c in (281, 207, 933, 963, 967, 817, 520, 982)] == [
-        "animals", "animals", "food", "food", "food", "cars", "babies", None,
+        "animals", "animals", "food", "food", "food", "cars", None, None,
     ]
     # categories the model lacks are left out; the index is into the sorted categories
     assert set(class_categories(["food", "travel"]).tolist()) == {-1, 0}
