@@ -326,10 +326,15 @@ def read_model(
         ) from None
     file = _check_streamed(path, THUMBNAILS, files.get(THUMBNAILS))
     offsets = arrays.pop(THUMB_OFFSETS, None)
-    size = file.stat().st_size
-    if offsets is None or offsets.ndim != 1 or len(offsets) == 0 or offsets[-1] != size:
-        raise ModelError(f"The thumbnails of {path} are inconsistent. {_rebuild_hint(path)}")
-    data = np.memmap(file, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    try:  # a build may swap the folder between the check and here: a ModelError retries
+        size = file.stat().st_size
+        if offsets is None or offsets.ndim != 1 or len(offsets) == 0 or offsets[-1] != size:
+            raise ModelError(
+                f"The thumbnails of {path} are inconsistent. {_rebuild_hint(path)}"
+            )
+        data = np.memmap(file, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    except OSError as exc:
+        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
     return manifest, arrays, index, {"data": data, "offsets": offsets}
 
 
@@ -340,6 +345,7 @@ def read_neighbours(path: str | Path, manifest: dict[str, Any]) -> bytes | None:
 
 
 SWAP_WAIT_SECONDS = 2.0  # at most this long for a writer's swap to put a model back
+SWAP_RETRIES = 3  # a read that meets swaps is tried again at most this often
 
 
 def _writer_busy(path: Path) -> bool:
@@ -360,25 +366,39 @@ def _manifest_bytes(path: Path) -> bytes | None:
 
 
 def _across_a_swap(path: Path, read):
-    """``read(path)``, once more if it failed because a build was swapping the folder.
+    """``read(path)``, again if it failed because a build was swapping the folder.
 
     :func:`write_model` replaces a model with two renames, so a reader can meet the folder
-    gone for a moment, or the new model's files under the old manifest. It retries once:
-    when the manifest changed under it, or when a live build's sibling folders show a swap
+    gone for a moment, or the new model's files under the old manifest. It retries, up to
+    :data:`SWAP_RETRIES` times, when the manifest or the folder itself (its inode) changed
+    under it, or when a live build's sibling folders show a swap
     in progress (then it waits up to :data:`SWAP_WAIT_SECONDS` for the new folder). Any
     other problem raises :class:`~recommender.errors.ModelError` at once.
     """
-    first = _manifest_bytes(path)
+    for attempt in range(SWAP_RETRIES + 1):
+        first, folder = _manifest_bytes(path), _folder_id(path)
+        try:
+            return read(path)
+        except ModelError:
+            # A swap puts a new folder in place: its manifest may read the same (the same
+            # model written again), its inode does not.
+            swapped = first is not None and (
+                _manifest_bytes(path) not in (None, first) or _folder_id(path) != folder
+            )
+            if attempt == SWAP_RETRIES or (not swapped and not _writer_busy(path)):
+                raise
+        deadline = time.monotonic() + SWAP_WAIT_SECONDS
+        while _manifest_bytes(path) is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    raise AssertionError("unreachable")
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
     try:
-        return read(path)
-    except ModelError:
-        swapped = first is not None and _manifest_bytes(path) not in (None, first)
-        if not swapped and not _writer_busy(path):
-            raise
-    deadline = time.monotonic() + SWAP_WAIT_SECONDS
-    while _manifest_bytes(path) is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return read(path)
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def read_whole_model(
