@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from recommender.datasets import load_dataset
-    from recommender.features import dataset_features
+    from recommender.embedding import dataset_features
 
     start = time.perf_counter()
     config = BuildConfig()

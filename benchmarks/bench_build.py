@@ -442,7 +442,7 @@ _KILLABLE = """
 import sys
 from pathlib import Path
 from recommender.datasets import load_dataset
-from recommender.features import dataset_features
+from recommender.embedding import dataset_features
 from recommender.recommender import BuildConfig
 def progress(stage, done, total):
     print("done", done, total, flush=True)
@@ -457,7 +457,7 @@ def resume_after_kill(tmp: Path, shard_size: int) -> list[dict]:
     import sys
 
     from recommender.datasets import load_dataset
-    from recommender.features import dataset_features
+    from recommender.embedding import dataset_features
     from recommender.recommender import BuildConfig
 
     cache = tmp / "resume-cache"

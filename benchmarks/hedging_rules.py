@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from recommender.blas import serial_blas
 from recommender.datasets import load_dataset
+from recommender.embedding import dataset_features
 from recommender.evaluation import (
     beyond_category,
     image_keys,
@@ -42,7 +43,6 @@ from recommender.evaluation import (
     recall_at_k,
     stratified_splits,
 )
-from recommender.features import dataset_features
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import dataset_categories, hedge_mask, tag_categories
 from recommender.paths import default_dataset

@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recommender import backbones, images  # noqa: E402
 from recommender.datasets import load_dataset  # noqa: E402
+from recommender.embedding import dataset_features  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     Candidate,
     evaluate,
     image_keys,
     stratified_splits,
 )
-from recommender.features import dataset_features  # noqa: E402
 from recommender.recommender import BuildConfig  # noqa: E402
 
 DATA = "/work/shared/datasets/instagram-2019"

@@ -4,7 +4,7 @@
 
 1. :func:`read_stage` -- the data set to a posts table (:class:`~recommender.datasets.Dataset`);
 2. :func:`embed_stage` -- images to feature shards in the feature store, read back as one
-   float16 memory map (:func:`recommender.features.dataset_features`);
+   float16 memory map (:func:`recommender.embedding.dataset_features`);
 3. :func:`fit_stage` -- ALS, single-tag profiles and the image prior, streaming over the
    features (:func:`recommender.training.fit_model`);
 4. :func:`index_and_write_stage` -- the neighbour index and the model folder, atomically.
@@ -25,9 +25,10 @@ from typing import Any
 
 from . import __version__
 from .datasets import Dataset, load_dataset
+from .embedding import dataset_features
 from .engines import DEFAULT_ENGINE, engine_info, get_engine
 from .errors import DatasetError
-from .features import BuildProgress, DatasetFeatures, dataset_features
+from .features import BuildProgress, DatasetFeatures
 from .model_arrays import ModelParts
 from .recommender import BuildConfig, HashtagRecommender
 from .training import fit_model

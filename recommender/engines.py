@@ -10,7 +10,7 @@ stages after it cannot tell which engine ran:
     (a :class:`~recommender.shards.ShardStore`). Shard ``i`` covers
     ``job.paths[i * S : (i + 1) * S]`` (``S = job.shard_size``) and holds, in path order,
     one row per readable image: its content hash, float16 features, thumbnail
-    (``job.thumb_size`` px, see :func:`recommender.features.embed_shard_range`), and the
+    (``job.thumb_size`` px, see :func:`recommender.features.embed_shard`), and the
     extra array ``position`` (int64, the image's index into ``job.paths``). Its ``meta`` is
     ``{"first": i * S, "size": <paths covered>, "errors": [[position, message], ...]}``
     for the unreadable images, which never fail the job. A shard that is already committed
@@ -28,53 +28,29 @@ Every engine passes the shared contract test ``tests/test_engines.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
+from .embed_job import EmbedJob, EmbedStats, Progress
 from .errors import ConfigError
 from .hashtag_model import ALSParams
-from .shards import DEFAULT_SHARD_SIZE, ShardStore
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class EmbedJob:
-    """What the embed stage is asked to do (plain data: an engine may ship it to workers)."""
-
-    # What to read each image from, in data set order: absolute paths, zip members or URIs
-    # (``Dataset.image_path``; :func:`recommender.images.read_bytes` reads all of them).
-    paths: list
-    store: ShardStore
-    backbone: str
-    weights: str | None = "default"
-    thumb_size: int = 128
-    batch_size: int = 32
-    workers: int = 2
-    shard_size: int = DEFAULT_SHARD_SIZE
-
-    @property
-    def n_shards(self) -> int:
-        return -(-len(self.paths) // self.shard_size)
-
-    def shard_range(self, number: int) -> tuple[int, int]:
-        """The ``[first, last)`` positions in :attr:`paths` that shard ``number`` covers."""
-        first = number * self.shard_size
-        return first, min(len(self.paths), first + self.shard_size)
-
-
-@dataclass
-class EmbedStats:
-    """What an embed run did: images through the backbone, reused, shards (re)written."""
-
-    embedded: int = 0
-    reused: int = 0
-    shards_written: int = 0
-    shards_kept: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+# EmbedJob, EmbedStats and Progress live in recommender.embed_job (the engines import that,
+# never this registry); they are re-exported here, part of the engine contract above.
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "EmbedJob",
+    "EmbedStats",
+    "Engine",
+    "LocalEngine",
+    "Progress",
+    "engine_info",
+    "get_engine",
+    "register_engine",
+]
 
 
 class Engine(Protocol):

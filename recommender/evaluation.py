@@ -770,7 +770,7 @@ def evaluate_dataset(
 ) -> EvaluationResult:
     """Load the data set at ``data``, compute its features once, and :func:`evaluate`."""
     from .datasets import load_dataset
-    from .features import dataset_features
+    from .embedding import dataset_features
     from .recommender import BuildConfig
 
     config = config or BuildConfig()

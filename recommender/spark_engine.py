@@ -722,7 +722,7 @@ class SparkEngine:
         """Write the shards of ``job`` from the executors, one task per shard."""
         import dataclasses
 
-        from .engines import EmbedStats
+        from .embed_job import EmbedStats
 
         spark = self.spark
         n_shards = job.n_shards

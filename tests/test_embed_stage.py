@@ -19,9 +19,10 @@ from PIL import Image
 from recommender import feature_store
 from recommender.config import BuildConfig
 from recommender.datasets import load_dataset
+from recommender.embedding import dataset_features
 from recommender.engines import EmbedJob, LocalEngine, get_engine
 from recommender.errors import ConfigError
-from recommender.features import dataset_features, embed_to_shards
+from recommender.features import embed_to_shards
 from recommender.shards import ShardStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -386,8 +386,8 @@ def test_default_beats_popularity_and_the_original_on_the_real_data(
     dataset_path, feature_cache_dir
 ):
     from recommender.datasets import load_dataset
+    from recommender.embedding import dataset_features
     from recommender.evaluation import ORIGINAL_ALS, image_keys
-    from recommender.features import dataset_features
     from recommender.scoring import DEFAULT_METHOD
 
     config = BuildConfig()

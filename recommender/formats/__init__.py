@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recommender.datasets import Dataset
+    from recommender.records import Dataset
 
 
 @dataclass(frozen=True)

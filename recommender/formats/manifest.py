@@ -15,9 +15,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from recommender.datasets import Dataset, DatasetBuilder, record_id, split_tags
 from recommender.errors import DatasetError
 from recommender.formats import DatasetFormat, SamplePost
+from recommender.records import Dataset, DatasetBuilder, record_id, split_tags
 
 NAME = "manifest"
 MANIFEST_NAMES = ("posts.csv", "posts.jsonl", "manifest.csv", "manifest.jsonl")

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from recommender.datasets import Dataset, DatasetBuilder, split_tags
 from recommender.errors import DatasetError
 from recommender.formats import DatasetFormat, SamplePost
+from recommender.records import Dataset, DatasetBuilder, split_tags
 
 NAME = "parquet"
 MANIFEST_NAMES = ("posts.parquet", "manifest.parquet")

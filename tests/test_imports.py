@@ -1,0 +1,126 @@
+"""Imports inside the package run one way: no module of `recommender` imports itself back,
+however far round and however lazily (an import inside a function counts)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "recommender"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
+    """The absolute name of `from <level dots><name> import ...` written in `module`."""
+    if level == 0:
+        return name or ""
+    base = module.split(".")
+    if not is_package:
+        base.pop()
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at any depth of its code."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in paths}
+    for module, path in paths.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                source = _resolve(module, is_package, node.level, node.module)
+                # `from recommender import formats` imports the submodule formats.
+                targets = [source] + [f"{source}.{alias.name}" for alias in node.names]
+            for target in targets:
+                # `import a.b.c` also runs a and a.b; the package's own __init__ is not
+                # an edge worth counting (every module would import it).
+                while target and target not in graph:
+                    target = target.rpartition(".")[0]
+                if target and target != module and target != "recommender":
+                    graph[module].add(target)
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each as one cycle
+    through it, so a failure names the modules to untangle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [_cycle_in(group, graph) for group in groups]
+
+
+def _cycle_in(group: set[str], graph: dict[str, set[str]]) -> list[str]:
+    """One closed path through a strongly connected group (breadth first from its first
+    member back to itself)."""
+    start = min(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    return paths[node] + [start]
+                if nxt not in paths:
+                    paths[nxt] = paths[node] + [nxt]
+                    following.append(nxt)
+        frontier = following
+    raise AssertionError(f"{sorted(group)} is not strongly connected")
+
+
+def test_the_checker_finds_a_lazy_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_checker_resolves_relative_imports():
+    assert _resolve("recommender.formats.parquet", False, 2, "records") == "recommender.records"
+    assert _resolve("recommender.formats", True, 1, "manifest") == "recommender.formats.manifest"
+    assert _resolve("recommender.cli", False, 1, None) == "recommender"
+
+
+def test_package_imports_run_one_way():
+    graph = import_graph()
+    assert "recommender.datasets" in graph and graph["recommender.cli"]
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles in recommender/ (one cycle per tangle; break every edge "
+    "that points back): " + "; ".join(" -> ".join(cycle) for cycle in cycles)
