@@ -120,6 +120,13 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
 
     paths = _paths(workdir, images, posts, shard_size)
     stages: dict[str, float] = {}
+    peaks: dict[str, list[int]] = {}  # stage -> [peak RSS MB, peak heap MB] so far
+
+    def mark(*names: str) -> None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        for name in names:
+            peaks[name] = [rss, round(anon.peak / 2**20)]
+
     config = BuildConfig()
     with PeakAnon() as anon:
         t = time.perf_counter()
@@ -140,6 +147,7 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
         ]
         del matrix, names
         stages["read"] = time.perf_counter() - t
+        mark("read")
 
         t = time.perf_counter()
         store = ShardStore(paths["shards"], KEY)
@@ -153,6 +161,7 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
         rows[positions] = np.arange(len(positions))  # no duplicates in synthetic shards
         rows = rows.tolist()
         stages["join"] = time.perf_counter() - t
+        mark("join")
 
         t = time.perf_counter()
         parts = fit_model(
@@ -162,20 +171,25 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
             config,
             thumbnails=thumbnails,
             fit_als=get_engine("local").fit_als,
+            # after the prior's first chunk: ALS and the profiles are done
+            prior_progress=lambda done, total: "als+profiles" in peaks or mark("als+profiles"),
         )
         fit = parts.manifest["fit_timings"]
         stages["als"] = fit["als_seconds"]
         stages["profiles"] = fit["profiles_seconds"]
         stages["prior"] = fit["prior_seconds"]
         stages["arrays"] = time.perf_counter() - t - sum(fit.values())
+        mark("fit")
         del table
 
         t = time.perf_counter()
         rec = HashtagRecommender(parts)
         stages["index"] = time.perf_counter() - t
+        mark("index")
         t = time.perf_counter()
         rec.save(paths["model"])
         stages["write"] = time.perf_counter() - t
+        mark("write")
         hashtags = len(rec.tags)
         del rec, parts, shards, thumbnails, features
 
@@ -189,6 +203,7 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
             loaded.recommend_features(q, 5, 10)
             times.append(time.perf_counter() - start)
         stages["queries"] = float(sum(times))
+        mark("load+queries")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "images": images,
@@ -199,6 +214,7 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
         "peak_anon_mb": round(anon.peak / 2**20),
         "seconds": round(sum(stages.values()), 1),
         "stages": {k: round(v, 2) for k, v in stages.items()},
+        "peak_mb_by_stage": peaks,
         "query_p50_ms": round(percentiles(times)["p50_ms"], 2),
         "model_mb": round(sum(f.stat().st_size for f in paths["model"].iterdir()) / 2**20),
         "load_average": load_average(),

@@ -345,14 +345,17 @@ def stack_features(shards: Sequence[Shard], folder: Path, dim: int) -> np.ndarra
         return np.zeros((0, dim), np.float16)
     dim = int(shards[0].features.shape[1]) if shards else dim
     path = folder / f".features-{os.getpid()}-{threading.get_ident()}.npy"
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
     try:
-        row = 0
-        for shard in shards:  # read, not mapped: the shards' pages stay out of memory
-            out[row : row + len(shard)] = shard.read_features()
-            row += len(shard)
-        out.flush()
-        del out
+        # Written, not filled through a writable map: a map's dirty pages would all count
+        # in this process' resident memory (2.5 GB at a million images).
+        with open(path, "wb") as out:
+            header = {"descr": "<f2", "fortran_order": False, "shape": (n, dim)}
+            np.lib.format.write_array_header_2_0(out, header)
+            for shard in shards:  # read, not mapped: the shards' pages stay out of memory
+                block = np.ascontiguousarray(shard.read_features(), dtype="<f2")
+                if block.shape != (len(shard), dim):
+                    raise RuntimeError(f"shard features of shape {block.shape}, not (n, {dim})")
+                out.write(block.tobytes())
         mapped = np.load(path, mmap_mode="r")
     finally:
         path.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import ConfigError, FitError  # FitError: importable from here as before
+from .mapped import chunks
 
 WEIGHTINGS = ("none", "bm25")
 
@@ -261,10 +262,7 @@ def fit_image_prior(
     y = sp.csr_matrix(targets[:, tags])
     xtx = np.zeros((dim, dim), np.float32)
     xty = np.zeros((len(tags), dim), np.float32)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        x = features[rows[start:stop]] if rows is not None else features[start:stop]
-        x = np.asarray(x, dtype=np.float32)
+    for start, stop, x in chunks(features, rows, chunk):  # the map's pages are let go
         xtx += x.T @ x
         xty += y[start:stop].T @ x
         if progress is not None:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .mapped import chunks
 
 FORMAT_NAME = "hashtag-recommender-model"
 FORMAT_VERSION = 2
@@ -58,11 +59,70 @@ def _rebuild_hint(path: Path) -> str:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
+    _check_plain(arrays)
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _check_plain(arrays: dict[str, np.ndarray]) -> None:
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; model files hold plain data only")
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+
+
+def _write_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``np.savez`` straight into ``folder/name`` (numpy writes each array in 16 MB blocks:
+    no copy of the whole archive in memory), fsynced; its sha256 and size, read back."""
+    _check_plain(arrays)
+    with open(folder / name, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return _digest_file(folder / name)
+
+
+def _digest_file(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+class _HashingWriter:
+    """A text sink for ``json.dump``: encodes, hashes and writes each piece as it comes."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.digest, self.size = fh, hashlib.sha256(), 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= 1 << 20:  # json.dump writes tiny pieces: batch them
+            self.flush()
+
+    def flush(self) -> None:
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        self.digest.update(data)
+        self.fh.write(data)
+        self.size += len(data)
+
+
+def _write_json(folder: Path, name: str, value: Any) -> dict[str, Any]:
+    """``value`` as JSON into ``folder/name``, encoded piece by piece (no whole string)."""
+    with open(folder / name, "wb") as fh:
+        sink = _HashingWriter(fh)
+        json.dump(value, sink, ensure_ascii=False)
+        sink.flush()
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"sha256": sink.digest.hexdigest(), "bytes": sink.size}
 
 
 def _write_file(folder: Path, name: str, data: bytes) -> dict[str, Any]:
@@ -101,8 +161,8 @@ def _npy_chunks(array: np.ndarray):
         },
     )
     yield header.getvalue()
-    for start in range(0, len(array), _CHUNK_ROWS):
-        yield np.ascontiguousarray(array[start : start + _CHUNK_ROWS]).tobytes()
+    for _start, _stop, block in chunks(array, size=_CHUNK_ROWS, dtype=None):
+        yield block.tobytes()
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -176,10 +236,8 @@ def write_model(
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(lengths, dtype=np.int64)
         arrays[THUMB_OFFSETS] = offsets
-        files[ARRAYS] = _write_file(tmp, ARRAYS, _npz_bytes(arrays))
-        files[INDEX] = _write_file(
-            tmp, INDEX, json.dumps(index, ensure_ascii=False).encode("utf-8")
-        )
+        files[ARRAYS] = _write_npz(tmp, ARRAYS, arrays)
+        files[INDEX] = _write_json(tmp, INDEX, index)
         if neighbours is not None:
             files[NEIGHBOURS] = _write_file(tmp, NEIGHBOURS, neighbours)
         own = ("format", "format_version", "files")  # this writer's, not the caller's

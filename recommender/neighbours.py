@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from .blas import serial_blas  # noqa: F401 - also importable from here, as before
+from .mapped import chunks
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 
@@ -234,12 +235,16 @@ class IVFIndex:
         rng = np.random.default_rng(seed)
         n_train = min(size, nlist * _TRAIN_POINTS_PER_LIST)
         rows = np.sort(rng.choice(size, n_train, replace=False)) if n_train < size else None
-        train = vectors if rows is None else vectors[rows]
-        index.train(np.ascontiguousarray(train, dtype=np.float32))
+        # The sample straight into float32, a block at a time: no float16 copy of it first.
+        train = np.empty((n_train, dim), np.float32)
+        for start, stop, block in chunks(vectors, rows):
+            train[start:stop] = block
+        index.train(train)
         del train
-        step = 65536  # add in slices: a float16 matrix is never copied whole to float32
-        for start in range(0, size, step):
-            index.add(np.ascontiguousarray(vectors[start : start + step], dtype=np.float32))
+        # Add in slices: a float16 matrix is never copied whole to float32, and a memory
+        # map's pages are let go after each.
+        for _start, _stop, block in chunks(vectors, size=65536):
+            index.add(block)
         # The inverted lists grew like std::vectors (up to 2x slack); a round trip through
         # faiss' serialisation leaves them exactly sized, as a loaded model has them.
         blob = faiss.serialize_index(index)

@@ -234,7 +234,7 @@ def test_a_failed_write_leaves_the_previous_model_intact(saved, monkeypatch):
     def explode(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mio, "_npz_bytes", explode)
+    monkeypatch.setattr(mio, "_write_npz", explode)
     with pytest.raises(OSError):
         rec.save(path)
     assert (path / ARRAYS).read_bytes() == before
