@@ -36,20 +36,7 @@ def random_unit(n: int, dim: int = DIM, seed: int = 0, chunk: int = 65536) -> np
     return out
 
 
-def clustered_unit(
-    n: int,
-    dim: int = DIM,
-    seed: int = 0,
-    *,
-    topics: int = 10,
-    per_cluster: int = 10,
-    rank: int = 256,
-    alpha: float = 0.5,
-    spread: float = 0.85,
-    noise: float = 1.35,
-    mean_share: float = 0.52,
-    chunk: int = 65536,
-) -> np.ndarray:
+def clustered_unit(n: int, dim: int = DIM, seed: int = 0, **mixture) -> np.ndarray:
     """Unit vectors from a two-level Gaussian mixture shaped like real CNN image features.
 
     ``topics`` broad themes hold ``n / per_cluster`` tight clusters; points vary around
@@ -61,23 +48,13 @@ def clustered_unit(
     same size the mixture gives nearest-neighbour similarity ~0.61 (real 0.60), 10th
     neighbour ~0.54 (0.52), median pair ~0.28 (0.26), 99th percentile pair ~0.48 (0.50),
     and the top 100 principal components explain ~52% of the variance (55%).
-    ``python -m benchmarks.bench_neighbours --calibrate`` prints both.
+    ``python -m benchmarks.bench_neighbours --calibrate`` prints both. ``mixture`` takes
+    :func:`clustered_chunks`'s keyword options (``topics=10, per_cluster=10, rank=256,
+    alpha=0.5, spread=0.85, noise=1.35, mean_share=0.52, chunk=65536``).
     """
     out = np.empty((n, dim), np.float32)
     s = 0
-    for x in clustered_chunks(
-        n,
-        dim,
-        seed,
-        topics=topics,
-        per_cluster=per_cluster,
-        rank=rank,
-        alpha=alpha,
-        spread=spread,
-        noise=noise,
-        mean_share=mean_share,
-        chunk=chunk,
-    ):
+    for x in clustered_chunks(n, dim, seed, **mixture):
         out[s : s + len(x)] = x
         s += len(x)
     return out
@@ -97,7 +74,9 @@ def clustered_chunks(
     mean_share: float = 0.52,
     chunk: int = 65536,
 ):
-    """:func:`clustered_unit`'s rows, ``chunk`` at a time (float32), never all in memory."""
+    """:func:`clustered_unit`'s rows, ``chunk`` at a time (float32), never all in memory.
+
+    The defaults of the mixture's shape (see :func:`clustered_unit`) are these ones."""
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
     spectrum = np.arange(1, rank + 1, dtype=np.float64) ** -alpha

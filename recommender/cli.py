@@ -600,22 +600,18 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
     r.add_argument("images", nargs="+", help="image files")
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
-    r.add_argument(
-        "-n",
-        "--neighbors",
-        dest="n",
-        type=int_in_range(1, MAX_NEIGHBORS),
-        default=5,
-        help=f"nearest training images to use (1-{MAX_NEIGHBORS})",
-    )
-    r.add_argument(
-        "-k",
-        "--hashtags",
-        dest="k",
-        type=int_in_range(1, MAX_HASHTAGS),
-        default=10,
-        help=f"hashtags to recommend (1-{MAX_HASHTAGS})",
-    )
+    for short, name, default, most, what in (
+        ("-n", "--neighbors", 5, MAX_NEIGHBORS, "nearest training images to use"),
+        ("-k", "--hashtags", 10, MAX_HASHTAGS, "hashtags to recommend"),
+    ):
+        r.add_argument(
+            short,
+            name,
+            dest=short[1],
+            type=int_in_range(1, most),
+            default=default,
+            help=f"{what} (1-{most})",
+        )
     r.add_argument(
         "--method",
         default=None,
