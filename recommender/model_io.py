@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -259,48 +259,76 @@ def write_model(
     return path
 
 
-def _check_streamed(path: Path, name: str, entry: Any) -> Path:
-    """Check a large file's size and sha256 without holding it in memory; return its path."""
-    file = path / name
+def _expected_sha256(path: Path, name: str, entry: Any) -> str:
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
         raise ModelError(
             f"The manifest of {path} has no checksum for {name}. {_rebuild_hint(path)}"
         )
-    digest = hashlib.sha256()
+    return entry["sha256"]
+
+
+def _open_checked(path: Path, name: str, entry: Any) -> BinaryIO:
+    """Open ``path/name`` and check its sha256 by reading that open file (a block at a time,
+    never all in memory); return it rewound.
+
+    Whatever the caller then reads or memory-maps from the returned file is the file that
+    was checked: a build that swaps the folder in between cannot slip its own in.
+    """
+    expected = _expected_sha256(path, name, entry)
+    file = path / name
     try:
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        fh = open(file, "rb")
     except FileNotFoundError:
         raise ModelError(f"The model {path} is missing {name}. {_rebuild_hint(path)}") from None
     except OSError as exc:
         raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
-    if digest.hexdigest() != entry["sha256"]:
-        raise ModelError(
-            f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
-            f"{_rebuild_hint(path)}"
-        )
-    return file
+    try:
+        digest = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ModelError(
+                f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
+                f"{_rebuild_hint(path)}"
+            )
+        fh.seek(0)
+    except OSError as exc:
+        fh.close()
+        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
+    except BaseException:
+        fh.close()
+        raise
+    return fh
 
 
 def _read_checked(path: Path, name: str, entry: Any) -> bytes:
-    file = path / name
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise ModelError(
-            f"The manifest of {path} has no checksum for {name}. {_rebuild_hint(path)}"
-        )
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"The model {path} is missing {name}. {_rebuild_hint(path)}") from None
-    except OSError as exc:
-        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise ModelError(
-            f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
-            f"{_rebuild_hint(path)}"
-        )
-    return data
+    with _open_checked(path, name, entry) as fh:
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise ModelError(
+                f"Cannot read {path / name}: {exc.strerror}. {_rebuild_hint(path)}"
+            ) from None
+
+
+def _map_npy(fh: BinaryIO) -> np.ndarray:
+    """Memory-map the ``.npy`` array in an open file (``np.load(mmap_mode=)`` takes only a
+    path, which a swap could point at another file). Object arrays are refused."""
+    version = np.lib.format.read_magic(fh)
+    read_header = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }.get(version)
+    if read_header is None:
+        raise ValueError(f".npy format version {version} is not one this program writes")
+    shape, fortran, dtype = read_header(fh)
+    if dtype.hasobject:
+        raise ValueError("an object array cannot be memory-mapped")
+    if not shape or 0 in shape:
+        return np.zeros(shape, dtype)
+    return np.memmap(
+        fh, dtype, mode="r", offset=fh.tell(), shape=shape, order="F" if fortran else "C"
+    )
 
 
 def _load_npz(path: Path, name: str, data: bytes) -> dict[str, np.ndarray]:
@@ -375,24 +403,28 @@ def read_model(
             path, THUMBNAILS_V1, _read_checked(path, THUMBNAILS_V1, files.get(THUMBNAILS_V1))
         )
         return manifest, arrays, index, thumbs
-    file = _check_streamed(path, FEATURES, files.get(FEATURES))
-    try:
-        arrays["features"] = np.load(file, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # any parse failure of a checksummed file is a damaged model
-        raise ModelError(
-            f"{FEATURES} in {path} cannot be read ({exc}). {_rebuild_hint(path)}"
-        ) from None
-    file = _check_streamed(path, THUMBNAILS, files.get(THUMBNAILS))
-    offsets = arrays.pop(THUMB_OFFSETS, None)
-    try:  # a build may swap the folder between the check and here: a ModelError retries
-        size = file.stat().st_size
-        if offsets is None or offsets.ndim != 1 or len(offsets) == 0 or offsets[-1] != size:
+    # Each large file is mapped from the descriptor its checksum was read from (the map
+    # keeps its own reference: closing the file leaves it valid).
+    with _open_checked(path, FEATURES, files.get(FEATURES)) as fh:
+        try:
+            arrays["features"] = _map_npy(fh)
+        except Exception as exc:  # any parse failure of a checksummed file is a damaged model
             raise ModelError(
-                f"The thumbnails of {path} are inconsistent. {_rebuild_hint(path)}"
-            )
-        data = np.memmap(file, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-    except OSError as exc:
-        raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
+                f"{FEATURES} in {path} cannot be read ({exc}). {_rebuild_hint(path)}"
+            ) from None
+    offsets = arrays.pop(THUMB_OFFSETS, None)
+    with _open_checked(path, THUMBNAILS, files.get(THUMBNAILS)) as fh:
+        try:  # a model's arrays from one version and thumbnails from the next: a swap retries
+            size = os.fstat(fh.fileno()).st_size
+            if offsets is None or offsets.ndim != 1 or len(offsets) == 0 or offsets[-1] != size:
+                raise ModelError(
+                    f"The thumbnails of {path} are inconsistent. {_rebuild_hint(path)}"
+                )
+            data = np.memmap(fh, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        except OSError as exc:
+            raise ModelError(
+                f"Cannot read {path / THUMBNAILS}: {exc.strerror}. {_rebuild_hint(path)}"
+            ) from None
     return manifest, arrays, index, {"data": data, "offsets": offsets}
 
 

@@ -1,5 +1,6 @@
 """The model folder: round trip, atomic replacement, and every kind of damage."""
 
+import io
 import json
 
 import numpy as np
@@ -350,3 +351,40 @@ def test_model_version_tells_builds_apart_from_the_manifest_alone(saved, tmp_pat
     assert model_version(path) != first
     with pytest.raises(ModelError, match="No model folder"):
         model_version(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", [FEATURES, THUMBNAILS])
+def test_what_is_mapped_is_the_file_whose_checksum_was_checked(saved, monkeypatch, name):
+    """A swap that puts another file in place right after its checksum was verified: the
+    load still maps the bytes it checked (it maps from the same open file), not the
+    newcomer's (mapped by path, it would have served unchecked bytes)."""
+    import os
+
+    from recommender import model_io
+
+    _, path = saved
+    checked = (path / name).read_bytes()
+    swapped = {}
+    open_checked = model_io._open_checked
+
+    def then_swap(folder, file_name, entry):
+        fh = open_checked(folder, file_name, entry)
+        if file_name == name:  # the next version lands between the check and the map
+            other = folder / f"{name}.next"
+            other.write_bytes(bytes(255 - b for b in checked))
+            os.replace(other, folder / name)
+            swapped[name] = True
+        return fh
+
+    monkeypatch.setattr(model_io, "_open_checked", then_swap)
+    _, arrays, _, thumbs = read_model(path)
+    assert swapped == {name: True}
+    assert (path / name).read_bytes() != checked
+    if name == FEATURES:
+        assert isinstance(arrays["features"], np.memmap)
+        header = len(checked) - arrays["features"].nbytes
+        assert arrays["features"].tobytes() == checked[header:]
+        assert np.array_equal(arrays["features"], np.load(io.BytesIO(checked)))
+    else:
+        assert isinstance(thumbs["data"], np.memmap)
+        assert thumbs["data"].tobytes() == checked
