@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .embed_job import EmbedJob, EmbedStats, Progress
-from .errors import ConfigError
+from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
 
 # EmbedJob, EmbedStats and Progress live in recommender.embed_job (the engines import that,
@@ -72,8 +72,16 @@ class LocalEngine:
         self._backbone = backbone  # tests pass a stand-in; None loads job.backbone
 
     def embed(self, job: EmbedJob, progress: Progress | None = None) -> EmbedStats:
+        from .records import is_uri
         from .features import embed_to_shards
 
+        # file: URIs arrive as paths (Dataset.image_path); what is left is s3a://, hdfs://...
+        remote = [p for p in job.paths if isinstance(p, str) and is_uri(p)]
+        if remote:
+            raise DatasetError(
+                f"{len(remote)} images are URIs the local engine cannot open ({remote[0]}); "
+                "build with --engine spark, which reads them with Spark's binaryFile"
+            )
         return embed_to_shards(job, backbone=self._backbone, progress=progress)
 
     def fit_als(

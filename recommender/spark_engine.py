@@ -77,6 +77,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -87,10 +88,11 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from .records import is_uri
 from .errors import RecommenderError
 from .features import Extraction
 from .hashtag_model import ALSParams, FitError, weight_matrix
@@ -372,6 +374,17 @@ def _extract_guarded(sources: list, backbone, **options) -> Extraction:
     """:func:`~recommender.features.extract_features` on ``sources`` (same options); if it
     fails as a whole, image by image, so that only an image that breaks it is recorded as
     unreadable and the task goes on."""
+    ex = _extract_isolating(sources, backbone, **options)
+    # A URI reaches a worker as a string only when binaryFile gave no content for it (see
+    # _with_uri_contents): the file is missing, or empty (Spark's file scan skips those).
+    for row, (i, _) in enumerate(ex.errors):
+        source = sources[i]
+        if isinstance(source, str) and is_uri(source):
+            ex.errors[row] = (i, f"There is no file, or an empty one, at '{source}'.")
+    return ex
+
+
+def _extract_isolating(sources: list, backbone, **options) -> Extraction:
     from .features import extract_features
 
     try:
@@ -466,6 +479,90 @@ def _source_row(source) -> tuple[str | None, bytes | None]:
 
 
 EMBED_SCHEMA = "index long, hash string, features binary, thumbnail binary, error string"
+# The parts of a Hadoop path string (``Path.toString``: scheme, authority, decoded path), as
+# Spark's binaryFile reader gives them in its ``path`` column.
+_HADOOP_PATH = r"^([A-Za-z][A-Za-z0-9+.-]*):(//([^/]*))?(/.*)$"
+_GLOB = re.compile(r"([\\{}\[\]*?])")
+
+
+def _uri_key(uri: str) -> tuple[str, str, str]:
+    """(scheme, authority, decoded path) of a URI: what the join with binaryFile's ``path``
+    column matches on (``file:///a%20b.jpg`` is listed as ``file:/a b.jpg``)."""
+    parts = urlsplit(uri)
+    return parts.scheme.lower(), parts.netloc, unquote(parts.path)
+
+
+def _hadoop_path(uri: str) -> str:
+    """The string Spark's ``load`` takes for ``uri``: decoded (it does not decode), with
+    the glob characters escaped (it expands globs)."""
+    scheme, authority, path = _uri_key(uri)
+    text = f"{scheme}://{authority}{path}" if authority else f"{scheme}:{path}"
+    return _GLOB.sub(r"\\\1", text)
+
+
+def _existing(spark, uris: list[str]) -> list[str]:
+    """The URIs whose file exists, asked of Hadoop's file systems on the driver (only when
+    a load found some missing: one call per URI)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    found = []
+    for uri in uris:
+        path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri))
+        try:
+            if path.getFileSystem(conf).isFile(path):
+                found.append(uri)
+        except Exception:  # noqa: BLE001 - no file system for it: the worker reports it
+            pass
+    return found
+
+
+def _with_uri_contents(spark, frame, uris: list[str]):
+    """``frame`` (``path``, ``content`` columns) with ``content`` filled, for the rows whose
+    ``path`` is one of ``uris``, by Spark's ``binaryFile`` reader: file://, hdfs://,
+    s3a://, whatever the cluster's Hadoop reads. A URI it cannot find keeps no content, so
+    the worker records it as unreadable (no file at that URI), as for a missing path."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.utils import AnalysisException
+
+    wanted = sorted(set(uris))
+    reader = spark.read.format("binaryFile")
+    try:
+        files = reader.load([_hadoop_path(u) for u in wanted])
+        files.schema  # noqa: B018 - resolving the paths raises for a missing one
+    except AnalysisException:
+        present = _existing(spark, wanted)
+        if not present:
+            return frame
+        files = reader.load([_hadoop_path(u) for u in present])
+    names = spark.createDataFrame(
+        [(u, *_uri_key(u)) for u in wanted], "uri string, scheme string, auth string, key string"
+    )
+    listed = files.select(
+        F.lower(F.regexp_extract("path", _HADOOP_PATH, 1)).alias("f_scheme"),
+        F.regexp_extract("path", _HADOOP_PATH, 3).alias("f_auth"),
+        F.regexp_extract("path", _HADOOP_PATH, 4).alias("f_key"),
+        F.col("content").alias("f_content"),
+    )
+    # An authority the URI leaves out (hdfs:///x) is the default file system's: match the
+    # path alone then.
+    matched = names.join(
+        listed,
+        (names.scheme == listed.f_scheme)
+        & (names.key == listed.f_key)
+        & ((names.auth == "") | (names.auth == listed.f_auth)),
+    ).select(F.col("uri").alias("m_uri"), "f_content")
+    joined = frame.join(matched, frame.path == matched.m_uri, "left")
+    return joined.select(
+        *[
+            F.coalesce("f_content", "content").alias(c) if c == "content" else F.col(c)
+            for c in frame.columns
+        ]
+    )
+
+
+def _uris(rows: list[tuple], path_at: int) -> list[str]:
+    """The paths of ``rows`` that are URIs Spark must read (not local paths)."""
+    return [r[path_at] for r in rows if r[path_at] is not None and is_uri(r[path_at])]
 
 
 def embed_partitions(spark, n_images: int, task_images: int = TASK_IMAGES) -> int:
@@ -502,6 +599,9 @@ def embed_images(
     parts = embed_partitions(spark, total, task_images)
     rows = [(i, *_source_row(s)) for i, s in enumerate(sources)]
     frame = spark.sparkContext.parallelize(rows, parts).toDF(SOURCE_SCHEMA)
+    uris = _uris(rows, 1)
+    if uris:
+        frame = _with_uri_contents(spark, frame, uris).repartition(parts)
     out = frame.mapInPandas(_embed_partition(settings), EMBED_SCHEMA)
     features = np.zeros((total, dim), np.float32)
     good = np.zeros(total, bool)
@@ -737,9 +837,12 @@ class SparkEngine:
             first, last = job.shard_range(number)
             for position in range(first, last):
                 rows.append((number, position, *_source_row(job.paths[position])))
+        source = spark.sparkContext.parallelize(rows, n_shards)
+        uris = _uris(rows, 2)
+        if uris:  # read by binaryFile on the executors, then back to one shard a partition
+            source = _with_uri_contents(spark, source.toDF(SHARD_SCHEMA), uris).rdd.map(tuple)
         frame = (
-            spark.sparkContext.parallelize(rows, n_shards)
-            .keyBy(lambda row: row[0])
+            source.keyBy(lambda row: row[0])
             .partitionBy(n_shards, lambda number: number)  # partition i holds shard i
             .values()
             .toDF(SHARD_SCHEMA)

@@ -10,6 +10,7 @@ import io
 import shutil
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,3 +322,66 @@ def test_the_cli_without_pyspark_says_how_to_install(se, small_dataset, tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err == "error: pyspark is not installed: pip install -r requirements-spark.txt"
+
+
+@pytest.fixture(scope="module")
+def uri_images(fixture_images, tmp_path_factory):
+    """The fixture's files (not the zip members) as file:// URIs, one of them under a name
+    with a space and glob characters, and a URI naming no file; with the same files' paths."""
+    folder = tmp_path_factory.mktemp("uri images")
+    paths = [p for p in fixture_images if isinstance(p, str)]
+    odd = folder / "a photo [1].png"
+    shutil.copyfile(paths[4], odd)  # the PNG
+    paths = [*paths[:2], str(odd), *paths[2:]]
+    uris = [Path(p).as_uri() for p in paths]
+    assert "%20" in uris[2] and "%5B1%5D" in uris[2]
+    return paths, uris
+
+
+def test_embed_reads_file_uris_with_binary_file_as_the_local_engine_reads_paths(
+    se, spark, backbone, uri_images
+):
+    paths, uris = uri_images
+    local = extract_features(paths, backbone, thumb_size=128)
+    assert [i for i, _ in local.errors] == [4, 7, 8, 10]  # truncated, text, missing, empty
+    got = se.embed_images(spark, uris, backbone=backbone.name, thumb_size=128, task_images=4)
+    # Spark's file scan skips empty files: binaryFile cannot tell them from missing ones.
+    for row, i in ((2, 8), (3, 10)):
+        assert got.errors[row] == (i, f"There is no file, or an empty one, at '{uris[i]}'.")
+        got.errors[row] = local.errors[row]
+    _same_as_local(got, local)
+
+
+def test_spark_engine_shards_from_file_uris_are_the_shards_from_paths(
+    se, spark, backbone, uri_images, tmp_path
+):
+    from recommender.engines import EmbedJob, LocalEngine
+    from recommender.shards import ShardStore
+
+    paths, uris = uri_images
+    local, remote = ShardStore(tmp_path / "local", "k"), ShardStore(tmp_path / "uris", "k")
+    LocalEngine(backbone).embed(EmbedJob(paths, local, backbone.name, shard_size=5))
+    stats = se.SparkEngine(spark=spark).embed(
+        EmbedJob(uris, remote, backbone.name, shard_size=5)
+    )
+    assert stats.shards_written == 3 and remote.shards() == local.shards() == [0, 1, 2]
+    for number in range(3):
+        a, b = local.read_shard(number), remote.read_shard(number)
+        assert np.array_equal(a.raw_hashes, b.raw_hashes)
+        assert np.abs(a.features.astype(np.float32) - b.features.astype(np.float32)).max() <= 1e-4
+        assert [e[0] for e in a.meta["errors"]] == [e[0] for e in b.meta["errors"]]
+
+
+def test_the_local_engine_refuses_uris_it_cannot_open_naming_the_spark_engine(tmp_path):
+    from recommender.engines import EmbedJob, LocalEngine
+    from recommender.errors import DatasetError
+    from recommender.shards import ShardStore
+
+    store = ShardStore(tmp_path / "store", "k")
+    job = EmbedJob(["s3a://bucket/photos/1.jpg", str(tmp_path / "x.jpg")], store, "mean")
+    with pytest.raises(DatasetError) as info:
+        LocalEngine().embed(job)
+    message = str(info.value)
+    assert "\n" not in message and "--engine spark" in message
+    assert "s3a://bucket/photos/1.jpg" in message
+    assert not (tmp_path / "store").exists()
