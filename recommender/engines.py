@@ -72,8 +72,8 @@ class LocalEngine:
         self._backbone = backbone  # tests pass a stand-in; None loads job.backbone
 
     def embed(self, job: EmbedJob, progress: Progress | None = None) -> EmbedStats:
-        from .records import is_uri
         from .features import embed_to_shards
+        from .records import is_uri
 
         # file: URIs arrive as paths (Dataset.image_path); what is left is s3a://, hdfs://...
         remote = [p for p in job.paths if isinstance(p, str) and is_uri(p)]

@@ -92,10 +92,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .records import is_uri
 from .errors import RecommenderError
 from .features import Extraction
 from .hashtag_model import ALSParams, FitError, weight_matrix
+from .records import is_uri
 
 DEFAULT_MASTER = "local[*]"
 LOCAL_DRIVER_MEMORY = "4g"
