@@ -587,8 +587,9 @@ def embed_images(
     """Embed every image of ``sources`` on the executors; the same result as
     :func:`recommender.features.extract_features` (features float32, in input order).
 
-    ``sources`` are paths every executor can read (a shared file system); members of a zip
-    archive (:class:`zipfile.Path`) are read on the driver and shipped as bytes. Unreadable
+    ``sources`` are paths every executor can read (a shared file system) or URIs, read
+    on the executors by Spark's ``binaryFile`` reader (:func:`_with_uri_contents`); members
+    of a zip archive (:class:`zipfile.Path`) are read on the driver and shipped as bytes. Unreadable
     images are reported in ``errors`` and never fail the job. ``progress(done, total)`` is
     called as results reach the driver.
     """
