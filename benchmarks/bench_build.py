@@ -24,7 +24,10 @@ build       ``build_model`` end to end on the real data set with ``use_cache=Fal
 shards      The embed stage (images -> feature shards, ``embed_to_shards``) against the
             plain pipeline (``extract_features``, what the build ran before shards) on the
             same chunks of the real data set, alternating; the median of the per-chunk rate
-            ratios. Then the resume: an embed of the data set in shards of ``--shard-size``
+            ratios. A third arm is the embed stage as before it kept each image's top-5
+            ImageNet classes in its shards (the backbone seen without its head: the same
+            forward pass, its probabilities dropped); its ratio is with classes over
+            without. Then the resume: an embed of the data set in shards of ``--shard-size``
             is SIGKILLed at 50% and run again; how many images it embeds again.
 classes     What naming the photo costs the build (issue 13): blocks of the backbone on a
             batch in memory alternate between the forward pass before class probabilities
@@ -406,23 +409,37 @@ def _embed_stage(paths, backbone, batch_size: int, tmp: Path) -> tuple[int, floa
     return out
 
 
+class _Headless:
+    """The backbone as the embed stage saw it before it kept classes: ``embed`` only (the
+    same compiled forward pass; the probabilities it computes are dropped)."""
+
+    def __init__(self, backbone) -> None:
+        self.name, self.input_size, self.dim = backbone.name, backbone.input_size, backbone.dim
+        self.embed = backbone.embed
+
+
 def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) -> list[dict]:
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     run_pipeline(chunks[0][:batch_size], backbone, batch_size=batch_size, thumb_size=128)
-    got: dict[str, list] = {"pipeline": [], "embed stage": []}
-    ratios = []
+    headless = _Headless(backbone)
+    names = ["pipeline", "embed stage", "embed stage without classes"]
+    got: dict[str, list] = {name: [] for name in names}
+    ratios, class_ratios = [], []
     for i, part in enumerate(chunks):
-        # alternate which goes first, so drift in the machine's load favours neither
-        order = ["pipeline", "embed stage"] if i % 2 == 0 else ["embed stage", "pipeline"]
+        # rotate which goes first, so drift in the machine's load favours none
+        order = names[i % 3:] + names[: i % 3]
         rates = {}
         for name in order:
             if name == "pipeline":
                 r = run_pipeline(part, backbone, batch_size=batch_size, thumb_size=128)
-            else:
+            elif name == "embed stage":
                 r = _embed_stage(part, backbone, batch_size, tmp)
+            else:
+                r = _embed_stage(part, headless, batch_size, tmp)
             got[name].append(r)
             rates[name] = r[0] / r[1]
         ratios.append(rates["embed stage"] / rates["pipeline"])
+        class_ratios.append(rates["embed stage"] / rates["embed stage without classes"])
     rows = []
     for name, runs in got.items():
         arr = np.array(runs)
@@ -435,6 +452,12 @@ def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) 
     rows[1]["ratio"] = float(np.median(ratios))
     rows[1]["ratio_range"] = f"{np.percentile(ratios, 25):.2f}-{np.percentile(ratios, 75):.2f}"
     rows[0]["ratio"] = 1.0
+    rows.append({
+        "what": "embed stage, rate with classes kept / without (same chunks)",
+        "ratio": float(np.median(class_ratios)),
+        "ratio_range": (f"{np.percentile(class_ratios, 25):.2f}-"
+                        f"{np.percentile(class_ratios, 75):.2f}"),
+    })
     return rows
 
 

@@ -28,14 +28,14 @@ def per_split(backbone: str, weights: list[float], splits: int) -> dict[str, dic
     from recommender.config import BuildConfig
     from recommender.datasets import load_dataset
     from recommender.embedding import dataset_features
-    from recommender.evaluation import Candidate, _test_classes, evaluate, image_keys
+    from recommender.evaluation import Candidate, evaluate, image_keys
     from recommender.scoring import DEFAULT_METHOD, METHODS
 
     config = BuildConfig(backbone=backbone)
     dataset = load_dataset(DATASET)
     feats = dataset_features(dataset, config)
     keys = image_keys(dataset, dataset.posts, feats.image_rows)
-    classes = _test_classes(dataset, feats, config, None)
+    classes = feats.classes  # kept by the embed stage
     base = METHODS[DEFAULT_METHOD]
     candidates = [
         Candidate(f"w={w:g}", dataclasses.replace(base, name=f"content={w:g}", content_weight=w))

@@ -153,6 +153,9 @@ def _evaluation_summary(
         keys=image_keys(dataset, dataset.posts, feats.image_rows),
         n_sweep=(),
         progress=progress,
+        # what the network sees, kept by the embed stage: the figures are those of the
+        # method as the model serves it (content term and head hedging included)
+        classes=feats.classes,
     )
     methods = {
         c.key: {

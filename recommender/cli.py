@@ -88,7 +88,6 @@ def _progress_bar(disable: bool):
         "features": "image features",
         "als": "ALS iterations",
         "evaluate": "evaluation",
-        "classes": "ImageNet classes of the test images",
         "prior": "image prior",
         "write": "index and model files",
     }

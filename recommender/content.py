@@ -19,6 +19,7 @@ import csv
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,9 +27,9 @@ import scipy.sparse as sp
 from .errors import BackboneError, ConfigError
 
 __all__ = [
-    "CLASS_HASHTAGS_PATH", "N_CLASSES", "TOP_CLASSES", "ClassHashtags", "class_hashtags",
-    "class_tag_matrix", "dense_classes", "keep_top", "read_class_hashtags", "seen",
-    "top_classes",
+    "CLASS_HASHTAGS_PATH", "N_CLASSES", "TOP_CLASSES", "ClassHashtags", "TopClasses",
+    "class_hashtags", "class_tag_matrix", "dense_classes", "keep_top", "read_class_hashtags",
+    "seen", "top_classes",
 ]
 
 N_CLASSES = 1000
@@ -120,6 +121,29 @@ def top_classes(probs: np.ndarray, k: int = TOP_CLASSES) -> tuple[np.ndarray, np
     return order.astype(np.int16), np.take_along_axis(probs, order, axis=1)
 
 
+class TopClasses(NamedTuple):
+    """What the embed stage keeps of each image's class probabilities: its top
+    :data:`TOP_CLASSES`, ``ids`` (N, k) int16 and ``probs`` (N, k) float16, most probable
+    first. Sparse: 20 bytes an image where the dense probabilities take 4,000."""
+
+    ids: np.ndarray
+    probs: np.ndarray
+
+    @classmethod
+    def of(cls, probs: np.ndarray) -> TopClasses:
+        """The top classes of (N, 1000) probabilities, stored as the shards keep them."""
+        ids, top = top_classes(probs)
+        return cls(ids, top.astype(np.float16))
+
+    def take(self, rows) -> TopClasses:
+        """The rows ``rows`` (an index array), still sparse."""
+        return TopClasses(self.ids[rows], self.probs[rows])
+
+    def dense(self, row: int) -> np.ndarray:
+        """Row ``row`` as (1000,) float32 probabilities (0 outside its top classes)."""
+        return dense_classes(self.ids[row : row + 1], self.probs[row : row + 1])[0]
+
+
 def keep_top(classes: np.ndarray, k: int = TOP_CLASSES) -> np.ndarray:
     """A copy of one photo's (1000,) probabilities with all but the top ``k`` set to 0."""
     classes = np.asarray(classes, dtype=np.float32).reshape(-1)
@@ -152,34 +176,3 @@ def seen(classes: np.ndarray | None, k: int = 3, min_prob: float = 0.05) -> list
         if j == 0 or p >= min_prob
     ]
 
-
-def image_classes(
-    sources, backbone, *, batch_size: int = 32, k: int = TOP_CLASSES, progress=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` classes of each image in ``sources``, as :func:`top_classes` returns them.
-
-    Decodes each image as the feature extraction does and runs batches through
-    :meth:`~recommender.backbones.Backbone.embed_with_classes` (one forward pass gives both;
-    the features are dropped here). ``progress(done, total)`` after every batch.
-
-    Raises
-    ------
-    BackboneError
-        The backbone has no trained ImageNet head.
-    ImageError
-        An image cannot be read.
-    """
-    from . import images
-
-    if not backbone.has_classes:
-        raise BackboneError(f"backbone {backbone.name} has no trained ImageNet head")
-    ids = np.zeros((len(sources), k), dtype=np.int16)
-    probs = np.zeros((len(sources), k), dtype=np.float32)
-    for start in range(0, len(sources), batch_size):
-        part = sources[start:start + batch_size]
-        pixels = np.stack([images.load_for_model(s, backbone.input_size) for s in part])
-        _, p = backbone.embed_with_classes(pixels)
-        ids[start:start + len(part)], probs[start:start + len(part)] = top_classes(p, k)
-        if progress:
-            progress(start + len(part), len(sources))
-    return ids, probs

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import feature_store
 from .embed_job import EmbedJob
 from .engines import get_engine
@@ -99,6 +101,14 @@ def dataset_features(
     }
     # name, input_size, dim, weights, weights_sha256, preprocessing: loading checks the last two
     info = backbone.fingerprint()
+    classes = None
+    if shards and all("class_ids" in s.extra and "class_probs" in s.extra for s in shards):
+        from .content import TopClasses
+
+        classes = TopClasses(
+            np.concatenate([np.asarray(s.extra["class_ids"]) for s in shards]),
+            np.concatenate([np.asarray(s.extra["class_probs"]) for s in shards]),
+        )
     return DatasetFeatures(
         dataset,
         features,
@@ -109,4 +119,5 @@ def dataset_features(
         seconds,
         info,
         hashes,
+        classes,
     )

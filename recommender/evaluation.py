@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
 from .hedging import category_forms, dataset_categories
 from .scoring import DEFAULT_METHOD, METHODS, get_method
+
+if TYPE_CHECKING:
+    from .content import TopClasses
 
 KS = (5, 10)
 CURVE_K = 20  # recall@k is also kept for k = 1..CURVE_K, for the plot
@@ -398,11 +401,11 @@ def rank_features(
     n_neighbors: int,
     k: int,
     exclude: np.ndarray | None = None,
-    classes: np.ndarray | None = None,
+    classes: TopClasses | None = None,
 ) -> np.ndarray:
     """Top-``k`` hashtag ids for each row of ``features``: (rows, k), -1 padded.
 
-    ``classes``: each row's ImageNet class probabilities, for the content term.
+    ``classes``: each row's top ImageNet classes, for the content term and head hedging.
 
     The same steps as :meth:`HashtagRecommender.recommend_features` (index search,
     weights, scores, hedging, top-k), without building explanations, and with one BLAS thread
@@ -416,7 +419,7 @@ def rank_features(
     with serial_blas():
         for i, query in enumerate(features):
             idx, sims = rec.index.search(query, int(n_neighbors))
-            probs = None if classes is None else classes[i]
+            probs = None if classes is None else classes.dense(i)
             scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query, probs)
             best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude, probs))
             out[i, : len(best)] = best
@@ -632,7 +635,7 @@ class _SplitRun:
         self.query = np.asarray(features)[[image_rows[i] for i in queried]]
         self.n_test = len(split.test)
         self.query_classes = (
-            None if classes is None else classes[[image_rows[i] for i in queried]]
+            None if classes is None else classes.take([image_rows[i] for i in queried])
         )
         self.truth = [set(posts[i].hashtags) for i in split.test]
         self.categories = [posts[i].category for i in split.test]
@@ -697,7 +700,7 @@ def evaluate(
     blocklist: Iterable[str] | None = None,
     n_sweep: Sequence[int] = N_SWEEP,
     progress: Progress | None = None,
-    classes: np.ndarray | None = None,
+    classes: TopClasses | None = None,
 ) -> EvaluationResult:
     """Evaluate ``candidates`` on the same splits of ``posts``.
 
@@ -705,8 +708,9 @@ def evaluate(
     for the whole data set). ``config`` is the build's configuration; its ``method`` is
     the default being evaluated. ``blocklist`` hashtags are never recommended (as in the
     page). ``n_sweep`` neighbour counts are also tried for the default method.
-    ``classes`` (rows of ``features``, 1000 ImageNet class probabilities each; only the test
-    posts' rows are read) feed the content term; without them it is 0.
+    ``classes`` (the top ImageNet classes of each row of ``features``, as the embed stage
+    keeps them: :attr:`recommender.features.DatasetFeatures.classes`) feed the content
+    term and head hedging; without them there is neither.
     """
     from .recommender import BuildConfig
 
@@ -778,44 +782,15 @@ def evaluate_dataset(
     dataset = load_dataset(data, format)
     feats = dataset_features(dataset, config, use_cache=use_cache, progress=progress)
     keys = image_keys(dataset, dataset.posts, feats.image_rows)
-    classes = _test_classes(dataset, feats, config, progress)
     features_seconds = time.perf_counter() - start
     result = evaluate(
         dataset.posts, feats.features, feats.image_rows, config, keys=keys,
-        progress=progress, classes=classes, **kwargs,
+        progress=progress, classes=feats.classes, **kwargs,
     )  # fmt: skip
     result.info["features_seconds"] = round(features_seconds, 1)
     result.info["images_embedded"] = feats.counts.get("images_embedded", 0)
     result.info["seconds"] = round(time.perf_counter() - start, 1)
     return result
-
-
-def _test_classes(dataset, feats, config, progress: Progress | None) -> np.ndarray | None:
-    """ImageNet class probabilities (top 5 kept) of every image a split can test or probe,
-    by feature row (zeros elsewhere); None if the backbone has no head.
-
-    One pass of the backbone over those images only (features and classes come out of the
-    same call; the features are already known).
-    """
-    from .backbones import get_backbone
-    from .content import N_CLASSES, dense_classes, image_classes
-
-    backbone = get_backbone(config.backbone, config.weights)
-    if not backbone.has_classes:
-        return None
-    posts, image_rows = dataset.posts, feats.image_rows
-    probed = set(probe_categories(posts, image_rows))
-    tested = sorted(set(evaluable_posts(posts, image_rows).tolist()) | {
-        i for i, p in enumerate(posts) if image_rows[i] >= 0 and p.category in probed
-    })
-    rows = np.array([image_rows[i] for i in tested], dtype=np.int64)
-    paths = [dataset.image_path(posts[i]) for i in tested]
-    ids, probs = image_classes(
-        paths, backbone, progress=(lambda d, t: progress("classes", d, t)) if progress else None
-    )
-    out = np.zeros((len(feats.features), N_CLASSES), dtype=np.float32)
-    out[rows] = dense_classes(ids, probs)
-    return out
 
 
 def plot_recall_curves(result: EvaluationResult, path: str | Path) -> Path:

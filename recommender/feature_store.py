@@ -6,7 +6,8 @@ Layout under the cache folder (``$HASHTAG_CACHE``, see :func:`default_cache_dir`
                               /last-used, .lock
 
 ``key`` (:func:`store_key`) names everything the features depend on: the backbone, the
-sha256 of its weights file, the preprocessing version and the thumbnail size. Retrained
+sha256 of its weights file, the preprocessing version, the thumbnail size and the shard
+format version (what a shard holds). Retrained
 weights in the same file path, or another thumbnail size, give another key, so they never
 reuse stale features or 32 px thumbnails for a 128 px request. The data set id is the hash
 of the data set's folder: a rebuild of the same folder reuses its shards (only changed
@@ -37,7 +38,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .shards import ShardStore
+from .shards import SHARD_VERSION, ShardStore
 
 DEFAULT_MAX_GB = 20.0
 
@@ -60,8 +61,9 @@ def max_bytes() -> int:
 
 
 def store_key(backbone, thumb_size: int) -> str:
-    """What shard features depend on: backbone, weights' sha256, preprocessing, thumb size."""
-    return f"{backbone.cache_key}-t{int(thumb_size)}"
+    """What shards depend on: backbone, weights' sha256, preprocessing, thumbnail size and
+    what a shard holds (its format version)."""
+    return f"{backbone.cache_key}-t{int(thumb_size)}-s{SHARD_VERSION}"
 
 
 def _safe(name: str) -> str:

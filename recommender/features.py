@@ -29,6 +29,7 @@ from .embed_job import Progress
 from .errors import ImageError
 
 if TYPE_CHECKING:
+    from .content import TopClasses
     from .datasets import Dataset
     from .embed_job import EmbedJob, EmbedStats
     from .shards import Shard, ShardStore
@@ -41,7 +42,9 @@ BuildProgress = Callable[[str, int, int], None]
 class Extraction:
     """What :func:`extract_features` returns.
 
-    ``features`` has one row per entry of ``ok`` (indices into the input list), in order.
+    ``features`` has one row per entry of ``ok`` (indices into the input list), in order;
+    so has ``classes``, the top ImageNet classes from the same forward pass (None when the
+    backbone has no trained head).
     """
 
     features: np.ndarray
@@ -50,6 +53,7 @@ class Extraction:
     thumbnails: list[bytes]
     errors: list[tuple[int, str]] = field(default_factory=list)
     cached: int = 0
+    classes: TopClasses | None = None
 
 
 @dataclass
@@ -59,6 +63,7 @@ class _Prepared:
     pixels: np.ndarray | None = None
     thumbnail: bytes | None = None
     features: np.ndarray | None = None
+    classes: tuple[np.ndarray, np.ndarray] | None = None  # one image's (ids, probs)
     error: str | None = None
 
 
@@ -73,20 +78,34 @@ def _thumbnail(img, size: int) -> bytes:
     return images.thumbnail_jpeg(img.reduce(factor) if factor >= 2 else img, size)
 
 
-# known(content_hash) -> (features, thumbnail) of an image embedded before, or None
-Known = Callable[[str], "tuple[np.ndarray, bytes] | None"]
+# known(content_hash) -> (features, thumbnail, (class ids, probs) or None) of an image
+# embedded before, or None
+Found = tuple[np.ndarray, bytes, "tuple[np.ndarray, np.ndarray] | None"]
+Known = Callable[[str], "Found | None"]
 
 
 def _prepare(
-    index: int, source: images.ImageSource, size: int, thumb_size: int, known: Known | None
+    index: int,
+    source: images.ImageSource,
+    size: int,
+    thumb_size: int,
+    known: Known | None,
+    classes: bool = False,
 ) -> _Prepared:
     try:
         data = images.read_bytes(source)
         key = images.content_hash(data)
         if known is not None:
             found = known(key)
-            if found is not None and (found[1] or not thumb_size):
-                return _Prepared(index, key, features=found[0], thumbnail=found[1])
+            # reused only if it has all that is asked of it (a thumbnail, the classes)
+            if (
+                found is not None
+                and (found[1] or not thumb_size)
+                and (found[2] is not None or not classes)
+            ):
+                return _Prepared(
+                    index, key, features=found[0], thumbnail=found[1], classes=found[2]
+                )
         img = images.open_image(data)
         thumb = _thumbnail(img, thumb_size) if thumb_size else None
         return _Prepared(index, key, pixels=images.to_model_input(img, size), thumbnail=thumb)
@@ -109,12 +128,16 @@ def extract_features(
     Unreadable images are reported in ``errors`` (index, message) and skipped; nothing
     raises for a bad image. ``known(hash)`` may return the features and thumbnail of an
     image seen before (counted in ``cached``): it skips decoding and the backbone.
-    ``progress(done, total)`` is called as images complete.
+    ``progress(done, total)`` is called as images complete. A backbone with an ImageNet
+    head (``has_classes``) also gives each image's top classes, from the same forward pass.
     """
+    from .content import TopClasses
+
     total = len(sources)
     prepared: list[_Prepared] = []
     batch: list[_Prepared] = []
     embedded: dict[int, np.ndarray] = {}
+    with_classes = bool(getattr(backbone, "has_classes", False))
     done = 0
     cached = 0
 
@@ -122,7 +145,14 @@ def extract_features(
         nonlocal done
         if not batch:
             return
-        vectors = backbone.embed(np.stack([p.pixels for p in batch]))
+        pixels = np.stack([p.pixels for p in batch])
+        if with_classes:
+            vectors, probs = backbone.embed_with_classes(pixels)
+            top = TopClasses.of(probs)
+            for j, p in enumerate(batch):
+                p.classes = (top.ids[j], top.probs[j])
+        else:
+            vectors = backbone.embed(pixels)
         for p, v in zip(batch, vectors, strict=False):
             embedded[p.index] = v
             p.pixels = None
@@ -136,7 +166,9 @@ def extract_features(
         pending: deque = deque()
         it = iter(enumerate(sources))
         for i, src in it:
-            pending.append(pool.submit(_prepare, i, src, backbone.input_size, thumb_size, known))
+            pending.append(pool.submit(
+                _prepare, i, src, backbone.input_size, thumb_size, known, with_classes
+            ))
             if len(pending) >= ahead:
                 break
         while pending:
@@ -144,7 +176,10 @@ def extract_features(
             nxt = next(it, None)
             if nxt is not None:
                 pending.append(
-                    pool.submit(_prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, known)
+                    pool.submit(
+                        _prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, known,
+                        with_classes,
+                    )
                 )
             prepared.append(item)
             if item.error is not None:
@@ -170,6 +205,12 @@ def extract_features(
         if ok
         else np.zeros((0, dim), np.float32)
     )
+    classes = None
+    if with_classes:
+        classes = TopClasses(
+            np.array([by_index[i].classes[0] for i in ok], np.int16).reshape(len(ok), -1),
+            np.array([by_index[i].classes[1] for i in ok], np.float16).reshape(len(ok), -1),
+        )
     return Extraction(
         features=features,
         ok=ok,
@@ -177,6 +218,7 @@ def extract_features(
         thumbnails=[by_index[i].thumbnail or b"" for i in ok],
         errors=[(p.index, p.error) for p in prepared if p.error is not None],
         cached=cached,
+        classes=classes,
     )
 
 
@@ -200,22 +242,25 @@ class _RunIndex:
                 self._rows = rows
             return self._rows
 
-    def lookup(self, key: str) -> tuple[np.ndarray, bytes] | None:
+    def lookup(self, key: str) -> Found | None:
         found = (self._rows if self._rows is not None else self._build()).get(bytes.fromhex(key))
-        if found is None:
-            return None
-        shard, row = found
-        return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
+        return None if found is None else _found(*found)
+
+
+def _found(shard: Shard, row: int) -> Found:
+    ids, probs = shard.extra.get("class_ids"), shard.extra.get("class_probs")
+    classes = None if ids is None or probs is None else (np.array(ids[row]), np.array(probs[row]))
+    return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row), classes
 
 
 def _shard_lookup(shard: Shard | None, fallback: _RunIndex | None) -> Known:
     own = {} if shard is None else {d.tobytes(): r for r, d in enumerate(shard.raw_hashes)}
 
-    def known(key: str) -> tuple[np.ndarray, bytes] | None:
+    def known(key: str) -> Found | None:
         row = own.get(bytes.fromhex(key))
         if row is None:
             return fallback.lookup(key) if fallback is not None else None
-        return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row)
+        return _found(shard, row)
 
     return known
 
@@ -227,6 +272,7 @@ def _same_shard(shard: Shard | None, ex: Extraction, first: int, size: int) -> b
     positions = shard.extra.get("position")
     return (
         positions is not None
+        and (ex.classes is None) == ("class_ids" not in shard.extra)
         and shard.hashes == ex.hashes
         and np.array_equal(positions, first + np.asarray(ex.ok, dtype=np.int64))
         and [tuple(e) for e in shard.meta.get("errors", [])]
@@ -299,6 +345,9 @@ def embed_shard(
     embedded, reused = len(ex.ok) - ex.cached, ex.cached
     if _same_shard(committed, ex, first, len(sources)):
         return embedded, reused, False
+    classes = {} if ex.classes is None else {
+        "class_ids": ex.classes.ids, "class_probs": ex.classes.probs
+    }
     job.store.write_shard(
         number,
         ex.hashes,
@@ -310,6 +359,7 @@ def embed_shard(
             "errors": [[first + i, m] for i, m in ex.errors],
         },
         position=first + np.asarray(ex.ok, dtype=np.int64),
+        **classes,
     )
     return embedded, reused, True
 
@@ -381,7 +431,9 @@ class DatasetFeatures:
     """Features of a data set's images, aligned with its posts.
 
     ``image_rows[i]`` is the row of ``features`` for post ``i`` (-1: no usable image).
-    ``features`` is (n, d) float16, memory-mapped; ``thumbnails[row]`` the row's JPEG.
+    ``features`` is (n, d) float16, memory-mapped; ``thumbnails[row]`` the row's JPEG;
+    ``classes`` the rows' top ImageNet classes, kept in the shards by the embed stage
+    (None when the backbone has no trained head).
     """
 
     dataset: Dataset
@@ -393,3 +445,4 @@ class DatasetFeatures:
     seconds: float = 0.0
     backbone: dict[str, Any] = field(default_factory=dict)
     hashes: list[str] = field(default_factory=list)  # content hash of each row
+    classes: TopClasses | None = None

@@ -4,11 +4,11 @@ Both build engines (``local`` and ``spark``, see :mod:`recommender.engines`) wri
 shards through this module only::
 
     store = ShardStore(folder, key)            # key: what the features depend on
-    store.write_shard(0, hashes, features, thumbnails, meta={"errors": []}, top5=ids)
+    store.write_shard(0, hashes, features, thumbnails, meta={"errors": []}, class_ids=ids)
     shard = store.read_shard(0)                # None when missing or damaged
     shard.features                             # (n, d) float16, memory-mapped
     shard.read_features()                      # the same, read into memory
-    shard.thumbnail(i), shard.hashes[i], shard.extra["top5"], shard.meta
+    shard.thumbnail(i), shard.hashes[i], shard.extra["class_ids"], shard.meta
     store.shards()                             # numbers of the committed shards
 
 A shard holds ``n`` images (``DEFAULT_SHARD_SIZE`` in a build; any ``n >= 0`` here):
@@ -16,7 +16,10 @@ A shard holds ``n`` images (``DEFAULT_SHARD_SIZE`` in a build; any ``n >= 0`` he
 - ``hashes``: the sha256 of each image file's bytes (:func:`recommender.images.content_hash`);
 - ``features``: (n, d) float16, L2-normalised image features;
 - ``thumbnails``: n JPEG byte strings (``b""`` for none), stored concatenated + offsets;
-- any extra per-image arrays (first dimension n, plain dtypes), by name;
+- any extra per-image arrays (first dimension n, plain dtypes), by name: the embed stage
+  stores ``position`` (the image's place in the job) and, for a backbone with an ImageNet
+  head, ``class_ids`` (n, 5) int16 and ``class_probs`` (n, 5) float16, the top classes of
+  the same forward pass (:class:`recommender.content.TopClasses`);
 - ``meta``: a small JSON-able dict (the embed stage records its unreadable images there).
 
 On disk, shard ``7`` of a store is two files::
@@ -52,7 +55,10 @@ from .errors import RecommenderError
 
 DEFAULT_SHARD_SIZE = 10_000
 SHARD_FORMAT = "hashtag-recommender-shard"
-SHARD_VERSION = 1
+# 2: the embed stage keeps each image's top ImageNet classes. Part of the store's key
+# (recommender.feature_store.store_key), so shards of version 1 are left to the code that
+# wrote them (and pruned in time) and re-embedded once, never mixed in.
+SHARD_VERSION = 2
 _MAGIC = b"HTSHARD1"
 _ALIGN = 64
 _CORE = ("hashes", "features", "thumb_data", "thumb_offsets")

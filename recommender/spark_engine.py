@@ -392,7 +392,7 @@ def _extract_isolating(sources: list, backbone, **options) -> Extraction:
     except Exception:  # noqa: BLE001 - isolate the image; never fail the task
         pass
     options.pop("progress", None)
-    feats, ok, hashes, thumbs, errors, cached = [], [], [], [], [], 0
+    feats, ok, hashes, thumbs, errors, cached, classes = [], [], [], [], [], 0, []
     for i, source in enumerate(sources):
         try:
             one = extract_features([source], backbone, **options)
@@ -405,10 +405,19 @@ def _extract_isolating(sources: list, backbone, **options) -> Extraction:
             hashes.append(one.hashes[0])
             thumbs.append(one.thumbnails[0])
             cached += one.cached
+            classes.append(one.classes)
         errors.extend((i, msg) for _, msg in one.errors)
     dim = getattr(backbone, "dim", 0)
     features = np.stack(feats) if feats else np.zeros((0, dim), np.float32)
-    return Extraction(features, ok, hashes, thumbs, errors, cached)
+    top = None
+    if getattr(backbone, "has_classes", False):
+        from .content import TOP_CLASSES, TopClasses
+
+        top = TopClasses(
+            np.concatenate([c.ids for c in classes] or [np.zeros((0, TOP_CLASSES), np.int16)]),
+            np.concatenate([c.probs for c in classes] or [np.zeros((0, TOP_CLASSES), np.float16)]),
+        )
+    return Extraction(features, ok, hashes, thumbs, errors, cached, top)
 
 
 def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:

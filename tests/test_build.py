@@ -143,3 +143,48 @@ def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path,
     monkeypatch.setattr(backbones, "PREPROCESSING_VERSION", "p-next")
     with pytest.raises(ModelError, match="preprocessing .* p-next"):
         HashtagRecommender.load(model).embed(photo)
+
+
+def test_the_stored_evaluation_is_the_one_evaluate_gives(
+    dataset_path, tmp_path, feature_cache_dir, monkeypatch
+):
+    """build --evaluate scores the method as the model serves it, with what the network sees
+    (the top classes the embed stage kept, no second pass over the photos): its figures are
+    those of `evaluate` on the same splits."""
+    from conftest import real_photo_manifest
+
+    from recommender import content, evaluation
+    from recommender.build import SUMMARY_METRICS
+    from recommender.evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate_dataset
+
+    data = real_photo_manifest(dataset_path, tmp_path / "posts", 10)
+    seen = []
+    real_evaluate = evaluation.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append((args[1], kwargs.get("classes")))
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    rec, _ = build_model(data, tmp_path / "model", evaluate=2)
+    stored = rec.manifest["evaluation"]["methods"]
+    config = BuildConfig()
+    assert config.method in stored
+    features, classes = seen[0]
+    assert isinstance(classes, content.TopClasses) and classes.ids.shape[1] == 5
+    assert classes.ids.shape[0] == len(features)  # one row per feature row, never dense
+    result = evaluate_dataset(
+        data,
+        config,
+        candidates=[
+            Candidate(POPULARITY, None),
+            Candidate(config.method, config.method),
+            Candidate("original", "original", als=ORIGINAL_ALS),
+        ],
+        n_splits=2,
+        n_sweep=(),
+    )
+    for method, figures in stored.items():
+        for metric in SUMMARY_METRICS:
+            if metric in figures:
+                assert figures[metric] == round(result.mean(method, metric), 4), (method, metric)

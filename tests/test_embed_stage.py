@@ -52,6 +52,25 @@ class MeanColour:
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
+class MeanColourHead(MeanColour):
+    """The stand-in with an "ImageNet head": 1000 class probabilities from the same call,
+    peaked on classes that depend on the image's mean colour."""
+
+    has_classes = True
+
+    def embed(self, batch):
+        raise AssertionError("a backbone with a head is run once, by embed_with_classes")
+
+    def embed_with_classes(self, batch):
+        features = MeanColour.embed(self, batch)
+        logits = np.zeros((len(batch), 1000), np.float32)
+        mean = batch.reshape(len(batch), -1, 3).mean(axis=1)
+        for c in range(3):
+            logits[np.arange(len(batch)), (mean[:, c]).astype(int) + 300 * c] = 3.0 + c
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return features, probs
+
+
 def _colour(i):
     return (40 + 7 * i % 200, 200 - 5 * i % 180, 30 + 11 * i % 220)
 
@@ -304,3 +323,56 @@ def test_a_failed_shard_write_keeps_the_earlier_shards(tmp_path, monkeypatch):
         embed_to_shards(_job(paths, store), backbone=MeanColour())
     assert {p.name: p.read_bytes() for p in (tmp_path / "store").glob("*.json")} == records
     assert all(store.read_shard(i) is not None for i in range(6))
+
+
+def test_the_embed_stage_keeps_the_top_classes_of_the_same_forward_pass(tmp_path):
+    from recommender.content import TopClasses
+
+    ds = _dataset(tmp_path)
+    cache = tmp_path / "cache"
+    head = MeanColourHead()
+    feats = dataset_features(ds, BuildConfig(), backbone=head, cache_dir=cache, shard_size=5)
+    assert sum(head.calls) == 12  # one pass per image, features and classes together
+    from recommender.images import load_for_model
+
+    good = [(p, r) for p, r in zip(ds.posts, feats.image_rows, strict=True) if r >= 0]
+    rows = [r for _, r in good]
+    pixels = np.stack([load_for_model(ds.image_path(p), 16) for p, _ in good])
+    expected = TopClasses.of(MeanColourHead().embed_with_classes(pixels)[1])
+    assert feats.classes.ids.dtype == np.int16 and feats.classes.probs.dtype == np.float16
+    assert feats.classes.ids.shape == (12, 5)
+    np.testing.assert_array_equal(feats.classes.ids[rows], expected.ids)
+    np.testing.assert_array_equal(feats.classes.probs[rows], expected.probs)
+    dense = feats.classes.dense(rows[0])
+    assert dense.shape == (1000,) and np.count_nonzero(dense) == 5
+    # a rebuild reads them back from the shards: nothing embedded, the same classes
+    again_head = MeanColourHead()
+    again = dataset_features(ds, BuildConfig(), backbone=again_head, cache_dir=cache,
+                             shard_size=5)
+    assert sum(again_head.calls) == 0 and again.counts["images_from_cache"] == 12
+    np.testing.assert_array_equal(again.classes.ids, feats.classes.ids)
+    np.testing.assert_array_equal(again.classes.probs, feats.classes.probs)
+
+
+def test_shards_without_classes_are_embedded_again_for_a_backbone_with_a_head(tmp_path):
+    """A shard that lacks the classes (a headless backbone's, under the same key) is never
+    taken for one that has them: its images go through the network again."""
+    paths = _photos(tmp_path / "img", 8)
+    store = ShardStore(tmp_path / "store", "k")
+    embed_to_shards(_job(paths, store), backbone=MeanColour())
+    assert "class_ids" not in store.read_shard(0).extra
+    head = MeanColourHead()
+    stats = embed_to_shards(_job(paths, store), backbone=head)
+    assert sum(head.calls) == 8 and stats.reused == 0 and stats.shards_written == 3
+    shard = store.read_shard(0)
+    assert shard.extra["class_ids"].shape == (len(shard), 5)
+
+
+def test_the_store_key_names_the_shard_format(tmp_path):
+    """Code that writes shards of another format version uses another folder, so two
+    versions running at once never rewrite each other's shards."""
+    from recommender.shards import SHARD_VERSION
+
+    key = feature_store.store_key(MeanColour(), 128)
+    assert key.endswith(f"-s{SHARD_VERSION}")
+    assert feature_store.run_store(key, tmp_path).folder.parts[-2] == key

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender.content import TopClasses
 from recommender.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
@@ -368,11 +369,12 @@ def test_rank_features_honours_the_block_list(small_model):
 def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
     rec, queries = small_model
     method = dataclasses.replace(METHODS["knn_vote"], name="seeing", content_weight=2.0)
-    classes = np.zeros((len(queries), 1000), np.float32)
-    classes[:, 978] = 0.9  # seashore -> beach, sea (only "sea" is among the model's tags)
-    classes[:, 0] = 0.1
+    dense = np.zeros((len(queries), 1000), np.float32)
+    dense[:, 978] = 0.9  # seashore -> beach, sea (only "sea" is among the model's tags)
+    dense[:, 0] = 0.1
+    classes = TopClasses.of(dense)  # sparse, as the embed stage keeps them
     ids = rank_features(rec, queries, method, 5, 8, classes=classes)
-    for row, q, c in zip(ids, queries, classes):
+    for row, q, c in zip(ids, queries, dense):
         page = rec.recommend_features(q, n_neighbors=5, k=8, method=method, classes=c)
         assert [rec.tags[t] for t in row if t >= 0] == page.tags
         assert page.tags[0] == "sea"  # 2.0 * 0.9 outweighs any neighbour vote (<= 1)
