@@ -71,7 +71,7 @@ def test_thumbnails_are_square_jpegs(photos):
 
 def test_known_images_skip_decoding_and_the_backbone(photos):
     first = extract_features(photos[:10], MeanColour(), thumb_size=8)
-    seen = {h: (f, t) for h, f, t in zip(first.hashes, first.features, first.thumbnails)}
+    seen = {h: (f, t, None) for h, f, t in zip(first.hashes, first.features, first.thumbnails)}
     bb = MeanColour()
     more = extract_features(photos, bb, thumb_size=8, known=seen.get)
     assert more.cached == 9 and sum(bb.calls) == 23 - 9
