@@ -131,7 +131,7 @@ def extract_features(
     ``progress(done, total)`` is called as images complete. A backbone with an ImageNet
     head (``has_classes``) also gives each image's top classes, from the same forward pass.
     """
-    from .content import TopClasses
+    from .content import TOP_CLASSES, TopClasses
 
     total = len(sources)
     prepared: list[_Prepared] = []
@@ -207,9 +207,10 @@ def extract_features(
     )
     classes = None
     if with_classes:
+        k = TOP_CLASSES
         classes = TopClasses(
-            np.array([by_index[i].classes[0] for i in ok], np.int16).reshape(len(ok), -1),
-            np.array([by_index[i].classes[1] for i in ok], np.float16).reshape(len(ok), -1),
+            np.array([by_index[i].classes[0] for i in ok], np.int16).reshape(len(ok), k),
+            np.array([by_index[i].classes[1] for i in ok], np.float16).reshape(len(ok), k),
         )
     return Extraction(
         features=features,
