@@ -263,15 +263,42 @@ def split_tags(text: str) -> list[str]:
     return [tag for tag in _TAG_SEPARATORS.split(text) if tag]
 
 
-def record_id(value: object, image: str | None, line: int) -> str | None:
-    """The post id from an optional ``id`` field, else the image, else ``line N``.
+def record_id(value: object, image: str | None, fallback: str) -> str | None:
+    """The post id from an optional ``id`` field, else the image, else ``fallback``
+    (e.g. ``line 7``).
 
     None if the field has a wrong type (neither a string nor an integer).
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
         return None
     text = "" if value is None else str(value).strip()
-    return text or image or f"line {line}"
+    return text or image or fallback
+
+
+def parse_fields(
+    image: object, tags: object, value: object, fallback: str, *, drop_empty: bool = False
+) -> tuple[str, str | None, list[str]] | str:
+    """(post id, image, raw tags) from a manifest record's fields, or why it is malformed.
+
+    ``tags`` is a string (``#a #b`` or ``a, b``) or a list of strings; with ``drop_empty``
+    (Parquet lists) null and empty entries are allowed and dropped. ``value`` is the
+    optional id, ``fallback`` the id of a record with neither id nor image.
+    """
+    if isinstance(tags, str):
+        raw_tags = split_tags(tags)
+    elif isinstance(tags, list) and all(
+        isinstance(tag, str) or (drop_empty and tag is None) for tag in tags
+    ):
+        raw_tags = [tag for tag in tags if tag] if drop_empty else tags
+    else:
+        return "'hashtags' is neither a string nor a list of strings"
+    if image is not None and not isinstance(image, str):
+        return "'image' is not a string"
+    image = (image or "").strip() or None
+    post_id = record_id(value, image, fallback)
+    if post_id is None:
+        return "'id' is not a string or integer"
+    return post_id, image, raw_tags
 
 
 def unsafe_member(name: str) -> bool:
@@ -389,6 +416,31 @@ class DatasetBuilder:
             return "ok" if path.is_file() else "missing"
         except (OSError, ValueError):
             return "missing"
+
+    def malformed(self, where: str, reason: str) -> None:
+        """Count a record that cannot be read as a post, and say why."""
+        self.counts["records"] += 1
+        self.skip("skipped_malformed", f"{where}: {reason}")
+
+    def add_fields(
+        self,
+        where: str,
+        image: object,
+        tags: object,
+        value: object,
+        fallback: str,
+        *,
+        drop_empty: bool = False,
+        allow_uri: bool = False,
+    ) -> None:
+        """Vet a manifest record's raw fields (see :func:`parse_fields`) and add it as a
+        post, or count it malformed."""
+        parsed = parse_fields(image, tags, value, fallback, drop_empty=drop_empty)
+        if isinstance(parsed, str):
+            self.malformed(where, parsed)
+            return
+        post_id, image, raw_tags = parsed
+        self.add_record(post_id, image, raw_tags, where, allow_uri=allow_uri)
 
     def add_record(
         self,

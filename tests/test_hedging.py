@@ -92,25 +92,32 @@ def test_method_variants_by_name():
             get_method(bad)
 
 
+def _model_of_categories(cats, n, train, seed, others, stray):
+    """``n`` posts cycling through ``cats`` (the first ``train`` fitted, the rest's features
+    returned as queries): each carries its category, two own tags, and on odd posts the
+    next ``others`` categories' search tags, on even ones the tag ``stray``."""
+    rng = np.random.default_rng(seed)
+    k = len(cats)
+    posts, rows = [], []
+    for i in range(n):
+        cat = cats[i % k]
+        extra = tuple(f"{cat}{j}" for j in rng.choice(4, size=2, replace=False))
+        other = tuple(cats[(i + d) % k] for d in range(1, others + 1)) if i % 2 else (stray,)
+        posts.append(Post(str(i), f"{i}.jpg", (cat,) + extra + other, cat))
+        rows.append(i)
+    centres = rng.normal(size=(k, 16))
+    feats = np.stack([centres[i % k] + 1.2 * rng.normal(size=16) for i in range(n)])
+    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
+    rec = HashtagRecommender.fit(
+        posts[:train], feats, rows[:train], BuildConfig(als=ALSParams(factors=4, iterations=3))
+    )
+    return rec, feats[train:]
+
+
 @pytest.fixture(scope="module")
 def category_model():
     """Three categories whose posts often also carry another category's search tag."""
-    rng = np.random.default_rng(5)
-    cats = ("sea", "city", "dogs")
-    posts, rows = [], []
-    for i in range(90):
-        cat = cats[i % 3]
-        extra = tuple(f"{cat}{j}" for j in rng.choice(4, size=2, replace=False))
-        other = (cats[(i + 1) % 3],) if i % 2 else ("dog",)
-        posts.append(Post(str(i), f"{i}.jpg", (cat,) + extra + other, cat))
-        rows.append(i)
-    centres = rng.normal(size=(3, 16))
-    feats = np.stack([centres[i % 3] + 1.2 * rng.normal(size=16) for i in range(90)])
-    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
-    rec = HashtagRecommender.fit(
-        posts[:70], feats, rows[:70], BuildConfig(als=ALSParams(factors=4, iterations=3))
-    )
-    return rec, feats[70:]
+    return _model_of_categories(("sea", "city", "dogs"), 90, 70, 5, 1, "dog")
 
 
 def test_the_model_knows_its_categories(category_model, tmp_path):
@@ -239,22 +246,7 @@ def test_the_class_category_table_refuses_malformed_lines(tmp_path):
 def head_model():
     """Categories the head names (animals, cars, food) and one it does not (wedding); posts
     often carry another category's search tag."""
-    rng = np.random.default_rng(7)
-    cats = ("animals", "cars", "food", "wedding")
-    posts, rows = [], []
-    for i in range(120):
-        cat = cats[i % 4]
-        extra = tuple(f"{cat}{j}" for j in rng.choice(4, size=2, replace=False))
-        other = (cats[(i + 1) % 4], cats[(i + 2) % 4]) if i % 2 else ("car",)
-        posts.append(Post(str(i), f"{i}.jpg", (cat,) + extra + other, cat))
-        rows.append(i)
-    centres = rng.normal(size=(4, 16))
-    feats = np.stack([centres[i % 4] + 1.2 * rng.normal(size=16) for i in range(120)])
-    feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
-    rec = HashtagRecommender.fit(
-        posts[:96], feats, rows[:96], BuildConfig(als=ALSParams(factors=4, iterations=3))
-    )
-    return rec, feats[96:]
+    return _model_of_categories(("animals", "cars", "food", "wedding"), 120, 96, 7, 2, "car")
 
 
 def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from recommender.errors import DatasetError
 from recommender.formats import DatasetFormat, SamplePost
-from recommender.records import Dataset, DatasetBuilder, record_id, split_tags
+from recommender.records import Dataset, DatasetBuilder
 
 NAME = "manifest"
 MANIFEST_NAMES = ("posts.csv", "posts.jsonl", "manifest.csv", "manifest.jsonl")
@@ -82,49 +82,22 @@ def _load_csv(builder: DatasetBuilder, manifest: Path) -> None:
             except StopIteration:
                 break
             except csv.Error as exc:
-                builder.counts["records"] += 1
-                builder.skip("skipped_malformed", f"{name} line {reader.line_num}: {exc}")
+                builder.malformed(f"{name} line {reader.line_num}", str(exc))
                 continue
             where = f"{name} line {reader.line_num}"
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(columns):
-                builder.counts["records"] += 1
-                builder.skip(
-                    "skipped_malformed",
-                    f"{where}: {len(row)} fields, expected {len(columns)} "
+                builder.malformed(
+                    where,
+                    f"{len(row)} fields, expected {len(columns)} "
                     "(quote the hashtags if they are separated by commas)",
                 )
                 continue
-            image = row[index["image"]].strip() or None
-            post_id = record_id(row[index["id"]] if "id" in index else None, image, reader.line_num)
-            raw_tags = split_tags(row[index["hashtags"]])
-            builder.add_record(post_id, image, raw_tags, where)
-
-
-def _parse_jsonl_line(raw: bytes, line: int) -> tuple[str | None, str | None, list[str]] | str:
-    """Return (post id, image, raw tags) from one JSONL line, or the reason it is malformed."""
-    try:
-        item = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
-    except (ValueError, RecursionError) as exc:
-        return f"not valid JSON ({exc})"
-    if not isinstance(item, dict):
-        return "not a JSON object"
-    if "hashtags" not in item:
-        return "no 'hashtags' field"
-    tags = item["hashtags"]
-    if isinstance(tags, str):
-        tags = split_tags(tags)
-    elif not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        return "'hashtags' is neither a string nor a list of strings"
-    image = item.get("image")
-    if image is not None and not isinstance(image, str):
-        return "'image' is not a string"
-    image = (image or "").strip() or None
-    post_id = record_id(item.get("id"), image, line)
-    if post_id is None:
-        return "'id' is not a string or integer"
-    return post_id, image, tags
+            value = row[index["id"]] if "id" in index else None
+            builder.add_fields(
+                where, row[index["image"]], row[index["hashtags"]], value, f"line {reader.line_num}"
+            )
 
 
 def _load_jsonl(builder: DatasetBuilder, manifest: Path) -> None:
@@ -134,13 +107,18 @@ def _load_jsonl(builder: DatasetBuilder, manifest: Path) -> None:
             if not raw.strip():
                 continue
             where = f"{name} line {line}"
-            parsed = _parse_jsonl_line(raw, line)
-            if isinstance(parsed, str):
-                builder.counts["records"] += 1
-                builder.skip("skipped_malformed", f"{where}: {parsed}")
+            try:
+                item = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
+            except (ValueError, RecursionError) as exc:
+                builder.malformed(where, f"not valid JSON ({exc})")
                 continue
-            post_id, image, tags = parsed
-            builder.add_record(post_id, image, tags, where)
+            if not isinstance(item, dict):
+                builder.malformed(where, "not a JSON object")
+            elif "hashtags" not in item:
+                builder.malformed(where, "no 'hashtags' field")
+            else:
+                image, tags, value = item.get("image"), item["hashtags"], item.get("id")
+                builder.add_fields(where, image, tags, value, f"line {line}")
 
 
 def write_sample(folder: Path, posts: Sequence[SamplePost]) -> Path:

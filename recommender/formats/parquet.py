@@ -19,7 +19,7 @@ from pathlib import Path
 
 from recommender.errors import DatasetError
 from recommender.formats import DatasetFormat, SamplePost
-from recommender.records import Dataset, DatasetBuilder, split_tags
+from recommender.records import Dataset, DatasetBuilder
 
 NAME = "parquet"
 MANIFEST_NAMES = ("posts.parquet", "manifest.parquet")
@@ -113,27 +113,7 @@ def _read_batches(builder: DatasetBuilder, batches, shown: str) -> None:
         for image, tags, value in zip(data["image"], data["hashtags"], ids, strict=True):
             row += 1
             where = f"{shown} row {row}"
-            problem = _problem(image, tags, value)
-            if problem:
-                builder.counts["records"] += 1
-                builder.skip("skipped_malformed", f"{where}: {problem}")
-                continue
-            image = (image or "").strip() or None
-            raw_tags = split_tags(tags) if isinstance(tags, str) else [t for t in tags if t]
-            post_id = (str(value).strip() if value is not None else "") or image or where
-            builder.add_record(post_id, image, raw_tags, where, allow_uri=True)
-
-
-def _problem(image: object, tags: object, value: object) -> str | None:
-    if image is not None and not isinstance(image, str):
-        return "'image' is not a string"
-    if isinstance(tags, str):
-        return None
-    if not isinstance(tags, list) or not all(isinstance(t, (str, type(None))) for t in tags):
-        return "'hashtags' is neither a list of strings nor a string"
-    if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
-        return "'id' is not a string or integer"
-    return None
+            builder.add_fields(where, image, tags, value, where, drop_empty=True, allow_uri=True)
 
 
 def write_manifest(
