@@ -98,3 +98,34 @@ def real_photo_manifest(dataset, root: Path, per_category: int, extra_rows=()) -
         writer.writeheader()
         writer.writerows(rows)
     return root
+
+
+def copy_real_photos(dataset, folder: Path, n: int, name: str = "{}.jpg") -> list[Path]:
+    """The data set's first ``n`` photos (by path) copied into ``folder`` as
+    ``name.format(i)``: real images for the engines' and backbones' tests."""
+    paths = []
+    for i, src in enumerate(sorted((dataset / "data").rglob("*.jpg"))[:n]):
+        paths.append(folder / name.format(i))
+        paths[-1].write_bytes(src.read_bytes())
+    return paths
+
+
+def flat_colour(i: int) -> tuple[int, int, int]:
+    """The colour of :func:`flat_photos`' image ``i``."""
+    return (40 + 7 * i % 200, 200 - 5 * i % 180, 30 + 11 * i % 220)
+
+
+def flat_photos(folder: Path, n: int = 23) -> list[Path]:
+    """``n`` small JPEGs of distinct flat colours (``flat_colour(i)``), plus one broken file
+    at position 5."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i:02d}.jpg"
+        Image.new("RGB", (40 + i, 30), flat_colour(i)).save(path, quality=95)
+        paths.append(path)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    paths.insert(5, folder / "broken.jpg")
+    return paths

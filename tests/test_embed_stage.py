@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import flat_photos
 from PIL import Image
 
 from recommender import feature_store
@@ -71,22 +72,6 @@ class MeanColourHead(MeanColour):
         return features, probs
 
 
-def _colour(i):
-    return (40 + 7 * i % 200, 200 - 5 * i % 180, 30 + 11 * i % 220)
-
-
-def _photos(folder: Path, n: int = 23) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"{i:02d}.jpg"
-        Image.new("RGB", (40 + i, 30), _colour(i)).save(path, quality=95)
-        paths.append(path)
-    (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    paths.insert(5, folder / "broken.jpg")
-    return paths
-
-
 def _job(paths, store, shard_size=4, thumb_size=8):
     return EmbedJob(
         [str(p) for p in paths], store, "mean-colour", None, thumb_size, 4, 2, shard_size
@@ -104,7 +89,7 @@ def _all_rows(store: ShardStore, n_shards: int):
 
 
 def test_shards_cover_fixed_ranges_in_order(tmp_path):
-    paths = _photos(tmp_path / "img")
+    paths = flat_photos(tmp_path / "img")
     store = ShardStore(tmp_path / "store", "k")
     stats = embed_to_shards(_job(paths, store), backbone=MeanColour())
     assert store.shards() == list(range(6)) and stats.shards_written == 6
@@ -116,7 +101,7 @@ def test_shards_cover_fixed_ranges_in_order(tmp_path):
 
 
 def test_a_rebuild_embeds_only_new_images_and_keeps_unchanged_shards(tmp_path):
-    paths = _photos(tmp_path / "img")
+    paths = flat_photos(tmp_path / "img")
     store = ShardStore(tmp_path / "store", "k")
     embed_to_shards(_job(paths[:10], store), backbone=MeanColour())
     first = _all_rows(store, 3)[0]
@@ -128,7 +113,7 @@ def test_a_rebuild_embeds_only_new_images_and_keeps_unchanged_shards(tmp_path):
 
 
 def test_a_damaged_shard_is_re_embedded_never_used(tmp_path):
-    paths = _photos(tmp_path / "img")
+    paths = flat_photos(tmp_path / "img")
     store = ShardStore(tmp_path / "store", "k")
     embed_to_shards(_job(paths, store), backbone=MeanColour())
     before = _all_rows(store, 6)[0]
@@ -172,7 +157,7 @@ def _embed_process(tmp_path, size=8, delay=0.05):
 
 
 def test_a_build_killed_half_way_resumes_and_re_embeds_at_most_one_shard(tmp_path):
-    paths = sorted(_photos(tmp_path / "img", 47))  # 48 files, 6 shards of 8
+    paths = sorted(flat_photos(tmp_path / "img", 47))  # 48 files, 6 shards of 8
     proc = _embed_process(tmp_path)
     last = 0
     try:
@@ -202,7 +187,7 @@ def test_a_build_killed_half_way_resumes_and_re_embeds_at_most_one_shard(tmp_pat
 
 
 def test_two_builds_sharing_one_store_at_once(tmp_path):
-    paths = sorted(_photos(tmp_path / "img", 39))
+    paths = sorted(flat_photos(tmp_path / "img", 39))
     procs = [_embed_process(tmp_path, size=8, delay=0.02) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
@@ -217,7 +202,7 @@ def test_two_builds_sharing_one_store_at_once(tmp_path):
 
 def _dataset(tmp_path, n=12):
     root = tmp_path / "posts"
-    _photos(root / "img", n)
+    flat_photos(root / "img", n)
     rows = [{"image": f"img/{i:02d}.jpg", "hashtags": ["alpha", f"tag{i % 3}"]} for i in range(n)]
     rows.append({"image": "img/broken.jpg", "hashtags": ["alpha"]})
     (root / "posts.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -306,7 +291,7 @@ def test_engines_are_chosen_by_name():
 
 
 def test_a_failed_shard_write_keeps_the_earlier_shards(tmp_path, monkeypatch):
-    paths = _photos(tmp_path / "img")
+    paths = flat_photos(tmp_path / "img")
     store = ShardStore(tmp_path / "store", "k")
     embed_to_shards(_job(paths, store), backbone=MeanColour())
     records = {p.name: p.read_bytes() for p in (tmp_path / "store").glob("*.json")}
@@ -357,7 +342,7 @@ def test_the_embed_stage_keeps_the_top_classes_of_the_same_forward_pass(tmp_path
 def test_shards_without_classes_are_embedded_again_for_a_backbone_with_a_head(tmp_path):
     """A shard that lacks the classes (a headless backbone's, under the same key) is never
     taken for one that has them: its images go through the network again."""
-    paths = _photos(tmp_path / "img", 8)
+    paths = flat_photos(tmp_path / "img", 8)
     store = ShardStore(tmp_path / "store", "k")
     embed_to_shards(_job(paths, store), backbone=MeanColour())
     assert "class_ids" not in store.read_shard(0).extra

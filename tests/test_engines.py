@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import copy_real_photos
 from PIL import Image
 
 from recommender.engines import ENGINES, EmbedJob, get_engine
@@ -31,11 +32,7 @@ def engine(request):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory, dataset_path):
     folder = tmp_path_factory.mktemp("engine-photos")
-    real = sorted((dataset_path / "data").rglob("*.jpg"))[:6]
-    paths = []
-    for i, src in enumerate(real):
-        paths.append(folder / f"{i}.jpg")
-        paths[-1].write_bytes(src.read_bytes())
+    paths = copy_real_photos(dataset_path, folder, 6)
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     paths.insert(2, folder / "broken.jpg")
     Image.new("RGB", (300, 200), (10, 120, 200)).save(folder / "flat.png")

@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import flat_colour, flat_photos
 from PIL import Image
 
 from recommender.features import extract_features
@@ -25,25 +26,14 @@ class MeanColour:
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _colour(i):
-    return (40 + 7 * i % 200, 200 - 5 * i % 180, 30 + 11 * i % 220)
-
-
 @pytest.fixture
 def photos(tmp_path):
     """23 small JPEGs of distinct flat colours, plus one broken file at position 5."""
-    paths = []
-    for i in range(23):
-        path = tmp_path / f"{i:02d}.jpg"
-        Image.new("RGB", (40 + i, 30), _colour(i)).save(path, quality=95)
-        paths.append(path)
-    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    paths.insert(5, tmp_path / "broken.jpg")
-    return paths
+    return flat_photos(tmp_path)
 
 
 def _expected(i):
-    v = np.array(_colour(i), dtype=np.float64) + 1.0
+    v = np.array(flat_colour(i), dtype=np.float64) + 1.0
     return v / np.linalg.norm(v)
 
 

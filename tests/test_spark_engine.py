@@ -7,7 +7,6 @@ that fails instead (see the ``spark_session`` fixture in conftest.py).
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import copy_real_photos
 from PIL import Image
 
 from recommender.features import extract_features
@@ -46,11 +46,7 @@ def backbone():
 def fixture_images(tmp_path_factory, dataset_path):
     """A few real photos, generated ones in other formats and sizes, and broken files."""
     folder = tmp_path_factory.mktemp("spark-images")
-    real = sorted((dataset_path / "data").rglob("*.jpg"))[:4]
-    paths = []
-    for i, src in enumerate(real):
-        paths.append(folder / f"real{i}.jpg")
-        shutil.copyfile(src, paths[-1])
+    paths = copy_real_photos(dataset_path, folder, 4, "real{}.jpg")
     rng = np.random.default_rng(0)
     for i, (size, fmt) in enumerate([((640, 480), "PNG"), ((90, 300), "WEBP"), ((64, 64), "BMP")]):
         pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
