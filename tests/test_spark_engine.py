@@ -7,6 +7,7 @@ that fails instead (see the ``spark_session`` fixture in conftest.py).
 from __future__ import annotations
 
 import io
+import shutil
 import sys
 import zipfile
 from pathlib import Path

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from test_embed_stage import MeanColour, _photos
+from conftest import flat_photos
+from test_embed_stage import MeanColour
 
 from recommender import HashtagRecommender
 from recommender.build import embed_stage, fit_stage, index_and_write_stage, read_stage
@@ -22,7 +23,7 @@ CONFIG = BuildConfig(als=ALSParams(factors=4, iterations=3), thumb_size=16)
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("HASHTAG_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "posts"
-    _photos(root / "img", 12)
+    flat_photos(root / "img", 12)
     rows = [
         {"image": f"img/{i:02d}.jpg", "hashtags": ["alpha", f"tag{i % 3}", f"more{i % 2}"]}
         for i in range(12)

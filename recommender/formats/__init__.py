@@ -78,6 +78,22 @@ class DatasetFormat:
     priority: int = 50
 
 
+def one_manifest(
+    folder: Path, names: Sequence[str], kind: str = "manifests", present=Path.is_file
+) -> Path | None:
+    """The one of ``names`` present in ``folder`` (``present(path)``), None if none; several
+    is a :class:`~recommender.errors.DatasetError` asking for the one to use."""
+    from recommender.errors import DatasetError
+
+    found = [folder / name for name in names if present(folder / name)]
+    if len(found) > 1:
+        raise DatasetError(
+            f"{folder} holds several {kind} ({', '.join(p.name for p in found)}); "
+            "pass the path of the one to use"
+        )
+    return found[0] if found else None
+
+
 _REGISTRY: dict[str, DatasetFormat] | None = None
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost
+from recommender.formats import DatasetFormat, SamplePost, one_manifest
 from recommender.records import Dataset, DatasetBuilder
 
 NAME = "manifest"
@@ -26,13 +26,7 @@ SUFFIXES = (".csv", ".jsonl")
 
 def find_manifest(folder: Path, names: Sequence[str] = MANIFEST_NAMES) -> Path | None:
     """The one manifest of ``names`` in ``folder``, None if none; several is an error."""
-    found = [folder / name for name in names if (folder / name).is_file()]
-    if len(found) > 1:
-        raise DatasetError(
-            f"{folder} holds several manifests ({', '.join(p.name for p in found)}); "
-            "pass the path of the one to use"
-        )
-    return found[0] if found else None
+    return one_manifest(folder, names)
 
 
 def detect(path: Path) -> bool:

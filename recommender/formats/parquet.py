@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost
+from recommender.formats import DatasetFormat, SamplePost, one_manifest
 from recommender.records import Dataset, DatasetBuilder
 
 NAME = "parquet"
@@ -45,13 +45,7 @@ def find_manifest(path: Path) -> Path | None:
         return path
     if not path.is_dir():
         return None
-    found = [path / name for name in MANIFEST_NAMES if (path / name).exists()]
-    if len(found) > 1:
-        raise DatasetError(
-            f"{path} holds several Parquet manifests ({', '.join(p.name for p in found)}); "
-            "pass the path of the one to use"
-        )
-    return found[0] if found else None
+    return one_manifest(path, MANIFEST_NAMES, "Parquet manifests", Path.exists)
 
 
 def _part_files(manifest: Path) -> list[Path]:
