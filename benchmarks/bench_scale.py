@@ -233,13 +233,15 @@ def plot(results: list[dict], path: Path) -> Path:
     fig, (mem, sec) = plt.subplots(1, 2, figsize=(10, 3.8))
     mem.plot(x, [r["peak_rss_mb"] / 1024 for r in results], "o-", label="peak RSS")
     mem.plot(x, [r["peak_anon_mb"] / 1024 for r in results], "s--", label="peak heap (anon)")
-    mem.set(xlabel="images (thousands; posts = 3x)", ylabel="GB", title="Peak memory")
+    mem.axhline(8, ls=":", c="grey", label="target at 1M (8 GB)")
+    mem.set(xlabel="images (thousands; posts = 3x)", ylabel="GiB", title="Peak memory")
     mem.legend()
     bottom = np.zeros(len(results))
     for stage in results[-1]["stages"]:
         values = np.array([r["stages"].get(stage, 0.0) for r in results]) / 60
         sec.bar(x, values, bottom=bottom, width=max(x) / 25, label=stage)
         bottom += values
+    sec.axhline(30, ls=":", c="grey", label="target at 1M (30 min)")
     sec.set(
         xlabel="images (thousands; posts = 3x)",
         ylabel="minutes",
