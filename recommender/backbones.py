@@ -28,7 +28,6 @@ stays fast.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import os
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .checksums import sha256_file
 from .errors import BackboneError
 
 __all__ = [
@@ -378,14 +378,6 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") 
     return backbone
 
 
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _keras_models_file(name: str) -> str:
     return os.path.expanduser(os.path.join("~", ".keras", "models", name))
 
@@ -396,10 +388,10 @@ def _weights_sha256(name: str, weights: str | None) -> str:
         return "random"
     if weights == "default":
         if name in _LITE:
-            return _sha256_file(_lite_package_file(_LITE[name])[0])
+            return sha256_file(_lite_package_file(_LITE[name])[0])
         keras_file = _keras_models_file(_MOBILENET_FILE)
-        return _sha256_file(keras_file) if os.path.isfile(keras_file) else "keras-imagenet"
-    return _sha256_file(weights)
+        return sha256_file(keras_file) if os.path.isfile(keras_file) else "keras-imagenet"
+    return sha256_file(weights)
 
 
 # -- TensorFlow side ---------------------------------------------------------------------------

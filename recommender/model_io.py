@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .checksums import sha256_of
 from .errors import ModelError
 from .mapped import chunks
 
@@ -78,17 +79,9 @@ def _write_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> dict[s
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
-    return _digest_file(folder / name)
-
-
-def _digest_file(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return {"sha256": digest.hexdigest(), "bytes": size}
+    with open(folder / name, "rb") as back:
+        sha256, size = sha256_of(back)
+    return {"sha256": sha256, "bytes": size}
 
 
 class _HashingWriter:
@@ -283,10 +276,7 @@ def _open_checked(path: Path, name: str, entry: Any) -> BinaryIO:
     except OSError as exc:
         raise ModelError(f"Cannot read {file}: {exc.strerror}. {_rebuild_hint(path)}") from None
     try:
-        digest = hashlib.sha256()
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-        if digest.hexdigest() != expected:
+        if sha256_of(fh)[0] != expected:
             raise ModelError(
                 f"{name} in {path} is damaged (checksum mismatch: truncated or modified). "
                 f"{_rebuild_hint(path)}"

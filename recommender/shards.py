@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from .checksums import sha256_file
 from .errors import RecommenderError
 
 DEFAULT_SHARD_SIZE = 10_000
@@ -120,14 +121,6 @@ class Shard:
         n, d = self.features.shape
         raw = self._read(self.features_offset, n * d * 2) if n else b""
         return np.frombuffer(bytearray(raw), dtype=np.float16).reshape(n, d)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, chunks: Sequence[bytes | memoryview]) -> str:
@@ -312,7 +305,7 @@ class ShardStore:
         try:
             if path.stat().st_size != record.get("bytes"):
                 return None
-            if verify and _sha256_file(path) != record.get("sha256"):
+            if verify and sha256_file(path) != record.get("sha256"):
                 return None
             with open(path, "rb") as fh:
                 if fh.read(len(_MAGIC)) != _MAGIC:

@@ -223,19 +223,19 @@ def test_the_store_is_keyed_by_thumbnail_size(tmp_path):
 
 
 def test_changed_weights_in_the_same_file_do_not_reuse_features(tmp_path):
-    from recommender.backbones import _sha256_file
+    from recommender.checksums import sha256_file
 
     ds = _dataset(tmp_path)
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"first training run")
     config = BuildConfig(weights=str(weights))
     cache = tmp_path / "cache"
-    dataset_features(ds, config, backbone=MeanColour(_sha256_file(str(weights))), cache_dir=cache)
-    same = MeanColour(_sha256_file(str(weights)))
+    dataset_features(ds, config, backbone=MeanColour(sha256_file(str(weights))), cache_dir=cache)
+    same = MeanColour(sha256_file(str(weights)))
     dataset_features(ds, config, backbone=same, cache_dir=cache)
     assert sum(same.calls) == 0
     weights.write_bytes(b"retrained, same path")
-    changed = MeanColour(_sha256_file(str(weights)))
+    changed = MeanColour(sha256_file(str(weights)))
     feats = dataset_features(ds, config, backbone=changed, cache_dir=cache)
     assert sum(changed.calls) == 12 and feats.counts["images_from_cache"] == 0
 
