@@ -43,7 +43,10 @@ def release(array: np.ndarray) -> bool:
     Returns whether there was one. The data is unchanged: the next read faults the pages
     back in from the page cache.
     """
-    mapped = _read_only_map(array)
+    return _dont_need(_read_only_map(array))
+
+
+def _dont_need(mapped: mmap.mmap | None) -> bool:
     if mapped is None or not hasattr(mapped, "madvise"):
         return False
     try:
@@ -61,15 +64,21 @@ def chunks(
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, block)`` over ``array[rows]`` (all rows without ``rows``), in order.
 
-    ``block`` is a fresh array (``dtype``; the array's own with ``dtype=None``) of at most
-    ``size`` rows; after each block the map's pages are released (see :func:`release`).
+    ``block`` is a C-contiguous array (``dtype``; the array's own with ``dtype=None``) of
+    at most ``size`` rows, to be read, not written: from a read-only map it is a copy, and
+    the map's pages are released after each block (see :func:`release`); from an array in
+    memory it may be a view.
     """
+    mapped = _read_only_map(array)
+    dtype = dtype or array.dtype
     n = len(array) if rows is None else len(rows)
     for start in range(0, n, size):
         stop = min(n, start + size)
-        if rows is None:  # a slice is a view of the map: copy it out
-            block = np.array(array[start:stop], dtype=dtype or array.dtype, order="C")
-        else:  # fancy indexing copies already
-            block = np.ascontiguousarray(array[rows[start:stop]], dtype=dtype or array.dtype)
-        release(array)
+        if rows is not None:  # fancy indexing copies already
+            block = np.ascontiguousarray(array[rows[start:stop]], dtype=dtype)
+        elif mapped is not None:  # a slice is a view of the map: copy it out first
+            block = np.array(array[start:stop], dtype=dtype, order="C")
+        else:
+            block = np.ascontiguousarray(array[start:stop], dtype=dtype)
+        _dont_need(mapped)
         yield start, stop, block
