@@ -105,6 +105,19 @@ def expected(demo_model, photos):
     )
 
 
+def count_embeddings(monkeypatch) -> list[int]:
+    """The number of photos of each ``embed_many`` call from now on (the real one runs)."""
+    calls: list[int] = []
+    embed_many = HashtagRecommender.embed_many
+
+    def counted(self, sources, **kw):
+        calls.append(len(sources))
+        return embed_many(self, sources, **kw)
+
+    monkeypatch.setattr(HashtagRecommender, "embed_many", counted)
+    return calls
+
+
 # ------------------------------------------------------------------------------- tests
 def test_first_view_describes_the_model_and_invites_a_photo(page, demo_model):
     sidebar = " ".join(md.value for md in page.sidebar.markdown)
@@ -142,13 +155,7 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
 
 
 def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
-    calls = []
-    embed_many = HashtagRecommender.embed_many
-    monkeypatch.setattr(
-        HashtagRecommender,
-        "embed_many",
-        lambda self, sources, **kw: calls.append(len(sources)) or embed_many(self, sources, **kw),
-    )
+    calls = count_embeddings(monkeypatch)
     # Trailing bytes after the JPEG: the same picture, a photo this server has not seen.
     data = (photos / "food.jpg").read_bytes() + b"sliders"
     upload(page, "food.jpg", data)
@@ -401,13 +408,7 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
         return store(self, data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
-    batches = []
-    embed_many = HashtagRecommender.embed_many
-    monkeypatch.setattr(
-        HashtagRecommender,
-        "embed_many",
-        lambda self, sources, **kw: batches.append(len(sources)) or embed_many(self, sources, **kw),
-    )
+    batches = count_embeddings(monkeypatch)
     names = ["animals.jpg", "food.jpg", "notes.jpg", "travel.jpg"]
     files = [
         (name, (photos / name).read_bytes() + b"batch" if name != "notes.jpg" else b"not a photo")
