@@ -358,12 +358,10 @@ class HashtagRecommender:
         m = get_method(method) if method is not None else self.method
         idx, sims = self.index.search(features, int(n_neighbors))
         weights = neighbour_weights(sims, m)
-        scores = self.scorer.scores(idx, weights, m, features, classes)
+        scores, prior, content = self.scorer.score_parts(idx, weights, m, features, classes)
         exclude = self.blocked_mask(blocklist) if blocklist else None
         best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude, classes))
         contrib = self.scorer.contributions(idx, weights, best, m)
-        prior = self.scorer.prior(features, m)
-        content = self.scorer.content(classes, m)
         tags = [
             TagScore(
                 self.tags[t],

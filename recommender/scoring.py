@@ -314,17 +314,33 @@ class Scorer:
     def has_content(self) -> bool:
         return self.tag_classes.nnz > 0
 
-    def _vote_rows(self, neighbours: np.ndarray, method: Method) -> sp.csr_matrix:
-        """What each neighbour votes for, one sparse row per neighbour."""
-        rows = self.image_tags[neighbours]
-        if not method.profiles or self.profiles.shape[0] == 0:
-            return rows
-        which = self.image_profile[neighbours]
-        if (which < 0).all():
-            return rows
-        from .hashtag_model import vote_targets
+    def _voters(self, neighbours: np.ndarray, method: Method) -> tuple[np.ndarray, np.ndarray]:
+        """Which neighbours vote with their own hashtags, and which with a profile (and its row).
 
-        return vote_targets(rows, self.profiles, which)
+        Returns ``(own, borrowed)``: positions into ``neighbours``; ``borrowed`` neighbours
+        vote with ``profiles[image_profile[neighbours[borrowed]]]``.
+        """
+        positions = np.arange(len(neighbours))
+        if not method.profiles or self.profiles.shape[0] == 0:
+            return positions, positions[:0]
+        single = self.image_profile[neighbours] >= 0
+        return positions[~single], positions[single]
+
+    def _votes(self, neighbours: np.ndarray, weights: np.ndarray, method: Method) -> np.ndarray:
+        """The weighted votes of the neighbours for every hashtag, shape (T,).
+
+        The same as summing :func:`recommender.hashtag_model.vote_targets` rows, without
+        building them: one sparse product for the neighbours' own hashtags and one for the
+        profiles the single-hashtag ones borrow.
+        """
+        own, borrowed = self._voters(neighbours, method)
+        out = np.zeros(self.n_tags, dtype=np.float32)
+        if len(own):
+            out += self.image_tags[neighbours[own]].T @ weights[own]
+        if len(borrowed):
+            rows = self.image_profile[neighbours[borrowed]]
+            out += self.profiles[rows].T @ weights[borrowed]
+        return out
 
     def scores(
         self,
@@ -339,15 +355,28 @@ class Scorer:
         ``query`` (the image features) is needed for the prior, ``classes`` (the query's
         ImageNet class probabilities) for the content term; without them there is none.
         """
+        return self.score_parts(neighbours, weights, method, query, classes)[0]
+
+    def score_parts(
+        self,
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        method: Method,
+        query: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(scores, prior, content)``, each shape (T,): :meth:`scores` with the two terms
+        that do not come from a neighbour (:meth:`prior`, :meth:`content`), computed once."""
         total = np.zeros(self.n_tags, dtype=np.float32)
         if len(neighbours):
             if method.als_weight > 0:
                 user = weights @ self.image_factors[neighbours]
                 total += method.als_weight * (self.tag_factors @ user)
             if method.als_weight < 1:
-                votes = self._vote_rows(neighbours, method).T @ weights
-                total += (1.0 - method.als_weight) * np.asarray(votes, dtype=np.float32).ravel()
-        return total + self.prior(query, method) + self.content(classes, method)
+                total += (1.0 - method.als_weight) * self._votes(neighbours, weights, method)
+        prior = self.prior(query, method)
+        content = self.content(classes, method)
+        return total + prior + content, prior, content
 
     def ranking_exclude(
         self,
@@ -413,7 +442,13 @@ class Scorer:
             dots = self.image_factors[neighbours] @ self.tag_factors[tags].T
             out += method.als_weight * dots
         if method.als_weight < 1:
-            votes = self._vote_rows(neighbours, method)[:, tags].toarray()
+            own, borrowed = self._voters(neighbours, method)
+            votes = np.zeros_like(out)
+            if len(own):
+                votes[own] = self.image_tags[neighbours[own]][:, tags].toarray()
+            if len(borrowed):
+                rows = self.image_profile[neighbours[borrowed]]
+                votes[borrowed] = self.profiles[rows][:, tags].toarray()
             out += (1.0 - method.als_weight) * votes
         return out * weights[:, None]
 

@@ -185,3 +185,34 @@ def test_content_counts_only_the_top_classes(scorer):
 def test_content_weight_must_not_be_negative():
     with pytest.raises(ValueError, match="content_weight"):
         Method("c", als_weight=0.0, content_weight=-0.1)
+
+
+def test_votes_equal_the_summed_vote_rows_of_mixed_neighbours():
+    """The scorer sums own and borrowed (profile) votes without building the vote rows;
+    the result must be the rows' weighted sum, per neighbour as in ``contributions``."""
+    from recommender.hashtag_model import vote_targets
+
+    rng = np.random.default_rng(3)
+    n_images, n_tags = 40, 30
+    image_tags = sp.random(n_images, n_tags, density=0.15, random_state=4, format="csr")
+    image_tags.data[:] = 1.0
+    profiles = sp.random(5, n_tags, density=0.4, random_state=5, format="csr", dtype=np.float32)
+    image_profile = np.where(rng.random(n_images) < 0.5, rng.integers(0, 5, n_images), -1)
+    factors = (rng.random((n_images, 3)), rng.random((n_tags, 3)))
+    prior = {"prior_weights": rng.random((4, 2)), "prior_tags": np.array([1, 7])}
+    s = Scorer(*factors, image_tags, profiles, image_profile, **prior)
+    m = Method("mix", als_weight=0.25, profiles=True, prior_weight=0.5)
+    for _ in range(20):
+        nbrs = rng.choice(n_images, 8, replace=False)
+        w = rng.random(8).astype(np.float32)
+        rows = vote_targets(s.image_tags[nbrs], s.profiles, s.image_profile[nbrs])
+        np.testing.assert_allclose(s._votes(nbrs, w, m), rows.T @ w, rtol=1e-5, atol=1e-6)
+        tags = rng.choice(n_tags, 6, replace=False)
+        als = s.image_factors[nbrs] @ s.tag_factors[tags].T
+        expected = (0.25 * als + 0.75 * rows[:, tags].toarray()) * w[:, None]
+        np.testing.assert_allclose(s.contributions(nbrs, w, tags, m), expected, rtol=1e-5)
+        query = rng.random(4).astype(np.float32)
+        total, prior, content = s.score_parts(nbrs, w, m, query)
+        np.testing.assert_array_equal(total, s.scores(nbrs, w, m, query))
+        np.testing.assert_array_equal(prior, s.prior(query, m))
+        assert not content.any()  # no classes, no content term
