@@ -131,8 +131,8 @@ def link_ui(examples: list[str]) -> None:
         return
     st.session_state["link_read"] = True
     view = pres.view_from_query(st.query_params.to_dict(), examples)
-    st.session_state.setdefault("n", view.get("n", 5))
-    st.session_state.setdefault("k", view.get("k", 10))
+    st.session_state.setdefault("n", view.get("n", pres.N_DEFAULT))
+    st.session_state.setdefault("k", view.get("k", pres.K_DEFAULT))
     if "example" in view:
         st.session_state["example"] = view["example"]
 
@@ -413,7 +413,10 @@ def charts_ui(result, digest: str) -> None:
 
 def neighbours_ui(rec: HashtagRecommender, result) -> None:
     st.subheader(f"The {len(result.neighbors)} most similar training photos")
-    st.caption("Their hashtags vote for the suggestions, weighted by similarity.")
+    st.caption(
+        "Their hashtags vote for the suggestions, each with its weight: the more similar "
+        "a photo, the more its vote counts (the weights add up to 100%)."
+    )
     for start in range(0, len(result.neighbors), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, (rank, nb) in zip(
@@ -423,7 +426,7 @@ def neighbours_ui(rec: HashtagRecommender, result) -> None:
                 thumb = rec.thumbnail(nb.index)
                 if thumb:
                     st.image(thumb, width="stretch")
-                st.markdown(f"**{rank}.** similarity {nb.similarity:.3f}")
+                st.markdown(f"**{rank}.** similarity {nb.similarity:.3f} · weight {nb.weight:.0%}")
                 shown = pres.hashtag_line(nb.hashtags[:NEIGHBOUR_TAGS_SHOWN])
                 more = len(nb.hashtags) - NEIGHBOUR_TAGS_SHOWN
                 st.caption(pres.escape_markdown(shown) + (f" and {more} more" if more > 0 else ""))

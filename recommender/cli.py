@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         THUMB_SIZE_RANGE,
         WORKERS_RANGE,
     )
-    from .scoring import DEFAULT_METHOD, METHODS
+    from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
         f"{', '.join(sorted(METHODS))}, or a variant name:field=value,... "
@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--neighbors",
         nargs="+",
         type=int_in_range(1, MAX_NEIGHBORS),
-        default=[5, 20],
+        default=[DEFAULT_NEIGHBORS, 30],
         help="numbers of neighbours to evaluate every method at",
     )
     e.add_argument(
@@ -600,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("images", nargs="+", help="image files")
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
     for short, name, default, most, what in (
-        ("-n", "--neighbors", 5, MAX_NEIGHBORS, "nearest training images to use"),
+        ("-n", "--neighbors", DEFAULT_NEIGHBORS, MAX_NEIGHBORS, "nearest training images to use"),
         ("-k", "--hashtags", 10, MAX_HASHTAGS, "hashtags to recommend"),
     ):
         r.add_argument(

@@ -49,7 +49,7 @@ from .datasets import Post
 from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
 from .hedging import category_forms, dataset_categories
-from .scoring import DEFAULT_METHOD, METHODS, get_method
+from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
 
 if TYPE_CHECKING:
     from .content import TopClasses
@@ -65,7 +65,7 @@ PROBE_MAX_EVALUABLE = 0.1  # categories with fewer evaluable photos than this sh
 DEFAULT_SPLITS = 5
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SEED = 0
-DEFAULT_N = 5  # the page's default number of neighbours
+DEFAULT_N = DEFAULT_NEIGHBORS  # the page's default number of neighbours
 N_SWEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 POPULARITY = "popularity"
 OVERLAP_MESSAGE = "This will cause incorrect evaluation, check your data split."
@@ -356,7 +356,7 @@ class Candidate:
 
 def default_candidates(
     default_method: str = DEFAULT_METHOD,
-    neighbors: Sequence[int] = (DEFAULT_N, 20),
+    neighbors: Sequence[int] = (DEFAULT_N, 30),
     methods: Sequence[str] | None = None,
 ) -> list[Candidate]:
     """Popularity, then every scoring method at each of ``neighbors``.

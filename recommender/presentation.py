@@ -21,6 +21,7 @@ from typing import Any
 
 from .breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
 from .recommender import Neighbor, Recommendation, TagScore
+from .scoring import DEFAULT_NEIGHBORS
 
 INSTAGRAM_MAX_HASHTAGS = 5
 """Instagram accepts at most this many hashtags on a post."""
@@ -450,6 +451,8 @@ def data_url(jpeg: bytes) -> str:
 # ----------------------------------------------------------------------- share a view
 N_RANGE = (1, 50)
 K_RANGE = (1, 30)
+N_DEFAULT = DEFAULT_NEIGHBORS  # the sliders' values when a link says nothing
+K_DEFAULT = 10
 
 
 def view_from_query(params: Mapping[str, Any], examples: Sequence[str]) -> dict[str, Any]:

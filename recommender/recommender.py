@@ -1,7 +1,7 @@
 """The hashtag recommender: image features + ALS hashtag model + neighbour scoring.
 
 >>> rec = HashtagRecommender.load("models/demo")                       # doctest: +SKIP
->>> result = rec.recommend("photo.jpg", n_neighbors=5, k=10)           # doctest: +SKIP
+>>> result = rec.recommend("photo.jpg", n_neighbors=15, k=10)          # doctest: +SKIP
 >>> [(t.tag, round(t.score, 3)) for t in result.hashtags]              # doctest: +SKIP
 """
 
@@ -27,7 +27,15 @@ from .errors import ConfigError, ModelError
 from .hedging import class_categories, tag_categories
 from .model_arrays import ModelArrays, ModelParts, read_parts, thumbnail_list, write_parts
 from .neighbours import make_index, restore_index
-from .scoring import DEFAULT_METHOD, Method, Scorer, get_method, neighbour_weights, top_k
+from .scoring import (
+    DEFAULT_METHOD,
+    DEFAULT_NEIGHBORS,
+    Method,
+    Scorer,
+    get_method,
+    neighbour_weights,
+    top_k,
+)
 from .training import fit_model
 
 __all__ = [
@@ -326,7 +334,7 @@ class HashtagRecommender:
     def recommend(
         self,
         image: images.ImageSource,
-        n_neighbors: int = 5,
+        n_neighbors: int = DEFAULT_NEIGHBORS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
@@ -339,7 +347,7 @@ class HashtagRecommender:
     def recommend_features(
         self,
         features: np.ndarray,
-        n_neighbors: int = 5,
+        n_neighbors: int = DEFAULT_NEIGHBORS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,

@@ -23,7 +23,7 @@ from recommender import presentation as pres
 from recommender.hashtags import load_blocklist
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-CARD = re.compile(r"^\*\*(\d+)\.\*\* similarity \d\.\d{3}$")
+CARD = re.compile(r"^\*\*(\d+)\.\*\* similarity (\d\.\d{3}) · weight (\d+)%$")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -45,6 +45,11 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> App
 
 def neighbour_ranks(at: AppTest) -> list[int]:
     return [int(m.group(1)) for m in (CARD.match(md.value) for md in at.main.markdown) if m]
+
+
+def neighbour_cards(at: AppTest) -> list[tuple[str, str]]:
+    """(similarity, weight %) as each neighbour's card shows them, in rank order."""
+    return [m.group(2, 3) for m in (CARD.match(md.value) for md in at.main.markdown) if m]
 
 
 def top_block(at: AppTest) -> list[str]:
@@ -101,7 +106,7 @@ def page(demo_build, dataset_path, photos, monkeypatch) -> AppTest:
 def expected(demo_model, photos):
     """What the library itself recommends for food.jpg with the page's defaults."""
     return demo_model.recommend(
-        photos / "food.jpg", n_neighbors=5, k=10, blocklist=load_blocklist()
+        photos / "food.jpg", n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
     )
 
 
@@ -124,7 +129,7 @@ def test_first_view_describes_the_model_and_invites_a_photo(page, demo_model):
     counts = demo_model.info()["counts"]
     assert "efficientnet" in sidebar
     assert pres.escape_markdown(f"{counts['images']:,}") in sidebar
-    assert [s.value for s in page.sidebar.slider] == [5, 10]
+    assert [s.value for s in page.sidebar.slider] == [pres.N_DEFAULT, pres.K_DEFAULT]
     assert [(s.min, s.max) for s in page.sidebar.slider] == [(1, 50), (1, 30)]
     assert page.sidebar.toggle[0].value is True
     assert "Drop photos" in page.info[0].value
@@ -142,14 +147,18 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert "at most 5 hashtags" in " ".join(md.value for md in page.main.markdown)
     assert len(page.get("plotly_chart")) == 2  # scores, and one hashtag's contributions
     assert page.selectbox[0].value == 0  # explains the best hashtag first
-    assert neighbour_ranks(page) == [1, 2, 3, 4, 5]
+    assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))
+    # Each card shows the neighbour's similarity and its share of every score.
+    assert neighbour_cards(page) == [
+        (f"{nb.similarity:.3f}", f"{nb.weight * 100:.0f}") for nb in expected.neighbors
+    ]
     # What the ImageNet head sees in the photo, as the library says
     assert expected.seen
     sees = pres.escape_markdown(pres.network_sees(expected.seen))
     assert sees in [c.value for c in page.main.caption]
     # Neighbour hashtags are data-set text: shown escaped, never as Markdown.
     captions = [c.value for c in page.main.caption if c.value.startswith("\\#")]
-    assert len(captions) == 5
+    assert len(captions) == pres.N_DEFAULT
     first = expected.neighbors[0].hashtags[0]
     assert captions[0].startswith(pres.escape_markdown(f"#{first}"))
 
@@ -198,7 +207,7 @@ def test_spam_filter(page, photos, demo_model):
     assert shown and not shown & blocked
 
     page.sidebar.toggle[0].set_value(False).run()
-    unfiltered = demo_model.recommend(photos / "babies.jpg", n_neighbors=5, k=10)
+    unfiltered = demo_model.recommend(photos / "babies.jpg", n_neighbors=pres.N_DEFAULT, k=10)
     assert all_block(page) == [f"#{t}" for t in unfiltered.tags]
     assert set(unfiltered.tags) & blocked  # this photo does draw engagement bait
 
@@ -235,7 +244,7 @@ def test_truncated_photo_is_a_message(page, photos):
 
 def test_example_and_upload_replace_each_other(page, photos):
     page.pills[0].set_value("animals").run()
-    assert neighbour_ranks(page) == [1, 2, 3, 4, 5]
+    assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))
     animals = top_block(page)
 
     upload(page, "food.jpg", (photos / "food.jpg").read_bytes())
@@ -383,9 +392,7 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
     import gc
 
     gc.collect()
-    alive = [
-        o for o in gc.get_objects() if isinstance(o, HashtagRecommender) and o.path == model
-    ]
+    alive = [o for o in gc.get_objects() if isinstance(o, HashtagRecommender) and o.path == model]
     assert [r.info()["counts"]["images"] for r in alive] == [5]
 
 
@@ -419,7 +426,9 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
     assert batches == [4]  # new photos are embedded together, in one call
 
     expected = {
-        name: demo_model.recommend(data, n_neighbors=5, k=10, blocklist=load_blocklist())
+        name: demo_model.recommend(
+            data, n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
+        )
         for name, data in files
         if name != "notes.jpg"
     }
@@ -453,7 +462,7 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
     page.session_state["batch_table"] = {"selection": {"rows": [1], "columns": []}}
     page.run()
     assert top_block(page) == [f"#{t}" for t in expected["food.jpg"].tags[:5]]
-    assert neighbour_ranks(page) == [1, 2, 3, 4, 5]
+    assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))
     page.session_state["batch_table"] = {"selection": {"rows": [2], "columns": []}}
     page.run()
     assert len(errors(page)) == 1 and "notes" in errors(page)[0]
@@ -488,7 +497,10 @@ def test_balanced_five_pastes_a_mix(page, demo_model, photos):
     [toggle] = [t for t in page.sidebar.toggle if t.label.startswith("Balanced")]
     toggle.set_value(True).run()
     pool = demo_model.recommend(
-        photos / "nature.jpg", n_neighbors=5, k=BALANCED_POOL, blocklist=load_blocklist()
+        photos / "nature.jpg",
+        n_neighbors=pres.N_DEFAULT,
+        k=BALANCED_POOL,
+        blocklist=load_blocklist(),
     )
     mix = balanced(pool.hashtags)
     assert [t.tier for t in mix].count("broad") == 2
@@ -598,6 +610,6 @@ def test_a_bad_link_is_ignored(demo_build, dataset_path, monkeypatch, query):
     at.query_params.update(query)
     at.run()
     assert not at.exception and not at.error
-    assert [s.value for s in at.sidebar.slider] == [5, 10]
+    assert [s.value for s in at.sidebar.slider] == [pres.N_DEFAULT, pres.K_DEFAULT]
     assert at.pills[0].value is None and "Drop photos" in at.info[0].value
-    assert at.query_params == {"n": "5", "k": "10"}
+    assert at.query_params == {"n": str(pres.N_DEFAULT), "k": str(pres.K_DEFAULT)}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from recommender.hashtags import load_blocklist
-from recommender.presentation import hashtag_line
+from recommender.presentation import N_DEFAULT, hashtag_line
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
     photo = dataset_path / "test" / "food.jpg"
     if not photo.is_file():
         pytest.skip(f"the example photo {photo} is missing")
-    expected = demo_model.recommend(photo, n_neighbors=5, k=10, blocklist=load_blocklist())
+    expected = demo_model.recommend(photo, n_neighbors=N_DEFAULT, k=10, blocklist=load_blocklist())
     env = {"HASHTAG_MODEL": str(demo_build[0]), "HASHTAG_DATASET": str(dataset_path)}
 
     with (
@@ -125,8 +125,10 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             )
             expect(blocks.nth(1)).to_have_text(hashtag_line(expected.tags))
             expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=RESULT_TIMEOUT_MS)
-            expect(page.get_by_text("The 5 most similar training photos")).to_be_visible()
-            expect(page.locator("[data-testid=stImage] img")).to_have_count(1 + 5)
+            expect(
+                page.get_by_text(f"The {N_DEFAULT} most similar training photos")
+            ).to_be_visible()
+            expect(page.locator("[data-testid=stImage] img")).to_have_count(1 + N_DEFAULT)
             assert page.locator("[data-testid=stException]").count() == 0
 
             # One click copies the top 5, ready to paste into Instagram.
@@ -155,7 +157,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             # the link's example photo is shown.
             phone = browser.new_context(viewport={"width": 390, "height": 844})
             page = phone.new_page()
-            page.goto(f"{url}/?example=food&n=5&k=10")
+            page.goto(f"{url}/?example=food&n={N_DEFAULT}&k=10")
             blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
             expect(blocks.first).to_have_text(
                 hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
