@@ -2,8 +2,9 @@
 
 Hedging only removes tags from a ranking, never changes a score, so every rule can be
 tried on the same scores: per split of ``python -m recommender evaluate`` (same splits,
-test and probe posts), the default method's scores are computed once for every held-out
-image, then each rule filters them. Rules:
+test and probe posts), the default method's scores (its default neighbours, with the
+content term) are computed once for every held-out image, then each rule filters them.
+Rules:
 
 - ``margin=m``: :func:`recommender.hedging.hedge_mask`, what ``Method.category_margin``
   does: keep a category's tags only if its best tag scores within ``m`` of the best
@@ -13,7 +14,16 @@ image, then each rule filters them. Rules:
   as the image prior), fitted per split on the training images only; keep a category's
   tags only if the image's predicted share is at least ``t`` (the most likely category
   always stays);
-- ``probe=t&margin=m``: remove a category only if both say so.
+- ``softmax=t``: the same with a multinomial logistic regression (L2 ``1e-4``), a
+  calibrated posterior: keep a category only if its probability is at least ``t``;
+- ``carry=t``: one logistic regression per category for "the post carries this category's
+  tag" (any form; travel posts that carry #nature count for nature), fitted on every
+  training post with an image; keep a category only if that probability is at least ``t``;
+- ``nb=a``: neighbour agreement: keep a category only if more than a share ``a`` of the 50
+  nearest training images' posts carry one of its tags;
+- ``x&y``: remove a category only if every part says so; ``+boost=w``: also add ``w`` times
+  the ``carry`` probability to each category's search tag (this one changes scores: a
+  lever to win back own-category hits).
 
 For each rule: ``off_topic@10``, ``own_category_hit@10``, recall@10 and beyond-category
 recall@10 (means over splits), and the mean paired difference against no rule with its
@@ -29,6 +39,7 @@ import argparse
 import time
 
 import numpy as np
+import scipy.optimize
 import scipy.sparse as sp
 
 from recommender.blas import serial_blas
@@ -44,41 +55,105 @@ from recommender.evaluation import (
     stratified_splits,
 )
 from recommender.hashtag_model import fit_image_prior
-from recommender.hedging import dataset_categories, hedge_mask, tag_categories
+from recommender.hedging import category_forms, dataset_categories, hedge_mask, tag_categories
 from recommender.paths import default_dataset
 from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import get_method, neighbour_weights, top_k
+from recommender.scoring import DEFAULT_NEIGHBORS, get_method, neighbour_weights, top_k
 
 RULES = (
     ["none"]
     + [f"margin={m}" for m in (0.0, 0.1, 0.2, 0.3, 0.5)]
     + [f"probe={t}" for t in (0.02, 0.05, 0.1, 0.15, 0.2)]
     + [f"probe={t}&margin={m}" for t in (0.05, 0.1, 0.2) for m in (0.1, 0.3)]
+    + [f"softmax={t}" for t in (0.05, 0.1, 0.15)]
+    + [f"carry={t}" for t in (0.05, 0.1, 0.15, 0.2)]
+    + [f"nb={a}" for a in (0.02, 0.05, 0.1)]
+    + [f"carry={t}&nb={a}" for t in (0.1, 0.15, 0.2, 0.3) for a in (0.05, 0.1)]
+    + [f"carry={t}&nb=0.1+boost={w}" for t in (0.2, 0.3) for w in (0.2, 0.5)]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
+AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
+L2 = 1e-4  # the logistic regressions' penalty (features are unit vectors)
 
 
-def rule_mask(rule: str, scores, tag_category, probe) -> np.ndarray | None:
-    """Tags ``rule`` removes (None: none). ``probe``: the image's predicted category shares."""
+def logistic(x: np.ndarray, y: np.ndarray, multinomial: bool) -> tuple[np.ndarray, np.ndarray]:
+    """L2-penalised logistic regression by L-BFGS: ``(weights (d, c), bias (c,))``.
+
+    ``multinomial``: ``y`` (n,) class ids, one softmax over the classes; otherwise ``y`` is
+    (n, c) 0/1 and every column is its own binary problem (fitted jointly, independent).
+    """
+    n, d = x.shape
+    c = int(y.max()) + 1 if multinomial else y.shape[1]
+    target = np.eye(c)[y] if multinomial else y.astype(np.float64)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, bias = w[: d * c].reshape(d, c), w[d * c :]
+        z = x @ weights + bias
+        if multinomial:
+            z = z - z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            value = -np.log(p[np.arange(n), y] + 1e-12).mean()
+        else:
+            p = 1.0 / (1.0 + np.exp(-z))
+            value = -(target * np.log(p + 1e-12) + (1 - target) * np.log(1 - p + 1e-12)).sum() / n
+        g = (p - target) / n
+        value += 0.5 * L2 * float((weights * weights).sum())
+        return value, np.concatenate([(x.T @ g + L2 * weights).ravel(), g.sum(axis=0)])
+
+    fit = scipy.optimize.minimize(
+        loss, np.zeros(d * c + c), jac=True, method="L-BFGS-B", options={"maxiter": 500}
+    )
+    return fit.x[: d * c].reshape(d, c), fit.x[d * c :]
+
+
+def predict(x: np.ndarray, model: tuple[np.ndarray, np.ndarray], multinomial: bool) -> np.ndarray:
+    z = x.astype(np.float64) @ model[0] + model[1]
+    if not multinomial:
+        return 1.0 / (1.0 + np.exp(-z))
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
+    """Tags ``rule`` removes (None: none). ``signals``: the image's per-category ``probe``,
+    ``softmax``, ``carry`` and ``nb`` values."""
+    rule = rule.partition("+")[0]
     if rule == "none":
         return None
     parts = dict(p.split("=") for p in rule.split("&"))
-    n_cats = len(probe)
-    drop = np.zeros(n_cats, dtype=bool)
-    if "probe" in parts:
-        drop = probe < float(parts["probe"])
-        drop[np.argmax(probe)] = False
-    if "margin" in parts:
-        # hedge_mask on one tag per category gives the categories it drops
-        by_margin = hedge_mask(scores, tag_category, float(parts["margin"]))
-        dropped = np.zeros(n_cats, dtype=bool)
-        if by_margin is not None:
-            dropped[np.unique(tag_category[by_margin])] = True
-        drop = (drop & dropped) if "probe" in parts else dropped
+    n_cats = len(signals["probe"])
+    drop = np.ones(n_cats, dtype=bool)
+    for name, value in parts.items():
+        if name == "margin":
+            # hedge_mask on one tag per category gives the categories it drops
+            by_margin = hedge_mask(scores, tag_category, float(value))
+            dropped = np.zeros(n_cats, dtype=bool)
+            if by_margin is not None:
+                dropped[np.unique(tag_category[by_margin])] = True
+        elif name == "nb":
+            dropped = signals["nb"] <= float(value)
+        else:
+            dropped = signals[name] < float(value)
+            if name == "probe":
+                dropped[np.argmax(signals[name])] = False
+        drop &= dropped
     is_cat = tag_category >= 0
     mask = np.zeros(len(tag_category), dtype=bool)
     mask[is_cat] = drop[tag_category[is_cat]]
     return mask
+
+
+def boosted(rule: str, scores: np.ndarray, category_tag: np.ndarray, carry: np.ndarray):
+    """``scores`` with ``w * carry`` added to each category's search tag (``+boost=w``)."""
+    _, plus, boost = rule.partition("+")
+    if not plus:
+        return scores
+    out = scores.copy()
+    known = category_tag >= 0
+    out[category_tag[known]] += float(boost.split("=")[1]) * carry[known]
+    return out
 
 
 def main() -> None:
@@ -113,26 +188,63 @@ def main() -> None:
             shape=(len(known), len(categories)),
         )
         weights, columns = fit_image_prior(feats.features[[rows[i] for i in known]], onehot)
+        x_known = np.asarray(feats.features[[rows[i] for i in known]], dtype=np.float32)
+        softmax = logistic(x_known, np.array([position[posts[i].category] for i in known]), True)
+        forms = [category_forms(c) for c in categories]
+        imaged = [i for i in train if rows[i] >= 0]
+        carries = np.array([[bool(f & set(posts[i].hashtags)) for f in forms] for i in imaged])
+        carry = logistic(
+            np.asarray(feats.features[[rows[i] for i in imaged]], np.float32), carries, False
+        )
         held = np.concatenate([split.test, split.probe])
         queries = feats.features[[rows[i] for i in held]]
+        held_classes = feats.classes.take([rows[i] for i in held]) if feats.classes else None
         shares = np.zeros((len(held), len(categories)), dtype=np.float32)
         shares[:, columns] = queries @ weights
         tag_category = tag_categories(rec.tags, categories)
+        tag_ids = {t: j for j, t in enumerate(rec.tags)}
+        category_tag = np.array([tag_ids.get(c, -1) for c in categories])
+        # which categories each indexed image's post carries (any form of the search tag)
+        carried = rec.scorer.image_tags.tocsc()[:, tag_category >= 0]
+        carried = (
+            carried
+            @ sp.csr_matrix(
+                (
+                    np.ones(carried.shape[1]),
+                    (np.arange(carried.shape[1]), tag_category[tag_category >= 0]),
+                ),
+                shape=(carried.shape[1], len(categories)),
+            )
+        ).toarray() > 0
+        signals = {
+            "probe": shares,
+            "softmax": predict(np.asarray(queries, np.float32), softmax, True),
+            "carry": predict(np.asarray(queries, np.float32), carry, False),
+            "nb": np.zeros((len(held), len(categories))),
+        }
+        truth_category = np.array([position.get(posts[i].category, -1) for i in held])
+        named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
             scores = []
-            for q in queries:
-                idx, sims = rec.index.search(q, 5)
-                scores.append(rec.scorer.scores(idx, neighbour_weights(sims, method), method, q))
+            for j, q in enumerate(queries):
+                idx, sims = rec.index.search(q, AGREEMENT_NEIGHBOURS)
+                signals["nb"][j] = carried[idx].mean(axis=0)
+                idx, sims = idx[:DEFAULT_NEIGHBORS], sims[:DEFAULT_NEIGHBORS]
+                probs = None if held_classes is None else held_classes.dense(j)
+                w = neighbour_weights(sims, method)
+                scores.append(rec.scorer.scores(idx, w, method, q, probs))
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]
         own = [posts[i].category for i in split.test]
         off = off_topic_tags(own, categories, rec.tags[:10])
         targets = [str(posts[i].category) for i in split.probe]
         for rule in RULES:
-            ranked = [
-                [rec.tags[t] for t in top_k(sc, K, rule_mask(rule, sc, tag_category, sh))]
-                for sc, sh in zip(scores, shares, strict=True)
-            ]
+            ranked = []
+            for j, sc in enumerate(scores):
+                sig = {name: value[j] for name, value in signals.items()}
+                sc = boosted(rule, sc, category_tag, sig["carry"])
+                best = top_k(sc, K, rule_mask(rule, sc, tag_category, sig))
+                ranked.append([rec.tags[t] for t in best])
             b_ranked, b_truth, keep = beyond_category(ranked[:n_test], truth, own)
             values = {
                 "off_topic@10": off_topic_at_k(ranked[:n_test], truth, off, 10).mean(),
@@ -146,7 +258,11 @@ def main() -> None:
             }
             for metric, value in values.items():
                 results[rule].setdefault(metric, []).append(float(value))
-        print(f"split {s + 1}/{len(splits)}: {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"split {s + 1}/{len(splits)}: {time.perf_counter() - start:.1f} s; the softmax "
+            f"names the held-out photo's category for {named:.0%} of them",
+            flush=True,
+        )
     metrics = list(results["none"])
     print(f"\n{len(splits)} splits; paired difference against no rule: mean (standard error)")
     header = f"{'rule':<22}" + "".join(f"{m:>22}" for m in metrics)
