@@ -350,20 +350,10 @@ class Scorer:
             out += self.profiles[rows].T @ weights[borrowed]
         return out
 
-    def scores(
-        self,
-        neighbours: np.ndarray,
-        weights: np.ndarray,
-        method: Method,
-        query: np.ndarray | None = None,
-        classes: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Score of every hashtag, shape (T,).
-
-        ``query`` (the image features) is needed for the prior, ``classes`` (the query's
-        ImageNet class probabilities) for the content term; without them there is none.
-        """
-        return self.score_parts(neighbours, weights, method, query, classes)[0]
+    def scores(self, *args, **kwargs) -> np.ndarray:
+        """Score of every hashtag, shape (T,): the first of :meth:`score_parts` (same
+        arguments)."""
+        return self.score_parts(*args, **kwargs)[0]
 
     def score_parts(
         self,
@@ -373,8 +363,13 @@ class Scorer:
         query: np.ndarray | None = None,
         classes: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(scores, prior, content)``, each shape (T,): :meth:`scores` with the two terms
-        that do not come from a neighbour (:meth:`prior`, :meth:`content`), computed once."""
+        """``(scores, prior, content)``, each shape (T,): every hashtag's score, and in it the
+        two terms that do not come from a neighbour (:meth:`prior`, :meth:`content`),
+        computed once.
+
+        ``query`` (the image features) is needed for the prior, ``classes`` (the query's
+        ImageNet class probabilities) for the content term; without them there is none.
+        """
         total = np.zeros(self.n_tags, dtype=np.float32)
         if len(neighbours):
             if method.als_weight > 0:
