@@ -58,13 +58,6 @@ def _rebuild_hint(path: Path) -> str:
     return f"Rebuild it: python -m recommender build <your data set> --out {path}"
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    _check_plain(arrays)
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
 def _check_plain(arrays: dict[str, np.ndarray]) -> None:
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
@@ -84,46 +77,25 @@ def _write_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> dict[s
     return {"sha256": sha256, "bytes": size}
 
 
-class _HashingWriter:
-    """A text sink for ``json.dump``: encodes, hashes and writes each piece as it comes."""
-
-    def __init__(self, fh) -> None:
-        self.fh, self.digest, self.size = fh, hashlib.sha256(), 0
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-
-    def write(self, text: str) -> None:
-        data = text.encode("utf-8")
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= 1 << 20:  # json.dump writes tiny pieces: batch them
-            self.flush()
-
-    def flush(self) -> None:
-        data = b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        self.digest.update(data)
-        self.fh.write(data)
-        self.size += len(data)
-
-
 def _write_json(folder: Path, name: str, value: Any) -> dict[str, Any]:
     """``value`` as JSON into ``folder/name``, encoded piece by piece (no whole string)."""
-    with open(folder / name, "wb") as fh:
-        sink = _HashingWriter(fh)
-        json.dump(value, sink, ensure_ascii=False)
-        sink.flush()
-        fh.flush()
-        os.fsync(fh.fileno())
-    return {"sha256": sink.digest.hexdigest(), "bytes": sink.size}
+    pieces = json.JSONEncoder(ensure_ascii=False).iterencode(value)
+    return _write_stream(folder, name, _batched(piece.encode("utf-8") for piece in pieces))
 
 
-def _write_file(folder: Path, name: str, data: bytes) -> dict[str, Any]:
-    with open(folder / name, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+def _batched(pieces: Iterable[bytes], size: int = 1 << 20) -> Iterable[bytes]:
+    """``pieces`` joined into blocks of about ``size`` bytes (the JSON encoder yields tiny
+    pieces: hashing and writing each alone would be slow)."""
+    pending: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        pending.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _write_stream(folder: Path, name: str, chunks) -> dict[str, Any]:
@@ -232,12 +204,12 @@ def write_model(
         files[ARRAYS] = _write_npz(tmp, ARRAYS, arrays)
         files[INDEX] = _write_json(tmp, INDEX, index)
         if neighbours is not None:
-            files[NEIGHBOURS] = _write_file(tmp, NEIGHBOURS, neighbours)
+            files[NEIGHBOURS] = _write_stream(tmp, NEIGHBOURS, (neighbours,))
         own = ("format", "format_version", "files")  # this writer's, not the caller's
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
         full.update({k: v for k, v in manifest.items() if k not in own})
         full["files"] = files
-        _write_file(tmp, MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode())
+        _write_stream(tmp, MANIFEST, (json.dumps(full, indent=2, ensure_ascii=False).encode(),))
         os.chmod(tmp, 0o755)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))

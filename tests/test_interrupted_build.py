@@ -45,13 +45,13 @@ def test_killed_while_writing_the_files(demo_build, tmp_path):
         import sys, time
         import recommender.model_io as mio
         from recommender import HashtagRecommender
-        original = mio._write_file
-        def slow(folder, name, data):
-            out = original(folder, name, data)
+        original = mio._write_stream
+        def slow(folder, name, pieces):
+            out = original(folder, name, pieces)
             print("wrote", name, flush=True)
             time.sleep(60)
             return out
-        mio._write_file = slow
+        mio._write_stream = slow
         HashtagRecommender.load({str(demo_build[0])!r}).save({str(target)!r})
         """
     )

@@ -79,16 +79,16 @@ def test_round_trip_gives_identical_results(saved):
 
 def test_a_version_1_model_still_loads_and_answers_the_same(saved, tmp_path):
     """Version 1 kept the features in arrays.npz and the thumbnails in thumbnails.npz."""
-    from recommender.model_io import _npz_bytes, _write_file
+    from recommender.model_io import _write_npz, _write_stream
 
     rec, path = saved
     old = tmp_path / "v1"
     old.mkdir()
     manifest, arrays, index, thumbs = read_model(path)
     files = {
-        "arrays.npz": _write_file(old, "arrays.npz", _npz_bytes(dict(arrays))),
-        "thumbnails.npz": _write_file(old, "thumbnails.npz", _npz_bytes(dict(thumbs))),
-        "index.json": _write_file(old, "index.json", (path / INDEX).read_bytes()),
+        "arrays.npz": _write_npz(old, "arrays.npz", dict(arrays)),
+        "thumbnails.npz": _write_npz(old, "thumbnails.npz", dict(thumbs)),
+        "index.json": _write_stream(old, "index.json", ((path / INDEX).read_bytes(),)),
     }
     manifest = {**manifest, "format_version": 1, "files": files}
     (old / MANIFEST).write_text(json.dumps(manifest))
