@@ -322,32 +322,34 @@ class Scorer:
     def has_content(self) -> bool:
         return self.tag_classes.nnz > 0
 
-    def _voters(self, neighbours: np.ndarray, method: Method) -> tuple[np.ndarray, np.ndarray]:
-        """Which neighbours vote with their own hashtags, and which with a profile (and its row).
+    def _vote_sources(
+        self, neighbours: np.ndarray, method: Method
+    ) -> list[tuple[np.ndarray, sp.csr_matrix]]:
+        """What the neighbours vote with, without assembling one row per neighbour.
 
-        Returns ``(own, borrowed)``: positions into ``neighbours``; ``borrowed`` neighbours
-        vote with ``profiles[image_profile[neighbours[borrowed]]]``.
+        ``(positions, rows)`` pairs: the neighbours at ``positions`` (into ``neighbours``)
+        vote with ``rows``, one sparse row each: their own hashtags, or (with ``profiles``)
+        the profile a single-hashtag image borrows. Together these are
+        :func:`recommender.hashtag_model.vote_targets` of the neighbours, row for row.
         """
         positions = np.arange(len(neighbours))
         if not method.profiles or self.profiles.shape[0] == 0:
-            return positions, positions[:0]
+            return [(positions, self.image_tags[neighbours])]
         single = self.image_profile[neighbours] >= 0
-        return positions[~single], positions[single]
+        own, borrowed = positions[~single], positions[single]
+        out = []
+        if len(own):
+            out.append((own, self.image_tags[neighbours[own]]))
+        if len(borrowed):
+            out.append((borrowed, self.profiles[self.image_profile[neighbours[borrowed]]]))
+        return out
 
     def _votes(self, neighbours: np.ndarray, weights: np.ndarray, method: Method) -> np.ndarray:
-        """The weighted votes of the neighbours for every hashtag, shape (T,).
-
-        The same as summing :func:`recommender.hashtag_model.vote_targets` rows, without
-        building them: one sparse product for the neighbours' own hashtags and one for the
-        profiles the single-hashtag ones borrow.
-        """
-        own, borrowed = self._voters(neighbours, method)
+        """The weighted votes of the neighbours for every hashtag, shape (T,): one sparse
+        product per source of :meth:`_vote_sources`."""
         out = np.zeros(self.n_tags, dtype=np.float32)
-        if len(own):
-            out += self.image_tags[neighbours[own]].T @ weights[own]
-        if len(borrowed):
-            rows = self.image_profile[neighbours[borrowed]]
-            out += self.profiles[rows].T @ weights[borrowed]
+        for positions, rows in self._vote_sources(neighbours, method):
+            out += rows.T @ weights[positions]
         return out
 
     def scores(self, *args, **kwargs) -> np.ndarray:
@@ -445,13 +447,9 @@ class Scorer:
             dots = self.image_factors[neighbours] @ self.tag_factors[tags].T
             out += method.als_weight * dots
         if method.als_weight < 1:
-            own, borrowed = self._voters(neighbours, method)
             votes = np.zeros_like(out)
-            if len(own):
-                votes[own] = self.image_tags[neighbours[own]][:, tags].toarray()
-            if len(borrowed):
-                rows = self.image_profile[neighbours[borrowed]]
-                votes[borrowed] = self.profiles[rows][:, tags].toarray()
+            for positions, rows in self._vote_sources(neighbours, method):
+                votes[positions] = rows[:, tags].toarray()
             out += (1.0 - method.als_weight) * votes
         return out * weights[:, None]
 
