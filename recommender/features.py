@@ -163,24 +163,22 @@ def extract_features(
 
     ahead = max(batch_size * 2, workers * 4)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        def submit(i: int, src: images.ImageSource) -> None:
+            pending.append(
+                pool.submit(_prepare, i, src, backbone.input_size, thumb_size, known, with_classes)
+            )
+
         pending: deque = deque()
         it = iter(enumerate(sources))
         for i, src in it:
-            pending.append(pool.submit(
-                _prepare, i, src, backbone.input_size, thumb_size, known, with_classes
-            ))
+            submit(i, src)
             if len(pending) >= ahead:
                 break
         while pending:
             item = pending.popleft().result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(
-                    pool.submit(
-                        _prepare, nxt[0], nxt[1], backbone.input_size, thumb_size, known,
-                        with_classes,
-                    )
-                )
+                submit(*nxt)
             prepared.append(item)
             if item.error is not None:
                 done += 1
