@@ -485,6 +485,8 @@ def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top
         )
         if result.seen:
             st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
+        if result.left_out:
+            st.caption(pres.escape_markdown(pres.left_out_line(result.left_out)))
     with tags_col:
         hashtags_ui(result, top, rec.breadth)
     if st.toggle(

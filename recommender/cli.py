@@ -226,7 +226,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     import csv
 
     from .hashtags import load_blocklist
-    from .presentation import network_sees
+    from .presentation import left_out_line, network_sees
     from .recommender import EMBED_BATCH, HashtagRecommender
 
     fmt = "json" if args.json else args.format
@@ -272,6 +272,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
         if result.seen:
             print(f"  {network_sees(result.seen)}")
+        if result.left_out:
+            print(f"  {left_out_line(result.left_out)}")
         for t in result.hashtags:
             print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}")
         print("  nearest training images:")

@@ -48,7 +48,7 @@ import numpy as np
 from .datasets import Post
 from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
-from .hedging import category_forms, dataset_categories
+from .hedging import SINGLE_TAG_SHARE, category_forms, dataset_categories, single_tag_categories
 from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ OFF_TOPIC_K = 10
 OFF_TOPIC_GENERIC = 10  # without categories, these most frequent hashtags are "off topic"
 OFF_TOPIC = f"off_topic@{OFF_TOPIC_K}"
 OWN_HIT = f"own_category_hit@{OFF_TOPIC_K}"
-PROBE_MAX_EVALUABLE = 0.1  # categories with fewer evaluable photos than this share are probed
+PROBE_MAX_EVALUABLE = SINGLE_TAG_SHARE  # categories with fewer evaluable photos are probed
 DEFAULT_SPLITS = 5
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SEED = 0
@@ -235,17 +235,13 @@ def evaluable_posts(posts: Sequence[Post], image_rows: Sequence[int]) -> np.ndar
 
 
 def probe_categories(posts: Sequence[Post], image_rows: Sequence[int]) -> list[str]:
-    """Categories whose photos carry only their search tag: fewer than
-    :data:`PROBE_MAX_EVALUABLE` of their posts with an image are evaluable (in the demo
+    """Categories whose photos carry only their search tag
+    (:func:`recommender.hedging.single_tag_categories`: fewer than
+    :data:`PROBE_MAX_EVALUABLE` of their posts with an image are evaluable; in the demo
     data none are, except one fitness post)."""
-    evaluable = set(evaluable_posts(posts, image_rows).tolist())
-    counts: dict[str, list[int]] = {}
-    for i, p in enumerate(posts):
-        if image_rows[i] >= 0 and p.category:
-            counts.setdefault(p.category, [0, 0])
-            counts[p.category][0] += 1
-            counts[p.category][1] += i in evaluable
-    return sorted(c for c, (n, rich) in counts.items() if rich < PROBE_MAX_EVALUABLE * n)
+    return single_tag_categories(
+        (p.category, len(p.hashtags)) for i, p in enumerate(posts) if image_rows[i] >= 0
+    )
 
 
 def check_split(
@@ -420,8 +416,10 @@ def rank_features(
         for i, query in enumerate(features):
             idx, sims = rec.index.search(query, int(n_neighbors))
             probs = None if classes is None else classes.dense(i)
-            scores = rec.scorer.scores(idx, neighbour_weights(sims, m), m, query, probs)
-            best = top_k(scores, k, rec.scorer.ranking_exclude(scores, m, exclude, probs))
+            weights = neighbour_weights(sims, m)
+            scores, prior, _ = rec.scorer.score_parts(idx, weights, m, query, probs)
+            hedged = rec.scorer.ranking_exclude(scores, m, exclude, probs, prior, idx)
+            best = top_k(scores, k, hedged)
             out[i, : len(best)] = best
     return out
 

@@ -23,6 +23,15 @@ and gives no probability at all are removed (a photo the head calls a plate of f
 #animals and #cars). A category the head supports is never removed; one it cannot name
 (wedding, fitness, travel ...) is removed too only with ``Method.head_hedge_unnamed``.
 Like the margin rule it only removes tags from a ranking.
+
+Evidence hedging (``Method.evidence_hedge``) asks the model's own evidence for each
+category: the image prior's value for its search tag (how much the training photos that
+look like this one carried it) and how many of the query's neighbours carry one of its
+forms. A category both call unlikely leaves the ranking: its search tag's prior below
+``evidence_hedge`` and at most a share ``evidence_agreement`` of the neighbours carrying
+it. A category whose photos carry only their search tag (:func:`single_tag_categories`,
+kept in ``manifest["single_tag_categories"]``) has no tag lists to be unlikely in, only
+photos: it stays while any neighbour carries it. See :func:`evidence_hedge_mask`.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ import numpy as np
 from .errors import BackboneError
 
 CLASS_CATEGORIES_PATH = Path(__file__).resolve().parent / "assets" / "imagenet_categories.csv"
+# A category is "single-tag" when fewer than this share of its photos' posts carry a real
+# hashtag list (2+ hashtags): in the demo data architecture, babies, cars, fitness, nature
+# and wedding, whose photos are known only by their search tag.
+SINGLE_TAG_SHARE = 0.1
 
 
 def category_forms(tag: str) -> set[str]:
@@ -57,6 +70,22 @@ def category_forms(tag: str) -> set[str]:
 def dataset_categories(categories: Iterable[str | None]) -> list[str]:
     """The distinct search tags of a data set's posts, sorted (none without categories)."""
     return sorted({c for c in categories if c})
+
+
+def single_tag_categories(photos: Iterable[tuple[str | None, int]]) -> list[str]:
+    """The categories whose photos carry only their search tag, sorted.
+
+    ``photos``: ``(category, number of hashtags)`` of every post with an image. A category
+    is single-tag when fewer than :data:`SINGLE_TAG_SHARE` of its photos' posts have 2+
+    hashtags.
+    """
+    counts: dict[str, list[int]] = {}
+    for category, n_tags in photos:
+        if category:
+            seen = counts.setdefault(category, [0, 0])
+            seen[0] += 1
+            seen[1] += int(n_tags) >= 2
+    return sorted(c for c, (n, rich) in counts.items() if rich < SINGLE_TAG_SHARE * n)
 
 
 def form_categories(categories: Iterable[str]) -> dict[str, str]:
@@ -99,6 +128,36 @@ def hedge_mask(
     mask = np.zeros(len(tag_category), dtype=bool)
     mask[is_cat] = ~keep[tag_category[is_cat]]
     return mask
+
+
+def evidence_hedge_mask(
+    prior: np.ndarray,
+    carried: np.ndarray,
+    tag_category: np.ndarray,
+    single_tag: np.ndarray,
+    threshold: float | None,
+    agreement: float,
+) -> np.ndarray | None:
+    """Boolean mask of the category tags the model's evidence removes, or None (remove none).
+
+    Per category (``(C,)`` arrays, categories as in ``tag_category``): ``prior``, the image
+    prior's value for its search tag (without the method's ``prior_weight``; 0 without a
+    prior); ``carried``, the share of the query's neighbours whose post carries one of its
+    forms; ``single_tag``, whether its photos carry only their search tag. A category is
+    removed when its ``prior`` is below ``threshold`` and its ``carried`` share is at most
+    ``agreement`` (a single-tag category: when no neighbour carries it). ``threshold``
+    None: no evidence hedging.
+    """
+    if threshold is None or tag_category.size == 0 or not (tag_category >= 0).any():
+        return None
+    limit = np.where(single_tag, 0.0, float(agreement))
+    removed = (np.asarray(prior) < float(threshold)) & (np.asarray(carried) <= limit + 1e-9)
+    if not removed.any():
+        return None
+    is_cat = tag_category >= 0
+    mask = np.zeros(len(tag_category), dtype=bool)
+    mask[is_cat] = removed[tag_category[is_cat]]
+    return mask if mask.any() else None
 
 
 def read_class_categories(path: str | Path) -> dict[str, tuple[int, ...]]:

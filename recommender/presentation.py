@@ -112,6 +112,15 @@ def network_sees(seen: Sequence[tuple[str, float]]) -> str:
     return "the network sees: " + ", ".join(f"{name} {p:.2f}" for name, p in seen)
 
 
+def left_out_line(tags: Sequence[str]) -> str:
+    """``"left out as unlikely for this photo: #nature, #fitness"`` ("" when none was)."""
+    if not tags:
+        return ""
+    return "left out as unlikely for this photo (other categories' search tags): " + ", ".join(
+        f"#{t}" for t in tags
+    )
+
+
 def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
     """Horizontal bar chart of what each neighbour added to ``tag``'s score.
 

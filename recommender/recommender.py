@@ -115,6 +115,8 @@ class Recommendation:
     method: str
     # What the network sees: its top ImageNet classes (name, probability), if given.
     seen: list[tuple[str, float]] = field(default_factory=list)
+    # Other categories' search tags the method's hedging took out of this top k (best first).
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def tags(self) -> list[str]:
@@ -126,6 +128,7 @@ class Recommendation:
             "hashtags": [t.to_dict() for t in self.hashtags],
             "neighbors": [n.to_dict() for n in self.neighbors],
             "seen": [{"class": c, "probability": round(p, 4)} for c, p in self.seen],
+            "left_out": list(self.left_out),
         }
 
 
@@ -161,6 +164,9 @@ class HashtagRecommender:
             self.image_post_ids = [str(im["post_id"]) for im in images_]
             self.image_hashtags = [tuple(str(t) for t in im["hashtags"]) for im in images_]
             arrays.check(len(self.image_paths), len(self.tags))
+            categories = sorted({str(c) for c in manifest.get("categories", ())})
+            single = {str(c) for c in manifest.get("single_tag_categories", ())}
+            tag_ids = {t: i for i, t in enumerate(self.tags)}
             self.tag_counts = np.asarray(arrays.tag_counts, dtype=np.int64)
             self.scorer = Scorer(
                 arrays.image_factors,
@@ -169,9 +175,11 @@ class HashtagRecommender:
                 *arrays.profiles(),
                 arrays.prior_weights,
                 arrays.prior_tags,
-                tag_categories(self.tags, manifest.get("categories", ())),
+                tag_categories(self.tags, categories),
                 class_tag_matrix(self.tags),
-                class_categories(manifest.get("categories", ())),
+                class_categories(categories),
+                np.array([tag_ids.get(c, -1) for c in categories], dtype=np.int64),
+                np.array([c in single for c in categories], dtype=bool),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
@@ -368,7 +376,11 @@ class HashtagRecommender:
         weights = neighbour_weights(sims, m)
         scores, prior, content = self.scorer.score_parts(idx, weights, m, features, classes)
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        best = top_k(scores, int(k), self.scorer.ranking_exclude(scores, m, exclude, classes))
+        hedged = self.scorer.ranking_exclude(scores, m, exclude, classes, prior, idx)
+        best = top_k(scores, int(k), hedged)
+        left_out: list[str] = []
+        if hedged is not exclude:  # what the same top k would have held without hedging
+            left_out = [self.tags[t] for t in top_k(scores, int(k), exclude) if hedged[t]]
         contrib = self.scorer.contributions(idx, weights, best, m)
         tags = [
             TagScore(
@@ -393,7 +405,7 @@ class HashtagRecommender:
             )
             for i, s, w in zip(idx, sims, weights, strict=False)
         ]
-        return Recommendation(tags, neighbors, m.name, seen_classes(classes))
+        return Recommendation(tags, neighbors, m.name, seen_classes(classes), left_out)
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""

@@ -28,7 +28,8 @@ adds the prior with ``prior_weight`` and the content term with ``content_weight`
 ``category_margin`` hedges: other categories' search
 tags leave the ranking unless their score is close to the best category tag's;
 ``head_hedge`` removes the categories the ImageNet head could name but does not see when it
-is confident of another (see :mod:`recommender.hedging`; tags are removed, scores never
+is confident of another; ``evidence_hedge`` removes those that both the image prior and the
+neighbours call unlikely (see :mod:`recommender.hedging`; tags are removed, scores never
 change).
 
 A method is named by its registry key, optionally with changed fields after a colon:
@@ -77,6 +78,13 @@ class Method:
     head_hedge_unnamed : bool
         With ``head_hedge``: also remove the categories no ImageNet class shows (wedding,
         fitness, travel ...), not only those the head names and does not see.
+    evidence_hedge : float or None
+        Hedging by the model's evidence: remove a category whose search tag's image prior
+        is below this and that at most ``evidence_agreement`` of the neighbours carry (None:
+        off; see :func:`recommender.hedging.evidence_hedge_mask`).
+    evidence_agreement : float
+        With ``evidence_hedge``: the share of the neighbours that carrying a category keeps
+        it (a category whose photos carry only their search tag: any neighbour keeps it).
     """
 
     name: str
@@ -89,6 +97,8 @@ class Method:
     content_weight: float = 0.0
     head_hedge: float | None = None
     head_hedge_unnamed: bool = False
+    evidence_hedge: float | None = None
+    evidence_agreement: float = 0.07
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -105,6 +115,10 @@ class Method:
             raise ConfigError("content_weight must be >= 0")
         if self.head_hedge is not None and not 0 < self.head_hedge <= 1:
             raise ConfigError("head_hedge must lie in (0, 1] (or none)")
+        if self.evidence_hedge is not None and not self.evidence_hedge >= 0:
+            raise ConfigError("evidence_hedge must be >= 0 (or none)")
+        if not 0.0 <= self.evidence_agreement <= 1.0:
+            raise ConfigError("evidence_agreement must lie in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,8 +175,11 @@ METHODS: dict[str, Method] = {
     # paired over 20 splits, recall@10 +0.0060 +- 0.0005, beyond_recall@10 +0.0048 +- 0.0004,
     # ndcg@10 +0.0146 +- 0.0010, off_topic@10 -0.014 +- 0.009, own_category_hit@10
     # +0.0015 +- 0.0028 (benchmarks/README.md, "More neighbours, sharper weights").
+    # evidence_hedge: another category's search tag leaves the ranking when the prior and
+    # the neighbours both call it unlikely (0.15 fewer per top 10, own-category hits kept;
+    # it costs 0.002 recall@10: benchmarks/README.md, "Evidence hedging").
     "profiles_prior": Method("profiles_prior", als_weight=0.5, power=5.0, profiles=True,
-                             prior_weight=1.0, content_weight=0.4),
+                             prior_weight=1.0, content_weight=0.4, evidence_hedge=0.3),
 }
 DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
@@ -254,6 +271,12 @@ class Scorer:
     class_category : (C,) int array, optional
         The category (as in ``tag_category``) each ImageNet class shows, -1: none
         (:func:`recommender.hedging.class_categories`), for head hedging; none by default.
+    category_tag : (K,) int array, optional
+        The hashtag of each category's search tag (-1: not a known hashtag), for evidence
+        hedging; none by default.
+    single_tag : (K,) bool array, optional
+        Which categories' photos carry only their search tag (evidence hedging); none by
+        default.
     """
 
     def __init__(
@@ -268,6 +291,8 @@ class Scorer:
         tag_category: np.ndarray | None = None,
         class_tags: sp.csr_matrix | None = None,
         class_category: np.ndarray | None = None,
+        category_tag: np.ndarray | None = None,
+        single_tag: np.ndarray | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
@@ -308,6 +333,25 @@ class Scorer:
             raise ValueError("class_tags do not match the hashtags")
         self.class_category = np.asarray(
             np.zeros(0, np.int64) if class_category is None else class_category, dtype=np.int64
+        )
+        n_cats = int(self.tag_category.max(initial=-1)) + 1
+        if category_tag is not None:
+            n_cats = max(n_cats, len(category_tag))
+        self.category_tag = np.asarray(
+            np.full(n_cats, -1) if category_tag is None else category_tag, dtype=np.int64
+        )
+        self.single_tag = np.asarray(
+            np.zeros(n_cats, bool) if single_tag is None else single_tag, dtype=bool
+        )
+        if self.category_tag.shape != (n_cats,) or self.single_tag.shape != (n_cats,):
+            raise ValueError("category_tag and single_tag do not match the categories")
+        if self.category_tag.max(initial=-1) >= n_tags:
+            raise ValueError("category_tag points past the last hashtag")
+        # (T, K): which category each hashtag is a form of, for the neighbours' share
+        forms = np.flatnonzero(self.tag_category >= 0)
+        self._tag_forms = sp.csr_matrix(
+            (np.ones(len(forms), np.float32), (forms, self.tag_category[forms])),
+            shape=(n_tags, n_cats),
         )
 
     @property
@@ -383,17 +427,43 @@ class Scorer:
         content = self.content(classes, method)
         return total + prior + content, prior, content
 
+    def category_evidence(
+        self, prior: np.ndarray | None, neighbours: np.ndarray | None, method: Method
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per category: its search tag's image prior (``prior``, the term of
+        :meth:`score_parts`, without ``method.prior_weight``; 0 without one) and the share
+        of ``neighbours`` whose post carries one of its forms (0 without neighbours)."""
+        n_cats = len(self.category_tag)
+        known = self.category_tag >= 0
+        value = np.zeros(n_cats, dtype=np.float64)
+        if prior is not None and method.prior_weight > 0:
+            value[known] = np.asarray(prior)[self.category_tag[known]] / method.prior_weight
+        share = np.zeros(n_cats, dtype=np.float64)
+        if neighbours is not None and len(neighbours) and n_cats:
+            carried = (self.image_tags[np.asarray(neighbours)] @ self._tag_forms).toarray()
+            share = (carried > 0).mean(axis=0)
+        return value, share
+
     def ranking_exclude(
         self,
         scores: np.ndarray,
         method: Method,
         exclude: np.ndarray | None = None,
         classes: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+        neighbours: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """``exclude`` (e.g. the block list) plus the tags the method's hedging removes
-        (``classes``: the query's ImageNet class probabilities, for head hedging)."""
-        from .hedging import head_hedge_mask, hedge_mask
+        (``classes``: the query's ImageNet class probabilities, for head hedging; ``prior``,
+        the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging)."""
+        from .hedging import evidence_hedge_mask, head_hedge_mask, hedge_mask
 
+        evidence = None
+        if method.evidence_hedge is not None:
+            evidence = evidence_hedge_mask(
+                *self.category_evidence(prior, neighbours, method), self.tag_category,
+                self.single_tag, method.evidence_hedge, method.evidence_agreement,
+            )
         out = exclude
         for hedged in (
             hedge_mask(scores, self.tag_category, method.category_margin),
@@ -401,6 +471,7 @@ class Scorer:
                 classes, self.class_category, self.tag_category, method.head_hedge,
                 method.head_hedge_unnamed,
             ),
+            evidence,
         ):
             if hedged is not None:
                 out = hedged if out is None else out | hedged

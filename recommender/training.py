@@ -24,7 +24,7 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
-from .hedging import dataset_categories
+from .hedging import dataset_categories, single_tag_categories
 from .model_arrays import ModelArrays, ModelParts
 from .neighbours import choose_kind
 
@@ -123,6 +123,11 @@ def fit_model(
     full_manifest["fit_timings"] = timings
     # The search tags the posts were collected by: what hedging limits at query time.
     full_manifest["categories"] = dataset_categories(p.category for p in posts)
+    # Those whose photos carry only their search tag: evidence hedging judges them by the
+    # neighbours alone (see recommender.hedging).
+    full_manifest["single_tag_categories"] = single_tag_categories(
+        (posts[i].category, len(posts[i].hashtags)) for i in with_image
+    )
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(
         {

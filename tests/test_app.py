@@ -163,6 +163,24 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert captions[0].startswith(pres.escape_markdown(f"#{first}"))
 
 
+def test_the_page_says_which_other_categories_tags_were_left_out(page, photos, demo_model):
+    # the demo photo whose top 10 loses the most other categories' search tags
+    blocked = load_blocklist()
+    results = {
+        p.name: demo_model.recommend(p, n_neighbors=pres.N_DEFAULT, k=10, blocklist=blocked)
+        for p in sorted(photos.glob("*.jpg"))
+    }
+    name = max(results, key=lambda n: len(results[n].left_out))
+    left = results[name].left_out
+    assert left  # the default method hedges, and some demo photo has something to hedge
+    upload(page, name, (photos / name).read_bytes())
+    assert not errors(page)
+    assert all_block(page) == [f"#{t}" for t in results[name].tags]
+    assert not set(left) & set(results[name].tags)
+    line = pres.escape_markdown(pres.left_out_line(left))
+    assert line in [c.value for c in page.main.caption]
+
+
 def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):
     calls = count_embeddings(monkeypatch)
     # Trailing bytes after the JPEG: the same picture, a photo this server has not seen.

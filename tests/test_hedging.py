@@ -13,10 +13,12 @@ from recommender.hashtag_model import ALSParams
 from recommender.hedging import (
     category_forms,
     class_categories,
+    evidence_hedge_mask,
     form_categories,
     head_hedge_mask,
     hedge_mask,
     read_class_categories,
+    single_tag_categories,
     tag_categories,
 )
 from recommender.recommender import BuildConfig, HashtagRecommender
@@ -300,3 +302,99 @@ def test_a_head_hedged_method_is_saved_and_restored():
     for bad in ("0", "1.5", "-0.2"):
         with pytest.raises(ConfigError, match="head_hedge must lie in"):
             get_method(f"blend:head_hedge={bad}")
+
+
+# -- evidence hedging: what the model's prior and the neighbours say --------------------
+
+
+def test_single_tag_categories_are_those_whose_photos_carry_only_their_search_tag():
+    photos = [("cars", 1)] * 19 + [("cars", 3)] + [("food", 4)] * 3 + [("food", 1)] * 7
+    photos += [(None, 5), ("nature", 1)]
+    # cars: 1 of 20 with a tag list (under a tenth); food: 3 of 10; nature: none
+    assert single_tag_categories(photos) == ["cars", "nature"]
+    assert single_tag_categories([]) == []
+
+
+def ref_evidence(prior, carried, tag_category, single, threshold, agreement):
+    """Slow reference: a category tag goes when its category's prior is under the threshold
+    and no more than the allowed share of neighbours carry it (none for single-tag ones)."""
+    out = []
+    for c in tag_category:
+        if c < 0:
+            out.append(False)
+            continue
+        limit = 0.0 if single[c] else agreement
+        out.append(bool(prior[c] < threshold and carried[c] <= limit + 1e-9))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-1, 3), min_size=1, max_size=12),
+    st.lists(st.tuples(st.floats(-1, 1), st.sampled_from([0, 0.05, 0.1, 0.5]), st.booleans()),
+             min_size=4, max_size=4),
+    st.floats(0, 1),
+    st.sampled_from([0.0, 0.05, 0.1]),
+)
+def test_evidence_hedge_mask_matches_the_slow_reference(cats, per_cat, threshold, agreement):
+    tags = np.array(cats)
+    prior = np.array([p for p, _, _ in per_cat])
+    carried = np.array([c for _, c, _ in per_cat])
+    single = np.array([s for _, _, s in per_cat])
+    mask = evidence_hedge_mask(prior, carried, tags, single, threshold, agreement)
+    want = ref_evidence(prior, carried, tags, single, threshold, agreement)
+    assert (mask.tolist() if mask is not None else [False] * len(tags)) == want
+    assert evidence_hedge_mask(prior, carried, tags, single, None, agreement) is None
+
+
+def test_evidence_hedging_on_the_real_model_removes_unlikely_categories_only(
+    demo_model, dataset_path
+):
+    rec = demo_model
+    assert rec.manifest["single_tag_categories"] == [
+        "architecture", "babies", "cars", "fitness", "nature", "wedding",
+    ]
+    names = rec.manifest["categories"]
+    single = set(rec.manifest["single_tag_categories"])
+    cat_of = {t: int(c) for t, c in zip(rec.tags, rec.scorer.tag_category)}
+    plain_m = get_method("profiles_prior:evidence_hedge=none")
+    hedged_m = get_method("profiles_prior:evidence_hedge=0.3")
+    assert METHODS["profiles_prior"].evidence_hedge == 0.3  # the default hedges so
+    removed_total = left_total = 0
+    for photo in sorted((dataset_path / "test").glob("*.jpg")):
+        features, classes = rec.embed_with_classes(photo)
+        plain = rec.recommend_features(features, 15, 60, plain_m, classes=classes)
+        hedged = rec.recommend_features(features, 15, 30, hedged_m, classes=classes)
+        scores = {t.tag: t.score for t in plain.hashtags}
+        for t in hedged.hashtags:  # same score, same exact explanation
+            assert t.score == pytest.approx(scores[t.tag], abs=1e-6)
+        # the evidence, by hand: the search tag's prior and the 15 neighbours' own hashtags
+        prior = {t.tag: t.prior for t in plain.hashtags}
+        idx, _ = rec.index.search(features, 15)
+        gone = set()
+        whole_prior = rec.scorer.prior(features, plain_m) / plain_m.prior_weight
+        for c, name in enumerate(names):
+            forms = category_forms(name)
+            share = np.mean([bool(forms & set(rec.image_hashtags[i])) for i in idx])
+            value = whole_prior[rec.tags.index(name)]
+            limit = 0.0 if name in single else hedged_m.evidence_agreement
+            if value < 0.3 and share <= limit + 1e-9:
+                gone.add(c)
+            if name in prior:
+                assert prior[name] == pytest.approx(value * plain_m.prior_weight, abs=1e-5)
+        kept = [t for t in plain.tags if cat_of[t] not in gone]
+        # the plain ranking without those categories (equal scores may trade places)
+        assert set(hedged.tags) <= set(kept)
+        assert [scores[t] for t in hedged.tags] == pytest.approx(
+            [scores[t] for t in kept[: len(hedged.tags)]], abs=1e-6
+        )
+        removed_total += len(plain.tags) - len(kept)
+        # each demo photo keeps its own category (the photos are not in the training data)
+        assert photo.stem not in {names[c] for c in gone}
+        # what the page and the CLI show as left out: the plain top 10's tags that went
+        top10 = rec.recommend_features(features, 15, 10, hedged_m, classes=classes)
+        assert top10.left_out == [t for t in plain.tags[:10] if cat_of[t] in gone]
+        assert rec.recommend_features(features, 15, 10, plain_m, classes=classes).left_out == []
+        left_total += len(top10.left_out)
+    assert removed_total > 0  # the ten demo photos do lose some other categories' tags
+    assert left_total > 0
