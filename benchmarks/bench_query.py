@@ -14,6 +14,10 @@ classes   What naming the photo costs a query (issue 13), alternating in one loo
           without classes) and as now (``recommend``: one pass for features and class
           probabilities, the content term, what the network sees) with
           ``--content-weight``. p50 of each and the ratio.
+hedging   What evidence hedging (the default since issue 13's fourth session) costs a slider
+          move, alternating in one loop: ``recommend_features`` with the model's method
+          without ``evidence_hedge`` and with 0.3 (the default's), 15 neighbours, k=10.
+          p50 of each and the ratio.
 
 The model defaults to /tmp/bench-model; build it first with
 
@@ -152,6 +156,33 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
     ]
 
 
+def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
+    import dataclasses
+
+    seen = [rec.embed_with_classes(d) for d in photos]
+    methods = {
+        "plain": dataclasses.replace(rec.method, name="plain", evidence_hedge=None),
+        "hedged": dataclasses.replace(rec.method, name="hedged", evidence_hedge=0.3),
+    }
+    for f, c in seen:
+        for m in methods.values():
+            rec.recommend_features(f, method=m, classes=c)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for i in range(queries):
+        f, c = seen[i % len(seen)]
+        for name in (("plain", "hedged") if i % 2 == 0 else ("hedged", "plain")):
+            start = time.perf_counter()
+            rec.recommend_features(f, 15, 10, method=methods[name], classes=c)
+            times[name].append(time.perf_counter() - start)
+    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    return [
+        {"what": "recommend_features without evidence hedging", **percentiles(times["plain"])},
+        {"what": "with evidence hedging 0.3 (the default)", **percentiles(times["hedged"])},
+        {"what": "ratio of p50, hedged / plain", "p50_ms": p50["hedged"] / p50["plain"],
+         "n": queries},
+    ]
+
+
 def cold_worker(model: str) -> dict:
     """Run in a fresh process: the time to the first result, by stage."""
     t0 = time.perf_counter()
@@ -207,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["warm", "rerank", "cold"],
-                        choices=["warm", "rerank", "cold", "classes"])
+                        choices=["warm", "rerank", "cold", "classes", "hedging"])
     parser.add_argument("--content-weight", type=float, default=0.1,
                         help="for 'classes': the content term's weight")
     parser.add_argument("--cold-worker", action="store_true", help=argparse.SUPPRESS)
@@ -242,6 +273,12 @@ def main(argv: list[str] | None = None) -> None:
         header(f"What the class probabilities cost a query ({args.queries} of each, "
                "alternating; the ratio row's p50 column is the ratio)")
         part = classes_cost(rec, photos, args.queries, args.content_weight)
+        print(table(part, COLUMNS), flush=True)
+        rows += part
+    if "hedging" in args.sections:
+        header(f"What evidence hedging costs a slider move ({args.queries} of each, "
+               "alternating; the ratio row's p50 column is the ratio)")
+        part = hedging_cost(rec, photos, args.queries)
         print(table(part, COLUMNS), flush=True)
         rows += part
 

@@ -21,6 +21,11 @@ Rules:
   training post with an image; keep a category only if that probability is at least ``t``;
 - ``nb=a``: neighbour agreement: keep a category only if more than a share ``a`` of the 50
   nearest training images' posts carry one of its tags;
+- ``evidence=t/a``: :func:`recommender.hedging.evidence_hedge_mask`, what
+  ``Method.evidence_hedge=t,evidence_agreement=a`` does (the default's rule): remove a
+  category whose search tag's image prior is below ``t`` and that at most a share ``a`` of
+  the query's neighbours carry (a single-tag category: none of them); it needs nothing the
+  model does not already hold;
 - ``x&y``: remove a category only if every part says so; ``+boost=w``: also add ``w`` times
   the ``carry`` probability to each category's search tag (this one changes scores: a
   lever to win back own-category hits).
@@ -55,7 +60,13 @@ from recommender.evaluation import (
     stratified_splits,
 )
 from recommender.hashtag_model import fit_image_prior
-from recommender.hedging import category_forms, dataset_categories, hedge_mask, tag_categories
+from recommender.hedging import (
+    category_forms,
+    dataset_categories,
+    evidence_hedge_mask,
+    hedge_mask,
+    tag_categories,
+)
 from recommender.paths import default_dataset
 from recommender.recommender import BuildConfig, HashtagRecommender
 from recommender.scoring import DEFAULT_NEIGHBORS, get_method, neighbour_weights, top_k
@@ -70,6 +81,8 @@ RULES = (
     + [f"nb={a}" for a in (0.02, 0.05, 0.1)]
     + [f"carry={t}&nb={a}" for t in (0.1, 0.15, 0.2, 0.3) for a in (0.05, 0.1)]
     + [f"carry={t}&nb=0.1+boost={w}" for t in (0.2, 0.3) for w in (0.2, 0.5)]
+    + [f"evidence={t}/{a}" for t, a in ((0.3, 0.07), (0.4, 0.07), (0.5, 0.07), (0.4, 0.14),
+                                         (0.3, 0.2), (0.5, 0.2))]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
 AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
@@ -118,7 +131,8 @@ def predict(x: np.ndarray, model: tuple[np.ndarray, np.ndarray], multinomial: bo
 
 def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
     """Tags ``rule`` removes (None: none). ``signals``: the image's per-category ``probe``,
-    ``softmax``, ``carry`` and ``nb`` values."""
+    ``softmax``, ``carry``, ``nb`` and ``evidence`` values, the share ``nb15`` of its
+    neighbours carrying each category, and which categories are ``single_tag``."""
     rule = rule.partition("+")[0]
     if rule == "none":
         return None
@@ -126,7 +140,16 @@ def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
     n_cats = len(signals["probe"])
     drop = np.ones(n_cats, dtype=bool)
     for name, value in parts.items():
-        if name == "margin":
+        if name == "evidence":
+            threshold, agreement = (float(v) for v in value.split("/"))
+            by_evidence = evidence_hedge_mask(
+                signals["evidence"], signals["nb15"], tag_category, signals["single_tag"],
+                threshold, agreement,
+            )
+            dropped = np.zeros(n_cats, dtype=bool)
+            if by_evidence is not None:
+                dropped[np.unique(tag_category[by_evidence])] = True
+        elif name == "margin":
             # hedge_mask on one tag per category gives the categories it drops
             by_margin = hedge_mask(scores, tag_category, float(value))
             dropped = np.zeros(n_cats, dtype=bool)
@@ -221,7 +244,11 @@ def main() -> None:
             "softmax": predict(np.asarray(queries, np.float32), softmax, True),
             "carry": predict(np.asarray(queries, np.float32), carry, False),
             "nb": np.zeros((len(held), len(categories))),
+            "nb15": np.zeros((len(held), len(categories))),
+            "evidence": np.zeros((len(held), len(categories))),
         }
+        single = set(rec.manifest["single_tag_categories"])
+        single_tag = np.array([c in single for c in categories])
         truth_category = np.array([position.get(posts[i].category, -1) for i in held])
         named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
@@ -232,7 +259,11 @@ def main() -> None:
                 idx, sims = idx[:DEFAULT_NEIGHBORS], sims[:DEFAULT_NEIGHBORS]
                 probs = None if held_classes is None else held_classes.dense(j)
                 w = neighbour_weights(sims, method)
-                scores.append(rec.scorer.scores(idx, w, method, q, probs))
+                sc, prior, _ = rec.scorer.score_parts(idx, w, method, q, probs)
+                scores.append(sc)
+                signals["nb15"][j], signals["evidence"][j] = carried[idx].mean(axis=0), 0.0
+                known = category_tag >= 0
+                signals["evidence"][j, known] = prior[category_tag[known]] / method.prior_weight
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]
         own = [posts[i].category for i in split.test]
@@ -242,6 +273,7 @@ def main() -> None:
             ranked = []
             for j, sc in enumerate(scores):
                 sig = {name: value[j] for name, value in signals.items()}
+                sig["single_tag"] = single_tag
                 sc = boosted(rule, sc, category_tag, sig["carry"])
                 best = top_k(sc, K, rule_mask(rule, sc, tag_category, sig))
                 ranked.append([rec.tags[t] for t in best])
