@@ -307,6 +307,23 @@ def test_a_head_hedged_method_is_saved_and_restored():
 # -- evidence hedging: what the model's prior and the neighbours say --------------------
 
 
+def test_an_evidence_hedged_method_is_saved_restored_and_checked():
+    from recommender.scoring import Method
+
+    method = get_method("profiles_prior:evidence_hedge=0.5,evidence_agreement=0.2")
+    assert (method.evidence_hedge, method.evidence_agreement) == (0.5, 0.2)
+    assert Method.from_dict(method.to_dict()) == method
+    saved = METHODS["profiles_prior"].to_dict()
+    del saved["evidence_hedge"], saved["evidence_agreement"]  # a model saved before them
+    assert Method.from_dict(saved).evidence_hedge is None  # stays unhedged
+    assert get_method("profiles_prior:evidence_hedge=none").evidence_hedge is None
+    for bad, says in (("evidence_hedge=-0.1", "evidence_hedge must be"),
+                      ("evidence_agreement=1.5", "evidence_agreement must lie"),
+                      ("evidence_agreement=-1", "evidence_agreement must lie")):
+        with pytest.raises(ConfigError, match=says):
+            get_method(f"profiles_prior:{bad}")
+
+
 def test_single_tag_categories_are_those_whose_photos_carry_only_their_search_tag():
     photos = [("cars", 1)] * 19 + [("cars", 3)] + [("food", 4)] * 3 + [("food", 1)] * 7
     photos += [(None, 5), ("nature", 1)]
