@@ -108,6 +108,15 @@ def tag_categories(tags: Sequence[str], categories: Iterable[str]) -> np.ndarray
     return np.array([position[forms[t]] if t in forms else -1 for t in tags], dtype=np.int64)
 
 
+def category_tags_mask(removed: np.ndarray, tag_category: np.ndarray) -> np.ndarray:
+    """(T,) boolean mask of every form of the categories ``removed`` ((K,) boolean) names,
+    from ``tag_category`` (:func:`tag_categories`)."""
+    mask = np.zeros(len(tag_category), dtype=bool)
+    is_cat = tag_category >= 0
+    mask[is_cat] = removed[tag_category[is_cat]]
+    return mask
+
+
 def hedge_mask(
     scores: np.ndarray, tag_category: np.ndarray, margin: float | None
 ) -> np.ndarray | None:
@@ -125,9 +134,7 @@ def hedge_mask(
     best = np.full(n_cats, -np.inf)
     np.maximum.at(best, tag_category[is_cat], np.asarray(scores, np.float64)[is_cat])
     keep = best >= best.max() - float(margin)
-    mask = np.zeros(len(tag_category), dtype=bool)
-    mask[is_cat] = ~keep[tag_category[is_cat]]
-    return mask
+    return category_tags_mask(~keep, tag_category)
 
 
 def evidence_hedge_mask(
@@ -152,11 +159,7 @@ def evidence_hedge_mask(
         return None
     limit = np.where(single_tag, 0.0, float(agreement))
     removed = (np.asarray(prior) < float(threshold)) & (np.asarray(carried) <= limit + 1e-9)
-    if not removed.any():
-        return None
-    is_cat = tag_category >= 0
-    mask = np.zeros(len(tag_category), dtype=bool)
-    mask[is_cat] = removed[tag_category[is_cat]]
+    mask = category_tags_mask(removed, tag_category)
     return mask if mask.any() else None
 
 
@@ -251,7 +254,5 @@ def head_hedge_mask(
         return None
     nameable = np.bincount(class_category[shown], minlength=n_cats) > 0
     removed = (nameable | bool(unnamed)) & (support <= 0)
-    mask = np.zeros(len(tag_category), dtype=bool)
-    is_cat = tag_category >= 0
-    mask[is_cat] = removed[tag_category[is_cat]]
+    mask = category_tags_mask(removed, tag_category)
     return mask if mask.any() else None
