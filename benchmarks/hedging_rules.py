@@ -62,10 +62,10 @@ from recommender.evaluation import (
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import (
     category_forms,
+    category_tags_mask,
     dataset_categories,
     evidence_hedge_mask,
     hedge_mask,
-    tag_categories,
 )
 from recommender.paths import default_dataset
 from recommender.recommender import BuildConfig, HashtagRecommender
@@ -146,15 +146,10 @@ def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
                 signals["evidence"], signals["nb15"], tag_category, signals["single_tag"],
                 threshold, agreement,
             )
-            dropped = np.zeros(n_cats, dtype=bool)
-            if by_evidence is not None:
-                dropped[np.unique(tag_category[by_evidence])] = True
+            dropped = removed_categories(by_evidence, tag_category, n_cats)
         elif name == "margin":
-            # hedge_mask on one tag per category gives the categories it drops
             by_margin = hedge_mask(scores, tag_category, float(value))
-            dropped = np.zeros(n_cats, dtype=bool)
-            if by_margin is not None:
-                dropped[np.unique(tag_category[by_margin])] = True
+            dropped = removed_categories(by_margin, tag_category, n_cats)
         elif name == "nb":
             dropped = signals["nb"] <= float(value)
         else:
@@ -162,10 +157,15 @@ def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
             if name == "probe":
                 dropped[np.argmax(signals[name])] = False
         drop &= dropped
-    is_cat = tag_category >= 0
-    mask = np.zeros(len(tag_category), dtype=bool)
-    mask[is_cat] = drop[tag_category[is_cat]]
-    return mask
+    return category_tags_mask(drop, tag_category)
+
+
+def removed_categories(mask: np.ndarray | None, tag_category: np.ndarray, n_cats: int):
+    """(K,) boolean: the categories whose tags a library hedging ``mask`` removes."""
+    out = np.zeros(n_cats, dtype=bool)
+    if mask is not None:
+        out[np.unique(tag_category[mask])] = True
+    return out
 
 
 def boosted(rule: str, scores: np.ndarray, category_tag: np.ndarray, carry: np.ndarray):
@@ -224,21 +224,9 @@ def main() -> None:
         held_classes = feats.classes.take([rows[i] for i in held]) if feats.classes else None
         shares = np.zeros((len(held), len(categories)), dtype=np.float32)
         shares[:, columns] = queries @ weights
-        tag_category = tag_categories(rec.tags, categories)
-        tag_ids = {t: j for j, t in enumerate(rec.tags)}
-        category_tag = np.array([tag_ids.get(c, -1) for c in categories])
-        # which categories each indexed image's post carries (any form of the search tag)
-        carried = rec.scorer.image_tags.tocsc()[:, tag_category >= 0]
-        carried = (
-            carried
-            @ sp.csr_matrix(
-                (
-                    np.ones(carried.shape[1]),
-                    (np.arange(carried.shape[1]), tag_category[tag_category >= 0]),
-                ),
-                shape=(carried.shape[1], len(categories)),
-            )
-        ).toarray() > 0
+        # the model's own view of its categories: the same ones, in the same order
+        assert rec.manifest["categories"] == categories
+        tag_category, category_tag = rec.scorer.tag_category, rec.scorer.category_tag
         signals = {
             "probe": shares,
             "softmax": predict(np.asarray(queries, np.float32), softmax, True),
@@ -247,23 +235,21 @@ def main() -> None:
             "nb15": np.zeros((len(held), len(categories))),
             "evidence": np.zeros((len(held), len(categories))),
         }
-        single = set(rec.manifest["single_tag_categories"])
-        single_tag = np.array([c in single for c in categories])
         truth_category = np.array([position.get(posts[i].category, -1) for i in held])
         named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
             scores = []
             for j, q in enumerate(queries):
                 idx, sims = rec.index.search(q, AGREEMENT_NEIGHBOURS)
-                signals["nb"][j] = carried[idx].mean(axis=0)
+                signals["nb"][j] = rec.scorer.category_evidence(None, idx, method)[1]
                 idx, sims = idx[:DEFAULT_NEIGHBORS], sims[:DEFAULT_NEIGHBORS]
                 probs = None if held_classes is None else held_classes.dense(j)
                 w = neighbour_weights(sims, method)
                 sc, prior, _ = rec.scorer.score_parts(idx, w, method, q, probs)
                 scores.append(sc)
-                signals["nb15"][j], signals["evidence"][j] = carried[idx].mean(axis=0), 0.0
-                known = category_tag >= 0
-                signals["evidence"][j, known] = prior[category_tag[known]] / method.prior_weight
+                signals["evidence"][j], signals["nb15"][j] = rec.scorer.category_evidence(
+                    prior, idx, method
+                )
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]
         own = [posts[i].category for i in split.test]
@@ -273,7 +259,7 @@ def main() -> None:
             ranked = []
             for j, sc in enumerate(scores):
                 sig = {name: value[j] for name, value in signals.items()}
-                sig["single_tag"] = single_tag
+                sig["single_tag"] = rec.scorer.single_tag
                 sc = boosted(rule, sc, category_tag, sig["carry"])
                 best = top_k(sc, K, rule_mask(rule, sc, tag_category, sig))
                 ranked.append([rec.tags[t] for t in best])
