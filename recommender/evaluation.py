@@ -403,23 +403,19 @@ def rank_features(
 
     ``classes``: each row's top ImageNet classes, for the content term and head hedging.
 
-    The same steps as :meth:`HashtagRecommender.recommend_features` (index search,
-    weights, scores, hedging, top-k), without building explanations, and with one BLAS thread
+    The steps of :meth:`HashtagRecommender.rank` (what
+    :meth:`~HashtagRecommender.recommend_features` explains), with one BLAS thread
     (matrix-vector products are far faster so on a small machine).
     """
     from .blas import serial_blas
-    from .scoring import get_method, neighbour_weights, top_k
+    from .scoring import get_method
 
     m = get_method(method)
     out = np.full((len(features), k), -1, dtype=np.int64)
     with serial_blas():
         for i, query in enumerate(features):
-            idx, sims = rec.index.search(query, int(n_neighbors))
             probs = None if classes is None else classes.dense(i)
-            weights = neighbour_weights(sims, m)
-            scores, prior, _ = rec.scorer.score_parts(idx, weights, m, query, probs)
-            hedged = rec.scorer.ranking_exclude(scores, m, exclude, probs, prior, idx)
-            best = top_k(scores, k, hedged)
+            best = rec.rank(query, n_neighbors, k, m, exclude, probs).best
             out[i, : len(best)] = best
     return out
 

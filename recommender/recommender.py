@@ -132,6 +132,20 @@ class Recommendation:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Ranked:
+    """One query's ranking before its explanation (:meth:`HashtagRecommender.rank`)."""
+
+    neighbours: np.ndarray  # (n,) indexed images, most similar first
+    similarities: np.ndarray  # (n,)
+    weights: np.ndarray  # (n,) each neighbour's share of the votes
+    scores: np.ndarray  # (T,) every hashtag's score
+    prior: np.ndarray  # (T,) the image prior's part of each score
+    content: np.ndarray  # (T,) the content term's part of each score
+    hedged: np.ndarray | None  # (T,) what the ranking left out: ``exclude`` plus hedging
+    best: np.ndarray  # the top k hashtag ids, best first
+
+
 def _saved_method(manifest: dict[str, Any]) -> Method:
     """The scoring method with the numbers the model saved (today's default if it saved none)."""
     saved = manifest.get("config", {}).get("method")
@@ -372,27 +386,23 @@ class HashtagRecommender:
         if not 1 <= int(k) <= MAX_HASHTAGS:
             raise ConfigError(f"k must be between 1 and {MAX_HASHTAGS}")
         m = get_method(method) if method is not None else self.method
-        idx, sims = self.index.search(features, int(n_neighbors))
-        weights = neighbour_weights(sims, m)
-        scores, prior, content = self.scorer.score_parts(idx, weights, m, features, classes)
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        hedged = self.scorer.ranking_exclude(scores, m, exclude, classes, prior, idx)
-        best = top_k(scores, int(k), hedged)
+        r = self.rank(features, n_neighbors, k, m, exclude, classes)
         left_out: list[str] = []
-        if hedged is not exclude:  # what the same top k would have held without hedging
-            left_out = [self.tags[t] for t in top_k(scores, int(k), exclude) if hedged[t]]
-        contrib = self.scorer.contributions(idx, weights, best, m)
+        if r.hedged is not exclude:  # what the same top k would have held without hedging
+            left_out = [self.tags[t] for t in top_k(r.scores, int(k), exclude) if r.hedged[t]]
+        contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
         tags = [
             TagScore(
                 self.tags[t],
-                float(scores[t]),
+                float(r.scores[t]),
                 tuple(float(c) for c in contrib[:, j]),
-                float(prior[t]),
-                float(content[t]),
+                float(r.prior[t]),
+                float(r.content[t]),
                 int(self.tag_counts[t]),
                 self.breadth.tier(int(self.tag_counts[t])),
             )
-            for j, t in enumerate(best)
+            for j, t in enumerate(r.best)
         ]
         neighbors = [
             Neighbor(
@@ -403,9 +413,30 @@ class HashtagRecommender:
                 float(w),
                 self.image_hashtags[i],
             )
-            for i, s, w in zip(idx, sims, weights, strict=False)
+            for i, s, w in zip(r.neighbours, r.similarities, r.weights, strict=False)
         ]
         return Recommendation(tags, neighbors, m.name, seen_classes(classes), left_out)
+
+    def rank(
+        self,
+        features: np.ndarray,
+        n_neighbors: int,
+        k: int,
+        method: Method,
+        exclude: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+    ) -> Ranked:
+        """The steps every query takes, without explanations: neighbour search, weights,
+        scores and their terms, hedging, the top ``k``. :meth:`recommend_features` explains
+        the result; the evaluation (:func:`recommender.evaluation.rank_features`) keeps only
+        ``best``, so it measures exactly what a user is shown. The caller sets the BLAS
+        threads (see :meth:`recommend_features`)."""
+        idx, sims = self.index.search(features, int(n_neighbors))
+        weights = neighbour_weights(sims, method)
+        scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
+        hedged = self.scorer.ranking_exclude(scores, method, exclude, classes, prior, idx)
+        return Ranked(idx, sims, weights, scores, prior, content, hedged,
+                      top_k(scores, int(k), hedged))
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""
