@@ -116,6 +116,20 @@ def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
     ]
 
 
+def alternating(calls: dict, inputs: list, queries: int) -> dict[str, list[float]]:
+    """Seconds per call of each of two ``calls`` (name -> function of one input), timed in
+    turn on the same input, the order swapped every query so neither always runs first."""
+    first, second = calls
+    times: dict[str, list[float]] = {first: [], second: []}
+    for i in range(queries):
+        data = inputs[i % len(inputs)]
+        for name in ((first, second) if i % 2 == 0 else (second, first)):
+            start = time.perf_counter()
+            calls[name](data)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) -> list[dict]:
     import dataclasses
 
@@ -137,14 +151,7 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
 
     for data in photos[:5]:
         before(data), after(data)
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    for i in range(queries):
-        data = photos[i % len(photos)]
-        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
-            fn = before if name == "before" else after
-            start = time.perf_counter()
-            fn(data)
-            times[name].append(time.perf_counter() - start)
+    times = alternating({"before": before, "after": after}, photos, queries)
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     return [
         {"what": "before: decode + features-only pass + recommend_features",
@@ -167,13 +174,11 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     for f, c in seen:
         for m in methods.values():
             rec.recommend_features(f, method=m, classes=c)
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for i in range(queries):
-        f, c = seen[i % len(seen)]
-        for name in (("plain", "hedged") if i % 2 == 0 else ("hedged", "plain")):
-            start = time.perf_counter()
-            rec.recommend_features(f, 15, 10, method=methods[name], classes=c)
-            times[name].append(time.perf_counter() - start)
+    calls = {
+        name: (lambda query, m=m: rec.recommend_features(query[0], 15, 10, m, classes=query[1]))
+        for name, m in methods.items()
+    }
+    times = alternating(calls, seen, queries)
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     return [
         {"what": "recommend_features without evidence hedging", **percentiles(times["plain"])},
