@@ -30,6 +30,7 @@ from recommender import evaluation
 from recommender.breadth import BALANCED_POOL, BROAD, balanced
 from recommender.hashtags import load_blocklist
 from recommender.recommender import BuildConfig, HashtagRecommender
+from recommender.scoring import DEFAULT_NEIGHBORS
 
 PASTED = 5
 
@@ -47,7 +48,7 @@ def balanced_ranking(ranked: Sequence[str], tiers: Sequence[str]) -> list[str]:
 
 def split_figures(rec, query, truth, categories, off, blocked) -> dict[str, dict[str, float]]:
     ids = evaluation.rank_features(
-        rec, query, rec.method.name, evaluation.DEFAULT_N, BALANCED_POOL, rec.blocked_mask(blocked)
+        rec, query, rec.method.name, DEFAULT_NEIGHBORS, BALANCED_POOL, rec.blocked_mask(blocked)
     )
     out: dict[str, dict[str, float]] = {}
     plain = [[rec.tags[t] for t in row if t >= 0] for row in ids]
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = list(per_split[0]["plain"])
     print(
         f"{len(splits)} splits, {np.mean([len(s.test) for s in splits]):.0f} test posts each, "
-        f"method {config.method}, n={evaluation.DEFAULT_N}, spam filter on, pool "
+        f"method {config.method}, n={DEFAULT_NEIGHBORS}, spam filter on, pool "
         f"{BALANCED_POOL}; {time.perf_counter() - start:.0f} s"
     )
     print(f"{'':16}{'plain':>10}{'balanced':>10}{'balanced - plain':>24}")

@@ -48,7 +48,7 @@ import numpy as np
 from .datasets import Post
 from .errors import ConfigError, DatasetError
 from .hashtag_model import ALSParams
-from .hedging import SINGLE_TAG_SHARE, category_forms, dataset_categories, single_tag_categories
+from .hedging import category_forms, dataset_categories, single_tag_categories
 from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
 
 if TYPE_CHECKING:
@@ -61,11 +61,9 @@ OFF_TOPIC_K = 10
 OFF_TOPIC_GENERIC = 10  # without categories, these most frequent hashtags are "off topic"
 OFF_TOPIC = f"off_topic@{OFF_TOPIC_K}"
 OWN_HIT = f"own_category_hit@{OFF_TOPIC_K}"
-PROBE_MAX_EVALUABLE = SINGLE_TAG_SHARE  # categories with fewer evaluable photos are probed
 DEFAULT_SPLITS = 5
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SEED = 0
-DEFAULT_N = DEFAULT_NEIGHBORS  # the page's default number of neighbours
 N_SWEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 POPULARITY = "popularity"
 OVERLAP_MESSAGE = "This will cause incorrect evaluation, check your data split."
@@ -237,8 +235,8 @@ def evaluable_posts(posts: Sequence[Post], image_rows: Sequence[int]) -> np.ndar
 def probe_categories(posts: Sequence[Post], image_rows: Sequence[int]) -> list[str]:
     """Categories whose photos carry only their search tag
     (:func:`recommender.hedging.single_tag_categories`: fewer than
-    :data:`PROBE_MAX_EVALUABLE` of their posts with an image are evaluable; in the demo
-    data none are, except one fitness post)."""
+    :data:`~recommender.hedging.SINGLE_TAG_SHARE` of their posts with an image are
+    evaluable; in the demo data none are, except one fitness post)."""
     return single_tag_categories(
         (p.category, len(p.hashtags)) for i, p in enumerate(posts) if image_rows[i] >= 0
     )
@@ -346,13 +344,13 @@ class Candidate:
 
     key: str
     method: str | None
-    n_neighbors: int = DEFAULT_N
+    n_neighbors: int = DEFAULT_NEIGHBORS
     als: ALSParams | None = None
 
 
 def default_candidates(
     default_method: str = DEFAULT_METHOD,
-    neighbors: Sequence[int] = (DEFAULT_N, 30),
+    neighbors: Sequence[int] = (DEFAULT_NEIGHBORS, 30),
     methods: Sequence[str] | None = None,
 ) -> list[Candidate]:
     """Popularity, then every scoring method at each of ``neighbors``.
@@ -375,10 +373,11 @@ def default_candidates(
 def candidate(key: str) -> Candidate:
     """The candidate a table key names: ``popularity``, a method (``name`` or
     ``name:field=value,...``, see :func:`recommender.scoring.get_method`), optionally
-    followed by ``/nN`` for N neighbours (default :data:`DEFAULT_N`)."""
+    followed by ``/nN`` for N neighbours (default
+    :data:`~recommender.scoring.DEFAULT_NEIGHBORS`)."""
     if key == POPULARITY:
         return Candidate(POPULARITY, None)
-    spec, n = key, DEFAULT_N
+    spec, n = key, DEFAULT_NEIGHBORS
     head, slash, tail = key.rpartition("/n")
     if slash and tail.isdigit():
         spec, n = head, int(tail)

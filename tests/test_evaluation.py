@@ -13,7 +13,6 @@ from recommender.content import TopClasses
 from recommender.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
-    DEFAULT_N,
     ORIGINAL_ALS,
     OVERLAP_MESSAGE,
     POPULARITY,
@@ -42,7 +41,7 @@ from recommender.evaluation import (
 )
 from recommender.hashtag_model import ALSParams
 from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import METHODS
+from recommender.scoring import DEFAULT_NEIGHBORS, METHODS
 
 
 # ------------------------------------------------------------- slow references
@@ -227,9 +226,11 @@ def test_paired_difference_and_its_standard_error_by_hand():
 
 def test_candidates_by_key():
     assert candidate("popularity") == Candidate(POPULARITY, None)
-    assert candidate("blend") == Candidate("blend", "blend", DEFAULT_N, None)
+    assert candidate("blend") == Candidate("blend", "blend", DEFAULT_NEIGHBORS, None)
     assert candidate("blend/n20") == Candidate("blend/n20", "blend", 20, None)
-    assert candidate("original") == Candidate("original", "original", DEFAULT_N, ORIGINAL_ALS)
+    assert candidate("original") == Candidate(
+        "original", "original", DEFAULT_NEIGHBORS, ORIGINAL_ALS
+    )
     spec = "profiles_prior:category_margin=0.1"
     assert candidate(spec + "/n10") == Candidate(spec + "/n10", spec, 10, None)
     with pytest.raises(ConfigError, match="unknown method"):
