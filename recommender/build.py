@@ -114,12 +114,15 @@ def index_and_write_stage(
 ) -> HashtagRecommender:
     """Index and write stage: the neighbour index, then the model folder (atomically).
 
-    Progress: ``("write", 0, 2)`` before the index, ``1`` once it is built, ``2`` written.
+    Progress: ``("write", 0, 2)`` before the index, ``1`` once it is built, ``2`` written;
+    between the last two, ``("calibrate", done, total)`` while calibrated hedging queries
+    its sample of images (:mod:`recommender.calibration`).
     """
     step = _stage(progress, "write") or (lambda _done, _total: None)
     step(0, 2)
     rec = HashtagRecommender(parts)
     step(1, 2)
+    rec.calibrate_hedging(_stage(progress, "calibrate"))
     rec.save(out)
     step(2, 2)
     return rec

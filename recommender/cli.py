@@ -90,6 +90,7 @@ def _progress_bar(disable: bool):
         "evaluate": "evaluation",
         "prior": "image prior",
         "write": "index and model files",
+        "calibrate": "hedging calibration",
     }
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -386,6 +387,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("counts:         " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if timings:
         print("build:          " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    calibration = info.get("hedge_calibration")
+    if isinstance(calibration, dict):
+        fitted = calibration.get("fitted") or []
+        print(
+            f"hedging:        calibrated on {calibration.get('images')} of its photos, "
+            f"{sum(bool(f) for f in fitted)} of {len(fitted)} categories"
+        )
     if info.get("evaluation"):
         ev = info["evaluation"]
         print(f"evaluation:     {json.dumps(ev.get('summary', ev))[:300]}")

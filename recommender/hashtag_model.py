@@ -233,7 +233,8 @@ def fit_image_prior(
     max_tags: int = PRIOR_MAX_TAGS,
     chunk: int = PRIOR_CHUNK,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    leverage_of: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ridge regression from image features to hashtags, streamed over the images.
 
     ``targets`` (images x hashtags) is what each image stands for (see
@@ -247,11 +248,26 @@ def fit_image_prior(
     Memory: X^T X (d x d) and X^T Y (d x Q) are accumulated in float32, ``chunk`` images at
     a time with Y sparse, so it is O(d^2 + d Q + chunk d) whatever the number of images.
     ``progress(done, n)`` is called after each chunk.
+
+    ``leverage_of``: (S,) positions of images (as ``targets``' rows) whose leverage
+    ``h = x (X^T X + l2 I)^-1 x^T`` is returned as a third item, (S,) float64 (0 when the
+    prior is empty): an image's leave-one-out prediction is ``(p - h y) / (1 - h)`` from
+    its prediction ``p`` and target ``y`` (:mod:`recommender.calibration` uses it).
     """
+    out = _fit_image_prior(
+        features, targets, min_posts, l2, rows, max_tags, chunk, progress, leverage_of
+    )
+    return out if leverage_of is not None else out[:2]
+
+
+def _fit_image_prior(
+    features, targets, min_posts, l2, rows, max_tags, chunk, progress, leverage_of
+):
     targets = sp.csr_matrix(targets, dtype=np.float32)
     dim = features.shape[1]
     n = targets.shape[0]
-    empty = np.zeros((dim, 0), np.float32), np.zeros(0, np.int64)
+    sample = np.zeros(0, np.int64) if leverage_of is None else np.asarray(leverage_of, np.int64)
+    empty = np.zeros((dim, 0), np.float32), np.zeros(0, np.int64), np.zeros(len(sample))
     support = np.asarray((targets > 0).sum(axis=0)).ravel()
     tags = np.flatnonzero(support >= min_posts)
     if len(tags) > max_tags:  # keep the most frequent; ties by column, columns ascending
@@ -267,9 +283,12 @@ def fit_image_prior(
         xty += y[start:stop].T @ x
         if progress is not None:
             progress(stop, n)
-    weights = np.linalg.solve(
-        xtx.astype(np.float64) + l2 * np.eye(dim), xty.T.astype(np.float64)
-    ).astype(np.float32)
+    gram = xtx.astype(np.float64) + l2 * np.eye(dim)
+    weights = np.linalg.solve(gram, xty.T.astype(np.float64)).astype(np.float32)
     if not np.isfinite(weights).all():
         raise FitError("the image prior came out non-finite; raise its L2 penalty")
-    return weights, tags.astype(np.int64)
+    leverage = np.zeros(len(sample))
+    if len(sample):
+        x_s = np.asarray(features[sample if rows is None else rows[sample]], dtype=np.float64)
+        leverage = np.einsum("sd,ds->s", x_s, np.linalg.solve(gram, x_s.T))
+    return weights, tags.astype(np.int64), leverage

@@ -32,6 +32,11 @@ forms. A category both call unlikely leaves the ranking: its search tag's prior 
 it. A category whose photos carry only their search tag (:func:`single_tag_categories`,
 kept in ``manifest["single_tag_categories"]``) has no tag lists to be unlikely in, only
 photos: it stays while any neighbour carries it. See :func:`evidence_hedge_mask`.
+
+Calibrated hedging (``Method.calibrated_hedge``) weighs the same evidence, with the
+category's score and rank (:data:`EVIDENCE_FEATURES`), by a logistic regression per category
+fitted at build time (:mod:`recommender.calibration`): a category whose probability of being
+carried is below the threshold leaves the ranking. See :func:`calibrated_hedge_mask`.
 """
 
 from __future__ import annotations
@@ -254,5 +259,49 @@ def head_hedge_mask(
         return None
     nameable = np.bincount(class_category[shown], minlength=n_cats) > 0
     removed = (nameable | bool(unnamed)) & (support <= 0)
+    mask = category_tags_mask(removed, tag_category)
+    return mask if mask.any() else None
+
+
+# ---------------------------------------------------------------- calibrated hedging
+# What the calibrated rule knows of each category for one query: its search tag's image
+# prior (as in evidence hedging), the share of the neighbours carrying one of its forms,
+# its search tag's score without the content term, and the category's rank by that score
+# among the categories (0 best, 1 worst).
+EVIDENCE_FEATURES = ("prior", "share", "score", "rank")
+
+
+def evidence_features(prior: np.ndarray, share: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """(C, 4) float64 array of :data:`EVIDENCE_FEATURES` per category, from the (C,) prior
+    values and neighbour shares (:meth:`~recommender.scoring.Scorer.category_evidence`) and
+    the (C,) scores of the categories' search tags."""
+    score = np.asarray(score, dtype=np.float64)
+    n = len(score)
+    rank = np.empty(n, dtype=np.float64)
+    rank[np.argsort(-score, kind="stable")] = np.arange(n) / max(n - 1, 1)
+    return np.stack(
+        [np.asarray(prior, np.float64), np.asarray(share, np.float64), score, rank], axis=1
+    )
+
+
+def calibrated_hedge_mask(
+    probability: np.ndarray,
+    tag_category: np.ndarray,
+    single_tag: np.ndarray,
+    threshold: float | None,
+    single_threshold: float,
+) -> np.ndarray | None:
+    """Boolean mask of the category tags calibrated hedging removes, or None (remove none).
+
+    ``probability``: per category, how likely a post that looks like the query carries one
+    of its forms (:meth:`HedgeCalibration.probability`; NaN: not calibrated, kept). A
+    category is removed when that is below ``threshold``, a single-tag category
+    (``single_tag``) when it is below ``single_threshold``. ``threshold`` None: off.
+    """
+    if threshold is None or tag_category.size == 0 or not (tag_category >= 0).any():
+        return None
+    limit = np.where(single_tag, float(single_threshold), float(threshold))
+    p = np.asarray(probability, dtype=np.float64)
+    removed = np.isfinite(p) & (p < limit)
     mask = category_tags_mask(removed, tag_category)
     return mask if mask.any() else None

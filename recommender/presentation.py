@@ -266,6 +266,8 @@ BUILD_STAGES = {
     "als": (0.9, 0.95, "Training the hashtag model", "iterations"),
     "prior": (0.95, 0.97, "Fitting the image prior", "images"),
     "write": (0.97, 1.0, "Indexing and writing the model", "steps"),
+    # between the write stage's steps 1 and 2 (its 0.985 and 1.0)
+    "calibrate": (0.985, 0.995, "Calibrating hedging on the model's own photos", "images"),
 }
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from . import images, model_io
 from .backbones import DEFAULT_BACKBONE
 from .blas import serial_blas
 from .breadth import breadth_from_counts
+from .calibration import HedgeCalibration, calibrate
 from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
 from .content import class_tag_matrix
 from .content import seen as seen_classes
@@ -197,6 +199,10 @@ class HashtagRecommender:
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
+        if manifest.get("hedge_calibration") is not None:
+            self.scorer.calibration = HedgeCalibration.from_dict(
+                manifest["hedge_calibration"], len(categories)
+            )
         self.breadth = breadth_from_counts(self.tag_counts)
         self.manifest = manifest
         # Exact search for small models, an approximate index for large ones; a saved
@@ -239,7 +245,25 @@ class HashtagRecommender:
         -1 when the post has no (usable) image. Every post trains the hashtag model; only
         posts with a row enter the image index. ``thumbnails`` align with ``features``.
         """
-        return cls(fit_model(posts, features, image_rows, config, thumbnails, manifest, progress))
+        rec = cls(fit_model(posts, features, image_rows, config, thumbnails, manifest, progress))
+        rec.calibrate_hedging()
+        return rec
+
+    def calibrate_hedging(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fit calibrated hedging (:mod:`recommender.calibration`) on the sample training
+        handed over, for the model's own method; kept in the manifest. Nothing to do for
+        a loaded model (its calibration was saved) or one without categories."""
+        sample = self._parts.calibration
+        if sample is None:
+            return
+        start = time.perf_counter()
+        calibration = calibrate(self, sample, self.method, DEFAULT_NEIGHBORS, progress)
+        self._parts.calibration = None
+        timings = self.manifest.setdefault("fit_timings", {})
+        timings["calibration_seconds"] = round(time.perf_counter() - start, 3)
+        self.scorer.calibration = calibration
+        if calibration is not None:
+            self.manifest["hedge_calibration"] = calibration.to_dict()
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
@@ -434,7 +458,9 @@ class HashtagRecommender:
         idx, sims = self.index.search(features, int(n_neighbors))
         weights = neighbour_weights(sims, method)
         scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
-        hedged = self.scorer.ranking_exclude(scores, method, exclude, classes, prior, idx)
+        hedged = self.scorer.ranking_exclude(
+            scores, method, exclude, classes, prior, idx, content
+        )
         return Ranked(idx, sims, weights, scores, prior, content, hedged,
                       top_k(scores, int(k), hedged))
 

@@ -85,6 +85,13 @@ class Method:
     evidence_agreement : float
         With ``evidence_hedge``: the share of the neighbours that carrying a category keeps
         it (a category whose photos carry only their search tag: any neighbour keeps it).
+    calibrated_hedge : float or None
+        Calibrated hedging: remove a category when the model's calibration (fitted at build
+        time, :mod:`recommender.calibration`) gives a post that looks like the query less
+        than this probability of carrying one of its forms (None: off).
+    calibrated_single : float
+        With ``calibrated_hedge``: the threshold for a category whose photos carry only
+        their search tag (removing one of those can cost a photo of it its own tag).
     """
 
     name: str
@@ -99,6 +106,8 @@ class Method:
     head_hedge_unnamed: bool = False
     evidence_hedge: float | None = None
     evidence_agreement: float = 0.07
+    calibrated_hedge: float | None = None
+    calibrated_single: float = 0.06
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -119,6 +128,10 @@ class Method:
             raise ConfigError("evidence_hedge must be >= 0 (or none)")
         if not 0.0 <= self.evidence_agreement <= 1.0:
             raise ConfigError("evidence_agreement must lie in [0, 1]")
+        if self.calibrated_hedge is not None and not 0.0 <= self.calibrated_hedge <= 1.0:
+            raise ConfigError("calibrated_hedge must lie in [0, 1] (or none)")
+        if not 0.0 <= self.calibrated_single <= 1.0:
+            raise ConfigError("calibrated_single must lie in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -175,11 +188,13 @@ METHODS: dict[str, Method] = {
     # paired over 20 splits, recall@10 +0.0060 +- 0.0005, beyond_recall@10 +0.0048 +- 0.0004,
     # ndcg@10 +0.0146 +- 0.0010, off_topic@10 -0.014 +- 0.009, own_category_hit@10
     # +0.0015 +- 0.0028 (benchmarks/README.md, "More neighbours, sharper weights").
-    # evidence_hedge: another category's search tag leaves the ranking when the prior and
-    # the neighbours both call it unlikely (0.15 fewer per top 10, own-category hits kept;
-    # it costs 0.002 recall@10: benchmarks/README.md, "Evidence hedging").
+    # evidence_hedge 0.3: another category's search tag leaves the ranking when the prior
+    # and the neighbours both call it unlikely; calibrated_hedge 0.08 (0.06 for single-tag
+    # categories): also when the model's calibration gives it under an 8% chance of being
+    # carried (benchmarks/README.md, "Evidence hedging" and "Calibrated hedging").
     "profiles_prior": Method("profiles_prior", als_weight=0.5, power=5.0, profiles=True,
-                             prior_weight=1.0, content_weight=0.4, evidence_hedge=0.3),
+                             prior_weight=1.0, content_weight=0.4, evidence_hedge=0.3,
+                             calibrated_hedge=0.08),
 }
 DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
@@ -343,6 +358,8 @@ class Scorer:
         self.single_tag = np.asarray(
             np.zeros(n_cats, bool) if single_tag is None else single_tag, dtype=bool
         )
+        # The model's calibrated hedging (recommender.calibration), None: not calibrated.
+        self.calibration = None
         if self.category_tag.shape != (n_cats,) or self.single_tag.shape != (n_cats,):
             raise ValueError("category_tag and single_tag do not match the categories")
         if self.category_tag.max(initial=-1) >= n_tags:
@@ -452,18 +469,24 @@ class Scorer:
         classes: np.ndarray | None = None,
         prior: np.ndarray | None = None,
         neighbours: np.ndarray | None = None,
+        content: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """``exclude`` (e.g. the block list) plus the tags the method's hedging removes
         (``classes``: the query's ImageNet class probabilities, for head hedging; ``prior``,
-        the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging)."""
+        the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging;
+        those and ``content``, the content term, for calibrated hedging)."""
         from .hedging import evidence_hedge_mask, head_hedge_mask, hedge_mask
 
-        evidence = None
+        evidence = calibrated = None
+        if method.evidence_hedge is not None or method.calibrated_hedge is not None:
+            value, share = self.category_evidence(prior, neighbours, method)
         if method.evidence_hedge is not None:
             evidence = evidence_hedge_mask(
-                *self.category_evidence(prior, neighbours, method), self.tag_category,
-                self.single_tag, method.evidence_hedge, method.evidence_agreement,
+                value, share, self.tag_category, self.single_tag, method.evidence_hedge,
+                method.evidence_agreement,
             )
+        if method.calibrated_hedge is not None and self.calibration is not None:
+            calibrated = self.calibrated_mask(scores, content, value, share, method)
         out = exclude
         for hedged in (
             hedge_mask(scores, self.tag_category, method.category_margin),
@@ -472,10 +495,35 @@ class Scorer:
                 method.head_hedge_unnamed,
             ),
             evidence,
+            calibrated,
         ):
             if hedged is not None:
                 out = hedged if out is None else out | hedged
         return out
+
+    def calibrated_mask(
+        self,
+        scores: np.ndarray,
+        content: np.ndarray | None,
+        value: np.ndarray,
+        share: np.ndarray,
+        method: Method,
+    ) -> np.ndarray | None:
+        """The tags calibrated hedging removes (see :mod:`recommender.calibration`), from
+        the query's scores without their ``content`` term and its :meth:`category_evidence`
+        (``value``, ``share``)."""
+        from .hedging import calibrated_hedge_mask, evidence_features
+
+        known = self.category_tag >= 0
+        score = np.zeros(len(self.category_tag))
+        score[known] = np.asarray(scores, np.float64)[self.category_tag[known]]
+        if content is not None:
+            score[known] -= np.asarray(content, np.float64)[self.category_tag[known]]
+        probability = self.calibration.probability(evidence_features(value, share, score))
+        return calibrated_hedge_mask(
+            probability, self.tag_category, self.single_tag, method.calibrated_hedge,
+            method.calibrated_single,
+        )
 
     def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
         """The prior term of every hashtag's score, shape (T,) (zeros without one)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import CalibrationSample, calibration_sample
 from .config import BuildConfig
 from .datasets import Post
 from .errors import DatasetError
@@ -82,9 +83,17 @@ def fit_model(
     targets = vote_targets(image_tags, profiles, image_profile)
     timings["profiles_seconds"] = round(time.perf_counter() - start, 3)
     start = time.perf_counter()
-    prior_weights, prior_tags = fit_image_prior(
-        features, targets, rows=rows, progress=prior_progress
+    categories = dataset_categories(p.category for p in posts)
+    single = single_tag_categories((posts[i].category, len(posts[i].hashtags)) for i in with_image)
+    # Calibration learns from the photos whose posts say what they carry: a real tag list,
+    # or a category whose photos carry only their search tag (not a lone #selfie post).
+    sample = calibration_sample(
+        np.array([len(posts[i].hashtags) >= 2 or posts[i].category in single for i in with_image])
     )
+    prior_weights, prior_tags, leverage = fit_image_prior(
+        features, targets, rows=rows, progress=prior_progress, leverage_of=sample
+    )
+    calibration = _calibration_sample(sample, leverage, targets, prior_tags, vocab, categories)
     # Large models keep float16 features: half the memory, same neighbours. When every
     # row is indexed, in order, a float16 memory map is kept as it is (no copy).
     dtype = np.float16 if choose_kind(len(rows)) == "ivf" else np.float32
@@ -122,12 +131,10 @@ def fit_model(
     full_manifest["config"] = config.to_dict()
     full_manifest["fit_timings"] = timings
     # The search tags the posts were collected by: what hedging limits at query time.
-    full_manifest["categories"] = dataset_categories(p.category for p in posts)
+    full_manifest["categories"] = categories
     # Those whose photos carry only their search tag: evidence hedging judges them by the
     # neighbours alone (see recommender.hedging).
-    full_manifest["single_tag_categories"] = single_tag_categories(
-        (posts[i].category, len(posts[i].hashtags)) for i in with_image
-    )
+    full_manifest["single_tag_categories"] = single
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(
         {
@@ -138,4 +145,25 @@ def fit_model(
         }
     )
     thumbs: Sequence[bytes] = [] if thumbnails is None else _Rows(thumbnails, rows)
-    return ModelParts(full_manifest, arrays, index, thumbs)
+    return ModelParts(full_manifest, arrays, index, thumbs, calibration=calibration)
+
+
+def _calibration_sample(
+    sample: np.ndarray,
+    leverage: np.ndarray,
+    targets,
+    prior_tags: np.ndarray,
+    vocab: Sequence[str],
+    categories: Sequence[str],
+) -> CalibrationSample:
+    """The sample's prior targets at each category's search tag (0 where the prior does not
+    predict it), with their leverages: what calibration needs of the prior."""
+    tag_ids = {t: i for i, t in enumerate(vocab)}
+    predicted = set(int(t) for t in prior_tags)
+    out = np.zeros((len(sample), len(categories)))
+    rows = targets[sample].tocsc() if len(sample) else None
+    for c, category in enumerate(categories):
+        t = tag_ids.get(category, -1)
+        if rows is not None and t in predicted:
+            out[:, c] = rows[:, t].toarray().ravel()
+    return CalibrationSample(sample, leverage, out)

@@ -87,6 +87,7 @@ def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path, cap
     code, out, err = run(capsys, "info", small_model)
     assert code == 0, err
     assert "efficientnet_lite0" in out and "manifest" in out
+    assert "hedging:" not in out  # a data set without categories: nothing to calibrate
     code, out, _ = run(capsys, "info", small_model, "--json")
     info = json.loads(out)
     assert info["counts"]["images"] == 16
