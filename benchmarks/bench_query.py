@@ -14,10 +14,11 @@ classes   What naming the photo costs a query (issue 13), alternating in one loo
           without classes) and as now (``recommend``: one pass for features and class
           probabilities, the content term, what the network sees) with
           ``--content-weight``. p50 of each and the ratio.
-hedging   What evidence hedging (the default since issue 13's fourth session) costs a slider
-          move, alternating in one loop: ``recommend_features`` with the model's method
-          without ``evidence_hedge`` and with 0.3 (the default's), 15 neighbours, k=10.
-          p50 of each and the ratio.
+hedging   What hedging costs a slider move, alternating in one loop:
+          ``recommend_features`` with the model's method without hedging, with evidence
+          hedging 0.3, with calibrated hedging 0.08 and with both (the default since
+          issue 13's fifth session), 15 neighbours, k=10. p50 of each and the ratios to no
+          hedging.
 
 The model defaults to /tmp/bench-model; build it first with
 
@@ -117,13 +118,14 @@ def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
 
 
 def alternating(calls: dict, inputs: list, queries: int) -> dict[str, list[float]]:
-    """Seconds per call of each of two ``calls`` (name -> function of one input), timed in
-    turn on the same input, the order swapped every query so neither always runs first."""
-    first, second = calls
-    times: dict[str, list[float]] = {first: [], second: []}
+    """Seconds per call of each of ``calls`` (name -> function of one input), timed in turn
+    on the same input, the order rotated every query so none always runs first."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(queries):
         data = inputs[i % len(inputs)]
-        for name in ((first, second) if i % 2 == 0 else (second, first)):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             calls[name](data)
             times[name].append(time.perf_counter() - start)
@@ -168,8 +170,14 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
 
     seen = [rec.embed_with_classes(d) for d in photos]
     methods = {
-        "plain": dataclasses.replace(rec.method, name="plain", evidence_hedge=None),
-        "hedged": dataclasses.replace(rec.method, name="hedged", evidence_hedge=0.3),
+        "plain": dataclasses.replace(rec.method, name="plain", evidence_hedge=None,
+                                     calibrated_hedge=None),
+        "evidence": dataclasses.replace(rec.method, name="evidence", evidence_hedge=0.3,
+                                        calibrated_hedge=None),
+        "calibrated": dataclasses.replace(rec.method, name="calibrated", evidence_hedge=None,
+                                          calibrated_hedge=0.08),
+        "both": dataclasses.replace(rec.method, name="both", evidence_hedge=0.3,
+                                    calibrated_hedge=0.08),
     }
     for f, c in seen:
         for m in methods.values():
@@ -181,9 +189,15 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     times = alternating(calls, seen, queries)
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     return [
-        {"what": "recommend_features without evidence hedging", **percentiles(times["plain"])},
-        {"what": "with evidence hedging 0.3 (the default)", **percentiles(times["hedged"])},
-        {"what": "ratio of p50, hedged / plain", "p50_ms": p50["hedged"] / p50["plain"],
+        {"what": "recommend_features without hedging", **percentiles(times["plain"])},
+        {"what": "with evidence hedging 0.3", **percentiles(times["evidence"])},
+        {"what": "with calibrated hedging 0.08", **percentiles(times["calibrated"])},
+        {"what": "with both (the default)", **percentiles(times["both"])},
+        {"what": "ratio of p50, evidence / none", "p50_ms": p50["evidence"] / p50["plain"],
+         "n": queries},
+        {"what": "ratio of p50, calibrated / none", "p50_ms": p50["calibrated"] / p50["plain"],
+         "n": queries},
+        {"what": "ratio of p50, both / none", "p50_ms": p50["both"] / p50["plain"],
          "n": queries},
     ]
 
@@ -281,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         print(table(part, COLUMNS), flush=True)
         rows += part
     if "hedging" in args.sections:
-        header(f"What evidence hedging costs a slider move ({args.queries} of each, "
+        header(f"What hedging costs a slider move ({args.queries} of each, "
                "alternating; the ratio row's p50 column is the ratio)")
         part = hedging_cost(rec, photos, args.queries)
         print(table(part, COLUMNS), flush=True)

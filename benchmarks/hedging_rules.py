@@ -26,14 +26,20 @@ Rules:
   category whose search tag's image prior is below ``t`` and that at most a share ``a`` of
   the query's neighbours carry (a single-tag category: none of them); it needs nothing the
   model does not already hold;
-- ``x&y``: remove a category only if every part says so; ``+boost=w``: also add ``w`` times
+- ``calibrated=t/s``: :func:`recommender.hedging.calibrated_hedge_mask`, what
+  ``Method.calibrated_hedge=t,calibrated_single=s`` does: remove a category when the
+  model's calibration (:mod:`recommender.calibration`, fitted at build time on the
+  training images) gives a post like this one less than ``t`` probability of carrying one
+  of its forms (a single-tag category: less than ``s``);
+- ``x&y``: remove a category only if every part says so; ``x|y``: if either does (a
+  method with both ``evidence_hedge`` and ``calibrated_hedge``); ``+boost=w``: also add ``w`` times
   the ``carry`` probability to each category's search tag (this one changes scores: a
   lever to win back own-category hits).
 
-For each rule: ``off_topic@10``, ``own_category_hit@10``, recall@10 and beyond-category
-recall@10 (means over splits), and the mean paired difference against no rule with its
-standard error. A rule may become the default only if it lowers ``off_topic@10`` without
-lowering ``own_category_hit@10``.
+For each rule: ``off_topic@10``, ``own_category_hit@10``, recall@10, hit@10 and
+beyond-category recall@10 (means over splits), and the mean paired difference against no
+rule with its standard error. A rule may become the default only if it lowers
+``off_topic@10`` without lowering ``own_category_hit@10``.
 
     .venv/bin/python -m benchmarks.hedging_rules [--splits 5] [--data DATA]  # $HASHTAG_DATASET
 """
@@ -52,6 +58,7 @@ from recommender.datasets import load_dataset
 from recommender.embedding import dataset_features
 from recommender.evaluation import (
     beyond_category,
+    hit_rate_at_k,
     image_keys,
     off_topic_at_k,
     off_topic_tags,
@@ -61,9 +68,11 @@ from recommender.evaluation import (
 )
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import (
+    calibrated_hedge_mask,
     category_forms,
     category_tags_mask,
     dataset_categories,
+    evidence_features,
     evidence_hedge_mask,
     hedge_mask,
 )
@@ -83,6 +92,10 @@ RULES = (
     + [f"carry={t}&nb=0.1+boost={w}" for t in (0.2, 0.3) for w in (0.2, 0.5)]
     + [f"evidence={t}/{a}" for t, a in ((0.3, 0.07), (0.4, 0.07), (0.5, 0.07), (0.4, 0.14),
                                          (0.3, 0.2), (0.5, 0.2))]
+    + [f"calibrated={t}/{s}" for t in (0.06, 0.07, 0.08, 0.09, 0.1, 0.12, 0.15, 0.2)
+       for s in (0.04, 0.06, 0.08)]
+    + [f"evidence=0.3/0.07|calibrated={t}/{s}" for t in (0.06, 0.07, 0.08, 0.09, 0.1, 0.12)
+       for s in (0.04, 0.06)]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
 AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
@@ -131,16 +144,27 @@ def predict(x: np.ndarray, model: tuple[np.ndarray, np.ndarray], multinomial: bo
 
 def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
     """Tags ``rule`` removes (None: none). ``signals``: the image's per-category ``probe``,
-    ``softmax``, ``carry``, ``nb`` and ``evidence`` values, the share ``nb15`` of its
-    neighbours carrying each category, and which categories are ``single_tag``."""
+    ``softmax``, ``carry``, ``nb``, ``evidence`` and ``calibrated`` values, the share
+    ``nb15`` of its neighbours carrying each category, and which categories are
+    ``single_tag``."""
     rule = rule.partition("+")[0]
     if rule == "none":
         return None
+    if "|" in rule:  # what either part removes, as a method with two hedging rules does
+        masks = [rule_mask(part, scores, tag_category, signals) for part in rule.split("|")]
+        masks = [m for m in masks if m is not None]
+        return np.logical_or.reduce(masks) if masks else None
     parts = dict(p.split("=") for p in rule.split("&"))
     n_cats = len(signals["probe"])
     drop = np.ones(n_cats, dtype=bool)
     for name, value in parts.items():
-        if name == "evidence":
+        if name == "calibrated":
+            threshold, single = (float(v) for v in value.split("/"))
+            by_calibration = calibrated_hedge_mask(
+                signals["calibrated"], tag_category, signals["single_tag"], threshold, single
+            )
+            dropped = removed_categories(by_calibration, tag_category, n_cats)
+        elif name == "evidence":
             threshold, agreement = (float(v) for v in value.split("/"))
             by_evidence = evidence_hedge_mask(
                 signals["evidence"], signals["nb15"], tag_category, signals["single_tag"],
@@ -234,7 +258,9 @@ def main() -> None:
             "nb": np.zeros((len(held), len(categories))),
             "nb15": np.zeros((len(held), len(categories))),
             "evidence": np.zeros((len(held), len(categories))),
+            "calibrated": np.full((len(held), len(categories)), np.nan),
         }
+        known_tag = category_tag >= 0
         truth_category = np.array([position.get(posts[i].category, -1) for i in held])
         named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
@@ -245,11 +271,17 @@ def main() -> None:
                 idx, sims = idx[:DEFAULT_NEIGHBORS], sims[:DEFAULT_NEIGHBORS]
                 probs = None if held_classes is None else held_classes.dense(j)
                 w = neighbour_weights(sims, method)
-                sc, prior, _ = rec.scorer.score_parts(idx, w, method, q, probs)
+                sc, prior, content = rec.scorer.score_parts(idx, w, method, q, probs)
                 scores.append(sc)
                 signals["evidence"][j], signals["nb15"][j] = rec.scorer.category_evidence(
                     prior, idx, method
                 )
+                if rec.scorer.calibration is not None:
+                    own_score = np.zeros(len(categories))
+                    own_score[known_tag] = (sc - content)[category_tag[known_tag]]
+                    signals["calibrated"][j] = rec.scorer.calibration.probability(
+                        evidence_features(signals["evidence"][j], signals["nb15"][j], own_score)
+                    )
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]
         own = [posts[i].category for i in split.test]
@@ -268,6 +300,7 @@ def main() -> None:
                 "off_topic@10": off_topic_at_k(ranked[:n_test], truth, off, 10).mean(),
                 "own_category_hit@10": own_category_hit_at_k(ranked[n_test:], targets, 10).mean(),
                 "recall@10": recall_at_k(ranked[:n_test], truth, 10).mean(),
+                "hit@10": hit_rate_at_k(ranked[:n_test], truth, 10).mean(),
                 "beyond_recall@10": recall_at_k(
                     [r for r, k in zip(b_ranked, keep, strict=True) if k],
                     [t for t, k in zip(b_truth, keep, strict=True) if k],
