@@ -129,3 +129,21 @@ def flat_photos(folder: Path, n: int = 23) -> list[Path]:
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     paths.insert(5, folder / "broken.jpg")
     return paths
+
+
+def check_hedged_is_plain_without(plain, hedged, rec, gone: set[int]) -> int:
+    """Assert ``hedged`` (a hedged recommendation) is ``plain`` (the same query unhedged, a
+    longer list) without the tags of the categories ``gone``, scores unchanged; return how
+    many of ``plain``'s tags those categories held."""
+    cat_of = {t: int(c) for t, c in zip(rec.tags, rec.scorer.tag_category)}
+    scores = {t.tag: t.score for t in plain.hashtags}
+    for t in hedged.hashtags:  # same score, same exact explanation
+        assert t.score == pytest.approx(scores[t.tag], abs=1e-6)
+        assert sum(t.contributions) + t.prior + t.content == pytest.approx(t.score, abs=1e-5)
+    kept = [t for t in plain.tags if cat_of[t] not in gone]
+    # the plain ranking without those categories (equal scores may trade places)
+    assert set(hedged.tags) <= set(kept)
+    assert [scores[t] for t in hedged.tags] == pytest.approx(
+        [scores[t] for t in kept[: len(hedged.tags)]], abs=1e-6
+    )
+    return len(plain.tags) - len(kept)
