@@ -72,7 +72,6 @@ from recommender.hedging import (
     category_forms,
     category_tags_mask,
     dataset_categories,
-    evidence_features,
     evidence_hedge_mask,
     hedge_mask,
 )
@@ -260,7 +259,6 @@ def main() -> None:
             "evidence": np.zeros((len(held), len(categories))),
             "calibrated": np.full((len(held), len(categories)), np.nan),
         }
-        known_tag = category_tag >= 0
         truth_category = np.array([position.get(posts[i].category, -1) for i in held])
         named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
@@ -277,10 +275,8 @@ def main() -> None:
                     prior, idx, method
                 )
                 if rec.scorer.calibration is not None:
-                    own_score = np.zeros(len(categories))
-                    own_score[known_tag] = (sc - content)[category_tag[known_tag]]
-                    signals["calibrated"][j] = rec.scorer.calibration.probability(
-                        evidence_features(signals["evidence"][j], signals["nb15"][j], own_score)
+                    signals["calibrated"][j] = rec.scorer.calibrated_probability(
+                        sc, content, signals["evidence"][j], signals["nb15"][j]
                     )
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]

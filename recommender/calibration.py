@@ -213,11 +213,7 @@ def calibrate(
     images = np.asarray(sample.images, dtype=np.int64)
     if n_cats == 0 or not (scorer.category_tag >= 0).any() or len(images) == 0:
         return None
-    known = scorer.category_tag >= 0
-    tags = scorer.category_tag[known]
     features = np.zeros((len(images), n_cats, len(EVIDENCE_FEATURES)))
-    # Whether each sampled image's post carries one of each category's forms.
-    carried = (scorer.image_tags[images] @ scorer._tag_forms).toarray() > 0
     leverage = np.clip(np.asarray(sample.leverage, np.float64), 0.0, 0.999)
     targets = np.asarray(sample.prior_targets, np.float64)
     weight = method.prior_weight
@@ -230,8 +226,7 @@ def calibrate(
             w = neighbour_weights(sims, method)
             scores, prior, _ = scorer.score_parts(idx, w, method, query, None)
             value, share = scorer.category_evidence(prior, idx, method)
-            score = np.zeros(n_cats)
-            score[known] = scores[tags]
+            score = scorer.category_scores(scores)
             if weight > 0:  # the leave-one-out prior, in the value and in the score
                 h = leverage[j]
                 loo = value - h * (targets[j] - value) / (1.0 - h)
@@ -240,4 +235,4 @@ def calibrate(
             features[j] = evidence_features(value, share, score)
             if progress is not None and ((j + 1) % 100 == 0 or j + 1 == len(images)):
                 progress(j + 1, len(images))
-    return fit_calibration(features, carried)
+    return fit_calibration(features, scorer.carried(images))

@@ -254,20 +254,15 @@ def fit_image_prior(
     prior is empty): an image's leave-one-out prediction is ``(p - h y) / (1 - h)`` from
     its prediction ``p`` and target ``y`` (:mod:`recommender.calibration` uses it).
     """
-    out = _fit_image_prior(
-        features, targets, min_posts, l2, rows, max_tags, chunk, progress, leverage_of
-    )
-    return out if leverage_of is not None else out[:2]
+    sample = np.zeros(0, np.int64) if leverage_of is None else np.asarray(leverage_of, np.int64)
 
+    def result(weights, tags, leverage):
+        return (weights, tags) if leverage_of is None else (weights, tags, leverage)
 
-def _fit_image_prior(
-    features, targets, min_posts, l2, rows, max_tags, chunk, progress, leverage_of
-):
     targets = sp.csr_matrix(targets, dtype=np.float32)
     dim = features.shape[1]
     n = targets.shape[0]
-    sample = np.zeros(0, np.int64) if leverage_of is None else np.asarray(leverage_of, np.int64)
-    empty = np.zeros((dim, 0), np.float32), np.zeros(0, np.int64), np.zeros(len(sample))
+    empty = result(np.zeros((dim, 0), np.float32), np.zeros(0, np.int64), np.zeros(len(sample)))
     support = np.asarray((targets > 0).sum(axis=0)).ravel()
     tags = np.flatnonzero(support >= min_posts)
     if len(tags) > max_tags:  # keep the most frequent; ties by column, columns ascending
@@ -291,4 +286,4 @@ def _fit_image_prior(
     if len(sample):
         x_s = np.asarray(features[sample if rows is None else rows[sample]], dtype=np.float64)
         leverage = np.einsum("sd,ds->s", x_s, np.linalg.solve(gram, x_s.T))
-    return weights, tags.astype(np.int64), leverage
+    return result(weights, tags.astype(np.int64), leverage)

@@ -29,8 +29,9 @@ adds the prior with ``prior_weight`` and the content term with ``content_weight`
 tags leave the ranking unless their score is close to the best category tag's;
 ``head_hedge`` removes the categories the ImageNet head could name but does not see when it
 is confident of another; ``evidence_hedge`` removes those that both the image prior and the
-neighbours call unlikely (see :mod:`recommender.hedging`; tags are removed, scores never
-change).
+neighbours call unlikely; ``calibrated_hedge`` those the model's calibration gives a low
+chance of being carried (see :mod:`recommender.hedging` and :mod:`recommender.calibration`;
+tags are removed, scores never change).
 
 A method is named by its registry key, optionally with changed fields after a colon:
 ``profiles_prior:category_margin=0.1,prior_weight=0.5`` (for comparing variants).
@@ -444,6 +445,11 @@ class Scorer:
         content = self.content(classes, method)
         return total + prior + content, prior, content
 
+    def carried(self, images: np.ndarray) -> np.ndarray:
+        """(S, C) boolean: whether each of the indexed ``images``' posts carries one of
+        each category's forms."""
+        return (self.image_tags[np.asarray(images)] @ self._tag_forms).toarray() > 0
+
     def category_evidence(
         self, prior: np.ndarray | None, neighbours: np.ndarray | None, method: Method
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -457,9 +463,30 @@ class Scorer:
             value[known] = np.asarray(prior)[self.category_tag[known]] / method.prior_weight
         share = np.zeros(n_cats, dtype=np.float64)
         if neighbours is not None and len(neighbours) and n_cats:
-            carried = (self.image_tags[np.asarray(neighbours)] @ self._tag_forms).toarray()
-            share = (carried > 0).mean(axis=0)
+            share = self.carried(neighbours).mean(axis=0)
         return value, share
+
+    def category_scores(self, scores: np.ndarray, content: np.ndarray | None = None) -> np.ndarray:
+        """(C,) float64: each category's search tag's score, without its ``content`` term
+        when given (0 for a category whose tag the model does not know)."""
+        known = self.category_tag >= 0
+        out = np.zeros(len(self.category_tag))
+        out[known] = np.asarray(scores, np.float64)[self.category_tag[known]]
+        if content is not None:
+            out[known] -= np.asarray(content, np.float64)[self.category_tag[known]]
+        return out
+
+    def calibrated_probability(
+        self, scores: np.ndarray, content: np.ndarray | None, value: np.ndarray,
+        share: np.ndarray,
+    ) -> np.ndarray:
+        """(C,) the calibration's probability that a post like the query carries each
+        category (:mod:`recommender.calibration`), from its scores, their ``content`` term
+        and its :meth:`category_evidence` (``value``, ``share``)."""
+        from .hedging import evidence_features
+
+        own = self.category_scores(scores, content)
+        return self.calibration.probability(evidence_features(value, share, own))
 
     def ranking_exclude(
         self,
@@ -475,18 +502,22 @@ class Scorer:
         (``classes``: the query's ImageNet class probabilities, for head hedging; ``prior``,
         the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging;
         those and ``content``, the content term, for calibrated hedging)."""
-        from .hedging import evidence_hedge_mask, head_hedge_mask, hedge_mask
+        from .hedging import calibrated_hedge_mask, evidence_hedge_mask, head_hedge_mask, hedge_mask
 
         evidence = calibrated = None
-        if method.evidence_hedge is not None or method.calibrated_hedge is not None:
+        calibrating = method.calibrated_hedge is not None and self.calibration is not None
+        if method.evidence_hedge is not None or calibrating:
             value, share = self.category_evidence(prior, neighbours, method)
         if method.evidence_hedge is not None:
             evidence = evidence_hedge_mask(
                 value, share, self.tag_category, self.single_tag, method.evidence_hedge,
                 method.evidence_agreement,
             )
-        if method.calibrated_hedge is not None and self.calibration is not None:
-            calibrated = self.calibrated_mask(scores, content, value, share, method)
+        if calibrating:
+            calibrated = calibrated_hedge_mask(
+                self.calibrated_probability(scores, content, value, share), self.tag_category,
+                self.single_tag, method.calibrated_hedge, method.calibrated_single,
+            )
         out = exclude
         for hedged in (
             hedge_mask(scores, self.tag_category, method.category_margin),
@@ -500,30 +531,6 @@ class Scorer:
             if hedged is not None:
                 out = hedged if out is None else out | hedged
         return out
-
-    def calibrated_mask(
-        self,
-        scores: np.ndarray,
-        content: np.ndarray | None,
-        value: np.ndarray,
-        share: np.ndarray,
-        method: Method,
-    ) -> np.ndarray | None:
-        """The tags calibrated hedging removes (see :mod:`recommender.calibration`), from
-        the query's scores without their ``content`` term and its :meth:`category_evidence`
-        (``value``, ``share``)."""
-        from .hedging import calibrated_hedge_mask, evidence_features
-
-        known = self.category_tag >= 0
-        score = np.zeros(len(self.category_tag))
-        score[known] = np.asarray(scores, np.float64)[self.category_tag[known]]
-        if content is not None:
-            score[known] -= np.asarray(content, np.float64)[self.category_tag[known]]
-        probability = self.calibration.probability(evidence_features(value, share, score))
-        return calibrated_hedge_mask(
-            probability, self.tag_category, self.single_tag, method.calibrated_hedge,
-            method.calibrated_single,
-        )
 
     def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
         """The prior term of every hashtag's score, shape (T,) (zeros without one)."""
