@@ -16,9 +16,9 @@ classes   What naming the photo costs a query (issue 13), alternating in one loo
           ``--content-weight``. p50 of each and the ratio.
 hedging   What hedging costs a slider move, alternating in one loop:
           ``recommend_features`` with the model's method without hedging, with evidence
-          hedging 0.3, with calibrated hedging 0.08 and with both (the default since
-          issue 13's fifth session), 15 neighbours, k=10. p50 of each and the ratios to no
-          hedging.
+          hedging 0.3, with calibrated hedging at the default's thresholds (the default
+          since issue 13's sixth session: it also fetches the 50 nearest images) and with
+          both, 15 neighbours, k=10. p50 of each and the ratios to no hedging.
 
 The model defaults to /tmp/bench-model; build it first with
 
@@ -168,6 +168,11 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
 def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     import dataclasses
 
+    from recommender.scoring import METHODS
+
+    default = METHODS["profiles_prior"]
+    CALIBRATED, SINGLE = default.calibrated_hedge, default.calibrated_single  # noqa: N806
+
     seen = [rec.embed_with_classes(d) for d in photos]
     methods = {
         "plain": dataclasses.replace(rec.method, name="plain", evidence_hedge=None,
@@ -175,9 +180,9 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
         "evidence": dataclasses.replace(rec.method, name="evidence", evidence_hedge=0.3,
                                         calibrated_hedge=None),
         "calibrated": dataclasses.replace(rec.method, name="calibrated", evidence_hedge=None,
-                                          calibrated_hedge=0.08),
+                                          calibrated_hedge=CALIBRATED, calibrated_single=SINGLE),
         "both": dataclasses.replace(rec.method, name="both", evidence_hedge=0.3,
-                                    calibrated_hedge=0.08),
+                                    calibrated_hedge=CALIBRATED, calibrated_single=SINGLE),
     }
     for f, c in seen:
         for m in methods.values():
@@ -191,8 +196,9 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     return [
         {"what": "recommend_features without hedging", **percentiles(times["plain"])},
         {"what": "with evidence hedging 0.3", **percentiles(times["evidence"])},
-        {"what": "with calibrated hedging 0.08", **percentiles(times["calibrated"])},
-        {"what": "with both (the default)", **percentiles(times["both"])},
+        {"what": f"with calibrated hedging {CALIBRATED}/{SINGLE} (the default)",
+         **percentiles(times["calibrated"])},
+        {"what": "with both", **percentiles(times["both"])},
         {"what": "ratio of p50, evidence / none", "p50_ms": p50["evidence"] / p50["plain"],
          "n": queries},
         {"what": "ratio of p50, calibrated / none", "p50_ms": p50["calibrated"] / p50["plain"],

@@ -68,6 +68,7 @@ from recommender.evaluation import (
 )
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import (
+    WIDE_NEIGHBOURS,
     calibrated_hedge_mask,
     category_forms,
     category_tags_mask,
@@ -91,10 +92,10 @@ RULES = (
     + [f"carry={t}&nb=0.1+boost={w}" for t in (0.2, 0.3) for w in (0.2, 0.5)]
     + [f"evidence={t}/{a}" for t, a in ((0.3, 0.07), (0.4, 0.07), (0.5, 0.07), (0.4, 0.14),
                                          (0.3, 0.2), (0.5, 0.2))]
-    + [f"calibrated={t}/{s}" for t in (0.06, 0.07, 0.08, 0.09, 0.1, 0.12, 0.15, 0.2)
-       for s in (0.04, 0.06, 0.08)]
-    + [f"evidence=0.3/0.07|calibrated={t}/{s}" for t in (0.06, 0.07, 0.08, 0.09, 0.1, 0.12)
-       for s in (0.04, 0.06)]
+    + [f"calibrated={t}/{s}" for t in (0.1, 0.2, 0.25, 0.275, 0.3, 0.325, 0.35, 0.4)
+       for s in (0.06, 0.08, 0.1, 0.105, 0.11, 0.12)]
+    + [f"evidence=0.3/0.07|calibrated={t}/{s}" for t in (0.25, 0.3, 0.325)
+       for s in (0.08, 0.1, 0.105)]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
 AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
@@ -264,9 +265,11 @@ def main() -> None:
         with serial_blas():
             scores = []
             for j, q in enumerate(queries):
-                idx, sims = rec.index.search(q, AGREEMENT_NEIGHBOURS)
-                signals["nb"][j] = rec.scorer.category_evidence(None, idx, method)[1]
-                idx, sims = idx[:DEFAULT_NEIGHBORS], sims[:DEFAULT_NEIGHBORS]
+                found, found_sims = rec.index.search(q, max(AGREEMENT_NEIGHBOURS, WIDE_NEIGHBOURS))
+                signals["nb"][j] = rec.scorer.category_evidence(
+                    None, found[:AGREEMENT_NEIGHBOURS], method
+                )[1]
+                idx, sims = found[:DEFAULT_NEIGHBORS], found_sims[:DEFAULT_NEIGHBORS]
                 probs = None if held_classes is None else held_classes.dense(j)
                 w = neighbour_weights(sims, method)
                 sc, prior, content = rec.scorer.score_parts(idx, w, method, q, probs)
@@ -276,7 +279,8 @@ def main() -> None:
                 )
                 if rec.scorer.calibration is not None:
                     signals["calibrated"][j] = rec.scorer.calibrated_probability(
-                        sc, content, signals["evidence"][j], signals["nb15"][j]
+                        sc, content, signals["evidence"][j], signals["nb15"][j],
+                        rec.scorer.neighbour_evidence(idx, w, sims, found[:WIDE_NEIGHBOURS]),
                     )
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]

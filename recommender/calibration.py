@@ -3,19 +3,29 @@
 Evidence hedging (:func:`recommender.hedging.evidence_hedge_mask`) removes another
 category's search tags on two fixed thresholds, the same for every category. Calibration
 learns instead, per category, how the evidence of a query (:data:`~recommender.hedging.
-EVIDENCE_FEATURES`: the image prior of its search tag, the share of the neighbours carrying
-it, its score and its rank among the categories) tells whether the post carries one of the
-category's forms. That is a logistic regression per category, fitted at build time on a
-sample of the model's own images (those whose posts say what they carry: a real tag list, or
-a category whose photos carry only their search tag), each queried as if it were new:
+EVIDENCE_FEATURES`: the image prior of its search tag, its score and its rank among the
+categories, and what the neighbours say: how many carry it, weighted or not, among the 50
+nearest, among those with a tag list, and how alike they are) tells whether the post carries
+one of the category's forms. That is a logistic regression per category, fitted at build
+time on a sample of the model's own images (those whose posts say what they carry: a real
+tag list, or a category whose photos carry only their search tag), each queried as if it
+were new:
 
 - its neighbours leave out the image itself and its exact duplicates;
 - its image prior is the ridge regression's leave-one-out value, exact and cheap from the
   image's leverage (:func:`recommender.hashtag_model.fit_image_prior`), so the sample is
   not judged by a prior that has seen it.
 
+Each category learns from the photos its posts are like. A category whose posts have tag
+lists (the demo's animals, food, selfie, travel) learns from the sampled photos with a tag
+list only: its question is whether a post with tags, like the query, carries it, and a
+photo known by one search tag would only say "no" for it. A category whose photos carry only
+their search tag (architecture, babies, cars, fitness, nature, wedding) learns from the
+whole sample, its own photos included.
+
 The query's probability per category (:meth:`HedgeCalibration.probability`) then decides
-(``Method.calibrated_hedge``): below the threshold, the category's tags leave the ranking.
+(``Method.calibrated_hedge``, ``Method.calibrated_single`` for a single-tag category): below
+the threshold, the category's tags leave the ranking.
 Like every hedging rule it only removes tags, so every shown score stays exact.
 
 A calibration is plain numbers in the manifest (``manifest["hedge_calibration"]``), checked
@@ -32,14 +42,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ModelError
-from .hedging import EVIDENCE_FEATURES, evidence_features
+from .hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, evidence_features
 
 if TYPE_CHECKING:
     from .scoring import Method
 
 # How many of the model's images are queried to fit the calibration: a fixed number, so a
-# million-image build pays the same few seconds as the demo's.
-CALIBRATION_IMAGES = 1500
+# million-image build pays the same seconds as the demo's (whose ~2,900 eligible photos
+# are all queried).
+CALIBRATION_IMAGES = 4000
 # A category is calibrated only with at least this many sampled images on each side
 # (carrying one of its forms, and not).
 MIN_EXAMPLES = 10
@@ -47,6 +58,9 @@ MIN_EXAMPLES = 10
 CALIBRATION_L2 = 1.0
 # Neighbours at or above this similarity are the image itself or an exact duplicate.
 DUPLICATE_SIMILARITY = 0.9999
+# How many more nearest images a sampled image fetches, so that it still has its
+# neighbours after leaving out itself and its duplicates.
+DUPLICATE_SLACK = 5
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,8 @@ def calibration_sample(
 
 @dataclass(frozen=True)
 class HedgeCalibration:
-    """One logistic regression per category over :data:`EVIDENCE_FEATURES`.
+    """One logistic regression per category over ``features`` (names of
+    :data:`EVIDENCE_FEATURES`).
 
     Arrays of shape (C, F) (``mean``, ``scale``: the features' standardisation) and (C,
     F + 1) (``weights``, the intercept last); ``fitted`` (C,) says which categories had
@@ -90,14 +105,18 @@ class HedgeCalibration:
     weights: np.ndarray
     fitted: np.ndarray
     images: int = 0
+    features: tuple[str, ...] = EVIDENCE_FEATURES
 
     @property
     def n_categories(self) -> int:
         return int(self.weights.shape[0])
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """(C,) probability per category from the (C, F) :func:`evidence_features`."""
-        z = (np.asarray(features, np.float64) - self.mean) / self.scale
+        """(C,) probability per category from the (C, len(EVIDENCE_FEATURES))
+        :func:`evidence_features` (the calibration reads the columns it was fitted on)."""
+        columns = [EVIDENCE_FEATURES.index(name) for name in self.features]
+        x = np.asarray(features, np.float64)[:, columns]
+        z = (x - self.mean) / self.scale
         logit = np.einsum("cf,cf->c", z, self.weights[:, :-1]) + self.weights[:, -1]
         p = 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
         return np.where(self.fitted, p, np.nan)
@@ -105,7 +124,7 @@ class HedgeCalibration:
     # ------------------------------------------------------------ plain data
     def to_dict(self) -> dict[str, Any]:
         return {
-            "features": list(EVIDENCE_FEATURES),
+            "features": list(self.features),
             "images": int(self.images),
             "fitted": [bool(f) for f in self.fitted],
             "mean": self.mean.round(8).tolist(),
@@ -120,9 +139,16 @@ class HedgeCalibration:
         Raises :class:`~recommender.errors.ModelError` if it is damaged or of another shape.
         """
         problem = "The model's hedging calibration is damaged"
-        if not isinstance(saved, dict) or saved.get("features") != list(EVIDENCE_FEATURES):
-            raise ModelError(f"{problem} (not over {list(EVIDENCE_FEATURES)}); rebuild it.")
-        n_f = len(EVIDENCE_FEATURES)
+        names = saved.get("features") if isinstance(saved, dict) else None
+        if (
+            not isinstance(names, list)
+            or not names
+            or len(set(map(str, names))) != len(names)
+            or not set(map(str, names)) <= set(EVIDENCE_FEATURES)
+        ):
+            raise ModelError(f"{problem} (not over features of {list(EVIDENCE_FEATURES)}); "
+                             "rebuild it.")
+        n_f = len(names)
         try:
             mean = np.array(saved["mean"], dtype=np.float64)
             scale = np.array(saved["scale"], dtype=np.float64)
@@ -142,7 +168,7 @@ class HedgeCalibration:
             raise ModelError(f"{problem} (not shaped for {n_categories} categories); rebuild it.")
         if not (np.isfinite(mean).all() and np.isfinite(weights).all() and (scale > 0).all()):
             raise ModelError(f"{problem} (non-finite numbers); rebuild it.")
-        return cls(mean, scale, weights, fitted, images)
+        return cls(mean, scale, weights, fitted, images, tuple(str(n) for n in names))
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
@@ -164,26 +190,35 @@ def _logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> 
 
 
 def fit_calibration(
-    features: np.ndarray, carried: np.ndarray, l2: float = CALIBRATION_L2
+    features: np.ndarray,
+    carried: np.ndarray,
+    l2: float = CALIBRATION_L2,
+    fit_on: np.ndarray | None = None,
+    names: tuple[str, ...] = EVIDENCE_FEATURES,
 ) -> HedgeCalibration:
     """Fit one logistic regression per category.
 
     ``features``: (S, C, F) :func:`~recommender.hedging.evidence_features` of S sampled
-    images; ``carried``: (S, C) whether each one's post carries one of the category's forms.
-    A category with fewer than :data:`MIN_EXAMPLES` images on either side is not fitted.
+    images (F features named ``names``); ``carried``: (S, C) whether each one's post
+    carries one of the category's forms; ``fit_on``: (S, C) which images each category
+    learns from (None: all). A category with fewer than :data:`MIN_EXAMPLES` of those on
+    either side is not fitted.
     """
     features = np.asarray(features, dtype=np.float64)
     carried = np.asarray(carried, dtype=bool)
     n_s, n_c, n_f = features.shape
+    if len(names) != n_f:
+        raise ValueError(f"{n_f} features but {len(names)} names")
+    fit_on = np.ones((n_s, n_c), bool) if fit_on is None else np.asarray(fit_on, bool)
     mean = np.zeros((n_c, n_f))
     scale = np.ones((n_c, n_f))
     weights = np.zeros((n_c, n_f + 1))
     fitted = np.zeros(n_c, dtype=bool)
     for c in range(n_c):
-        y = carried[:, c]
+        y = carried[fit_on[:, c], c]
         if min(int(y.sum()), int((~y).sum())) < MIN_EXAMPLES:
             continue
-        x = features[:, c, :]
+        x = features[fit_on[:, c], c, :]
         mean[c] = x.mean(axis=0)
         sd = x.std(axis=0)
         scale[c] = np.where(sd > 1e-12, sd, 1.0)
@@ -191,7 +226,7 @@ def fit_calibration(
         fitted[c] = np.isfinite(weights[c]).all()
         if not fitted[c]:
             weights[c] = 0.0
-    return HedgeCalibration(mean, scale, weights, fitted, n_s)
+    return HedgeCalibration(mean, scale, weights, fitted, n_s, tuple(names))
 
 
 def calibrate(
@@ -217,12 +252,14 @@ def calibrate(
     leverage = np.clip(np.asarray(sample.leverage, np.float64), 0.0, 0.999)
     targets = np.asarray(sample.prior_targets, np.float64)
     weight = method.prior_weight
+    wide = max(n_neighbors, WIDE_NEIGHBOURS)
     with serial_blas():
         for j, i in enumerate(images):
             query = np.asarray(rec.arrays.features[i], dtype=np.float32)
-            idx, sims = rec.index.search(query, n_neighbors + 1)
+            idx, sims = rec.index.search(query, wide + DUPLICATE_SLACK)
             keep = (idx != i) & (sims < DUPLICATE_SIMILARITY)
-            idx, sims = idx[keep][:n_neighbors], sims[keep][:n_neighbors]
+            around, around_sims = idx[keep][:wide], sims[keep][:wide]
+            idx, sims = around[:n_neighbors], around_sims[:n_neighbors]
             w = neighbour_weights(sims, method)
             scores, prior, _ = scorer.score_parts(idx, w, method, query, None)
             value, share = scorer.category_evidence(prior, idx, method)
@@ -232,7 +269,12 @@ def calibrate(
                 loo = value - h * (targets[j] - value) / (1.0 - h)
                 score += weight * (loo - value)
                 value = loo
-            features[j] = evidence_features(value, share, score)
+            features[j] = evidence_features(
+                value, share, score, scorer.neighbour_evidence(idx, w, sims, around)
+            )
             if progress is not None and ((j + 1) % 100 == 0 or j + 1 == len(images)):
                 progress(j + 1, len(images))
-    return fit_calibration(features, scorer.carried(images))
+    # a category whose posts have tag lists learns from the sampled photos with one
+    with_list = scorer.has_list[images]
+    fit_on = np.where(scorer.single_tag[None, :], True, with_list[:, None])
+    return fit_calibration(features, scorer.carried(images), fit_on=fit_on)

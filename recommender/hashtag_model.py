@@ -27,13 +27,15 @@ class ALSParams:
     """Parameters of the ALS fit.
 
     ``alpha`` follows ``implicit``: the confidence of an observed pair is ``alpha * value``
-    (Spark, which the original project used, takes ``1 + alpha * value``).
+    (Spark, which the original project used, takes ``1 + alpha * value``). 5 (was 20): the
+    same recall@10, more of a category's own tag on its photos, which calibrated hedging
+    then spends on fewer off-topic tags (benchmarks/README.md, issue 13, sixth session).
     """
 
     factors: int = 64
     iterations: int = 20
     regularization: float = 0.05
-    alpha: float = 20.0
+    alpha: float = 5.0
     weighting: str = "bm25"
     min_support: int = 1
     random_state: int = 42

@@ -34,9 +34,10 @@ kept in ``manifest["single_tag_categories"]``) has no tag lists to be unlikely i
 photos: it stays while any neighbour carries it. See :func:`evidence_hedge_mask`.
 
 Calibrated hedging (``Method.calibrated_hedge``) weighs the same evidence, with the
-category's score and rank (:data:`EVIDENCE_FEATURES`), by a logistic regression per category
-fitted at build time (:mod:`recommender.calibration`): a category whose probability of being
-carried is below the threshold leaves the ranking. See :func:`calibrated_hedge_mask`.
+category's score and rank and more of what the neighbours say (:data:`EVIDENCE_FEATURES`),
+by a logistic regression per category fitted at build time (:mod:`recommender.calibration`):
+a category whose probability of being carried is below the threshold leaves the ranking.
+See :func:`calibrated_hedge_mask`.
 """
 
 from __future__ import annotations
@@ -264,24 +265,58 @@ def head_hedge_mask(
 
 
 # ---------------------------------------------------------------- calibrated hedging
-# What the calibrated rule knows of each category for one query: its search tag's image
-# prior (as in evidence hedging), the share of the neighbours carrying one of its forms,
-# its search tag's score without the content term, and the category's rank by that score
-# among the categories (0 best, 1 worst).
-EVIDENCE_FEATURES = ("prior", "share", "score", "rank")
+# What the calibrated rule knows of each category for one query, by name. From the image
+# and the score: its search tag's image prior (as in evidence hedging), that tag's score
+# without the content term, and the category's rank by that score among the categories (0
+# best, 1 worst). From the neighbours: the share of the query's neighbours carrying one of
+# its forms, the same share with the neighbours weighted as in scoring, the share of the
+# WIDE_NEIGHBOURS nearest, and, among the neighbours whose post has a tag list (2+
+# hashtags), the share carrying it. And, the same for every category, how alike the
+# neighbours are: the nearest one's similarity, their mean similarity, and the share of
+# them with a tag list. A model keeps the names its calibration was fitted on
+# (recommender.calibration), so a calibration over the first four (the fifth session's)
+# still reads.
+EVIDENCE_FEATURES = (
+    "prior",
+    "share",
+    "score",
+    "rank",
+    "weighted_share",
+    "wide_share",
+    "top_similarity",
+    "mean_similarity",
+    "list_share",
+    "lists",
+)
+# How many nearest neighbours "wide_share" counts (more than a query's default 15: a
+# steadier share for a category few photos carry).
+WIDE_NEIGHBOURS = 50
+# What the neighbours tell beyond "share" (see Scorer.neighbour_evidence).
+NEIGHBOUR_FEATURES = EVIDENCE_FEATURES[4:]
 
 
-def evidence_features(prior: np.ndarray, share: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """(C, 4) float64 array of :data:`EVIDENCE_FEATURES` per category, from the (C,) prior
-    values and neighbour shares (:meth:`~recommender.scoring.Scorer.category_evidence`) and
-    the (C,) scores of the categories' search tags."""
+def evidence_features(
+    prior: np.ndarray, share: np.ndarray, score: np.ndarray, neighbours: dict | None = None
+) -> np.ndarray:
+    """(C, F) float64 array of :data:`EVIDENCE_FEATURES` per category.
+
+    ``prior`` and ``share``: the (C,) prior values and neighbour shares
+    (:meth:`~recommender.scoring.Scorer.category_evidence`); ``score``: the (C,) scores of
+    the categories' search tags; ``neighbours``: :data:`NEIGHBOUR_FEATURES` by name
+    (:meth:`~recommender.scoring.Scorer.neighbour_evidence`), (C,) arrays or numbers; None:
+    zeros (only the first four features then mean anything).
+    """
     score = np.asarray(score, dtype=np.float64)
     n = len(score)
     rank = np.empty(n, dtype=np.float64)
     rank[np.argsort(-score, kind="stable")] = np.arange(n) / max(n - 1, 1)
-    return np.stack(
-        [np.asarray(prior, np.float64), np.asarray(share, np.float64), score, rank], axis=1
-    )
+    neighbours = neighbours or {}
+    columns = [np.asarray(prior, np.float64), np.asarray(share, np.float64), score, rank]
+    columns += [
+        np.broadcast_to(np.asarray(neighbours.get(name, 0.0), np.float64), (n,))
+        for name in NEIGHBOUR_FEATURES
+    ]
+    return np.stack(columns, axis=1)
 
 
 def calibrated_hedge_mask(

@@ -455,11 +455,15 @@ class HashtagRecommender:
         the result; the evaluation (:func:`recommender.evaluation.rank_features`) keeps only
         ``best``, so it measures exactly what a user is shown. The caller sets the BLAS
         threads (see :meth:`recommend_features`)."""
-        idx, sims = self.index.search(features, int(n_neighbors))
+        n = int(n_neighbors)
+        wide = self.scorer.wide_neighbours(method)
+        found, found_sims = self.index.search(features, max(n, wide))
+        idx, sims = found[:n], found_sims[:n]
         weights = neighbour_weights(sims, method)
         scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
         hedged = self.scorer.ranking_exclude(
-            scores, method, exclude, classes, prior, idx, content
+            scores, method, exclude, classes, prior, idx, content, weights, sims,
+            found[:wide] if wide else None,
         )
         return Ranked(idx, sims, weights, scores, prior, content, hedged,
                       top_k(scores, int(k), hedged))

@@ -189,13 +189,15 @@ METHODS: dict[str, Method] = {
     # paired over 20 splits, recall@10 +0.0060 +- 0.0005, beyond_recall@10 +0.0048 +- 0.0004,
     # ndcg@10 +0.0146 +- 0.0010, off_topic@10 -0.014 +- 0.009, own_category_hit@10
     # +0.0015 +- 0.0028 (benchmarks/README.md, "More neighbours, sharper weights").
-    # evidence_hedge 0.3: another category's search tag leaves the ranking when the prior
-    # and the neighbours both call it unlikely; calibrated_hedge 0.08 (0.06 for single-tag
-    # categories): also when the model's calibration gives it under an 8% chance of being
-    # carried (benchmarks/README.md, "Evidence hedging" and "Calibrated hedging").
+    # calibrated_hedge 0.325 and calibrated_single 0.105: another category's search tag
+    # leaves the ranking when the model's calibration gives a post like the query under a
+    # 32.5% chance of carrying it (a category whose posts have tag lists, judged by the
+    # photos with tag lists) or, for a category whose photos carry only their search tag,
+    # under 10.5% (benchmarks/README.md, "Calibrated hedging by the photos a category's
+    # posts are like"; evidence hedging, the sixth session's default's first rule, is off).
     "profiles_prior": Method("profiles_prior", als_weight=0.5, power=5.0, profiles=True,
-                             prior_weight=1.0, content_weight=0.4, evidence_hedge=0.3,
-                             calibrated_hedge=0.08),
+                             prior_weight=1.0, content_weight=0.4, calibrated_hedge=0.325,
+                             calibrated_single=0.105),
 }
 DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
@@ -365,6 +367,8 @@ class Scorer:
             raise ValueError("category_tag and single_tag do not match the categories")
         if self.category_tag.max(initial=-1) >= n_tags:
             raise ValueError("category_tag points past the last hashtag")
+        # Which indexed posts have a tag list (2+ hashtags), for calibrated hedging's evidence.
+        self.has_list = np.diff(self.image_tags.indptr) >= 2
         # (T, K): which category each hashtag is a form of, for the neighbours' share
         forms = np.flatnonzero(self.tag_category >= 0)
         self._tag_forms = sp.csr_matrix(
@@ -466,6 +470,37 @@ class Scorer:
             share = self.carried(neighbours).mean(axis=0)
         return value, share
 
+    def neighbour_evidence(
+        self,
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        similarities: np.ndarray,
+        wide: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray | float]:
+        """What the query's ``neighbours`` (with their scoring ``weights`` and
+        ``similarities``) and its ``wide`` nearest images (:data:`~recommender.hedging.
+        WIDE_NEIGHBOURS` of them; None: the neighbours) say per category beyond the share
+        carrying it: :data:`~recommender.hedging.NEIGHBOUR_FEATURES` by name."""
+        n_cats = len(self.category_tag)
+        neighbours = np.asarray(neighbours, dtype=np.int64)
+        if len(neighbours) == 0 or n_cats == 0:
+            return {}
+        carried = self.carried(neighbours).astype(np.float64)  # (n, C)
+        w = np.asarray(weights, np.float64)
+        total = w.sum()
+        w = w / total if total > 0 else np.full(len(w), 1.0 / len(w))
+        lists = self.has_list[neighbours]
+        wide = neighbours if wide is None or len(wide) == 0 else np.asarray(wide, np.int64)
+        sims = np.asarray(similarities, np.float64)
+        return {
+            "weighted_share": w @ carried,
+            "wide_share": self.carried(wide).mean(axis=0),
+            "top_similarity": float(sims[0]),
+            "mean_similarity": float(sims.mean()),
+            "list_share": carried[lists].sum(axis=0) / max(int(lists.sum()), 1),
+            "lists": float(lists.mean()),
+        }
+
     def category_scores(self, scores: np.ndarray, content: np.ndarray | None = None) -> np.ndarray:
         """(C,) float64: each category's search tag's score, without its ``content`` term
         when given (0 for a category whose tag the model does not know)."""
@@ -478,15 +513,25 @@ class Scorer:
 
     def calibrated_probability(
         self, scores: np.ndarray, content: np.ndarray | None, value: np.ndarray,
-        share: np.ndarray,
+        share: np.ndarray, neighbours: dict | None = None,
     ) -> np.ndarray:
         """(C,) the calibration's probability that a post like the query carries each
-        category (:mod:`recommender.calibration`), from its scores, their ``content`` term
-        and its :meth:`category_evidence` (``value``, ``share``)."""
+        category (:mod:`recommender.calibration`), from its scores, their ``content`` term,
+        its :meth:`category_evidence` (``value``, ``share``) and its
+        :meth:`neighbour_evidence`."""
         from .hedging import evidence_features
 
         own = self.category_scores(scores, content)
-        return self.calibration.probability(evidence_features(value, share, own))
+        return self.calibration.probability(evidence_features(value, share, own, neighbours))
+
+    def wide_neighbours(self, method: Method) -> int:
+        """How many nearest images a query under ``method`` should fetch beyond its
+        neighbours for calibrated hedging (0: none needed)."""
+        from .hedging import WIDE_NEIGHBOURS
+
+        if method.calibrated_hedge is None or self.calibration is None:
+            return 0
+        return WIDE_NEIGHBOURS if "wide_share" in self.calibration.features else 0
 
     def ranking_exclude(
         self,
@@ -497,11 +542,16 @@ class Scorer:
         prior: np.ndarray | None = None,
         neighbours: np.ndarray | None = None,
         content: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        similarities: np.ndarray | None = None,
+        wide: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """``exclude`` (e.g. the block list) plus the tags the method's hedging removes
         (``classes``: the query's ImageNet class probabilities, for head hedging; ``prior``,
         the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging;
-        those and ``content``, the content term, for calibrated hedging)."""
+        those, ``content`` (the content term), the neighbours' ``weights`` and
+        ``similarities`` and the ``wide`` nearest images (:meth:`wide_neighbours`) for
+        calibrated hedging)."""
         from .hedging import calibrated_hedge_mask, evidence_hedge_mask, head_hedge_mask, hedge_mask
 
         evidence = calibrated = None
@@ -514,9 +564,13 @@ class Scorer:
                 method.evidence_agreement,
             )
         if calibrating:
+            around = None
+            if neighbours is not None and weights is not None and similarities is not None:
+                around = self.neighbour_evidence(neighbours, weights, similarities, wide)
             calibrated = calibrated_hedge_mask(
-                self.calibrated_probability(scores, content, value, share), self.tag_category,
-                self.single_tag, method.calibrated_hedge, method.calibrated_single,
+                self.calibrated_probability(scores, content, value, share, around),
+                self.tag_category, self.single_tag, method.calibrated_hedge,
+                method.calibrated_single,
             )
         out = exclude
         for hedged in (

@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.calibration import (
+    CALIBRATION_IMAGES,
     DUPLICATE_SIMILARITY,
+    DUPLICATE_SLACK,
     MIN_EXAMPLES,
     HedgeCalibration,
     calibration_sample,
@@ -23,6 +25,8 @@ from recommender.errors import ConfigError, ModelError, RecommenderError
 from recommender.hashtag_model import fit_image_prior
 from recommender.hedging import (
     EVIDENCE_FEATURES,
+    NEIGHBOUR_FEATURES,
+    WIDE_NEIGHBOURS,
     calibrated_hedge_mask,
     category_forms,
     evidence_features,
@@ -62,11 +66,45 @@ def test_the_calibration_sample_is_every_eligible_image_or_a_reproducible_draw()
     assert many[a].all()
 
 
-def test_evidence_features_rank_the_categories_by_score():
+def test_evidence_features_rank_the_categories_by_score_and_name_every_column():
     f = evidence_features([0.1, 0.5, 0.0], [0.2, 0.0, 1.0], [0.3, 0.9, -0.1])
     assert f.shape == (3, len(EVIDENCE_FEATURES))
     assert f[:, 0].tolist() == [0.1, 0.5, 0.0] and f[:, 1].tolist() == [0.2, 0.0, 1.0]
     assert f[:, 3].tolist() == [0.5, 0.0, 1.0]  # 0: the best-scoring category
+    assert (f[:, 4:] == 0).all()  # nothing said of the neighbours: zeros
+    around = {name: np.array([k, k + 0.5, k + 0.25]) for k, name in enumerate(NEIGHBOUR_FEATURES)}
+    around["lists"] = 0.75  # the same for every category
+    g = evidence_features([0.1, 0.5, 0.0], [0.2, 0.0, 1.0], [0.3, 0.9, -0.1], around)
+    assert np.array_equal(g[:, :4], f[:, :4])
+    for name in NEIGHBOUR_FEATURES:
+        want = np.broadcast_to(around[name], (3,))
+        assert g[:, EVIDENCE_FEATURES.index(name)].tolist() == want.tolist(), name
+
+
+def test_the_neighbour_evidence_counts_what_the_neighbours_carry(demo_model):
+    rec = demo_model
+    scorer = rec.scorer
+    names = rec.manifest["categories"]
+    q = np.asarray(rec.arrays.features[3], np.float32)
+    wide, wide_sims = rec.index.search(q, WIDE_NEIGHBOURS)
+    idx, sims = wide[:15], wide_sims[:15]
+    w = neighbour_weights(sims, rec.method)
+    got = scorer.neighbour_evidence(idx, w, sims, wide)
+    assert set(got) == set(NEIGHBOUR_FEATURES)
+    tags = [set(rec.image_hashtags[i]) for i in wide]
+    lists = [len(t) >= 2 for t in tags[:15]]
+    for c, name in enumerate(names):  # by hand, from the neighbours' own hashtags
+        has = [bool(category_forms(name) & t) for t in tags]
+        assert got["weighted_share"][c] == pytest.approx(np.dot(w, has[:15]) / w.sum())
+        assert got["wide_share"][c] == pytest.approx(np.mean(has))
+        with_list = [h for h, lst in zip(has[:15], lists, strict=True) if lst]
+        assert got["list_share"][c] == pytest.approx(np.mean(with_list) if with_list else 0.0)
+    assert got["lists"] == pytest.approx(np.mean(lists))
+    assert got["top_similarity"] == pytest.approx(sims[0])
+    assert got["mean_similarity"] == pytest.approx(sims.mean())
+    # without the wide neighbours the wide share is the neighbours' share
+    narrow = scorer.neighbour_evidence(idx, w, sims)
+    assert np.allclose(narrow["wide_share"], scorer.category_evidence(None, idx, rec.method)[1])
 
 
 def _synthetic(n, rng):
@@ -95,6 +133,26 @@ def test_fit_calibration_learns_what_tells_a_category_and_skips_thin_ones():
     assert np.isnan(p_low[2]) and np.isnan(p_high[2])  # not calibrated: never removed
 
 
+def test_each_category_learns_only_from_the_images_it_is_fitted_on():
+    rng = np.random.default_rng(4)
+    feats, carried = _synthetic(3000, rng)
+    # category 0 is carried on a high share only in the first half; the second half
+    # carries it at random: fitted on the first half, the curve stays steep
+    carried[1500:, 0] = rng.random(1500) < 0.5
+    fit_on = np.ones(carried.shape, bool)
+    fit_on[1500:, 0] = False
+    steep = fit_calibration(feats, carried, fit_on=fit_on)
+    flat = fit_calibration(feats, carried)
+    low, high = feats[0].copy(), feats[0].copy()
+    low[:, 1], high[:, 1] = 0.05, 0.95
+    assert steep.probability(low)[0] < 0.1 < 0.9 < steep.probability(high)[0]
+    assert flat.probability(high)[0] - flat.probability(low)[0] < 0.75
+    # the other categories learned from every image, as without fit_on
+    assert steep.probability(high)[1] == pytest.approx(flat.probability(high)[1])
+    fit_on[:, 1] = False  # nothing to learn from: not fitted, never removed
+    assert not fit_calibration(feats, carried, fit_on=fit_on).fitted[1]
+
+
 def test_a_calibration_is_plain_data_and_damage_is_refused():
     rng = np.random.default_rng(1)
     cal = fit_calibration(*_synthetic(500, rng))
@@ -104,8 +162,10 @@ def test_a_calibration_is_plain_data_and_damage_is_refused():
     assert again.probability(q)[:2] == pytest.approx(cal.probability(q)[:2], abs=1e-6)
     bad_cases = [
         ("features", ["prior", "share"]),
+        ("features", [*EVIDENCE_FEATURES[:-1], "colour"]),
+        ("features", [*EVIDENCE_FEATURES[:-1], "prior"]),
         ("mean", [[0.0] * 4] * 2),
-        ("scale", [[0.0] * 4] * 3),
+        ("scale", [[0.0] * len(EVIDENCE_FEATURES)] * 3),
         ("weights", "many"),
         ("fitted", [1, 0, 1]),
     ]
@@ -117,6 +177,17 @@ def test_a_calibration_is_plain_data_and_damage_is_refused():
         HedgeCalibration.from_dict(saved, 4)
     with pytest.raises(ModelError):
         HedgeCalibration.from_dict("weights", 3)
+    # A calibration over the fifth session's four features still reads and answers from
+    # those columns alone.
+    feats, carried = _synthetic(500, np.random.default_rng(1))
+    old = fit_calibration(feats[:, :, :4], carried, names=EVIDENCE_FEATURES[:4])
+    loaded = HedgeCalibration.from_dict(json.loads(json.dumps(old.to_dict())), 3)
+    assert loaded.features == EVIDENCE_FEATURES[:4]
+    q_full = q.copy()
+    q_full[:, 4:] = 9.0  # what it was not fitted on does not count
+    assert loaded.probability(q_full)[:2] == pytest.approx(loaded.probability(q)[:2])
+    with pytest.raises(ValueError, match="names"):
+        fit_calibration(feats[:, :, :4], carried)
 
 
 def ref_calibrated(prob, tag_category, single, threshold, single_threshold):
@@ -149,9 +220,9 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
     method = get_method("profiles_prior:calibrated_hedge=0.2,calibrated_single=0.05")
     assert (method.calibrated_hedge, method.calibrated_single) == (0.2, 0.05)
     assert Method.from_dict(method.to_dict()) == method
-    default = METHODS["profiles_prior"]  # the default hedges so, and by evidence
-    assert (default.calibrated_hedge, default.calibrated_single) == (0.08, 0.06)
-    assert default.evidence_hedge == 0.3
+    default = METHODS["profiles_prior"]  # the default hedges so, not by evidence
+    assert (default.calibrated_hedge, default.calibrated_single) == (0.325, 0.105)
+    assert default.evidence_hedge is None
     assert (default.category_margin, default.head_hedge) == (None, None)
     saved = default.to_dict()
     del saved["calibrated_hedge"], saved["calibrated_single"]  # a model saved before them
@@ -166,33 +237,46 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
 # -- the real demo model -----------------------------------------------------------------
 
 
+def _eligible(rec) -> int:
+    """How many of the model's photos calibration may sample: those with a tag list, or a
+    single-tag category's photo (a post carrying only that category's search tag)."""
+    single = {rec.manifest["categories"][c] for c in np.flatnonzero(rec.scorer.single_tag)}
+    return sum(len(t) >= 2 or (len(t) == 1 and t[0] in single) for t in rec.image_hashtags)
+
+
 def test_the_demo_build_calibrates_every_category_on_its_own_photos(demo_model):
     rec = demo_model
     cal = rec.scorer.calibration
     names = rec.manifest["categories"]
     assert cal is not None and cal.n_categories == len(names) == 10
-    assert cal.fitted.all() and cal.images == 1500
+    assert cal.fitted.all() and cal.features == EVIDENCE_FEATURES
+    assert cal.images == min(CALIBRATION_IMAGES, _eligible(rec))
     assert rec.manifest["hedge_calibration"] == cal.to_dict()
     assert rec.manifest["fit_timings"]["calibration_seconds"] > 0
     # Across the model's own photos, the calibrated probability of a category is higher
-    # for those whose post carries it: per category, the mean over carriers beats the rest.
+    # for those whose post carries it: per category, the mean over carriers beats the rest
+    # (a category whose posts have tag lists: among the photos with a tag list, the ones
+    # it learned from).
     rng = np.random.default_rng(0)
     method = rec.method
     for_image = {c: ([], []) for c in range(len(names))}
     for i in rng.choice(rec.arrays.n_images, 300, replace=False):
         q = np.asarray(rec.arrays.features[i], np.float32)
-        idx, sims = rec.index.search(q, 16)
-        keep = (idx != i) & (sims < DUPLICATE_SIMILARITY)  # itself and exact duplicates
-        idx, sims = idx[keep][:15], sims[keep][:15]
+        wide, wide_sims = rec.index.search(q, WIDE_NEIGHBOURS + DUPLICATE_SLACK)
+        keep = (wide != i) & (wide_sims < DUPLICATE_SIMILARITY)  # itself and exact duplicates
+        wide, wide_sims = wide[keep][:WIDE_NEIGHBOURS], wide_sims[keep][:WIDE_NEIGHBOURS]
+        idx, sims = wide[:15], wide_sims[:15]
         w = neighbour_weights(sims, method)
         scores, prior, _ = rec.scorer.score_parts(idx, w, method, q, None)
         value, share = rec.scorer.category_evidence(prior, idx, method)
         own = np.zeros(len(names))
         own[rec.scorer.category_tag >= 0] = scores[rec.scorer.category_tag]
-        p = cal.probability(evidence_features(value, share, own))
+        around = rec.scorer.neighbour_evidence(idx, w, sims, wide)
+        p = cal.probability(evidence_features(value, share, own, around))
         tags = set(rec.image_hashtags[i])
         for c, name in enumerate(names):
-            for_image[c][0 if category_forms(name) & tags else 1].append(p[c])
+            if rec.scorer.single_tag[c] or len(tags) >= 2:
+                for_image[c][0 if category_forms(name) & tags else 1].append(p[c])
     for c, (carriers, others) in for_image.items():
         if carriers and others:
             assert np.mean(carriers) > np.mean(others), names[c]
@@ -203,7 +287,8 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
 ):
     rec = demo_model
     plain_m = get_method("profiles_prior:evidence_hedge=none,calibrated_hedge=none")
-    hedged_m = get_method("profiles_prior:evidence_hedge=none")  # calibrated_hedge 0.08
+    hedged_m = get_method("profiles_prior")  # the default: calibrated hedging alone
+    assert hedged_m.evidence_hedge is None and hedged_m.calibrated_hedge is not None
     names = rec.manifest["categories"]
     removed_total = 0
     for photo in sorted((dataset_path / "test").glob("*.jpg")):
@@ -216,7 +301,9 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
         known = rec.scorer.category_tag >= 0
         own = np.zeros(len(names))
         own[known] = (r.scores - r.content)[rec.scorer.category_tag[known]]
-        p = rec.scorer.calibration.probability(evidence_features(value, share, own))
+        wide, _ = rec.index.search(features, WIDE_NEIGHBOURS)
+        around = rec.scorer.neighbour_evidence(r.neighbours, r.weights, r.similarities, wide)
+        p = rec.scorer.calibration.probability(evidence_features(value, share, own, around))
         limit = np.where(
             rec.scorer.single_tag, hedged_m.calibrated_single, hedged_m.calibrated_hedge
         )
@@ -256,4 +343,6 @@ def test_info_says_what_the_calibration_was_fitted_on(demo_build, capsys):
     path, _ = demo_build
     assert cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "hedging:        calibrated on 1500 of its photos, 10 of 10 categories" in out
+    images = HashtagRecommender.load(path).scorer.calibration.images
+    assert images > 1500  # every eligible photo of the demo, more than before
+    assert f"hedging:        calibrated on {images} of its photos, 10 of 10 categories" in out

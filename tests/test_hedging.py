@@ -377,7 +377,7 @@ def test_evidence_hedging_on_the_real_model_removes_unlikely_categories_only(
     cat_of = {t: int(c) for t, c in zip(rec.tags, rec.scorer.tag_category)}
     plain_m = get_method("profiles_prior:calibrated_hedge=none,evidence_hedge=none")
     hedged_m = get_method("profiles_prior:calibrated_hedge=none,evidence_hedge=0.3")
-    assert METHODS["profiles_prior"].evidence_hedge == 0.3  # the default hedges so, too
+    assert METHODS["profiles_prior"].evidence_hedge is None  # an option since the sixth session
     removed_total = left_total = 0
     for photo in sorted((dataset_path / "test").glob("*.jpg")):
         features, classes = rec.embed_with_classes(photo)
