@@ -20,7 +20,7 @@ from recommender import presentation as pres
 from recommender.breadth import BALANCED_POOL
 from recommender.hashtags import load_blocklist
 from recommender.images import content_hash
-from recommender.model_io import model_version
+from recommender.model_io import model_version, output_problem
 from recommender.paths import default_dataset, default_model
 
 st.set_page_config(
@@ -236,7 +236,10 @@ def no_model_ui(path: Path, error: ModelError) -> None:
     left, right = st.columns(2, gap="large")
     with left, st.container(border=True):
         st.subheader("Build the demo model")
-        if dataset.is_dir():
+        refused = output_problem(path)
+        if refused:
+            st.warning(f"The page will not build here: {pres.escape_markdown(refused)}")
+        elif dataset.is_dir():
             st.markdown(
                 f"From the data set in {pres.escape_markdown(dataset)}: this extracts the "
                 "features of every photo, measures the method on held-out posts and trains "

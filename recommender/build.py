@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, model_io
 from .datasets import Dataset, load_dataset
 from .embedding import dataset_features
 from .engines import DEFAULT_ENGINE, engine_info, get_engine
@@ -201,6 +201,7 @@ def build_model(
     are skipped and counted.
     """
     config = config or BuildConfig()
+    model_io.check_output(out)  # before any work: never build for a folder it cannot write
     start = time.perf_counter()
     dataset = read_stage(data, format)
     feats = embed_stage(

@@ -126,6 +126,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             print(f"A model is already at {args.out}; not rebuilding (drop --skip-existing to).")
             return EXIT_OK
+    from .model_io import check_output
+
+    check_output(args.out)  # before any work, so that nothing is built for a folder refused
     if args.engine == "spark":
         from .spark_engine import get_session
 

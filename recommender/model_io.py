@@ -130,8 +130,47 @@ def _npy_chunks(array: np.ndarray):
         yield block.tobytes()
 
 
-def _is_model_folder(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
+def output_problem(path: str | Path) -> str | None:
+    """Why a model must not be written to ``path``, or None when it may.
+
+    A model may go only where nothing of anyone else's would be lost: a missing or empty
+    folder, or a folder that is this project's model (its manifest names this format and
+    every other entry is a file that manifest lists). A web app's ``manifest.json`` beside
+    someone's files is not a model.
+    """
+    path = Path(path).absolute()
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return f"{path} exists and is not a folder; choose another output path."
+    refuse = (
+        f"{path} is not empty and is not a hashtag recommender model folder "
+        "({}); refusing to write there, since that would delete its files. "
+        "Choose a new or empty folder for the model."
+    )
+    try:
+        entries = {e.name for e in path.iterdir()}
+    except OSError as exc:
+        return f"{path} cannot be listed ({exc.strerror}); choose another output path."
+    if not entries:
+        return None
+    if MANIFEST not in entries:
+        return refuse.format(f"no {MANIFEST}")
+    try:
+        manifest = read_manifest(path)
+    except ModelError:
+        return refuse.format(f"its {MANIFEST} is not this project's")
+    others = sorted(entries - {MANIFEST} - set(manifest["files"]))
+    if others:
+        return refuse.format(f"it also holds {others[0]!r}, which no model writes")
+    return None
+
+
+def check_output(path: str | Path) -> None:
+    """Raise :class:`ModelError` when a model must not be written to ``path``."""
+    problem = output_problem(path)
+    if problem:
+        raise ModelError(problem)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -173,13 +212,7 @@ def write_model(
     ``path`` must not exist, be empty, or already be a model folder.
     """
     path = Path(path).absolute()
-    if path.exists() and not path.is_dir():
-        raise ModelError(f"{path} exists and is not a folder; choose another output path.")
-    if path.is_dir() and any(path.iterdir()) and not _is_model_folder(path):
-        raise ModelError(
-            f"{path} exists, is not empty and is not a model folder; "
-            "refusing to replace it. Choose another output path."
-        )
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(arrays)
     features = arrays.pop("features")

@@ -147,3 +147,43 @@ def check_hedged_is_plain_without(plain, hedged, rec, gone: set[int]) -> int:
         [scores[t] for t in kept[: len(hedged.tags)]], abs=1e-6
     )
     return len(plain.tags) - len(kept)
+
+
+# MDN's example web app manifest (developer.mozilla.org/en-US/docs/Web/Manifest, "Example
+# manifest"): a real `manifest.json` that sits at the top of many people's project folders.
+WEB_APP_MANIFEST = {
+    "name": "HackerWeb",
+    "short_name": "HackerWeb",
+    "start_url": ".",
+    "display": "standalone",
+    "background_color": "#fff",
+    "description": "A readable Hacker News app.",
+    "icons": [{"src": "images/touch/homescreen48.png", "sizes": "48x48", "type": "image/png"}],
+    "related_applications": [
+        {
+            "platform": "play",
+            "url": "https://play.google.com/store/apps/details?id=cheeaun.hackerweb",
+        }
+    ],
+}
+
+
+def someones_project(folder: Path) -> dict[Path, bytes]:
+    """A folder of someone's own work that holds a web app's ``manifest.json``: no build may
+    delete it. Returns every file's bytes, to check that all are still there after."""
+    import json
+
+    files = {
+        folder / "manifest.json": json.dumps(WEB_APP_MANIFEST, indent=2).encode(),
+        folder / "thesis.tex": b"\\documentclass{article}\\begin{document}Mine.\\end{document}\n",
+        folder / "src" / "app.js": b"console.log('hello');\n",
+        folder / "photos" / "keep.txt": b"do not delete\n",
+    }
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def unchanged(files: dict[Path, bytes]) -> bool:
+    return all(p.is_file() and p.read_bytes() == data for p, data in files.items())

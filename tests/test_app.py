@@ -337,6 +337,18 @@ def test_missing_model_and_data_set_explains_the_cli(tmp_path, monkeypatch):
     assert any("python -m recommender build DATA --out MODEL" in c.value for c in at.code)
 
 
+def test_no_build_button_over_someones_folder(tmp_path, monkeypatch):
+    """A web app's manifest.json is not a model: the page must not offer to replace it."""
+    from conftest import someones_project, unchanged
+
+    data = tiny_dataset(tmp_path / "posts")
+    files = someones_project(tmp_path / "site")
+    at = new_page(tmp_path / "site", data, monkeypatch)
+    assert not at.button
+    assert "will not build here" in at.warning[0].value
+    assert unchanged(files)
+
+
 def test_damaged_model_says_so_and_offers_to_rebuild(
     demo_build, dataset_path, tmp_path, monkeypatch
 ):

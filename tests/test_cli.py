@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_photo_manifest
+from conftest import real_photo_manifest, someones_project, unchanged
 from PIL import Image
 
 from recommender import cli
@@ -209,6 +209,21 @@ def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
     code, _, err = run(capsys, *args)
     assert code == 2 and "Traceback" not in err
     assert ": error: " in err.strip().splitlines()[-1]
+
+
+def test_build_refuses_a_folder_with_a_web_app_manifest_before_any_work(
+    small_dataset, tmp_path, capsys, monkeypatch
+):
+    """A folder with someone's ``manifest.json`` was once replaced, everything in it lost."""
+    import recommender.build as build
+
+    files = someones_project(tmp_path / "site")
+    monkeypatch.setattr(build, "read_stage", lambda *a, **k: pytest.fail("worked first"))
+    code, stdout, err = run(capsys, "build", small_dataset, "--out", tmp_path / "site")
+    assert code != 0 and "Traceback" not in err
+    assert "not this project's" in err.strip().splitlines()[-1]
+    assert unchanged(files)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_skip_existing_leaves_a_loadable_model_alone(small_model, small_dataset, capsys):

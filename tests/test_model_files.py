@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import someones_project, unchanged
 
 from recommender import HashtagRecommender, ModelError
 from recommender.datasets import Post
@@ -16,6 +17,7 @@ from recommender.model_io import (
     INDEX,
     MANIFEST,
     THUMBNAILS,
+    output_problem,
     read_model,
     write_model,
 )
@@ -220,11 +222,47 @@ def test_saving_over_a_model_replaces_it_and_refuses_other_folders(saved, tmp_pa
     other = tmp_path / "photos"
     other.mkdir()
     (other / "holiday.jpg").write_bytes(b"precious")
-    with pytest.raises(ModelError, match="refusing to replace"):
+    with pytest.raises(ModelError, match="refusing to write there"):
         rec.save(other)
     assert (other / "holiday.jpg").read_bytes() == b"precious"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_folder_with_a_web_app_manifest_is_not_a_model_and_stays_whole(saved, tmp_path):
+    rec, _ = saved
+    project = tmp_path / "site"
+    files = someones_project(project)
+    with pytest.raises(ModelError, match="not this project's") as err:
+        rec.save(project)
+    assert "\n" not in str(err.value)
+    assert unchanged(files) and sorted(p.name for p in project.iterdir()) == [
+        "manifest.json",
+        "photos",
+        "src",
+        "thesis.tex",
+    ]
+    assert output_problem(project) == str(err.value)
+
+
+def test_a_model_folder_holding_someone_elses_file_is_refused(saved):
+    rec, path = saved
+    (path / "notes.txt").write_text("mine")
+    assert "'notes.txt'" in output_problem(path)
+    with pytest.raises(ModelError, match="notes.txt"):
+        rec.save(path)
+    assert (path / "notes.txt").read_text() == "mine"
+    HashtagRecommender.load(path)  # the model itself is untouched too
+
+
+def test_an_empty_or_missing_folder_or_a_model_may_be_written(saved, tmp_path):
+    _, path = saved
+    (tmp_path / "empty").mkdir()
+    assert output_problem(tmp_path / "empty") is None
+    assert output_problem(tmp_path / "missing") is None
+    assert output_problem(path) is None
+    (tmp_path / "file").write_text("x")
+    assert "not a folder" in output_problem(tmp_path / "file")
 
 
 def test_a_failed_write_leaves_the_previous_model_intact(saved, monkeypatch):
