@@ -16,12 +16,12 @@ import numpy as np
 import streamlit as st
 
 from recommender import HashtagRecommender, ModelError, RecommenderError
-from recommender import presentation as pres
-from recommender.breadth import BALANCED_POOL
-from recommender.hashtags import load_blocklist
-from recommender.images import content_hash
-from recommender.model_io import model_version, output_problem
+from recommender.data.hashtags import load_blocklist
 from recommender.paths import default_dataset, default_model
+from recommender.query.breadth import BALANCED_POOL
+from recommender.store.model_io import model_version, output_problem
+from recommender.ui import presentation as pres
+from recommender.vision.images import content_hash
 
 st.set_page_config(
     page_title="Hashtag recommender",

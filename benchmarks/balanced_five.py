@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.balanced_five [DATA] [--splits 10]
 
 The page pastes 5 hashtags. "Balanced" picks them from the best
-:data:`~recommender.breadth.BALANCED_POOL` as a mix (at most two broad, the rest medium or
-niche, :func:`recommender.breadth.balanced`); "plain" takes the best 5. Both rankings come
+:data:`~recommender.query.breadth.BALANCED_POOL` as a mix (at most two broad, the rest medium or
+niche, :func:`recommender.query.breadth.balanced`); "plain" takes the best 5. Both rankings come
 from the same model trained on each split's training posts (the evaluation's protocol:
 :func:`recommender.evaluation.stratified_splits`, the build's default method at the page's
 default of 5 neighbours, the page's spam filter on). The balanced ranking is the balanced 5
@@ -27,10 +27,10 @@ import numpy as np
 
 from benchmarks.common import DATASET
 from recommender import evaluation
-from recommender.breadth import BALANCED_POOL, BROAD, balanced
-from recommender.hashtags import load_blocklist
-from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import DEFAULT_NEIGHBORS
+from recommender.data.hashtags import load_blocklist
+from recommender.query.breadth import BALANCED_POOL, BROAD, balanced
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.scoring import DEFAULT_NEIGHBORS
 
 PASTED = 5
 
@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--splits", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from recommender.datasets import load_dataset
-    from recommender.embedding import dataset_features
+    from recommender.data.datasets import load_dataset
+    from recommender.engines.embed_stage import dataset_features
 
     start = time.perf_counter()
     config = BuildConfig()

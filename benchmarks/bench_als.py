@@ -55,8 +55,8 @@ def synthetic_matrix(posts: int, zipf: float = 1.0, seed: int = 0):
 
 
 def real_matrix():
-    from recommender.datasets import load_dataset
-    from recommender.hashtag_model import interaction_matrix, tag_vocabulary
+    from recommender.data.datasets import load_dataset
+    from recommender.fit.als import interaction_matrix, tag_vocabulary
 
     post_tags = [p.hashtags for p in load_dataset(DATASET).posts]
     vocab, _ = tag_vocabulary(post_tags)
@@ -64,7 +64,7 @@ def real_matrix():
 
 
 def worker(size: str, zipf: float) -> dict:
-    from recommender.hashtag_model import ALSParams, fit_als
+    from recommender.fit.als import ALSParams, fit_als
 
     matrix = real_matrix() if size == "real" else synthetic_matrix(int(size), zipf)
     before = proc_status("VmRSS")

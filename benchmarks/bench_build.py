@@ -62,7 +62,7 @@ DEFAULT_SECTIONS = ("throughput", "original", "cache", "build", "shards")
 
 
 def dataset_images(root: Path) -> list[Path]:
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
 
     ds = load_dataset(root)
     return [ds.image_path(p) for p in ds.posts if p.image]
@@ -88,7 +88,7 @@ class Ceiling:
 
 
 def run_pipeline(paths, backbone, **options) -> tuple[int, float, float]:
-    from recommender.features import extract_features
+    from recommender.features.pipeline import extract_features
 
     wall, cpu = time.perf_counter(), time.process_time()
     ex = extract_features(paths, backbone, **options)
@@ -143,7 +143,7 @@ def throughput(backbone, paths, workers: list[int], batch_size: int, chunk: int,
 # ----------------------------------------------------------------------------- original
 def original_way(backbone, paths) -> tuple[int, float, float]:
     """One image at a time: decode, resize, ``model.predict`` (as the original project)."""
-    from recommender import images
+    from recommender.vision import images
 
     model = _keras_features(backbone)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -218,7 +218,7 @@ def write_manifest(root: Path, rows: list[tuple[str, str]]) -> None:
 
 def cache_rebuild(tmp: Path, share: float = 0.9) -> list[dict]:
     from recommender.build import build_model
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
 
     ds = load_dataset(DATASET)
     posts = [p for p in ds.posts if p.image]
@@ -261,7 +261,7 @@ def cache_rebuild(tmp: Path, share: float = 0.9) -> list[dict]:
 def features_only(backbone):
     """The forward pass before issue 13: the pooled-features model alone, compiled the same
     way (one traced ``tf.function``, L2-normalised output)."""
-    from recommender import backbones
+    from recommender.vision import backbones
 
     tf, keras = backbones._import_tf()
     full = backbone._keras_model
@@ -283,7 +283,7 @@ class _FeaturesOnly:
 
 def _with_classes(backbone):
     """``extract_features``' backbone, running the combined pass and keeping the top 5."""
-    from recommender.content import top_classes
+    from recommender.vision.content import top_classes
 
     class WithClasses:
         name, input_size, dim = backbone.name, backbone.input_size, backbone.dim
@@ -299,7 +299,7 @@ def _with_classes(backbone):
 
 def classes_cost(backbone, paths, batch_size: int, blocks: int, batches: int,
                  chunk: int) -> list[dict]:
-    from recommender.content import top_classes
+    from recommender.vision.content import top_classes
 
     old = features_only(backbone)
     batch = Ceiling(backbone, batch_size).batch
@@ -396,8 +396,8 @@ def whole_build(backbone, batch_size: int, tmp: Path) -> list[dict]:
 # ------------------------------------------------------------------------------- shards
 def _embed_stage(paths, backbone, batch_size: int, tmp: Path) -> tuple[int, float, float]:
     from recommender.engines import EmbedJob
-    from recommender.features import embed_to_shards
-    from recommender.shards import ShardStore
+    from recommender.features.pipeline import embed_to_shards
+    from recommender.features.shards import ShardStore
 
     store = ShardStore(Path(tempfile.mkdtemp(dir=tmp)), "bench")
     job = EmbedJob(list(paths), store, backbone.name, thumb_size=128, batch_size=batch_size)
@@ -464,9 +464,9 @@ def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) 
 _KILLABLE = """
 import sys
 from pathlib import Path
-from recommender.datasets import load_dataset
-from recommender.embedding import dataset_features
-from recommender.recommender import BuildConfig
+from recommender.data.datasets import load_dataset
+from recommender.engines.embed_stage import dataset_features
+from recommender.query.recommender import BuildConfig
 def progress(stage, done, total):
     print("done", done, total, flush=True)
 dataset_features(load_dataset({data!r}), BuildConfig(), progress=progress, shard_size={size},
@@ -479,9 +479,9 @@ def resume_after_kill(tmp: Path, shard_size: int) -> list[dict]:
     import subprocess
     import sys
 
-    from recommender.datasets import load_dataset
-    from recommender.embedding import dataset_features
-    from recommender.recommender import BuildConfig
+    from recommender.data.datasets import load_dataset
+    from recommender.engines.embed_stage import dataset_features
+    from recommender.query.recommender import BuildConfig
 
     cache = tmp / "resume-cache"
     script = _KILLABLE.format(data=str(DATASET), size=shard_size, cache=str(cache))
@@ -545,8 +545,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="use only the first LIMIT images of the data set")
     args = parser.parse_args(argv)
 
-    from recommender.backbones import get_backbone
-    from recommender.recommender import BuildConfig
+    from recommender.query.recommender import BuildConfig
+    from recommender.vision.backbones import get_backbone
 
     config = BuildConfig()
     batch_size = args.batch_size or config.batch_size

@@ -41,7 +41,7 @@ def synthetic_rows(rows: int, seed: int = 0):
 
 
 def write_all(folder: Path, rows: int) -> dict[str, Path]:
-    from recommender.formats.parquet import write_manifest
+    from recommender.data.formats.parquet import write_manifest
 
     paths = {
         "parquet": folder / "posts.parquet",
@@ -63,8 +63,8 @@ def write_all(folder: Path, rows: int) -> dict[str, Path]:
 def worker(path: str, batch_rows: int) -> dict:
     import pyarrow as pa
 
-    from recommender.datasets import load_dataset
-    from recommender.formats import parquet
+    from recommender.data.datasets import load_dataset
+    from recommender.data.formats import parquet
 
     if batch_rows:
         parquet.BATCH_ROWS = batch_rows
@@ -88,7 +88,7 @@ def vet_worker(folder: str, rows: int) -> dict:
     """Vetting the same image paths: a full ``Path.resolve`` each (what the loaders did
     before) against the builder's check (each folder's real path cached, one ``lstat`` per
     image), on the same paths in the same process."""
-    from recommender.datasets import DatasetBuilder
+    from recommender.data.datasets import DatasetBuilder
 
     root = Path(folder).resolve()
     paths = [image for _, image, _ in synthetic_rows(rows)]

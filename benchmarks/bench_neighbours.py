@@ -9,10 +9,10 @@ queries) and recall@10 against exact float32 search.
 
 Methods
 -------
-exact-f32    recommender.neighbours.ExactIndex over float32 rows (numpy matrix-vector)
+exact-f32    recommender.query.neighbours.ExactIndex over float32 rows (numpy matrix-vector)
 exact-f16    the same over float16 rows (half the memory, converted in chunks)
 flat-f16     faiss IndexScalarQuantizer(fp16): brute force over float16 in faiss' SIMD code
-ivf          recommender.neighbours.IVFIndex as the recommender builds it: faiss IVF with
+ivf          recommender.query.neighbours.IVFIndex as the recommender builds it: faiss IVF with
              RaBitQ codes (1 bit a dimension) + exact re-scoring from float16 rows, for
              several nprobe values
 ivf-sq8      the same with 8-bit SQ8 codes (8x larger, more exact)
@@ -140,7 +140,7 @@ def build_worker(workdir: Path, kind: str, size: int, method: str, threads: int)
     """Build one method's index in this (fresh) process and save it for :func:`serve`."""
     import faiss
 
-    from recommender.neighbours import IVFIndex
+    from recommender.query.neighbours import IVFIndex
 
     faiss.omp_set_num_threads(threads)
     mapped = np.load(data_paths(workdir, kind, size)["vectors"], mmap_mode="r")
@@ -185,7 +185,7 @@ def serve_worker(workdir: Path, kind: str, size: int, method: str, threads: int)
     """Load what a query needs in this (fresh) process, measure its memory and queries."""
     import faiss
 
-    from recommender.neighbours import ExactIndex, IVFIndex
+    from recommender.query.neighbours import ExactIndex, IVFIndex
 
     faiss.omp_set_num_threads(threads)
     paths = data_paths(workdir, kind, size)

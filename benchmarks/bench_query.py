@@ -62,7 +62,7 @@ def big_photo(seed: int = 0) -> bytes:
 
 
 def warm(rec, photos: list[bytes], queries: int) -> list[dict]:
-    from recommender import images
+    from recommender.vision import images
 
     for data in photos[:5]:
         rec.recommend(data)
@@ -135,7 +135,7 @@ def alternating(calls: dict, inputs: list, queries: int) -> dict[str, list[float
 def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) -> list[dict]:
     import dataclasses
 
-    from recommender import images
+    from recommender.vision import images
 
     from .bench_build import features_only
 
@@ -168,7 +168,7 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
 def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     import dataclasses
 
-    from recommender.scoring import METHODS
+    from recommender.query.scoring import METHODS
 
     default = METHODS["profiles_prior"]
     CALIBRATED, SINGLE = default.calibrated_hedge, default.calibrated_single  # noqa: N806

@@ -3,7 +3,7 @@
     python -m benchmarks.bench_scale --images 200000 --posts 600000 [--json]
 
 Input (generated once into ``--workdir``, not measured): synthetic feature shards in the
-embed stage's format (``recommender.shards``: float16 features from ``bench_neighbours``'
+embed stage's format (``recommender.features.shards``: float16 features from ``bench_neighbours``'
 calibrated clustered generator, content hashes, and thumbnails of random bytes the size of
 the demo model's real ones) and synthetic posts (``bench_als``' Zipf generator; the first
 ``--images`` posts have an image, one shard row each).
@@ -64,7 +64,7 @@ def _paths(workdir: Path, images: int, posts: int, shard_size: int) -> dict[str,
 def generate(workdir: Path, images: int, posts: int, shard_size: int) -> dict[str, Path]:
     """Write the shards, the posts' hashtag matrix and held-out queries (once per size)."""
     from recommender.engines import EmbedJob
-    from recommender.shards import ShardStore
+    from recommender.features.shards import ShardStore
 
     paths = _paths(workdir, images, posts, shard_size)
     done = paths["base"] / "complete"
@@ -111,12 +111,12 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
     import scipy.sparse as sp
 
     from recommender.config import BuildConfig
-    from recommender.datasets import Post
+    from recommender.data.datasets import Post
     from recommender.engines import EmbedJob, get_engine
-    from recommender.features import ShardThumbnails, read_shards
-    from recommender.recommender import HashtagRecommender
-    from recommender.shards import ShardStore
-    from recommender.training import fit_model
+    from recommender.features.pipeline import ShardThumbnails, read_shards
+    from recommender.features.shards import ShardStore
+    from recommender.fit.training import fit_model
+    from recommender.query.recommender import HashtagRecommender
 
     paths = _paths(workdir, images, posts, shard_size)
     stages: dict[str, float] = {}

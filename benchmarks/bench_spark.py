@@ -6,14 +6,14 @@ every ratio compares two runs on the same machine at the same time.
 
 embed       Images/s of the Spark embed stage (``mapInPandas``, the local pipeline per task,
             one TensorFlow thread per task) against the local pipeline
-            (:func:`recommender.features.extract_features`, 2 decoding threads, TensorFlow
+            (:func:`recommender.features.pipeline.extract_features`, 2 decoding threads, TensorFlow
             on every core) on the same images: chunks of ``--chunk`` images alternate
             between the two; the median of the per-chunk ratios is the figure (the machine
             is shared, so absolute rates drift). The session is started and every Python
             worker has loaded its backbone before timing starts (a warm-up job); the cold
             first job, worker start-up and backbone load included, is shown apart.
 als         ALS fit time, Spark (``pyspark.ml.recommendation.ALS(implicitPrefs=True)``,
-            mapped as in :mod:`recommender.spark_engine`) against implicit, on the real data
+            mapped as in :mod:`recommender.engines.spark`) against implicit, on the real data
             set's matrix and on bench_als' synthetic Zipf matrices (``--posts``), both with
             ``ALSParams()`` (64 factors, 20 iterations, BM25).
 quality     The evaluation (``recommender.evaluation.evaluate``, 5 stratified splits) of the
@@ -44,7 +44,7 @@ SECTIONS = ("embed", "als", "quality")
 
 
 def _paths(limit: int | None) -> list[str]:
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
 
     ds = load_dataset(DATASET)
     paths = [str(ds.image_path(p)) for p in ds.posts if p.image]
@@ -53,9 +53,9 @@ def _paths(limit: int | None) -> list[str]:
 
 # -------------------------------------------------------------------------------- embed
 def embed_worker(master: str, images: int | None, chunk: int) -> dict:
-    from recommender import spark_engine as se
-    from recommender.backbones import get_backbone
-    from recommender.features import extract_features
+    from recommender.engines import spark as se
+    from recommender.features.pipeline import extract_features
+    from recommender.vision.backbones import get_backbone
 
     paths = _paths(images)
     spark = se.get_session(master)
@@ -107,8 +107,8 @@ def _matrix(size: str):
 
 
 def als_worker(master: str, size: str) -> dict:
-    from recommender import spark_engine as se
-    from recommender.hashtag_model import ALSParams, fit_als
+    from recommender.engines import spark as se
+    from recommender.fit.als import ALSParams, fit_als
 
     matrix = _matrix(size)
     params = ALSParams()
@@ -133,12 +133,12 @@ def als_worker(master: str, size: str) -> dict:
 
 # ------------------------------------------------------------------------------ quality
 def quality_worker(master: str, splits: int) -> dict:
-    from recommender import spark_engine as se
-    from recommender import training
     from recommender.build import dataset_features
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
+    from recommender.engines import spark as se
     from recommender.evaluation import Candidate, evaluate, image_keys, stratified_splits
-    from recommender.recommender import BuildConfig
+    from recommender.fit import training
+    from recommender.query.recommender import BuildConfig
 
     config = BuildConfig()
     dataset = load_dataset(DATASET)

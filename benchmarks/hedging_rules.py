@@ -6,7 +6,7 @@ test and probe posts), the default method's scores (its default neighbours, with
 content term) are computed once for every held-out image, then each rule filters them.
 Rules:
 
-- ``margin=m``: :func:`recommender.hedging.hedge_mask`, what ``Method.category_margin``
+- ``margin=m``: :func:`recommender.query.hedging.hedge_mask`, what ``Method.category_margin``
   does: keep a category's tags only if its best tag scores within ``m`` of the best
   category tag;
 - ``probe=t``: what the image features say about the category: a ridge regression from
@@ -21,14 +21,14 @@ Rules:
   training post with an image; keep a category only if that probability is at least ``t``;
 - ``nb=a``: neighbour agreement: keep a category only if more than a share ``a`` of the 50
   nearest training images' posts carry one of its tags;
-- ``evidence=t/a``: :func:`recommender.hedging.evidence_hedge_mask`, what
+- ``evidence=t/a``: :func:`recommender.query.hedging.evidence_hedge_mask`, what
   ``Method.evidence_hedge=t,evidence_agreement=a`` does (the default's rule): remove a
   category whose search tag's image prior is below ``t`` and that at most a share ``a`` of
   the query's neighbours carry (a single-tag category: none of them); it needs nothing the
   model does not already hold;
-- ``calibrated=t/s``: :func:`recommender.hedging.calibrated_hedge_mask`, what
+- ``calibrated=t/s``: :func:`recommender.query.hedging.calibrated_hedge_mask`, what
   ``Method.calibrated_hedge=t,calibrated_single=s`` does: remove a category when the
-  model's calibration (:mod:`recommender.calibration`, fitted at build time on the
+  model's calibration (:mod:`recommender.fit.calibration`, fitted at build time on the
   training images) gives a post like this one less than ``t`` probability of carrying one
   of its forms (a single-tag category: less than ``s``);
 - ``x&y``: remove a category only if every part says so; ``x|y``: if either does (a
@@ -54,8 +54,8 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from recommender.blas import serial_blas
-from recommender.datasets import load_dataset
-from recommender.embedding import dataset_features
+from recommender.data.datasets import load_dataset
+from recommender.engines.embed_stage import dataset_features
 from recommender.evaluation import (
     beyond_category,
     hit_rate_at_k,
@@ -66,8 +66,9 @@ from recommender.evaluation import (
     recall_at_k,
     stratified_splits,
 )
-from recommender.hashtag_model import fit_image_prior
-from recommender.hedging import (
+from recommender.fit.als import fit_image_prior
+from recommender.paths import default_dataset
+from recommender.query.hedging import (
     WIDE_NEIGHBOURS,
     calibrated_hedge_mask,
     category_forms,
@@ -76,9 +77,8 @@ from recommender.hedging import (
     evidence_hedge_mask,
     hedge_mask,
 )
-from recommender.paths import default_dataset
-from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import DEFAULT_NEIGHBORS, get_method, neighbour_weights, top_k
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.scoring import DEFAULT_NEIGHBORS, get_method, neighbour_weights, top_k
 
 RULES = (
     ["none"]

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from recommender.paths import default_dataset, default_model
-    from recommender.presentation import example_photos
+    from recommender.ui.presentation import example_photos
 
     model = (args.model or default_model()).resolve()
     photos = example_photos(args.photos or default_dataset() / "test")

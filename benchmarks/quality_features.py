@@ -36,16 +36,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recommender import backbones, images  # noqa: E402
-from recommender.datasets import load_dataset  # noqa: E402
-from recommender.embedding import dataset_features  # noqa: E402
+from recommender.data.datasets import load_dataset  # noqa: E402
+from recommender.engines.embed_stage import dataset_features  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     Candidate,
     evaluate,
     image_keys,
     stratified_splits,
 )
-from recommender.recommender import BuildConfig  # noqa: E402
+from recommender.query.recommender import BuildConfig  # noqa: E402
+from recommender.vision import backbones, images  # noqa: E402
 
 DATA = "/work/shared/datasets/instagram-2019"
 CACHE = Path("/tmp/quality_features")

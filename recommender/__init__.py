@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from recommender.errors import (  # noqa: E402
     BackboneError,
     ConfigError,
     DatasetError,
@@ -40,7 +40,7 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy so that `import recommender` and `python -m recommender --help` stay fast.
     if name in ("HashtagRecommender", "Recommendation", "BuildConfig"):
-        from . import recommender as _r
+        from recommender.query import recommender as _r
 
         return getattr(_r, name)
     raise AttributeError(f"module 'recommender' has no attribute {name!r}")

@@ -6,6 +6,6 @@ import sys
 # TensorFlow's start-up chatter hides the output users came for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .cli import main  # noqa: E402
+from recommender.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -2,17 +2,18 @@
 
 ``build_model`` runs, in order (each stage is a function here, tested on its own):
 
-1. :func:`read_stage` -- the data set to a posts table (:class:`~recommender.datasets.Dataset`);
+1. :func:`read_stage` -- the data set to a posts table
+   (:class:`~recommender.data.datasets.Dataset`);
 2. :func:`embed_stage` -- images to feature shards in the feature store, read back as one
-   float16 memory map (:func:`recommender.embedding.dataset_features`);
+   float16 memory map (:func:`recommender.engines.embed_stage.dataset_features`);
 3. :func:`fit_stage` -- ALS, single-tag profiles and the image prior, streaming over the
-   features (:func:`recommender.training.fit_model`);
+   features (:func:`recommender.fit.training.fit_model`);
 4. :func:`index_and_write_stage` -- the neighbour index and the model folder, atomically.
 
 The engine (``local`` or one registered in :mod:`recommender.engines`) runs the embed
 stage and the ALS fit. Progress: ``progress(stage, done, total)`` with the stages
 ``features``, ``evaluate``, ``als``, ``prior`` and ``write`` (see
-:data:`recommender.presentation.BUILD_STAGES`).
+:data:`recommender.ui.presentation.BUILD_STAGES`).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, model_io
-from .datasets import Dataset, load_dataset
-from .embedding import dataset_features
-from .engines import DEFAULT_ENGINE, engine_info, get_engine
-from .errors import DatasetError
-from .features import BuildProgress, DatasetFeatures
-from .model_arrays import ModelParts
-from .recommender import BuildConfig, HashtagRecommender
-from .training import fit_model
+from recommender import __version__
+from recommender.data.datasets import Dataset, load_dataset
+from recommender.engines import DEFAULT_ENGINE, engine_info, get_engine
+from recommender.engines.embed_stage import dataset_features
+from recommender.errors import DatasetError
+from recommender.features.pipeline import BuildProgress, DatasetFeatures
+from recommender.fit.training import fit_model
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.store import model_io
+from recommender.store.arrays import ModelParts
 
 __all__ = [
     "BuildProgress",
@@ -116,7 +118,7 @@ def index_and_write_stage(
 
     Progress: ``("write", 0, 2)`` before the index, ``1`` once it is built, ``2`` written;
     between the last two, ``("calibrate", done, total)`` while calibrated hedging queries
-    its sample of images (:mod:`recommender.calibration`).
+    its sample of images (:mod:`recommender.fit.calibration`).
     """
     step = _stage(progress, "write") or (lambda _done, _total: None)
     step(0, 2)
@@ -140,7 +142,7 @@ def _evaluation_summary(
     splits: int,
     progress: BuildProgress | None,
 ) -> dict[str, Any]:
-    from .evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate, image_keys
+    from recommender.evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate, image_keys
 
     start = time.perf_counter()
     candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
@@ -194,7 +196,7 @@ def build_model(
     stores the summary in the manifest under ``"evaluation"``, each method's figures
     (:data:`SUMMARY_METRICS`) under ``"evaluation"]["methods"][name]``. ``engine`` names
     who embeds and fits (:mod:`recommender.engines`); ``shard_size`` is the images per
-    feature shard (:data:`recommender.shards.DEFAULT_SHARD_SIZE`).
+    feature shard (:data:`recommender.features.shards.DEFAULT_SHARD_SIZE`).
 
     Returns the recommender and a summary (counts, problems, timings). A data set with
     nothing usable raises :class:`~recommender.errors.DatasetError`; bad records and images

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ImageError, RecommenderError
-from .paths import default_dataset, default_model
+from recommender.errors import ConfigError, ImageError, RecommenderError
+from recommender.paths import default_dataset, default_model
 
 EXIT_OK, EXIT_ERROR = 0, 1
 MAX_SEED = 2**32 - 1
@@ -42,8 +42,8 @@ def int_in_range(lo: int, hi: int | None = None):
 
 def method_name(text: str) -> str:
     """An argparse ``type=``: a registered scoring method, or a variant of one
-    (``name:field=value,...``, see :func:`recommender.scoring.get_method`)."""
-    from .scoring import get_method
+    (``name:field=value,...``, see :func:`recommender.query.scoring.get_method`)."""
+    from recommender.query.scoring import get_method
 
     try:
         get_method(text)
@@ -112,12 +112,12 @@ def _progress_bar(disable: bool):
 
 # ---------------------------------------------------------------------- build
 def cmd_build(args: argparse.Namespace) -> int:
-    from .build import build_model
-    from .hashtag_model import ALSParams
-    from .recommender import BuildConfig
+    from recommender.build import build_model
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import BuildConfig
 
     if args.skip_existing:
-        from .model_io import read_model
+        from recommender.store.model_io import read_model
 
         try:
             read_model(args.out)
@@ -126,11 +126,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             print(f"A model is already at {args.out}; not rebuilding (drop --skip-existing to).")
             return EXIT_OK
-    from .model_io import check_output
+    from recommender.store.model_io import check_output
 
     check_output(args.out)  # before any work, so that nothing is built for a folder refused
     if args.engine == "spark":
-        from .spark_engine import get_session
+        from recommender.engines.spark import get_session
 
         get_session(args.spark_master)  # the engine's stages use this session
     elif args.spark_master:
@@ -229,9 +229,9 @@ def recommendation_rows(image: str, result=None, error: str = "") -> list[dict[s
 def cmd_recommend(args: argparse.Namespace) -> int:
     import csv
 
-    from .hashtags import load_blocklist
-    from .presentation import left_out_line, network_sees
-    from .recommender import EMBED_BATCH, HashtagRecommender
+    from recommender.data.hashtags import load_blocklist
+    from recommender.query.recommender import EMBED_BATCH, HashtagRecommender
+    from recommender.ui.presentation import left_out_line, network_sees
 
     fmt = "json" if args.json else args.format
     rec = HashtagRecommender.load(args.model)
@@ -289,15 +289,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import (
+    from recommender.data.hashtags import load_blocklist
+    from recommender.evaluation import (
         POPULARITY,
         candidate,
         default_candidates,
         evaluate_dataset,
         plot_recall_curves,
     )
-    from .hashtags import load_blocklist
-    from .recommender import BuildConfig
+    from recommender.query.recommender import BuildConfig
 
     method = args.method
     if args.compare:
@@ -351,8 +351,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model_io import folder_size
-    from .recommender import HashtagRecommender
+    from recommender.query.recommender import HashtagRecommender
+    from recommender.store.model_io import folder_size
 
     rec = HashtagRecommender.load(args.model)
     info = rec.info()
@@ -411,17 +411,17 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES, DEFAULT_BACKBONE
-    from .datasets import FORMATS
-    from .hashtag_model import WEIGHTINGS, ALSParams
-    from .recommender import (
+    from recommender.data.datasets import FORMATS
+    from recommender.fit.als import WEIGHTINGS, ALSParams
+    from recommender.query.recommender import (
         BATCH_SIZE_RANGE,
         MAX_HASHTAGS,
         MAX_NEIGHBORS,
         THUMB_SIZE_RANGE,
         WORKERS_RANGE,
     )
-    from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS
+    from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS
+    from recommender.vision.backbones import BACKBONES, DEFAULT_BACKBONE
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
         f"{', '.join(sorted(METHODS))}, or a variant name:field=value,... "
@@ -497,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int_in_range(*WORKERS_RANGE), default=2, help="image decoding threads"
     )
     b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
-    from .engines import DEFAULT_ENGINE, ENGINES
-    from .shards import DEFAULT_SHARD_SIZE
+    from recommender.engines import DEFAULT_ENGINE, ENGINES
+    from recommender.features.shards import DEFAULT_SHARD_SIZE
 
     b.add_argument(
         "--engine",
@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
-    from .evaluation import DEFAULT_SPLITS, DEFAULT_TEST_FRACTION
+    from recommender.evaluation import DEFAULT_SPLITS, DEFAULT_TEST_FRACTION
 
     e = sub.add_parser(
         "evaluate",

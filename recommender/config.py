@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .backbones import DEFAULT_BACKBONE
-from .errors import ConfigError
-from .hashtag_model import ALSParams
-from .scoring import DEFAULT_METHOD, get_method
+from recommender.errors import ConfigError
+from recommender.fit.als import ALSParams
+from recommender.query.scoring import DEFAULT_METHOD, get_method
+from recommender.vision.backbones import DEFAULT_BACKBONE
 
 # Accepted ranges (inclusive) of BuildConfig's numbers; the CLI's options check the same.
 THUMB_SIZE_RANGE = (16, 1024)

@@ -57,7 +57,7 @@ def spark_session():
     """One local[2] SparkSession for the whole run (quiet: Spark's output goes to its log
     file); skipped without pyspark or Java, failed instead under HASHTAG_REQUIRE_SPARK=1."""
     try:
-        from recommender import spark_engine
+        from recommender.engines import spark as spark_engine
 
         spark_engine.require_pyspark()
         if not spark_engine._java_available():

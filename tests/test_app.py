@@ -19,8 +19,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from recommender import HashtagRecommender
-from recommender import presentation as pres
-from recommender.hashtags import load_blocklist
+from recommender.data.hashtags import load_blocklist
+from recommender.ui import presentation as pres
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CARD = re.compile(r"^\*\*(\d+)\.\*\* similarity (\d\.\d{3}) · weight (\d+)%$")
@@ -389,8 +389,8 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
 ):
     """A rebuild while the server runs: the next run shows the new model and says so."""
     from recommender.build import build_model
-    from recommender.hashtag_model import ALSParams
-    from recommender.recommender import BuildConfig
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(als=ALSParams(factors=4, iterations=2))
     data = tiny_dataset(tmp_path / "posts")
@@ -520,7 +520,7 @@ def test_every_suggestion_carries_a_tier_label(page, demo_model, expected):
 
 
 def test_balanced_five_pastes_a_mix(page, demo_model, photos):
-    from recommender.breadth import BALANCED_POOL, balanced
+    from recommender.query.breadth import BALANCED_POOL, balanced
 
     page.pills[0].set_value("nature").run()
     plain = top_block(page)

@@ -13,15 +13,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from recommender import torch_weights
-from recommender.backbones import (
+from recommender.errors import BackboneError
+from recommender.vision import torch_weights
+from recommender.vision.backbones import (
     BACKBONES,
     DEFAULT_BACKBONE,
     REGISTRY,
     get_backbone,
     weights_installed,
 )
-from recommender.errors import BackboneError
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug

@@ -12,7 +12,7 @@ import pytest
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 from recommender.blas import serial_blas  # noqa: E402
-from recommender.hashtag_model import ALSParams, fit_als, interaction_matrix  # noqa: E402
+from recommender.fit.als import ALSParams, fit_als, interaction_matrix  # noqa: E402
 
 
 def blas_threads() -> set[int]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from recommender.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced, breadth_from_counts
+from recommender.query.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced, breadth_from_counts
 
 
 def slow_tiers(counts: list[int], broad: float, medium: float) -> list[str]:

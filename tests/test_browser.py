@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from recommender.hashtags import load_blocklist
-from recommender.presentation import N_DEFAULT, hashtag_line
+from recommender.data.hashtags import load_blocklist
+from recommender.ui.presentation import N_DEFAULT, hashtag_line
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from recommender import DatasetError, HashtagRecommender
 from recommender.build import build_model
-from recommender.hashtag_model import ALSParams
-from recommender.recommender import BuildConfig
+from recommender.fit.als import ALSParams
+from recommender.query.recommender import BuildConfig
 
 
 def _photo(path, colour, seed):
@@ -110,8 +110,8 @@ def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path,
     preprocessing differ from the installed backbone's is refused when it would embed."""
     import json
 
-    from recommender import backbones
     from recommender.errors import ModelError
+    from recommender.vision import backbones
 
     model = tmp_path / "model"
     config = BuildConfig(als=ALSParams(factors=4, iterations=2))
@@ -153,9 +153,10 @@ def test_the_stored_evaluation_is_the_one_evaluate_gives(
     those of `evaluate` on the same splits."""
     from conftest import real_photo_manifest
 
-    from recommender import content, evaluation
+    from recommender import evaluation
     from recommender.build import SUMMARY_METRICS
     from recommender.evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate_dataset
+    from recommender.vision import content
 
     data = real_photo_manifest(dataset_path, tmp_path / "posts", 10)
     seen = []

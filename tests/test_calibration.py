@@ -12,7 +12,9 @@ from conftest import check_hedged_is_plain_without
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.calibration import (
+from recommender.errors import ConfigError, ModelError, RecommenderError
+from recommender.fit.als import fit_image_prior
+from recommender.fit.calibration import (
     CALIBRATION_IMAGES,
     DUPLICATE_SIMILARITY,
     DUPLICATE_SLACK,
@@ -21,9 +23,7 @@ from recommender.calibration import (
     calibration_sample,
     fit_calibration,
 )
-from recommender.errors import ConfigError, ModelError, RecommenderError
-from recommender.hashtag_model import fit_image_prior
-from recommender.hedging import (
+from recommender.query.hedging import (
     EVIDENCE_FEATURES,
     NEIGHBOUR_FEATURES,
     WIDE_NEIGHBOURS,
@@ -31,8 +31,8 @@ from recommender.hedging import (
     category_forms,
     evidence_features,
 )
-from recommender.recommender import HashtagRecommender
-from recommender.scoring import METHODS, Method, get_method, neighbour_weights
+from recommender.query.recommender import HashtagRecommender
+from recommender.query.scoring import METHODS, Method, get_method, neighbour_weights
 
 
 def test_the_prior_leverage_gives_the_exact_leave_one_out_prediction():

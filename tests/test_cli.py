@@ -283,7 +283,7 @@ def test_evaluate_prints_a_table_writes_json_and_a_plot(small_dataset, tmp_path,
 
 def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, dataset_path, capsys):
     from recommender import cli
-    from recommender.hashtags import load_blocklist
+    from recommender.data.hashtags import load_blocklist
 
     photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
     bad = dataset_path / "README.md"  # not an image
@@ -314,7 +314,7 @@ def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, datase
 
 def test_recommend_many_images_shows_progress_on_stderr(demo_build, dataset_path, capsys):
     from recommender import cli
-    from recommender.recommender import EMBED_BATCH
+    from recommender.query.recommender import EMBED_BATCH
 
     photos = sorted((dataset_path / "test").glob("*.jpg"))
     images = [str(photos[i % len(photos)]) for i in range(EMBED_BATCH + 3)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender import content
 from recommender.errors import BackboneError, ConfigError
+from recommender.vision import content
 
 TABLE = content.class_hashtags()
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from recommender.datasets import FORMATS, Dataset, Post, load_dataset
+from recommender.data.datasets import FORMATS, Dataset, Post, load_dataset
 from recommender.errors import DatasetError
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from recommender import images
-from recommender.datasets import FORMATS, format_names, layouts_table, load_dataset
-from recommender.formats import SamplePost, registry
-from recommender.hashtags import normalize_tags
+from recommender.data.datasets import FORMATS, format_names, layouts_table, load_dataset
+from recommender.data.formats import SamplePost, registry
+from recommender.data.hashtags import normalize_tags
+from recommender.vision import images
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -116,16 +116,16 @@ def test_readme_table_is_the_registry():
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     assert "\n".join(lines[start:end]) == layouts_table(), (
         "README.md's table of layouts is out of date; replace it with the output of "
-        "python -c 'from recommender.datasets import layouts_table; print(layouts_table())'"
+        "python -c 'from recommender.data.datasets import layouts_table; print(layouts_table())'"
     )
     assert all(f"`{name}`" in layouts_table() for name in format_names())
 
 
 def test_each_module_of_the_package_is_one_layout():
-    """Adding a layout is adding one file: every module in recommender/formats/ is found."""
-    import recommender.formats
+    """Adding a layout is adding one file: every module in recommender/data/formats/ is found."""
+    import recommender.data.formats
 
-    folder = Path(recommender.formats.__file__).parent
+    folder = Path(recommender.data.formats.__file__).parent
     modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
     found = {f.load.__module__.rsplit(".", 1)[1] for f in registry().values()}
     assert found == modules and len(found) == len(registry())

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from recommender import images
-from recommender.datasets import load_dataset
+from recommender.data.datasets import load_dataset
+from recommender.data.formats.instagram_export import fix_text
 from recommender.errors import DatasetError, ImageError
-from recommender.formats.instagram_export import fix_text
+from recommender.vision import images
 
 
 def jpeg_bytes(color, size=(80, 60)) -> bytes:
@@ -304,7 +304,7 @@ class MeanColour:
 
 
 def test_feature_extraction_reads_the_zip_members(zipped, unpacked):
-    from recommender.features import extract_features
+    from recommender.features.pipeline import extract_features
 
     results = []
     for path in (zipped, unpacked):
@@ -322,8 +322,8 @@ def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_d
     """What the data scientist does: build from their export as Instagram sent it."""
     from recommender import HashtagRecommender
     from recommender.build import build_model
-    from recommender.hashtag_model import ALSParams
-    from recommender.recommender import BuildConfig
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(als=ALSParams(factors=4, iterations=2))
     _rec, summary = build_model(zipped, tmp_path / "model", config)

@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recommender import images
-from recommender.datasets import load_dataset
+from recommender.data.datasets import load_dataset
+from recommender.data.formats import parquet
 from recommender.errors import DatasetError, ImageError
-from recommender.formats import parquet
+from recommender.vision import images
 
 
 def jpeg(path, color=(10, 120, 200)):

@@ -17,14 +17,14 @@ import pytest
 from conftest import flat_photos
 from PIL import Image
 
-from recommender import feature_store
 from recommender.config import BuildConfig
-from recommender.datasets import load_dataset
-from recommender.embedding import dataset_features
+from recommender.data.datasets import load_dataset
 from recommender.engines import EmbedJob, LocalEngine, get_engine
+from recommender.engines.embed_stage import dataset_features
 from recommender.errors import ConfigError
-from recommender.features import embed_to_shards
-from recommender.shards import ShardStore
+from recommender.features import store as feature_store
+from recommender.features.pipeline import embed_to_shards
+from recommender.features.shards import ShardStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,8 +131,8 @@ sys.path.insert(0, {repo!r})
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_embed_stage import MeanColour, _job
-from recommender.features import embed_to_shards
-from recommender.shards import ShardStore
+from recommender.features.pipeline import embed_to_shards
+from recommender.features.shards import ShardStore
 paths = sorted(Path({img!r}).glob("*.jpg"))
 store = ShardStore({store!r}, "k")
 def progress(done, total):
@@ -311,14 +311,14 @@ def test_a_failed_shard_write_keeps_the_earlier_shards(tmp_path, monkeypatch):
 
 
 def test_the_embed_stage_keeps_the_top_classes_of_the_same_forward_pass(tmp_path):
-    from recommender.content import TopClasses
+    from recommender.vision.content import TopClasses
 
     ds = _dataset(tmp_path)
     cache = tmp_path / "cache"
     head = MeanColourHead()
     feats = dataset_features(ds, BuildConfig(), backbone=head, cache_dir=cache, shard_size=5)
     assert sum(head.calls) == 12  # one pass per image, features and classes together
-    from recommender.images import load_for_model
+    from recommender.vision.images import load_for_model
 
     good = [(p, r) for p, r in zip(ds.posts, feats.image_rows, strict=True) if r >= 0]
     rows = [r for _, r in good]
@@ -356,7 +356,7 @@ def test_shards_without_classes_are_embedded_again_for_a_backbone_with_a_head(tm
 def test_the_store_key_names_the_shard_format(tmp_path):
     """Code that writes shards of another format version uses another folder, so two
     versions running at once never rewrite each other's shards."""
-    from recommender.shards import SHARD_VERSION
+    from recommender.features.shards import SHARD_VERSION
 
     key = feature_store.store_key(MeanColour(), 128)
     assert key.endswith(f"-s{SHARD_VERSION}")

@@ -15,9 +15,9 @@ from conftest import copy_real_photos
 from PIL import Image
 
 from recommender.engines import ENGINES, EmbedJob, get_engine
-from recommender.features import extract_features
-from recommender.hashtag_model import ALSParams
-from recommender.shards import ShardStore
+from recommender.features.pipeline import extract_features
+from recommender.features.shards import ShardStore
+from recommender.fit.als import ALSParams
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def photos(tmp_path_factory, dataset_path):
 
 @pytest.fixture(scope="module")
 def reference(photos):
-    from recommender.backbones import get_backbone
+    from recommender.vision.backbones import get_backbone
 
     return extract_features(photos, get_backbone(), thumb_size=32)
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recommender.datasets import Post
+from recommender.data.datasets import Post
 from recommender.errors import ConfigError, DatasetError, FitError, RecommenderError
-from recommender.hashtag_model import ALSParams, fit_als, interaction_matrix
-from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import Method, get_method
+from recommender.fit.als import ALSParams, fit_als, interaction_matrix
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.scoring import Method, get_method
 
 
 def test_fit_error_is_a_recommender_error_importable_where_it_was():
-    from recommender.hashtag_model import FitError as where_it_was
+    from recommender.fit.als import FitError as where_it_was
 
     assert where_it_was is FitError
     assert issubclass(FitError, RecommenderError) and not issubclass(FitError, RuntimeError)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.content import TopClasses
-from recommender.datasets import Post
+from recommender.data.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
     ORIGINAL_ALS,
@@ -39,9 +38,10 @@ from recommender.evaluation import (
     stratified_splits,
     unseen_share,
 )
-from recommender.hashtag_model import ALSParams
-from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import DEFAULT_NEIGHBORS, METHODS
+from recommender.fit.als import ALSParams
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
+from recommender.vision.content import TopClasses
 
 
 # ------------------------------------------------------------- slow references
@@ -389,10 +389,10 @@ def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
 def test_default_beats_popularity_and_the_original_on_the_real_data(
     dataset_path, feature_cache_dir
 ):
-    from recommender.datasets import load_dataset
-    from recommender.embedding import dataset_features
+    from recommender.data.datasets import load_dataset
+    from recommender.engines.embed_stage import dataset_features
     from recommender.evaluation import ORIGINAL_ALS, image_keys
-    from recommender.scoring import DEFAULT_METHOD
+    from recommender.query.scoring import DEFAULT_METHOD
 
     config = BuildConfig()
     dataset = load_dataset(dataset_path)

@@ -8,7 +8,7 @@ import pytest
 from conftest import flat_colour, flat_photos
 from PIL import Image
 
-from recommender.features import extract_features
+from recommender.features.pipeline import extract_features
 
 
 class MeanColour:
@@ -75,8 +75,8 @@ def test_no_sources_give_an_empty_result():
 
 
 def test_the_fast_thumbnail_looks_like_the_reference_one():
-    from recommender import images
-    from recommender.features import _thumbnail
+    from recommender.features.pipeline import _thumbnail
+    from recommender.vision import images
 
     y, x = np.mgrid[0:480, 0:640]
     pixels = np.stack([x * 255 // 640, y * 255 // 480, (x + y) * 255 // 1120], -1)

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.errors import DatasetError
-from recommender.hashtags import (
+from recommender.data.hashtags import (
     BLOCKLIST_PATH,
     TagStats,
     extract_hashtags,
@@ -17,6 +16,7 @@ from recommender.hashtags import (
     normalize_tag,
     normalize_tags,
 )
+from recommender.errors import DatasetError
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from conftest import check_hedged_is_plain_without
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.datasets import Post
+from recommender.data.datasets import Post
 from recommender.errors import BackboneError, ConfigError
-from recommender.hashtag_model import ALSParams
-from recommender.hedging import (
+from recommender.fit.als import ALSParams
+from recommender.query.hedging import (
     category_forms,
     class_categories,
     evidence_hedge_mask,
@@ -22,8 +22,8 @@ from recommender.hedging import (
     single_tag_categories,
     tag_categories,
 )
-from recommender.recommender import BuildConfig, HashtagRecommender
-from recommender.scoring import METHODS, get_method
+from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.scoring import METHODS, get_method
 
 
 def test_category_forms_are_the_plain_singulars():
@@ -158,7 +158,7 @@ def test_hedging_removes_category_tags_and_changes_no_score(category_model, marg
 
 
 def test_a_hedged_method_is_saved_and_restored_with_its_margin():
-    from recommender.scoring import Method
+    from recommender.query.scoring import Method
 
     for name in ("profiles_prior:category_margin=0.3", "profiles_prior"):
         method = get_method(name)
@@ -287,7 +287,7 @@ def test_head_hedging_removes_unseen_categories_and_changes_no_score(head_model)
 
 
 def test_a_head_hedged_method_is_saved_and_restored():
-    from recommender.scoring import Method
+    from recommender.query.scoring import Method
 
     both = "profiles_prior:head_hedge=0.5,category_margin=1,head_hedge_unnamed=true"
     for name in ("profiles_prior:head_hedge=0.5", both):
@@ -309,7 +309,7 @@ def test_a_head_hedged_method_is_saved_and_restored():
 
 
 def test_an_evidence_hedged_method_is_saved_restored_and_checked():
-    from recommender.scoring import Method
+    from recommender.query.scoring import Method
 
     method = get_method("profiles_prior:evidence_hedge=0.5,evidence_agreement=0.2")
     assert (method.evidence_hedge, method.evidence_agreement) == (0.5, 0.2)

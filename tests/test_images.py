@@ -1,4 +1,4 @@
-"""Tests for recommender.images: hostile input is refused cleanly, odd images decode right.
+"""Tests for recommender.vision.images: hostile input is refused cleanly, odd images decode right.
 
 Every fixture is made here with Pillow (or, for the decompression bomb, by hand).
 """
@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFile
 
-from recommender import images
 from recommender.errors import ImageError, RecommenderError
-from recommender.images import (
+from recommender.vision import images
+from recommender.vision.images import (
     content_hash,
     decode_thumbnail,
     load_for_model,

@@ -113,14 +113,16 @@ def test_the_checker_finds_a_lazy_cycle():
 
 
 def test_the_checker_resolves_relative_imports():
-    assert _resolve("recommender.formats.parquet", False, 2, "records") == "recommender.records"
-    assert _resolve("recommender.formats", True, 1, "manifest") == "recommender.formats.manifest"
+    parquet = _resolve("recommender.data.formats.parquet", False, 2, "records")
+    assert parquet == "recommender.data.records"
+    manifest = _resolve("recommender.data.formats", True, 1, "manifest")
+    assert manifest == "recommender.data.formats.manifest"
     assert _resolve("recommender.cli", False, 1, None) == "recommender"
 
 
 def test_package_imports_run_one_way():
     graph = import_graph()
-    assert "recommender.datasets" in graph and graph["recommender.cli"]
+    assert "recommender.data.datasets" in graph and graph["recommender.cli"]
     cycles = find_cycles(graph)
     assert not cycles, "import cycles in recommender/ (one cycle per tangle; break every edge "
     "that points back): " + "; ".join(" -> ".join(cycle) for cycle in cycles)

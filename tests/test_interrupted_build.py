@@ -43,7 +43,7 @@ def test_killed_while_writing_the_files(demo_build, tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, time
-        import recommender.model_io as mio
+        import recommender.store.model_io as mio
         from recommender import HashtagRecommender
         original = mio._write_stream
         def slow(folder, name, pieces):

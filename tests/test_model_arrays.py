@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recommender.errors import ModelError
-from recommender.model_arrays import ModelArrays, ModelParts, read_parts, write_parts
+from recommender.store.arrays import ModelArrays, ModelParts, read_parts, write_parts
 
 
 def _arrays(n: int = 4, t: int = 3, d: int = 5) -> ModelArrays:

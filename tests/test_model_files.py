@@ -8,9 +8,10 @@ import pytest
 from conftest import someones_project, unchanged
 
 from recommender import HashtagRecommender, ModelError
-from recommender.datasets import Post
-from recommender.hashtag_model import ALSParams
-from recommender.model_io import (
+from recommender.data.datasets import Post
+from recommender.fit.als import ALSParams
+from recommender.query.recommender import BuildConfig
+from recommender.store.model_io import (
     ARRAYS,
     FEATURES,
     FORMAT_VERSION,
@@ -21,7 +22,6 @@ from recommender.model_io import (
     read_model,
     write_model,
 )
-from recommender.recommender import BuildConfig
 
 
 def tiny_model() -> HashtagRecommender:
@@ -81,7 +81,7 @@ def test_round_trip_gives_identical_results(saved):
 
 def test_a_version_1_model_still_loads_and_answers_the_same(saved, tmp_path):
     """Version 1 kept the features in arrays.npz and the thumbnails in thumbnails.npz."""
-    from recommender.model_io import _write_npz, _write_stream
+    from recommender.store.model_io import _write_npz, _write_stream
 
     rec, path = saved
     old = tmp_path / "v1"
@@ -268,7 +268,7 @@ def test_an_empty_or_missing_folder_or_a_model_may_be_written(saved, tmp_path):
 def test_a_failed_write_leaves_the_previous_model_intact(saved, monkeypatch):
     rec, path = saved
     before = (path / ARRAYS).read_bytes()
-    import recommender.model_io as mio
+    import recommender.store.model_io as mio
 
     def explode(*_a, **_k):
         raise OSError("disk full")
@@ -289,8 +289,8 @@ def _edit_manifest(path, edit) -> None:
 
 def test_a_loaded_model_scores_with_the_method_it_saved_not_todays(saved, monkeypatch):
     """Retuning a method in METHODS must not change an old model's scores."""
-    from recommender import scoring
-    from recommender.scoring import DEFAULT_METHOD, Method
+    from recommender.query import scoring
+    from recommender.query.scoring import DEFAULT_METHOD, Method
 
     rec, path = saved
     query = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
@@ -376,7 +376,7 @@ def test_readers_never_see_a_gap_or_a_mix_while_the_model_is_replaced(saved):
 
 
 def test_model_version_tells_builds_apart_from_the_manifest_alone(saved, tmp_path):
-    from recommender.model_io import model_version
+    from recommender.store.model_io import model_version
 
     rec, path = saved
     first = model_version(path)
@@ -398,7 +398,7 @@ def test_what_is_mapped_is_the_file_whose_checksum_was_checked(saved, monkeypatc
     newcomer's (mapped by path, it would have served unchecked bytes)."""
     import os
 
-    from recommender import model_io
+    from recommender.store import model_io
 
     _, path = saved
     checked = (path / name).read_bytes()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from recommender.neighbours import make_index
+from recommender.query.neighbours import make_index
 
 
 def _unit(rng, n, d):
@@ -56,7 +56,7 @@ def _clusters(rng, n_clusters, per_cluster, d, spread=0.05):
 
 def test_ivf_finds_the_exact_neighbours_on_easy_data():
     pytest.importorskip("faiss")
-    from recommender.neighbours import ExactIndex, IVFIndex
+    from recommender.query.neighbours import ExactIndex, IVFIndex
 
     rng = np.random.default_rng(0)
     vectors, centres = _clusters(rng, 8, 50, 32)
@@ -73,7 +73,7 @@ def test_ivf_finds_the_exact_neighbours_on_easy_data():
 
 def test_sq8_codes_alone_and_float16_vectors_give_the_same_neighbours():
     pytest.importorskip("faiss")
-    from recommender.neighbours import IVFIndex
+    from recommender.query.neighbours import IVFIndex
 
     rng = np.random.default_rng(1)
     vectors, centres = _clusters(rng, 4, 60, 16)
@@ -92,7 +92,7 @@ def test_sq8_codes_alone_and_float16_vectors_give_the_same_neighbours():
 
 def test_ivf_round_trips_through_bytes():
     pytest.importorskip("faiss")
-    from recommender.neighbours import IVFIndex
+    from recommender.query.neighbours import IVFIndex
 
     rng = np.random.default_rng(2)
     vectors, centres = _clusters(rng, 6, 40, 24)
@@ -106,7 +106,7 @@ def test_ivf_round_trips_through_bytes():
 
 
 def test_auto_switches_to_ivf_at_the_documented_size(monkeypatch):
-    from recommender import neighbours
+    from recommender.query import neighbours
 
     vectors = np.eye(50, dtype=np.float32)
     assert neighbours.choose_kind(neighbours.APPROX_MIN_SIZE - 1) == "exact"
@@ -119,7 +119,7 @@ def test_auto_switches_to_ivf_at_the_documented_size(monkeypatch):
 
 def test_ivf_refuses_bad_parameters():
     pytest.importorskip("faiss")
-    from recommender.neighbours import IVFIndex
+    from recommender.query.neighbours import IVFIndex
 
     vectors = _unit(np.random.default_rng(3), 100, 8)
     with pytest.raises(ValueError, match="nlist"):
@@ -149,9 +149,9 @@ def test_float16_exact_search_matches_float32():
 # ------------------------------------------------------------ in a model, saved and loaded
 def _clustered_model(n_clusters=8, per_cluster=40, d=32):
     from recommender import HashtagRecommender
-    from recommender.datasets import Post
-    from recommender.hashtag_model import ALSParams
-    from recommender.recommender import BuildConfig
+    from recommender.data.datasets import Post
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import BuildConfig
 
     rng = np.random.default_rng(5)
     vectors, centres = _clusters(rng, n_clusters, per_cluster, d)
@@ -166,8 +166,9 @@ def _clustered_model(n_clusters=8, per_cluster=40, d=32):
 
 def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp_path):
     pytest.importorskip("faiss")
-    from recommender import HashtagRecommender, ModelError, neighbours
-    from recommender.model_io import NEIGHBOURS
+    from recommender import HashtagRecommender, ModelError
+    from recommender.query import neighbours
+    from recommender.store.model_io import NEIGHBOURS
 
     exact, centres = _clustered_model()
     assert exact.index.kind == "exact"
@@ -202,7 +203,7 @@ def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp
 
 def test_a_small_model_saves_no_index_file(tmp_path):
     from recommender import HashtagRecommender
-    from recommender.model_io import NEIGHBOURS
+    from recommender.store.model_io import NEIGHBOURS
 
     rec, _ = _clustered_model(n_clusters=2, per_cluster=5)
     rec.save(tmp_path / "model")
@@ -216,7 +217,7 @@ def test_serial_blas_nests_and_restores_the_thread_count_across_threads():
     import threading
 
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from recommender.neighbours import serial_blas
+    from recommender.query.neighbours import serial_blas
 
     def blas_threads():  # numpy's own BLAS (faiss may bring another one, left alone)
         return [i["num_threads"] for i in threadpoolctl.threadpool_info()

@@ -61,16 +61,16 @@ def test_default_model_folder_in_a_checkout_outside_it_and_from_the_environment(
 
 
 def test_the_block_list_is_package_data():
-    from recommender.hashtags import BLOCKLIST_PATH, load_blocklist
+    from recommender.data.hashtags import BLOCKLIST_PATH, load_blocklist
 
     assert Path(str(BLOCKLIST_PATH)).parent == REPO / "recommender" / "assets"
     assert {"like4like", "followforfollow"} <= load_blocklist()
 
 
 def _tiny_model(path: Path) -> None:
-    from recommender.datasets import Post
-    from recommender.hashtag_model import ALSParams
-    from recommender.recommender import BuildConfig, HashtagRecommender
+    from recommender.data.datasets import Post
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import BuildConfig, HashtagRecommender
 
     posts = [Post(str(i), f"{i}.jpg", ("cat", "pets") if i % 2 else ("food",), None)
              for i in range(6)]  # fmt: skip
@@ -138,7 +138,7 @@ def test_a_built_wheel_installs_a_working_library_and_console_script(tmp_path):
         assert command in proc.stdout
 
     code = (
-        "import recommender.hashtags as h, recommender.paths as p; "
+        "import recommender.data.hashtags as h, recommender.paths as p; "
         "print(h.__file__); print(len(h.load_blocklist())); print(p.default_model())"
     )
     probe = run(python, "-c", code)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from recommender import ImageError
-from recommender import presentation as pres
-from recommender.recommender import Neighbor, TagScore
+from recommender.query.recommender import Neighbor, TagScore
+from recommender.ui import presentation as pres
 
 HOSTILE = [
     "[x](javascript:alert(1))",
@@ -268,7 +268,7 @@ def test_tier_labels_are_badges_and_hashtags_stay_text():
 
 
 def test_tier_ranges_in_words():
-    from recommender.breadth import Breadth
+    from recommender.query.breadth import Breadth
 
     breadth = Breadth(broad_min=108, medium_min=15)
     assert [pres.tier_range(breadth, t) for t in ("broad", "medium", "niche")] == [
@@ -285,7 +285,7 @@ def test_tier_ranges_in_words():
 
 
 def test_photo_rows_and_their_csv():
-    from recommender.recommender import Recommendation
+    from recommender.query.recommender import Recommendation
 
     tags = [_tag(f"t{i}", "broad" if i < 4 else "niche") for i in range(8)]
     result = Recommendation(tags, [], "m")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recommender import HashtagRecommender, ImageError, content
-from recommender.scoring import get_method
+from recommender import HashtagRecommender, ImageError
+from recommender.query.scoring import get_method
+from recommender.vision import content
 
 FOOD = {
     "food",
@@ -160,7 +161,7 @@ def test_path_bytes_file_and_pil_give_the_same_result(demo_model, dataset_path):
 
 
 def test_blocklist_removes_spam_tags(demo_model, dataset_path):
-    from recommender.hashtags import load_blocklist
+    from recommender.data.hashtags import load_blocklist
 
     blocked = load_blocklist()
     photo = dataset_path / "test" / "selfie.jpg"

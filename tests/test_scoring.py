@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.scoring import METHODS, Method, Scorer, get_method, neighbour_weights, top_k
+from recommender.query.scoring import METHODS, Method, Scorer, get_method, neighbour_weights, top_k
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_unknown_method_and_bad_parameters_are_refused():
 
 # ------------------------------------------------ single-tag profiles and the image prior
 def test_single_tag_profiles_are_co_occurrence_shares_among_multi_tag_posts():
-    from recommender.hashtag_model import single_tag_profiles
+    from recommender.fit.als import single_tag_profiles
 
     # tags: 0 cars, 1 car, 2 fast, 3 food. Posts: three multi-tag cars posts, one food.
     matrix = sp.csr_matrix(
@@ -128,7 +128,7 @@ def test_prior_is_reported_apart_and_completes_the_sum(scorer):
 
 
 def test_image_prior_fits_targets_and_skips_rare_hashtags():
-    from recommender.hashtag_model import fit_image_prior
+    from recommender.fit.als import fit_image_prior
 
     x = np.eye(4, dtype=np.float32)
     y = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32))
@@ -190,7 +190,7 @@ def test_content_weight_must_not_be_negative():
 def test_votes_equal_the_summed_vote_rows_of_mixed_neighbours():
     """The scorer sums own and borrowed (profile) votes without building the vote rows;
     the result must be the rows' weighted sum, per neighbour as in ``contributions``."""
-    from recommender.hashtag_model import vote_targets
+    from recommender.fit.als import vote_targets
 
     rng = np.random.default_rng(3)
     n_images, n_tags = 40, 30

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from recommender.shards import Shard, ShardError, ShardStore
+from recommender.features.shards import Shard, ShardError, ShardStore
 
 
 def _hashes(n: int, salt: str = "") -> list[str]:
@@ -87,7 +87,7 @@ def test_a_failed_write_leaves_the_committed_shards_intact(tmp_path, monkeypatch
     def full(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("recommender.shards.os.fsync", full)
+    monkeypatch.setattr("recommender.features.shards.os.fsync", full)
     with pytest.raises(OSError):
         _write(store, 0, n=3)
     with pytest.raises(OSError):

@@ -1,4 +1,4 @@
-"""The Spark engine (recommender.spark_engine) in local[2], on one session for the run.
+"""The Spark engine (recommender.engines.spark) in local[2], on one session for the run.
 
 Skipped when pyspark or Java is missing, except under HASHTAG_REQUIRE_SPARK=1 (CI), where
 that fails instead (see the ``spark_session`` fixture in conftest.py).
@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from conftest import copy_real_photos
 from PIL import Image
 
-from recommender.features import extract_features
-from recommender.hashtag_model import ALSParams, fit_als, weight_matrix
+from recommender.features.pipeline import extract_features
+from recommender.fit.als import ALSParams, fit_als, weight_matrix
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +31,14 @@ def spark(spark_session):
 
 @pytest.fixture(scope="module")
 def se(spark):
-    from recommender import spark_engine
+    from recommender.engines import spark as spark_engine
 
     return spark_engine
 
 
 @pytest.fixture(scope="module")
 def backbone():
-    from recommender.backbones import get_backbone
+    from recommender.vision.backbones import get_backbone
 
     return get_backbone()
 
@@ -105,7 +105,7 @@ def test_embed_equals_local_engine_on_a_fixture_with_broken_images(
 def test_embed_equals_local_engine_on_the_real_data_set(se, spark, backbone, dataset_path):
     """Every 12th image of the real data set (about 270, from every category): the whole
     set takes minutes on a loaded 2-core machine, and the benchmark runs all of it."""
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
 
     ds = load_dataset(dataset_path)
     paths = [str(ds.image_path(p)) for p in ds.posts if p.image][::12]
@@ -225,8 +225,8 @@ def test_spark_als_learns_what_implicit_learns(se, spark):
 
 
 def test_spark_als_on_the_real_matrix_keeps_every_row_and_column(se, spark, dataset_path):
-    from recommender.datasets import load_dataset
-    from recommender.hashtag_model import interaction_matrix, tag_vocabulary
+    from recommender.data.datasets import load_dataset
+    from recommender.fit.als import interaction_matrix, tag_vocabulary
 
     post_tags = [p.hashtags for p in load_dataset(dataset_path).posts]
     vocab, _ = tag_vocabulary(post_tags)
@@ -251,7 +251,7 @@ def test_spark_als_on_the_real_matrix_keeps_every_row_and_column(se, spark, data
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory, dataset_path):
     """A CSV manifest of 16 real photos with their real hashtags (and one broken image)."""
-    from recommender.datasets import load_dataset
+    from recommender.data.datasets import load_dataset
 
     folder = tmp_path_factory.mktemp("spark-dataset")
     ds = load_dataset(dataset_path)
@@ -353,7 +353,7 @@ def test_spark_engine_shards_from_file_uris_are_the_shards_from_paths(
     se, spark, backbone, uri_images, tmp_path
 ):
     from recommender.engines import EmbedJob, LocalEngine
-    from recommender.shards import ShardStore
+    from recommender.features.shards import ShardStore
 
     paths, uris = uri_images
     local, remote = ShardStore(tmp_path / "local", "k"), ShardStore(tmp_path / "uris", "k")
@@ -372,7 +372,7 @@ def test_spark_engine_shards_from_file_uris_are_the_shards_from_paths(
 def test_the_local_engine_refuses_uris_it_cannot_open_naming_the_spark_engine(tmp_path):
     from recommender.engines import EmbedJob, LocalEngine
     from recommender.errors import DatasetError
-    from recommender.shards import ShardStore
+    from recommender.features.shards import ShardStore
 
     store = ShardStore(tmp_path / "store", "k")
     job = EmbedJob(["s3a://bucket/photos/1.jpg", str(tmp_path / "x.jpg")], store, "mean")

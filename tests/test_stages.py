@@ -13,8 +13,8 @@ from recommender import HashtagRecommender
 from recommender.build import embed_stage, fit_stage, index_and_write_stage, read_stage
 from recommender.config import BuildConfig
 from recommender.errors import DatasetError
-from recommender.hashtag_model import ALSParams
-from recommender.model_arrays import ModelParts
+from recommender.fit.als import ALSParams
+from recommender.store.arrays import ModelParts
 
 CONFIG = BuildConfig(als=ALSParams(factors=4, iterations=3), thumb_size=16)
 

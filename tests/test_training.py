@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.hashtag_model import fit_image_prior, single_tag_profiles, vote_targets
+from recommender.fit.als import fit_image_prior, single_tag_profiles, vote_targets
 
 
 def _case(n=300, d=16, t=12, seed=0):

@@ -1,10 +1,10 @@
 """Loading training data sets of (image, hashtags) posts.
 
 A data set is a folder, a manifest file or an archive in one of the layouts registered in
-:mod:`recommender.formats` (one module per layout; ``format_names()`` lists them and
+:mod:`recommender.data.formats` (one module per layout; ``format_names()`` lists them and
 ``layouts_table()`` describes them). What every layout shares -- the
 :class:`Post` and :class:`Dataset` they produce, the :class:`DatasetBuilder` that vets each
-record, the :class:`DatasetReport` -- lives in :mod:`recommender.records` (which imports no
+record, the :class:`DatasetReport` -- lives in :mod:`recommender.data.records` (which imports no
 layout) and is re-exported here; this module adds :func:`load_dataset` over the registry.
 
 Loading never decodes an image: it only checks that each referenced file is a regular file
@@ -16,8 +16,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from recommender.errors import DatasetError
-from recommender.records import (
+from recommender.data.records import (
     COUNT_KEYS,
     IMAGE_SUFFIXES,
     MAX_PROBLEMS,
@@ -31,8 +30,9 @@ from recommender.records import (
     split_tags,
     unsafe_member,
 )
+from recommender.errors import DatasetError
 
-# Re-exported: `from recommender.datasets import Post` is the public way to name them.
+# Re-exported: `from recommender.data.datasets import Post` is the public way to name them.
 __all__ = [
     "COUNT_KEYS",
     "IMAGE_SUFFIXES",
@@ -55,14 +55,14 @@ __all__ = [
 
 def format_names() -> tuple[str, ...]:
     """The names of the registered layouts, in detection order."""
-    from recommender.formats import registry
+    from recommender.data.formats import registry
 
     return tuple(registry())
 
 
 def layouts_help() -> str:
     """One paragraph naming every layout, for error messages."""
-    from recommender.formats import registry
+    from recommender.data.formats import registry
 
     parts = [f"({i}) {f.name}: {f.summary}" for i, f in enumerate(registry().values(), 1)]
     return "Supported layouts: " + "; ".join(parts) + "."
@@ -70,7 +70,7 @@ def layouts_help() -> str:
 
 def layouts_table() -> str:
     """The README's table of layouts, in Markdown, generated from the registry."""
-    from recommender.formats import registry
+    from recommender.data.formats import registry
 
     lines = ["| layout | `--format` | what it looks like |", "|---|---|---|"]
     for f in registry().values():
@@ -84,7 +84,7 @@ def __getattr__(name: str):
         return ("auto", *format_names())
     if name == "LAYOUTS_HELP":
         return layouts_help()
-    raise AttributeError(f"module 'recommender.datasets' has no attribute {name!r}")
+    raise AttributeError(f"module 'recommender.data.datasets' has no attribute {name!r}")
 
 
 def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
@@ -111,7 +111,7 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
         If the path does not exist or cannot be read, the layout is unknown, a manifest's
         header is wrong, or no usable post remains.
     """
-    from recommender.formats import registry
+    from recommender.data.formats import registry
 
     formats = registry()
     if format != "auto" and format not in formats:

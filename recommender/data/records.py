@@ -1,10 +1,10 @@
 """The plain records every data set layout produces, and the builder that vets them.
 
 :class:`Post` and :class:`Dataset` (with its :class:`DatasetReport`), and the
-:class:`DatasetBuilder` each layout in :mod:`recommender.formats` feeds record by record
+:class:`DatasetBuilder` each layout in :mod:`recommender.data.formats` feeds record by record
 (image paths confined to the data set root, hashtags normalised, duplicates merged,
-everything skipped counted). It imports no layout: :mod:`recommender.datasets` re-exports
-it all and adds :func:`~recommender.datasets.load_dataset`, which asks the layouts' registry.
+everything skipped counted). It imports no layout: :mod:`recommender.data.datasets` re-exports
+it all and adds :func:`~recommender.data.datasets.load_dataset`, which asks the layouts' registry.
 
 Loading never decodes an image: it only checks that each referenced file is a regular file
 inside the data set root (or a member of the archive).
@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from recommender.data.hashtags import TagStats, normalize_tags
 from recommender.errors import DatasetError
-from recommender.hashtags import TagStats, normalize_tags
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_PROBLEMS = 20
@@ -133,7 +133,8 @@ class DatasetReport:
 
 
 ImageRef = Path | zipfile.Path | str
-"""What :meth:`Dataset.image_path` returns; :func:`recommender.images.read_bytes` reads each."""
+"""What :meth:`Dataset.image_path` returns; :func:`recommender.vision.images.read_bytes`
+reads each."""
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Dataset:
         Resolved absolute root: a folder, or a ``.zip`` archive read in place. Every
         ``Post.image`` that is not a URI is relative to it.
     format : str
-        The name of its layout in :mod:`recommender.formats`, e.g. ``"instagram2019"``.
+        The name of its layout in :mod:`recommender.data.formats`, e.g. ``"instagram2019"``.
     posts : list of Post
     report : DatasetReport
     """
@@ -202,7 +203,7 @@ class Dataset:
         A :class:`~pathlib.Path` for a file (relative paths and ``file:`` URIs), a
         :class:`zipfile.Path` for a member of an archive, or the URI itself for other
         schemes (``s3://``...: the local engine cannot read those, Spark can). Every one of
-        them can be passed to :func:`recommender.images.read_bytes`.
+        them can be passed to :func:`recommender.vision.images.read_bytes`.
 
         Raises
         ------

@@ -7,10 +7,10 @@ stages after it cannot tell which engine ran:
 
 ``embed(job: EmbedJob, progress=None) -> EmbedStats``
     Write the feature shards of ``job.paths`` into ``job.store``
-    (a :class:`~recommender.shards.ShardStore`). Shard ``i`` covers
+    (a :class:`~recommender.features.shards.ShardStore`). Shard ``i`` covers
     ``job.paths[i * S : (i + 1) * S]`` (``S = job.shard_size``) and holds, in path order,
     one row per readable image: its content hash, float16 features, thumbnail
-    (``job.thumb_size`` px, see :func:`recommender.features.embed_shard`), and the
+    (``job.thumb_size`` px, see :func:`recommender.features.pipeline.embed_shard`), and the
     extra array ``position`` (int64, the image's index into ``job.paths``). Its ``meta`` is
     ``{"first": i * S, "size": <paths covered>, "errors": [[position, message], ...]}``
     for the unreadable images, which never fail the job. A shard that is already committed
@@ -19,8 +19,8 @@ stages after it cannot tell which engine ran:
 
 ``fit_als(matrix, params, progress=None) -> (post_factors, tag_factors)``
     Implicit ALS on the posts x hashtags CSR ``matrix`` with
-    :class:`~recommender.hashtag_model.ALSParams`; float32 factors, finite or
-    :class:`~recommender.hashtag_model.FitError`. ``progress(iteration, iterations)``.
+    :class:`~recommender.fit.als.ALSParams`; float32 factors, finite or
+    :class:`~recommender.fit.als.FitError`. ``progress(iteration, iterations)``.
 
 Every engine passes the shared contract test ``tests/test_engines.py``.
 """
@@ -33,11 +33,11 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from .embed_job import EmbedJob, EmbedStats, Progress
-from .errors import ConfigError, DatasetError
-from .hashtag_model import ALSParams
+from recommender.errors import ConfigError, DatasetError
+from recommender.features.job import EmbedJob, EmbedStats, Progress
+from recommender.fit.als import ALSParams
 
-# EmbedJob, EmbedStats and Progress live in recommender.embed_job (the engines import that,
+# EmbedJob, EmbedStats and Progress live in recommender.features.job (the engines import that,
 # never this registry); they are re-exported here, part of the engine contract above.
 __all__ = [
     "DEFAULT_ENGINE",
@@ -72,8 +72,8 @@ class LocalEngine:
         self._backbone = backbone  # tests pass a stand-in; None loads job.backbone
 
     def embed(self, job: EmbedJob, progress: Progress | None = None) -> EmbedStats:
-        from .features import embed_to_shards
-        from .records import is_uri
+        from recommender.data.records import is_uri
+        from recommender.features.pipeline import embed_to_shards
 
         # file: URIs arrive as paths (Dataset.image_path); what is left is s3a://, hdfs://...
         remote = [p for p in job.paths if isinstance(p, str) and is_uri(p)]
@@ -87,7 +87,7 @@ class LocalEngine:
     def fit_als(
         self, matrix: sp.csr_matrix, params: ALSParams, progress: Progress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        from .hashtag_model import fit_als
+        from recommender.fit.als import fit_als
 
         return fit_als(matrix, params, progress)
 
@@ -96,7 +96,7 @@ class LocalEngine:
 # ``import recommender`` never imports Spark: e.g. ``"spark": _spark_engine`` where
 # ``def _spark_engine(**o): from .spark_engine import SparkEngine; return SparkEngine(**o)``.
 def _spark_engine(**options: Any) -> Engine:
-    from .spark_engine import SparkEngine
+    from recommender.engines.spark import SparkEngine
 
     return SparkEngine(**options)
 

@@ -1,9 +1,9 @@
 """The embed stage, end to end: a data set's post images -> the features of every post.
 
-It puts the images into an :class:`~recommender.embed_job.EmbedJob`, lets the engine named
+It puts the images into an :class:`~recommender.features.job.EmbedJob`, lets the engine named
 ``engine`` (:mod:`recommender.engines`) write the shards into the feature store
-(:mod:`recommender.feature_store`), reads them back verified
-(:func:`recommender.features.read_shards`) and joins them to the posts. It sits above the
+(:mod:`recommender.features.store`), reads them back verified
+(:func:`recommender.features.pipeline.read_shards`) and joins them to the posts. It sits above the
 engine registry, which sits above the engines, so no import runs back.
 """
 
@@ -17,15 +17,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import feature_store
-from .embed_job import EmbedJob
-from .engines import get_engine
-from .features import BuildProgress, DatasetFeatures, ShardThumbnails, read_shards
-from .shards import DEFAULT_SHARD_SIZE
+from recommender.engines import get_engine
+from recommender.features import store as feature_store
+from recommender.features.job import EmbedJob
+from recommender.features.pipeline import (
+    BuildProgress,
+    DatasetFeatures,
+    ShardThumbnails,
+    read_shards,
+)
+from recommender.features.shards import DEFAULT_SHARD_SIZE
 
 if TYPE_CHECKING:
-    from .config import BuildConfig
-    from .datasets import Dataset
+    from recommender.config import BuildConfig
+    from recommender.data.datasets import Dataset
 
 
 def dataset_features(
@@ -42,13 +47,13 @@ def dataset_features(
     """The embed stage: the features of every post image of ``dataset``, from shards.
 
     The engine (:mod:`recommender.engines`) writes the shards into the feature store
-    (:mod:`recommender.feature_store`; ``use_cache=False`` uses a private one deleted
+    (:mod:`recommender.features.store`; ``use_cache=False`` uses a private one deleted
     afterwards); they are then read back, verified, and joined to the posts. Images with the
     same content are embedded once and indexed once (``images_duplicate``).
     """
 
     if backbone is None:
-        from .backbones import get_backbone
+        from recommender.vision.backbones import get_backbone
 
         backbone = get_backbone(config.backbone, config.weights)
     with_image = [i for i, p in enumerate(dataset.posts) if p.image]
@@ -103,7 +108,7 @@ def dataset_features(
     info = backbone.fingerprint()
     classes = None
     if shards and all("class_ids" in s.extra and "class_probs" in s.extra for s in shards):
-        from .content import TopClasses
+        from recommender.vision.content import TopClasses
 
         classes = TopClasses(
             np.concatenate([np.asarray(s.extra["class_ids"]) for s in shards]),

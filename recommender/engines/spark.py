@@ -7,18 +7,18 @@ driver exactly as in the local engine, so both engines write the same model fold
 Which stage runs where
 ----------------------
 read (driver)
-    The data set is read into the posts table on the driver (:func:`recommender.datasets
+    The data set is read into the posts table on the driver (:func:`recommender.data.datasets
     .load_dataset`), as in the local engine.
 embed (executors)
     :meth:`SparkEngine.embed`: a DataFrame of the images, one row per image
     ``(shard, position, path)``, partitioned so that partition ``i`` holds shard ``i``,
     goes through ``mapInPandas``. Each task runs the local engine's shard step
-    (:func:`recommender.features.embed_shard`: read, hash, decode, resize, thumbnail,
+    (:func:`recommender.features.pipeline.embed_shard`: read, hash, decode, resize, thumbnail,
     embed, then write the shard atomically into the store) on its executor, so the shards
     are the local engine's, in the same store, and a killed build resumes at the first
     missing shard. The store must be a folder every executor reaches. The backbone is
     loaded once per Python worker (worker reuse is on, and
-    :func:`~recommender.backbones.get_backbone` caches it in the process), with one
+    :func:`~recommender.vision.backbones.get_backbone` caches it in the process), with one
     TensorFlow thread per task CPU (``spark.task.cpus``), so ``local[2]`` runs two workers
     without oversubscribing the cores. An image a worker cannot use is recorded as
     unreadable with its message, never failing the task: the local engine's rule, and an
@@ -26,12 +26,12 @@ embed (executors)
     :func:`embed_images` is the same step returning the features to the driver instead.
 fit (executors, then driver)
     The posts x hashtags matrix is built and weighted (BM25) on the driver, exactly as the
-    local engine does (:func:`recommender.hashtag_model.weight_matrix`), then factorised by
+    local engine does (:func:`recommender.fit.als.weight_matrix`), then factorised by
     ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` (:func:`fit_als`). The factors
     are collected to the driver as float32 arrays aligned with the matrix rows and columns.
 profiles, image prior, index, write (driver)
     On the driver, streaming over the shards, exactly as in the local engine
-    (:func:`recommender.training.fit_model`). Why not Spark aggregations: what they build is
+    (:func:`recommender.fit.training.fit_model`). Why not Spark aggregations: what they build is
     small and the driver must hold it anyway. The prior accumulates X^T X (1280 x 1280) and
     X^T Y (1280 x at most ``PRIOR_MAX_TAGS`` = 20k hashtags, 100 MB) in float32 chunk by
     chunk from the memory-mapped float16 features; the profiles are one sparse product of
@@ -92,10 +92,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .errors import RecommenderError
-from .features import Extraction
-from .hashtag_model import ALSParams, FitError, weight_matrix
-from .records import is_uri
+from recommender.data.records import is_uri
+from recommender.errors import RecommenderError
+from recommender.features.pipeline import Extraction
+from recommender.fit.als import ALSParams, FitError, weight_matrix
 
 DEFAULT_MASTER = "local[*]"
 LOCAL_DRIVER_MEMORY = "4g"
@@ -317,7 +317,7 @@ def _ship_package(spark) -> None:
     sc = spark.sparkContext
     if getattr(sc, "_hashtag_recommender_shipped", False):
         return
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # recommender/, not engines/
     folder = Path(tempfile.mkdtemp(prefix="hashtag-recommender-pyfiles-"))
     archive = folder / "recommender.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -360,7 +360,7 @@ def _worker_backbone(settings: dict[str, Any]):
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .backbones import get_backbone
+    from recommender.vision.backbones import get_backbone
 
     weights = settings["weights"]
     if settings["shipped_weights"]:
@@ -371,7 +371,7 @@ def _worker_backbone(settings: dict[str, Any]):
 
 
 def _extract_guarded(sources: list, backbone, **options) -> Extraction:
-    """:func:`~recommender.features.extract_features` on ``sources`` (same options); if it
+    """:func:`~recommender.features.pipeline.extract_features` on ``sources`` (same options); if it
     fails as a whole, image by image, so that only an image that breaks it is recorded as
     unreadable and the task goes on."""
     ex = _extract_isolating(sources, backbone, **options)
@@ -385,7 +385,7 @@ def _extract_guarded(sources: list, backbone, **options) -> Extraction:
 
 
 def _extract_isolating(sources: list, backbone, **options) -> Extraction:
-    from .features import extract_features
+    from recommender.features.pipeline import extract_features
 
     try:
         return extract_features(sources, backbone, **options)
@@ -411,7 +411,7 @@ def _extract_isolating(sources: list, backbone, **options) -> Extraction:
     features = np.stack(feats) if feats else np.zeros((0, dim), np.float32)
     top = None
     if getattr(backbone, "has_classes", False):
-        from .content import TOP_CLASSES, TopClasses
+        from recommender.vision.content import TOP_CLASSES, TopClasses
 
         top = TopClasses(
             np.concatenate([c.ids for c in classes] or [np.zeros((0, TOP_CLASSES), np.int16)]),
@@ -479,7 +479,7 @@ def _source_row(source) -> tuple[str | None, bytes | None]:
     the driver can open) the file's bytes."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source), None
-    from . import images
+    from recommender.vision import images
 
     try:
         return None, images.read_bytes(source)
@@ -594,7 +594,7 @@ def embed_images(
     progress: Callable[[int, int], None] | None = None,
 ) -> Extraction:
     """Embed every image of ``sources`` on the executors; the same result as
-    :func:`recommender.features.extract_features` (features float32, in input order).
+    :func:`recommender.features.pipeline.extract_features` (features float32, in input order).
 
     ``sources`` are paths every executor can read (a shared file system) or URIs, read
     on the executors by Spark's ``binaryFile`` reader (:func:`_with_uri_contents`); members
@@ -696,7 +696,7 @@ def fit_als(
     aligned with ``matrix``'s rows and columns (see the module doc for the mapping).
 
     Spark's ALS has no per-iteration callback: ``progress`` is called at the start and the
-    end. Raises :class:`~recommender.hashtag_model.FitError` for non-finite factors.
+    end. Raises :class:`~recommender.fit.als.FitError` for non-finite factors.
     """
     spark = spark or get_session(master)
     _ensure_checkpoint_dir(spark)
@@ -779,7 +779,7 @@ def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         import pandas as pd
 
-        from .features import embed_shard
+        from recommender.features.pipeline import embed_shard
 
         frames = [f for f in batches if len(f)]
         if not frames:
@@ -832,7 +832,7 @@ class SparkEngine:
         """Write the shards of ``job`` from the executors, one task per shard."""
         import dataclasses
 
-        from .embed_job import EmbedStats
+        from recommender.features.job import EmbedStats
 
         spark = self.spark
         n_shards = job.n_shards

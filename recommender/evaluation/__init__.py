@@ -9,7 +9,7 @@ Protocol (``python -m recommender evaluate DATA``):
   their search tag) have ``test_fraction`` of their single-tag images held out as *probe*
   posts, which only ``own_category_hit@10`` scores. Everything else, including posts
   without an image and images known only by one hashtag, trains the model exactly as
-  ``build`` would (same :class:`~recommender.recommender.BuildConfig`). Test and probe
+  ``build`` would (same :class:`~recommender.query.recommender.BuildConfig`). Test and probe
   posts leave both the ALS model and the image index, and so does any training post
   showing the very same image file.
 - Image features are computed once for the whole data set (cached by content hash).
@@ -24,7 +24,7 @@ coverage (share of the training hashtags recommended to anyone); generic rate (s
 recommended hashtags among the 20 most frequent training hashtags); the recall ceiling
 (what recall@k could be if every hashtag ever seen in training were ranked first);
 ``off_topic@10``, per test post the number of top-10 hashtags that are another category's
-search tag (or its singular form, :func:`recommender.hedging.category_forms`) and not
+search tag (or its singular form, :func:`recommender.query.hedging.category_forms`) and not
 among the post's own hashtags (a data set without categories: the 10 most frequent
 training hashtags instead); ``own_category_hit@10``, the share of probe posts whose own
 search tag is in their top 10.
@@ -45,14 +45,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .datasets import Post
-from .errors import ConfigError, DatasetError
-from .hashtag_model import ALSParams
-from .hedging import category_forms, dataset_categories, single_tag_categories
-from .scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
+from recommender.data.datasets import Post
+from recommender.errors import ConfigError, DatasetError
+from recommender.fit.als import ALSParams
+from recommender.query.hedging import category_forms, dataset_categories, single_tag_categories
+from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
 
 if TYPE_CHECKING:
-    from .content import TopClasses
+    from recommender.vision.content import TopClasses
 
 KS = (5, 10)
 CURVE_K = 20  # recall@k is also kept for k = 1..CURVE_K, for the plot
@@ -234,8 +234,8 @@ def evaluable_posts(posts: Sequence[Post], image_rows: Sequence[int]) -> np.ndar
 
 def probe_categories(posts: Sequence[Post], image_rows: Sequence[int]) -> list[str]:
     """Categories whose photos carry only their search tag
-    (:func:`recommender.hedging.single_tag_categories`: fewer than
-    :data:`~recommender.hedging.SINGLE_TAG_SHARE` of their posts with an image are
+    (:func:`recommender.query.hedging.single_tag_categories`: fewer than
+    :data:`~recommender.query.hedging.SINGLE_TAG_SHARE` of their posts with an image are
     evaluable; in the demo data none are, except one fitness post)."""
     return single_tag_categories(
         (p.category, len(p.hashtags)) for i, p in enumerate(posts) if image_rows[i] >= 0
@@ -372,9 +372,9 @@ def default_candidates(
 
 def candidate(key: str) -> Candidate:
     """The candidate a table key names: ``popularity``, a method (``name`` or
-    ``name:field=value,...``, see :func:`recommender.scoring.get_method`), optionally
+    ``name:field=value,...``, see :func:`recommender.query.scoring.get_method`), optionally
     followed by ``/nN`` for N neighbours (default
-    :data:`~recommender.scoring.DEFAULT_NEIGHBORS`)."""
+    :data:`~recommender.query.scoring.DEFAULT_NEIGHBORS`)."""
     if key == POPULARITY:
         return Candidate(POPULARITY, None)
     spec, n = key, DEFAULT_NEIGHBORS
@@ -406,8 +406,8 @@ def rank_features(
     :meth:`~HashtagRecommender.recommend_features` explains), with one BLAS thread
     (matrix-vector products are far faster so on a small machine).
     """
-    from .blas import serial_blas
-    from .scoring import get_method
+    from recommender.blas import serial_blas
+    from recommender.query.scoring import get_method
 
     m = get_method(method)
     out = np.full((len(features), k), -1, dtype=np.int64)
@@ -420,7 +420,7 @@ def rank_features(
 
 
 def _popularity_ranking(rec, count: int, k: int, exclude: np.ndarray | None) -> np.ndarray:
-    from .scoring import top_k
+    from recommender.query.scoring import top_k
 
     best = top_k(rec.tag_counts.astype(np.float64), k, exclude)
     out = np.full((count, k), -1, dtype=np.int64)
@@ -602,7 +602,7 @@ def score_rankings(
 
 def image_keys(dataset, posts: Sequence[Post], image_rows: Sequence[int]) -> list[str | None]:
     """Content hash of the image of every post that has one (cheap: small files)."""
-    from . import images
+    from recommender.vision import images
 
     keys: list[str | None] = []
     for p in posts:
@@ -646,7 +646,7 @@ class _SplitRun:
         )
 
     def model(self, als: ALSParams | None):
-        from .recommender import HashtagRecommender
+        from recommender.query.recommender import HashtagRecommender
 
         als = als or self.config.als
         if als not in self.models:
@@ -702,10 +702,10 @@ def evaluate(
     the default being evaluated. ``blocklist`` hashtags are never recommended (as in the
     page). ``n_sweep`` neighbour counts are also tried for the default method.
     ``classes`` (the top ImageNet classes of each row of ``features``, as the embed stage
-    keeps them: :attr:`recommender.features.DatasetFeatures.classes`) feed the content
+    keeps them: :attr:`recommender.features.pipeline.DatasetFeatures.classes`) feed the content
     term and head hedging; without them there is neither.
     """
-    from .recommender import BuildConfig
+    from recommender.query.recommender import BuildConfig
 
     config = config or BuildConfig()
     default = config.method
@@ -766,9 +766,9 @@ def evaluate_dataset(
     **kwargs: Any,
 ) -> EvaluationResult:
     """Load the data set at ``data``, compute its features once, and :func:`evaluate`."""
-    from .datasets import load_dataset
-    from .embedding import dataset_features
-    from .recommender import BuildConfig
+    from recommender.data.datasets import load_dataset
+    from recommender.engines.embed_stage import dataset_features
+    from recommender.query.recommender import BuildConfig
 
     config = config or BuildConfig()
     start = time.perf_counter()

@@ -1,9 +1,10 @@
 """What the embed stage asks of an engine, and what the engine reports back.
 
 Plain data shared by :mod:`recommender.engines` (the registry that picks an engine by name),
-the engines themselves (:mod:`recommender.features` runs the local one,
-:mod:`recommender.spark_engine` the Spark one) and :mod:`recommender.embedding`. It imports
-none of them, so imports run one way: registry -> engines -> this module.
+the engines themselves (:mod:`recommender.features.pipeline` runs the local one,
+:mod:`recommender.engines.spark` the Spark one) and
+:mod:`recommender.engines.embed_stage`. It imports none of them, so imports run one way:
+registry -> engines -> this module.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .shards import DEFAULT_SHARD_SIZE, ShardStore
+from recommender.features.shards import DEFAULT_SHARD_SIZE, ShardStore
 
 Progress = Callable[[int, int], None]
 
@@ -22,7 +23,7 @@ class EmbedJob:
     """What the embed stage is asked to do (plain data: an engine may ship it to workers)."""
 
     # What to read each image from, in data set order: absolute paths, zip members or URIs
-    # (``Dataset.image_path``; :func:`recommender.images.read_bytes` reads all of them).
+    # (``Dataset.image_path``; :func:`recommender.vision.images.read_bytes` reads all of them).
     paths: list
     store: ShardStore
     backbone: str

@@ -4,10 +4,11 @@ Decoding runs in a small thread pool (Pillow releases the GIL) while the main th
 full batches to the backbone's compiled call (:func:`extract_features`).
 
 The local engine's embed stage (:func:`embed_to_shards`, given an
-:class:`~recommender.embed_job.EmbedJob`) writes the features of a data set as fixed-size
-shards (:mod:`recommender.shards`) into the feature store (:mod:`recommender.feature_store`):
+:class:`~recommender.features.job.EmbedJob`) writes the features of a data set as fixed-size
+shards (:mod:`recommender.features.shards`) into the feature store
+(:mod:`recommender.features.store`):
 a killed build resumes at its first missing shard, and a rebuild reuses every shard whose
-images did not change. :func:`recommender.embedding.dataset_features` runs the whole stage
+images did not change. :func:`recommender.engines.embed_stage.dataset_features` runs the whole stage
 with any engine and joins the shards back to the posts.
 """
 
@@ -24,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import images
-from .embed_job import Progress
-from .errors import ImageError
+from recommender.errors import ImageError
+from recommender.features.job import Progress
+from recommender.vision import images
 
 if TYPE_CHECKING:
-    from .content import TopClasses
-    from .datasets import Dataset
-    from .embed_job import EmbedJob, EmbedStats
-    from .shards import Shard, ShardStore
+    from recommender.data.datasets import Dataset
+    from recommender.features.job import EmbedJob, EmbedStats
+    from recommender.features.shards import Shard, ShardStore
+    from recommender.vision.content import TopClasses
 
 # progress(stage, done, total); stages: "features", "als"
 BuildProgress = Callable[[str, int, int], None]
@@ -131,7 +132,7 @@ def extract_features(
     ``progress(done, total)`` is called as images complete. A backbone with an ImageNet
     head (``has_classes``) also gives each image's top classes, from the same forward pass.
     """
-    from .content import TOP_CLASSES, TopClasses
+    from recommender.vision.content import TOP_CLASSES, TopClasses
 
     total = len(sources)
     prepared: list[_Prepared] = []
@@ -287,10 +288,10 @@ def embed_to_shards(job: EmbedJob, backbone=None, progress: Progress | None = No
     again, and a shard whose content is unchanged is not rewritten. So a build killed
     mid-way re-embeds at most the one shard it was writing.
     """
-    from .embed_job import EmbedStats
+    from recommender.features.job import EmbedStats
 
     if backbone is None:
-        from .backbones import get_backbone
+        from recommender.vision.backbones import get_backbone
 
         backbone = get_backbone(job.backbone, job.weights)
     stats = EmbedStats()

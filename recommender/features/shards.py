@@ -13,13 +13,14 @@ shards through this module only::
 
 A shard holds ``n`` images (``DEFAULT_SHARD_SIZE`` in a build; any ``n >= 0`` here):
 
-- ``hashes``: the sha256 of each image file's bytes (:func:`recommender.images.content_hash`);
+- ``hashes``: the sha256 of each image file's bytes
+  (:func:`recommender.vision.images.content_hash`);
 - ``features``: (n, d) float16, L2-normalised image features;
 - ``thumbnails``: n JPEG byte strings (``b""`` for none), stored concatenated + offsets;
 - any extra per-image arrays (first dimension n, plain dtypes), by name: the embed stage
   stores ``position`` (the image's place in the job) and, for a backbone with an ImageNet
   head, ``class_ids`` (n, 5) int16 and ``class_probs`` (n, 5) float16, the top classes of
-  the same forward pass (:class:`recommender.content.TopClasses`);
+  the same forward pass (:class:`recommender.vision.content.TopClasses`);
 - ``meta``: a small JSON-able dict (the embed stage records its unreadable images there).
 
 On disk, shard ``7`` of a store is two files::
@@ -51,13 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from .checksums import sha256_file
-from .errors import RecommenderError
+from recommender.checksums import sha256_file
+from recommender.errors import RecommenderError
 
 DEFAULT_SHARD_SIZE = 10_000
 SHARD_FORMAT = "hashtag-recommender-shard"
 # 2: the embed stage keeps each image's top ImageNet classes. Part of the store's key
-# (recommender.feature_store.store_key), so shards of version 1 are left to the code that
+# (recommender.features.store.store_key), so shards of version 1 are left to the code that
 # wrote them (and pruned in time) and re-embedded once, never mixed in.
 SHARD_VERSION = 2
 _MAGIC = b"HTSHARD1"

@@ -2,7 +2,7 @@
 
 Layout under the cache folder (``$HASHTAG_CACHE``, see :func:`default_cache_dir`)::
 
-    shards/<key>/<data set id>/000000.json, 000000-<sha>.bin, ...   (see recommender.shards)
+    shards/<key>/<data set id>/000000.json, 000000-<sha>.bin, ...   (recommender.features.shards)
                               /last-used, .lock
 
 ``key`` (:func:`store_key`) names everything the features depend on: the backbone, the
@@ -16,7 +16,7 @@ chunks are re-embedded), a killed build resumes at its first missing shard.
 Bounded: after a build, :func:`prune` deletes the least recently used data sets' shard
 folders until the store is under ``$HASHTAG_CACHE_MAX_GB`` (default
 :data:`DEFAULT_MAX_GB`). Safe with several builds at once: shards are committed atomically
-and verified on read (:mod:`recommender.shards`); a build holds a shared lock on its folder
+and verified on read (:mod:`recommender.features.shards`); a build holds a shared lock on its folder
 (:class:`lease`) and pruning skips folders someone holds. Never rewritten whole: a build
 writes only the shards that changed.
 
@@ -38,7 +38,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .shards import SHARD_VERSION, ShardStore
+from recommender.features.shards import SHARD_VERSION, ShardStore
 
 DEFAULT_MAX_GB = 20.0
 

@@ -1,7 +1,7 @@
 """The hashtag model: implicit-feedback ALS on the post x hashtag matrix.
 
 Posts are the users, hashtags the items. Every post that carries hashtags trains the model,
-whether or not it has an image; the image index (see :mod:`recommender.neighbours`) only
+whether or not it has an image; the image index (see :mod:`recommender.query.neighbours`) only
 holds the posts that have one.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ConfigError, FitError  # FitError: importable from here as before
-from .mapped import chunks
+from recommender.errors import ConfigError, FitError  # FitError: importable from here as before
+from recommender.mapped import chunks
 
 WEIGHTINGS = ("none", "bm25")
 
@@ -118,7 +118,7 @@ def fit_als(
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.recommender_base import ModelFitError
 
-    from .blas import serial_blas
+    from recommender.blas import serial_blas
 
     weighted = weight_matrix(matrix, params)
 
@@ -254,7 +254,7 @@ def fit_image_prior(
     ``leverage_of``: (S,) positions of images (as ``targets``' rows) whose leverage
     ``h = x (X^T X + l2 I)^-1 x^T`` is returned as a third item, (S,) float64 (0 when the
     prior is empty): an image's leave-one-out prediction is ``(p - h y) / (1 - h)`` from
-    its prediction ``p`` and target ``y`` (:mod:`recommender.calibration` uses it).
+    its prediction ``p`` and target ``y`` (:mod:`recommender.fit.calibration` uses it).
     """
     sample = np.zeros(0, np.int64) if leverage_of is None else np.asarray(leverage_of, np.int64)
 

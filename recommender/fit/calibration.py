@@ -1,8 +1,8 @@
 """Calibrated hedging: how likely a post that looks like the query carries each category.
 
-Evidence hedging (:func:`recommender.hedging.evidence_hedge_mask`) removes another
+Evidence hedging (:func:`recommender.query.hedging.evidence_hedge_mask`) removes another
 category's search tags on two fixed thresholds, the same for every category. Calibration
-learns instead, per category, how the evidence of a query (:data:`~recommender.hedging.
+learns instead, per category, how the evidence of a query (:data:`~recommender.query.hedging.
 EVIDENCE_FEATURES`: the image prior of its search tag, its score and its rank among the
 categories, and what the neighbours say: how many carry it, weighted or not, among the 50
 nearest, among those with a tag list, and how alike they are) tells whether the post carries
@@ -13,7 +13,7 @@ were new:
 
 - its neighbours leave out the image itself and its exact duplicates;
 - its image prior is the ridge regression's leave-one-out value, exact and cheap from the
-  image's leverage (:func:`recommender.hashtag_model.fit_image_prior`), so the sample is
+  image's leverage (:func:`recommender.fit.als.fit_image_prior`), so the sample is
   not judged by a prior that has seen it.
 
 Each category learns from the photos its posts are like. A category whose posts have tag
@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelError
-from .hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, evidence_features
+from recommender.errors import ModelError
+from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, evidence_features
 
 if TYPE_CHECKING:
-    from .scoring import Method
+    from recommender.query.scoring import Method
 
 # How many of the model's images are queried to fit the calibration: a fixed number, so a
 # million-image build pays the same seconds as the demo's (whose ~2,900 eligible photos
@@ -198,7 +198,7 @@ def fit_calibration(
 ) -> HedgeCalibration:
     """Fit one logistic regression per category.
 
-    ``features``: (S, C, F) :func:`~recommender.hedging.evidence_features` of S sampled
+    ``features``: (S, C, F) :func:`~recommender.query.hedging.evidence_features` of S sampled
     images (F features named ``names``); ``carried``: (S, C) whether each one's post
     carries one of the category's forms; ``fit_on``: (S, C) which images each category
     learns from (None: all). A category with fewer than :data:`MIN_EXAMPLES` of those on
@@ -236,12 +236,12 @@ def calibrate(
     n_neighbors: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> HedgeCalibration | None:
-    """Query ``sample``'s images of ``rec`` (a :class:`~recommender.recommender.
+    """Query ``sample``'s images of ``rec`` (a :class:`~recommender.query.recommender.
     HashtagRecommender`: its index, scorer and arrays) as if new (see the module notes)
     and fit the calibration for ``method`` with ``n_neighbors`` neighbours; None when the
     model has no categories or no sample. ``progress(done, total)`` every 100 images."""
-    from .blas import serial_blas
-    from .scoring import neighbour_weights
+    from recommender.blas import serial_blas
+    from recommender.query.scoring import neighbour_weights
 
     scorer = rec.scorer
     n_cats = len(scorer.category_tag)

@@ -1,8 +1,8 @@
 """Training: from posts and their image features to the parts of a model folder.
 
 :func:`fit_model` runs the hashtag model (ALS), the single-tag profiles and the image prior
-and returns a :class:`~recommender.model_arrays.ModelParts`; the query facade
-(:class:`~recommender.recommender.HashtagRecommender`) wraps those parts.
+and returns a :class:`~recommender.store.arrays.ModelParts`; the query facade
+(:class:`~recommender.query.recommender.HashtagRecommender`) wraps those parts.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import CalibrationSample, calibration_sample
-from .config import BuildConfig
-from .datasets import Post
-from .errors import DatasetError
-from .hashtag_model import (
+from recommender.config import BuildConfig
+from recommender.data.datasets import Post
+from recommender.errors import DatasetError
+from recommender.fit.als import (
     fit_als,
     fit_image_prior,
     interaction_matrix,
@@ -25,9 +24,10 @@ from .hashtag_model import (
     tag_vocabulary,
     vote_targets,
 )
-from .hedging import dataset_categories, single_tag_categories
-from .model_arrays import ModelArrays, ModelParts
-from .neighbours import choose_kind
+from recommender.fit.calibration import CalibrationSample, calibration_sample
+from recommender.query.hedging import dataset_categories, single_tag_categories
+from recommender.query.neighbours import choose_kind
+from recommender.store.arrays import ModelArrays, ModelParts
 
 
 class _Rows(Sequence):
@@ -56,7 +56,7 @@ def fit_model(
     fit_als: Callable[..., tuple[np.ndarray, np.ndarray]] = fit_als,
     prior_progress: Callable[[int, int], None] | None = None,
 ) -> ModelParts:
-    """Train on ``posts``; see :meth:`recommender.recommender.HashtagRecommender.fit`.
+    """Train on ``posts``; see :meth:`recommender.query.recommender.HashtagRecommender.fit`.
 
     ``fit_als(matrix, params, progress)`` is the engine's ALS (:mod:`recommender.engines`).
     ``features`` may be a float16 memory map: it is read in chunks for the prior.
@@ -133,7 +133,7 @@ def fit_model(
     # The search tags the posts were collected by: what hedging limits at query time.
     full_manifest["categories"] = categories
     # Those whose photos carry only their search tag: evidence hedging judges them by the
-    # neighbours alone (see recommender.hedging).
+    # neighbours alone (see recommender.query.hedging).
     full_manifest["single_tag_categories"] = single
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(

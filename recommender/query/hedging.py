@@ -17,7 +17,7 @@ Head hedging (``Method.head_hedge``) uses what the backbone's ImageNet head sees
 A curated table, ``assets/imagenet_categories.csv``, names the classes that show a
 category (animals: ImageNet's animal classes; food: dishes, fruit, vegetables; cars);
 :func:`class_categories` reads it for a model's categories. When the query's top
-:data:`~recommender.content.TOP_CLASSES` classes give one such category at least
+:data:`~recommender.vision.content.TOP_CLASSES` classes give one such category at least
 ``head_hedge`` probability, the search tags of every other category the head can name
 and gives no probability at all are removed (a photo the head calls a plate of food loses
 #animals and #cars). A category the head supports is never removed; one it cannot name
@@ -35,7 +35,7 @@ photos: it stays while any neighbour carries it. See :func:`evidence_hedge_mask`
 
 Calibrated hedging (``Method.calibrated_hedge``) weighs the same evidence, with the
 category's score and rank and more of what the neighbours say (:data:`EVIDENCE_FEATURES`),
-by a logistic regression per category fitted at build time (:mod:`recommender.calibration`):
+by a logistic regression per category fitted at build time (:mod:`recommender.fit.calibration`):
 a category whose probability of being carried is below the threshold leaves the ranking.
 See :func:`calibrated_hedge_mask`.
 """
@@ -48,9 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BackboneError
+from recommender.errors import BackboneError
 
-CLASS_CATEGORIES_PATH = Path(__file__).resolve().parent / "assets" / "imagenet_categories.csv"
+CLASS_CATEGORIES_PATH = (
+    Path(__file__).resolve().parent.parent / "assets" / "imagenet_categories.csv"
+)
 # A category is "single-tag" when fewer than this share of its photos' posts carry a real
 # hashtag list (2+ hashtags): in the demo data architecture, babies, cars, fitness, nature
 # and wedding, whose photos are known only by their search tag.
@@ -175,7 +177,7 @@ def read_class_categories(path: str | Path) -> dict[str, tuple[int, ...]]:
 
     Raises :class:`~recommender.errors.BackboneError` naming the line of anything malformed.
     """
-    from .content import N_CLASSES
+    from recommender.vision.content import N_CLASSES
 
     path = Path(path)
     try:
@@ -219,7 +221,7 @@ def class_categories(
     ``table``: category -> classes (:func:`read_class_categories`); the packaged one by
     default. A class listed under two of the model's categories goes to the first.
     """
-    from .content import N_CLASSES
+    from recommender.vision.content import N_CLASSES
 
     table = _packaged_class_categories() if table is None else table
     out = np.full(N_CLASSES, -1, dtype=np.int64)
@@ -240,7 +242,7 @@ def head_hedge_mask(
     """Boolean mask of the category tags the head's view removes, or None (remove none).
 
     ``classes``: the query's (1000,) class probabilities; only its top
-    :data:`~recommender.content.TOP_CLASSES` count. A category's support is the summed
+    :data:`~recommender.vision.content.TOP_CLASSES` count. A category's support is the summed
     probability of those classes that show it (``class_category``). When some category's
     support reaches ``threshold``, the tags of every category the head can name (one class
     or more) whose support is 0 are removed; ``unnamed``: also those of the categories no
@@ -250,7 +252,7 @@ def head_hedge_mask(
         return None
     if not (class_category >= 0).any() or not (tag_category >= 0).any():
         return None
-    from .content import keep_top
+    from recommender.vision.content import keep_top
 
     n_cats = int(max(class_category.max(), tag_category.max())) + 1
     probs = keep_top(classes)
@@ -274,7 +276,7 @@ def head_hedge_mask(
 # hashtags), the share carrying it. And, the same for every category, how alike the
 # neighbours are: the nearest one's similarity, their mean similarity, and the share of
 # them with a tag list. A model keeps the names its calibration was fitted on
-# (recommender.calibration), so a calibration over the first four (the fifth session's)
+# (recommender.fit.calibration), so a calibration over the first four (the fifth session's)
 # still reads.
 EVIDENCE_FEATURES = (
     "prior",
@@ -301,9 +303,9 @@ def evidence_features(
     """(C, F) float64 array of :data:`EVIDENCE_FEATURES` per category.
 
     ``prior`` and ``share``: the (C,) prior values and neighbour shares
-    (:meth:`~recommender.scoring.Scorer.category_evidence`); ``score``: the (C,) scores of
+    (:meth:`~recommender.query.scoring.Scorer.category_evidence`); ``score``: the (C,) scores of
     the categories' search tags; ``neighbours``: :data:`NEIGHBOUR_FEATURES` by name
-    (:meth:`~recommender.scoring.Scorer.neighbour_evidence`), (C,) arrays or numbers; None:
+    (:meth:`~recommender.query.scoring.Scorer.neighbour_evidence`), (C,) arrays or numbers; None:
     zeros (only the first four features then mean anything).
     """
     score = np.asarray(score, dtype=np.float64)

@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from .blas import serial_blas  # noqa: F401 - also importable from here, as before
-from .mapped import chunks
+from recommender.blas import serial_blas  # noqa: F401 - also importable from here, as before
+from recommender.mapped import chunks
 
 INDEX_KINDS = ("auto", "exact", "ivf")
 

@@ -16,20 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from . import images, model_io
-from .backbones import DEFAULT_BACKBONE
-from .blas import serial_blas
-from .breadth import breadth_from_counts
-from .calibration import HedgeCalibration, calibrate
-from .config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
-from .content import class_tag_matrix
-from .content import seen as seen_classes
-from .datasets import Post
-from .errors import ConfigError, ModelError
-from .hedging import class_categories, tag_categories
-from .model_arrays import ModelArrays, ModelParts, read_parts, thumbnail_list, write_parts
-from .neighbours import make_index, restore_index
-from .scoring import (
+from recommender.blas import serial_blas
+from recommender.config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
+from recommender.data.datasets import Post
+from recommender.errors import ConfigError, ModelError
+from recommender.fit.calibration import HedgeCalibration, calibrate
+from recommender.fit.training import fit_model
+from recommender.query.breadth import breadth_from_counts
+from recommender.query.hedging import class_categories, tag_categories
+from recommender.query.neighbours import make_index, restore_index
+from recommender.query.scoring import (
     DEFAULT_METHOD,
     DEFAULT_NEIGHBORS,
     Method,
@@ -38,7 +34,18 @@ from .scoring import (
     neighbour_weights,
     top_k,
 )
-from .training import fit_model
+from recommender.store import model_io
+from recommender.store.arrays import (
+    ModelArrays,
+    ModelParts,
+    read_parts,
+    thumbnail_list,
+    write_parts,
+)
+from recommender.vision import images
+from recommender.vision.backbones import DEFAULT_BACKBONE
+from recommender.vision.content import class_tag_matrix
+from recommender.vision.content import seen as seen_classes
 
 __all__ = [
     "BATCH_SIZE_RANGE",
@@ -86,7 +93,7 @@ class TagScore:
     from a neighbour (the method's image->hashtag prior, 0 for methods without one);
     ``content`` is what the ImageNet head sees in the image (0 without its classes).
     ``sum(contributions) + prior + content == score``. ``posts`` is how many training posts
-    use the hashtag, ``tier`` how broad that is (see :mod:`recommender.breadth`).
+    use the hashtag, ``tier`` how broad that is (see :mod:`recommender.query.breadth`).
     """
 
     tag: str
@@ -250,7 +257,7 @@ class HashtagRecommender:
         return rec
 
     def calibrate_hedging(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Fit calibrated hedging (:mod:`recommender.calibration`) on the sample training
+        """Fit calibrated hedging (:mod:`recommender.fit.calibration`) on the sample training
         handed over, for the model's own method; kept in the manifest. Nothing to do for
         a loaded model (its calibration was saved) or one without categories."""
         sample = self._parts.calibration
@@ -267,7 +274,7 @@ class HashtagRecommender:
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
-        """Write the model folder atomically (see :mod:`recommender.model_io`)."""
+        """Write the model folder atomically (see :mod:`recommender.store.model_io`)."""
         manifest = {k: v for k, v in self.manifest.items() if k not in ("files",)}
         manifest["neighbours"] = self.index.params()
         neighbours = self.index.to_bytes() if self.index.kind != "exact" else None
@@ -302,7 +309,7 @@ class HashtagRecommender:
         if self._backbone is None:
             with self._backbone_lock:
                 if self._backbone is None:
-                    from .backbones import get_backbone
+                    from recommender.vision.backbones import get_backbone
 
                     cfg = self.manifest.get("config", {})
                     backbone = get_backbone(
@@ -346,7 +353,7 @@ class HashtagRecommender:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size!r}")
         from concurrent.futures import ThreadPoolExecutor
 
-        from .errors import ImageError
+        from recommender.errors import ImageError
 
         backbone = self.backbone
         total = len(sources)

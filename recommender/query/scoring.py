@@ -19,7 +19,7 @@ the image itself" is exact.
   (``TagScore.prior``).
 - Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
   ImageNet head gives the query's top classes that the curated table maps to ``t``
-  (:mod:`recommender.content`: a cheeseburger photo adds to #burger). Also the image's own
+  (:mod:`recommender.vision.content`: a cheeseburger photo adds to #burger). Also the image's own
   doing, reported on its own (``TagScore.content``); 0 when the query's class
   probabilities are not given.
 
@@ -30,7 +30,8 @@ tags leave the ranking unless their score is close to the best category tag's;
 ``head_hedge`` removes the categories the ImageNet head could name but does not see when it
 is confident of another; ``evidence_hedge`` removes those that both the image prior and the
 neighbours call unlikely; ``calibrated_hedge`` those the model's calibration gives a low
-chance of being carried (see :mod:`recommender.hedging` and :mod:`recommender.calibration`;
+chance of being carried (see :mod:`recommender.query.hedging` and
+:mod:`recommender.fit.calibration`;
 tags are removed, scores never change).
 
 A method is named by its registry key, optionally with changed fields after a colon:
@@ -45,7 +46,7 @@ from typing import Any, get_type_hints
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ConfigError
+from recommender.errors import ConfigError
 
 NEIGHBOUR_WEIGHTINGS = ("uniform", "similarity")
 
@@ -69,26 +70,26 @@ class Method:
         Weight of the image->hashtag ridge prior added to the neighbours' score (0: none).
     category_margin : float or None
         Hedging: keep a category's search tags only if its best tag scores within this
-        margin of the best category tag (None: keep all; see :mod:`recommender.hedging`).
+        margin of the best category tag (None: keep all; see :mod:`recommender.query.hedging`).
     content_weight : float
         Weight of what the ImageNet head sees (see the module notes; 0: nothing).
     head_hedge : float or None
         Hedging by the head: when the query's top classes give one category at least this
         probability, remove the categories the head names but gives nothing (None: off;
-        see :func:`recommender.hedging.head_hedge_mask`).
+        see :func:`recommender.query.hedging.head_hedge_mask`).
     head_hedge_unnamed : bool
         With ``head_hedge``: also remove the categories no ImageNet class shows (wedding,
         fitness, travel ...), not only those the head names and does not see.
     evidence_hedge : float or None
         Hedging by the model's evidence: remove a category whose search tag's image prior
         is below this and that at most ``evidence_agreement`` of the neighbours carry (None:
-        off; see :func:`recommender.hedging.evidence_hedge_mask`).
+        off; see :func:`recommender.query.hedging.evidence_hedge_mask`).
     evidence_agreement : float
         With ``evidence_hedge``: the share of the neighbours that carrying a category keeps
         it (a category whose photos carry only their search tag: any neighbour keeps it).
     calibrated_hedge : float or None
         Calibrated hedging: remove a category when the model's calibration (fitted at build
-        time, :mod:`recommender.calibration`) gives a post that looks like the query less
+        time, :mod:`recommender.fit.calibration`) gives a post that looks like the query less
         than this probability of carrying one of its forms (None: off).
     calibrated_single : float
         With ``calibrated_hedge``: the threshold for a category whose photos carry only
@@ -285,10 +286,10 @@ class Scorer:
         The category each hashtag names (-1: none), for hedging; none by default.
     class_tags : (C, T) sparse matrix, optional
         Binary: which hashtags each ImageNet class stands for
-        (:func:`recommender.content.class_tag_matrix`); without it there is no content term.
+        (:func:`recommender.vision.content.class_tag_matrix`); without it there is no content term.
     class_category : (C,) int array, optional
         The category (as in ``tag_category``) each ImageNet class shows, -1: none
-        (:func:`recommender.hedging.class_categories`), for head hedging; none by default.
+        (:func:`recommender.query.hedging.class_categories`), for head hedging; none by default.
     category_tag : (K,) int array, optional
         The hashtag of each category's search tag (-1: not a known hashtag), for evidence
         hedging; none by default.
@@ -361,7 +362,7 @@ class Scorer:
         self.single_tag = np.asarray(
             np.zeros(n_cats, bool) if single_tag is None else single_tag, dtype=bool
         )
-        # The model's calibrated hedging (recommender.calibration), None: not calibrated.
+        # The model's calibrated hedging (recommender.fit.calibration), None: not calibrated.
         self.calibration = None
         if self.category_tag.shape != (n_cats,) or self.single_tag.shape != (n_cats,):
             raise ValueError("category_tag and single_tag do not match the categories")
@@ -396,7 +397,7 @@ class Scorer:
         ``(positions, rows)`` pairs: the neighbours at ``positions`` (into ``neighbours``)
         vote with ``rows``, one sparse row each: their own hashtags, or (with ``profiles``)
         the profile a single-hashtag image borrows. Together these are
-        :func:`recommender.hashtag_model.vote_targets` of the neighbours, row for row.
+        :func:`recommender.fit.als.vote_targets` of the neighbours, row for row.
         """
         positions = np.arange(len(neighbours))
         if not method.profiles or self.profiles.shape[0] == 0:
@@ -478,9 +479,9 @@ class Scorer:
         wide: np.ndarray | None = None,
     ) -> dict[str, np.ndarray | float]:
         """What the query's ``neighbours`` (with their scoring ``weights`` and
-        ``similarities``) and its ``wide`` nearest images (:data:`~recommender.hedging.
+        ``similarities``) and its ``wide`` nearest images (:data:`~recommender.query.hedging.
         WIDE_NEIGHBOURS` of them; None: the neighbours) say per category beyond the share
-        carrying it: :data:`~recommender.hedging.NEIGHBOUR_FEATURES` by name."""
+        carrying it: :data:`~recommender.query.hedging.NEIGHBOUR_FEATURES` by name."""
         n_cats = len(self.category_tag)
         neighbours = np.asarray(neighbours, dtype=np.int64)
         if len(neighbours) == 0 or n_cats == 0:
@@ -516,10 +517,10 @@ class Scorer:
         share: np.ndarray, neighbours: dict | None = None,
     ) -> np.ndarray:
         """(C,) the calibration's probability that a post like the query carries each
-        category (:mod:`recommender.calibration`), from its scores, their ``content`` term,
+        category (:mod:`recommender.fit.calibration`), from its scores, their ``content`` term,
         its :meth:`category_evidence` (``value``, ``share``) and its
         :meth:`neighbour_evidence`."""
-        from .hedging import evidence_features
+        from recommender.query.hedging import evidence_features
 
         own = self.category_scores(scores, content)
         return self.calibration.probability(evidence_features(value, share, own, neighbours))
@@ -527,7 +528,7 @@ class Scorer:
     def wide_neighbours(self, method: Method) -> int:
         """How many nearest images a query under ``method`` should fetch beyond its
         neighbours for calibrated hedging (0: none needed)."""
-        from .hedging import WIDE_NEIGHBOURS
+        from recommender.query.hedging import WIDE_NEIGHBOURS
 
         if method.calibrated_hedge is None or self.calibration is None:
             return 0
@@ -552,7 +553,12 @@ class Scorer:
         those, ``content`` (the content term), the neighbours' ``weights`` and
         ``similarities`` and the ``wide`` nearest images (:meth:`wide_neighbours`) for
         calibrated hedging)."""
-        from .hedging import calibrated_hedge_mask, evidence_hedge_mask, head_hedge_mask, hedge_mask
+        from recommender.query.hedging import (
+            calibrated_hedge_mask,
+            evidence_hedge_mask,
+            head_hedge_mask,
+            hedge_mask,
+        )
 
         evidence = calibrated = None
         calibrating = method.calibrated_hedge is not None and self.calibration is not None
@@ -603,11 +609,11 @@ class Scorer:
         """The content term of every hashtag's score, shape (T,) (zeros without one).
 
         ``classes``: the query's (C,) class probabilities; only its top
-        :data:`recommender.content.TOP_CLASSES` count (what a build keeps per image).
+        :data:`recommender.vision.content.TOP_CLASSES` count (what a build keeps per image).
         """
         if classes is None or method.content_weight == 0 or not self.has_content:
             return np.zeros(self.n_tags, dtype=np.float32)
-        from .content import keep_top
+        from recommender.vision.content import keep_top
 
         probs = keep_top(classes)
         return (method.content_weight * (self.tag_classes @ probs)).astype(np.float32)

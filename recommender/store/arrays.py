@@ -2,9 +2,9 @@
 
 ``arrays.npz`` of a model folder holds exactly the fields of :class:`ModelArrays` (plus any
 ``extra`` arrays a feature adds); this module is the one place that names them. Training
-(:mod:`recommender.training`) fills a :class:`ModelArrays`; the query facade
-(:class:`recommender.recommender.HashtagRecommender`) reads one back. Files, checksums and
-atomic writes are :mod:`recommender.model_io`'s job.
+(:mod:`recommender.fit.training`) fills a :class:`ModelArrays`; the query facade
+(:class:`recommender.query.recommender.HashtagRecommender`) reads one back. Files, checksums and
+atomic writes are :mod:`recommender.store.model_io`'s job.
 
 Shapes (N indexed images, T hashtags, F ALS factors, d feature dimensions, P single-tag
 profiles, Q hashtags the prior predicts)::
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from . import model_io
-from .errors import ModelError
+from recommender.errors import ModelError
+from recommender.store import model_io
 
 # Fields a model of an older build may lack: they are filled with "nothing" on load.
 _OPTIONAL = ("profiles_indptr", "profiles_indices", "profiles_data", "image_profile")
@@ -141,7 +141,7 @@ class ModelParts:
     # (training passes a lazy view of the feature shards; writing streams it).
     thumbnails: dict[str, np.ndarray] | Sequence[bytes] = field(default_factory=dict)
     neighbours: bytes | None = None  # a saved approximate index, faiss' serialisation
-    # What training hands calibration (recommender.calibration), never written.
+    # What training hands calibration (recommender.fit.calibration), never written.
     calibration: Any = None
 
 
@@ -184,7 +184,7 @@ def write_parts(path: str | Path, parts: ModelParts) -> Path:
 
 def read_parts(path: str | Path) -> ModelParts:
     """Read and check the model folder at ``path`` (one whole version of it, even while a
-    build replaces it: :func:`recommender.model_io.read_whole_model`).
+    build replaces it: :func:`recommender.store.model_io.read_whole_model`).
 
     Raises :class:`~recommender.errors.ModelError` saying what is wrong and how to rebuild.
     """

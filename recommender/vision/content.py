@@ -3,7 +3,7 @@
 The backbones' ImageNet head names what is in a photo ("cheeseburger", "golden retriever",
 "seashore"). A curated table, ``assets/imagenet_hashtags.csv``, maps each of the 1000
 classes to 0-3 hashtags (cheeseburger -> burger, cheeseburger). The scoring's *content*
-term (:meth:`recommender.scoring.Scorer.content`) adds ``content_weight * p(t)`` to a
+term (:meth:`recommender.query.scoring.Scorer.content`) adds ``content_weight * p(t)`` to a
 hashtag ``t`` the model knows, where ``p(t)`` is the summed probability of the photo's
 top :data:`TOP_CLASSES` classes that map to ``t``: a photo the head calls 60% golden
 retriever and 30% Labrador gives #dog 0.9.
@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import BackboneError, ConfigError
+from recommender.errors import BackboneError, ConfigError
 
 __all__ = [
     "CLASS_HASHTAGS_PATH", "N_CLASSES", "TOP_CLASSES", "ClassHashtags", "TopClasses",
@@ -34,7 +34,7 @@ __all__ = [
 
 N_CLASSES = 1000
 TOP_CLASSES = 5
-CLASS_HASHTAGS_PATH = Path(__file__).resolve().parent / "assets" / "imagenet_hashtags.csv"
+CLASS_HASHTAGS_PATH = Path(__file__).resolve().parent.parent / "assets" / "imagenet_hashtags.csv"
 
 
 @dataclass(frozen=True)

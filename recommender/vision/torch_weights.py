@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BackboneError
+from recommender.errors import BackboneError
 
 __all__ = ["load_state_dict"]
 

@@ -4,7 +4,7 @@ Each module defines ``FORMAT = DatasetFormat(...)``: its name, how to recognise 
 (``detect``), how to read it (``load``), how to write a collection of posts in it
 (``write_sample``, so one contract test runs on every layout) and its line of the README's
 table. Modules are found by name, so adding a layout is adding one file here; the
-``--format`` choices, the README's table (:func:`recommender.datasets.layouts_table`) and
+``--format`` choices, the README's table (:func:`recommender.data.datasets.layouts_table`) and
 ``tests/test_datasets_contract.py`` pick it up.
 
 Auto-detection asks each layout in ``priority`` order (lowest first) and takes the first that
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recommender.records import Dataset
+    from recommender.data.records import Dataset
 
 
 @dataclass(frozen=True)

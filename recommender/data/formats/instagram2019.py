@@ -11,10 +11,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from recommender.data.formats import DatasetFormat, SamplePost
+from recommender.data.hashtags import normalize_tag
+from recommender.data.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder, Post
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost
-from recommender.hashtags import normalize_tag
-from recommender.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder, Post
 
 NAME = "instagram2019"
 

@@ -31,10 +31,10 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from recommender.data.formats import DatasetFormat, SamplePost
+from recommender.data.hashtags import extract_hashtags
+from recommender.data.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder, unsafe_member
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost
-from recommender.hashtags import extract_hashtags
-from recommender.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder, unsafe_member
 
 NAME = "instagram_export"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi", ".3gp", ".mkv")

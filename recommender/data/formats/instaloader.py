@@ -12,10 +12,10 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from recommender.data.formats import DatasetFormat, SamplePost
+from recommender.data.hashtags import extract_hashtags
+from recommender.data.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost
-from recommender.hashtags import extract_hashtags
-from recommender.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder
 
 NAME = "instaloader"
 MAX_CAPTION_BYTES = 1 << 20

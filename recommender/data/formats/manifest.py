@@ -15,9 +15,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from recommender.data.formats import DatasetFormat, SamplePost, one_manifest
+from recommender.data.records import Dataset, DatasetBuilder
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost, one_manifest
-from recommender.records import Dataset, DatasetBuilder
 
 NAME = "manifest"
 MANIFEST_NAMES = ("posts.csv", "posts.jsonl", "manifest.csv", "manifest.jsonl")

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from recommender.data.formats import DatasetFormat, SamplePost, one_manifest
+from recommender.data.records import Dataset, DatasetBuilder
 from recommender.errors import DatasetError
-from recommender.formats import DatasetFormat, SamplePost, one_manifest
-from recommender.records import Dataset, DatasetBuilder
 
 NAME = "parquet"
 MANIFEST_NAMES = ("posts.parquet", "manifest.parquet")
