@@ -2,7 +2,7 @@
 
     zip -r recommender.zip recommender
     spark-submit --master yarn --py-files recommender.zip [--archives env.tar.gz#env ...] \\
-        recommender/engines/spark_submit.py build hdfs:///data/posts.parquet --out models/big
+        recommender/spark_submit.py build hdfs:///data/posts.parquet --out models/big
 
 runs ``python -m recommender build ... --engine spark`` on the session spark-submit made
 (its ``--master`` and ``--conf`` settings apply). It imports ``recommender`` from
