@@ -87,17 +87,28 @@ def worker(size: str, zipf: float) -> dict:
     }
 
 
-COLUMNS = [("data", "data", ""), ("posts", "posts", ",d"), ("hashtags", "hashtags", ",d"),
-           ("pairs", "pairs", ",d"), ("fit_s", "fit s", ".1f"),
-           ("per_iteration_s", "s / iteration", ".2f"), ("cpu_s", "CPU s", ".1f"),
-           ("peak_rss_mb", "peak RSS MB", ",.0f"), ("growth_mb", "growth over matrix MB", ",.0f"),
-           ("factors_mb", "factors MB", ",.0f")]
+COLUMNS = [
+    ("data", "data", ""),
+    ("posts", "posts", ",d"),
+    ("hashtags", "hashtags", ",d"),
+    ("pairs", "pairs", ",d"),
+    ("fit_s", "fit s", ".1f"),
+    ("per_iteration_s", "s / iteration", ".2f"),
+    ("cpu_s", "CPU s", ".1f"),
+    ("peak_rss_mb", "peak RSS MB", ",.0f"),
+    ("growth_mb", "growth over matrix MB", ",.0f"),
+    ("factors_mb", "factors MB", ",.0f"),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["real", "30000", "300000", "3000000"],
-                        help="'real' or numbers of synthetic posts")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["real", "30000", "300000", "3000000"],
+        help="'real' or numbers of synthetic posts",
+    )
     parser.add_argument("--zipf", type=float, default=1.0, help="popularity exponent")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -97,8 +97,9 @@ def run_pipeline(paths, backbone, **options) -> tuple[int, float, float]:
 
 
 # --------------------------------------------------------------------------- throughput
-def throughput(backbone, paths, workers: list[int], batch_size: int, chunk: int,
-               ceiling_batches: int) -> list[dict]:
+def throughput(
+    backbone, paths, workers: list[int], batch_size: int, chunk: int, ceiling_batches: int
+) -> list[dict]:
     ceiling = Ceiling(backbone, batch_size)
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     run_pipeline(chunks[0][:batch_size], backbone, batch_size=batch_size, thumb_size=128)
@@ -108,8 +109,7 @@ def throughput(backbone, paths, workers: list[int], batch_size: int, chunk: int,
     for rep in range(len(workers)):
         for i, part in enumerate(chunks):
             w = workers[(i + rep) % len(workers)]
-            got = run_pipeline(part, backbone, batch_size=batch_size, workers=w,
-                               thumb_size=128)
+            got = run_pipeline(part, backbone, batch_size=batch_size, workers=w, thumb_size=128)
             after = ceiling.run(ceiling_batches)
             c_rate = (before[0] / before[1] + after[0] / after[1]) / 2
             ceil_rates.append(after[0] / after[1])
@@ -117,23 +117,27 @@ def throughput(backbone, paths, workers: list[int], batch_size: int, chunk: int,
             ratio = got[0] / got[1] / c_rate
             stats[f"workers={w}"].append((*got, ratio))
             before = after
-    rows = [{
-        "what": f"ceiling: backbone alone, batches of {batch_size} in memory",
-        "images": len(ceil_rates) * ceiling_batches * batch_size,
-        "rate": float(np.median(ceil_rates)),
-        "cpu_ms": 1000 * float(np.median(ceil_cpu)),
-        "ratio": 1.0,
-    }]
+    rows = [
+        {
+            "what": f"ceiling: backbone alone, batches of {batch_size} in memory",
+            "images": len(ceil_rates) * ceiling_batches * batch_size,
+            "rate": float(np.median(ceil_rates)),
+            "cpu_ms": 1000 * float(np.median(ceil_cpu)),
+            "ratio": 1.0,
+        }
+    ]
     for name, s in stats.items():
         arr = np.array(s)
-        rows.append({
-            "what": f"pipeline, {name}, batch {batch_size}, thumbnails, no cache",
-            "images": int(arr[:, 0].sum()),
-            "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
-            "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
-            "ratio": float(np.median(arr[:, 3])),
-            "ratio_range": f"{np.percentile(arr[:, 3], 25):.2f}-{np.percentile(arr[:, 3], 75):.2f}",
-        })
+        rows.append(
+            {
+                "what": f"pipeline, {name}, batch {batch_size}, thumbnails, no cache",
+                "images": int(arr[:, 0].sum()),
+                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+                "ratio": float(np.median(arr[:, 3])),
+                "ratio_range": "{:.2f}-{:.2f}".format(*np.percentile(arr[:, 3], [25, 75])),
+            }
+        )
     ceiling_cpu = rows[0]["cpu_ms"]
     for row in rows:
         row["cpu_ratio"] = ceiling_cpu / row["cpu_ms"]
@@ -163,8 +167,9 @@ def _keras_features(backbone):
         model = backbone._keras_model
         if model.output_shape[-1] != backbone.dim:
             model = keras.Model(model.input, model.get_layer("avg_pool").output)
-        model.predict(np.zeros((1, backbone.input_size, backbone.input_size, 3), np.uint8),
-                      verbose=0)
+        model.predict(
+            np.zeros((1, backbone.input_size, backbone.input_size, 3), np.uint8), verbose=0
+        )
         _KERAS[backbone.name] = model
     return _KERAS[backbone.name]
 
@@ -185,9 +190,13 @@ def original(backbone, paths, subset: int, batch_size: int, block: int = 100) ->
 
     def row(what, runs, ratio):
         arr = np.array(runs)
-        return {"what": what, "images": int(arr[:, 0].sum()),
-                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
-                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()), "ratio": ratio}
+        return {
+            "what": what,
+            "images": int(arr[:, 0].sum()),
+            "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+            "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+            "ratio": ratio,
+        }
 
     return [
         row("original: open, resize, model.predict per image", old, 1.0),
@@ -246,9 +255,15 @@ def cache_rebuild(tmp: Path, share: float = 0.9) -> list[dict]:
     s100 = build("m100-cold", "cache-b")
 
     def row(what, s):
-        return {"what": what, "posts": s["posts"], "embedded": s["images_embedded"],
-                "cached": s["images_from_cache"], "features_s": s["features_seconds"],
-                "build_s": s["wall"], "ratio": s["wall"] / s100["wall"]}
+        return {
+            "what": what,
+            "posts": s["posts"],
+            "embedded": s["images_embedded"],
+            "cached": s["images_from_cache"],
+            "features_s": s["features_seconds"],
+            "build_s": s["wall"],
+            "ratio": s["wall"] / s100["wall"],
+        }
 
     return [
         row(f"cold build of {share:.0%} of the posts", s90),
@@ -277,8 +292,12 @@ class _FeaturesOnly:
         self._fn = features_only(backbone)
 
     def embed(self, batch):
-        return np.concatenate([self._fn(np.ascontiguousarray(batch[i:i + 64]))[0].numpy()
-                               for i in range(0, len(batch), 64)])
+        return np.concatenate(
+            [
+                self._fn(np.ascontiguousarray(batch[i : i + 64]))[0].numpy()
+                for i in range(0, len(batch), 64)
+            ]
+        )
 
 
 def _with_classes(backbone):
@@ -297,8 +316,9 @@ def _with_classes(backbone):
     return WithClasses()
 
 
-def classes_cost(backbone, paths, batch_size: int, blocks: int, batches: int,
-                 chunk: int) -> list[dict]:
+def classes_cost(
+    backbone, paths, batch_size: int, blocks: int, batches: int, chunk: int
+) -> list[dict]:
     from recommender.vision.content import top_classes
 
     old = features_only(backbone)
@@ -325,23 +345,39 @@ def classes_cost(backbone, paths, batch_size: int, blocks: int, batches: int,
     run_pipeline(chunks[0][:batch_size], stand_ins["new"], batch_size=batch_size)
     pipe: dict[str, list[tuple]] = {"old": [], "new": []}
     for i, part in enumerate(chunks):
-        for which in (("old", "new") if i % 2 == 0 else ("new", "old")):
-            pipe[which].append(run_pipeline(part, stand_ins[which], batch_size=batch_size,
-                                            thumb_size=128))
+        for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            pipe[which].append(
+                run_pipeline(part, stand_ins[which], batch_size=batch_size, thumb_size=128)
+            )
     rows = []
-    for which, label in (("old", "features only (before issue 13)"),
-                         ("new", "features + class probabilities, top 5 kept")):
+    for which, label in (
+        ("old", "features only (before issue 13)"),
+        ("new", "features + class probabilities, top 5 kept"),
+    ):
         arr = np.array(pipe[which])
-        rows.append({"what": f"backbone alone, batch {batch_size} in memory: {label}",
-                     "images": len(rates[which]) * batches * batch_size,
-                     "rate": float(np.median(rates[which])),
-                     "ratio": float(np.median(rates["old"]) / np.median(rates[which]))})
-        rows.append({"what": f"pipeline over the data set: {label}", "images": int(arr[:, 0].sum()),
-                     "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
-                     "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
-                     "ratio": float(np.median([o[0] / o[1] / (n[0] / n[1])
-                                               for o, n in zip(pipe["old"], pipe["new"])]))
-                     if which == "new" else 1.0})
+        rows.append(
+            {
+                "what": f"backbone alone, batch {batch_size} in memory: {label}",
+                "images": len(rates[which]) * batches * batch_size,
+                "rate": float(np.median(rates[which])),
+                "ratio": float(np.median(rates["old"]) / np.median(rates[which])),
+            }
+        )
+        rows.append(
+            {
+                "what": f"pipeline over the data set: {label}",
+                "images": int(arr[:, 0].sum()),
+                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+                "ratio": float(
+                    np.median(
+                        [o[0] / o[1] / (n[0] / n[1]) for o, n in zip(pipe["old"], pipe["new"])]
+                    )
+                )
+                if which == "new"
+                else 1.0,
+            }
+        )
     return rows
 
 
@@ -354,21 +390,24 @@ def backbone_cost(backbone, other, paths, batch_size: int, chunk: int) -> list[d
     for i, part in enumerate(chunks):
         order = list(pair) if i % 2 == 0 else list(pair)[::-1]
         for name in order:
-            runs[name].append(run_pipeline(part, pair[name], batch_size=batch_size,
-                                           thumb_size=128))
+            runs[name].append(run_pipeline(part, pair[name], batch_size=batch_size, thumb_size=128))
     base = np.array(runs[backbone.name])
     rows = []
     for name, b in pair.items():
         arr = np.array(runs[name])
         per_chunk = (arr[:, 1] / arr[:, 0]) / (base[:, 1] / base[:, 0])
-        rows.append({"what": f"pipeline, {name} ({b.input_size} px)",
-                     "images": int(arr[:, 0].sum()),
-                     "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
-                     "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
-                     "ratio": float(np.median(per_chunk)),
-                     "ratio_range": f"{np.percentile(per_chunk, 25):.2f}-"
-                                    f"{np.percentile(per_chunk, 75):.2f}",
-                     "cpu_ratio": float(arr[:, 2].sum() / base[:, 2].sum())})
+        rows.append(
+            {
+                "what": f"pipeline, {name} ({b.input_size} px)",
+                "images": int(arr[:, 0].sum()),
+                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+                "ratio": float(np.median(per_chunk)),
+                "ratio_range": f"{np.percentile(per_chunk, 25):.2f}-"
+                f"{np.percentile(per_chunk, 75):.2f}",
+                "cpu_ratio": float(arr[:, 2].sum() / base[:, 2].sum()),
+            }
+        )
     return rows
 
 
@@ -385,11 +424,14 @@ def whole_build(backbone, batch_size: int, tmp: Path) -> list[dict]:
     c_rate = (c0[0] / c0[1] + c1[0] / c1[1]) / 2
     return [
         {"what": "ceiling (mean of before and after)", "rate": c_rate, "ratio": 1.0},
-        {"what": "build: features stage (no cache)", "images": summary["images_embedded"],
-         "rate": summary["images_per_second"], "ratio": summary["images_per_second"] / c_rate,
-         "seconds": summary["features_seconds"]},
-        {"what": "build: whole command (load, features, ALS, save)", "seconds": wall,
-         "cpu_s": cpu},
+        {
+            "what": "build: features stage (no cache)",
+            "images": summary["images_embedded"],
+            "rate": summary["images_per_second"],
+            "ratio": summary["images_per_second"] / c_rate,
+            "seconds": summary["features_seconds"],
+        },
+        {"what": "build: whole command (load, features, ALS, save)", "seconds": wall, "cpu_s": cpu},
     ]
 
 
@@ -427,7 +469,7 @@ def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) 
     ratios, class_ratios = [], []
     for i, part in enumerate(chunks):
         # rotate which goes first, so drift in the machine's load favours none
-        order = names[i % 3:] + names[: i % 3]
+        order = names[i % 3 :] + names[: i % 3]
         rates = {}
         for name in order:
             if name == "pipeline":
@@ -443,21 +485,26 @@ def shards_vs_pipeline(backbone, paths, batch_size: int, chunk: int, tmp: Path) 
     rows = []
     for name, runs in got.items():
         arr = np.array(runs)
-        rows.append({
-            "what": f"{name} (chunks of {chunk}, thumbnails)",
-            "images": int(arr[:, 0].sum()),
-            "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
-            "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
-        })
+        rows.append(
+            {
+                "what": f"{name} (chunks of {chunk}, thumbnails)",
+                "images": int(arr[:, 0].sum()),
+                "rate": float(arr[:, 0].sum() / arr[:, 1].sum()),
+                "cpu_ms": 1000 * float(arr[:, 2].sum() / arr[:, 0].sum()),
+            }
+        )
     rows[1]["ratio"] = float(np.median(ratios))
     rows[1]["ratio_range"] = f"{np.percentile(ratios, 25):.2f}-{np.percentile(ratios, 75):.2f}"
     rows[0]["ratio"] = 1.0
-    rows.append({
-        "what": "embed stage, rate with classes kept / without (same chunks)",
-        "ratio": float(np.median(class_ratios)),
-        "ratio_range": (f"{np.percentile(class_ratios, 25):.2f}-"
-                        f"{np.percentile(class_ratios, 75):.2f}"),
-    })
+    rows.append(
+        {
+            "what": "embed stage, rate with classes kept / without (same chunks)",
+            "ratio": float(np.median(class_ratios)),
+            "ratio_range": (
+                f"{np.percentile(class_ratios, 25):.2f}-{np.percentile(class_ratios, 75):.2f}"
+            ),
+        }
+    )
     return rows
 
 
@@ -486,8 +533,13 @@ def resume_after_kill(tmp: Path, shard_size: int) -> list[dict]:
     cache = tmp / "resume-cache"
     script = _KILLABLE.format(data=str(DATASET), size=shard_size, cache=str(cache))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     done = total = 0
     for line in proc.stdout:
         if line.startswith("done"):
@@ -499,50 +551,75 @@ def resume_after_kill(tmp: Path, shard_size: int) -> list[dict]:
     for line in proc.stdout.read().splitlines():
         if line.startswith("done"):
             done = int(line.split()[1])
-    feats = dataset_features(load_dataset(DATASET), BuildConfig(), shard_size=shard_size,
-                             cache_dir=cache)
+    feats = dataset_features(
+        load_dataset(DATASET), BuildConfig(), shard_size=shard_size, cache_dir=cache
+    )
     kept = feats.counts["images_from_cache"]
-    return [{
-        "what": f"SIGKILL at {done}/{total} images, shards of {shard_size}",
-        "killed_at": done,
-        "kept": kept,
-        "embedded_again": feats.counts["images_embedded"],
-        "lost": done - kept,
-    }]
+    return [
+        {
+            "what": f"SIGKILL at {done}/{total} images, shards of {shard_size}",
+            "killed_at": done,
+            "kept": kept,
+            "embedded_again": feats.counts["images_embedded"],
+            "lost": done - kept,
+        }
+    ]
 
 
-RESUME_COLUMNS = [("what", "run", ""), ("killed_at", "images done when killed", ""),
-                  ("kept", "kept (committed shards)", ""),
-                  ("embedded_again", "embedded on resume", ""),
-                  ("lost", "work lost (re-embedded)", "")]
+RESUME_COLUMNS = [
+    ("what", "run", ""),
+    ("killed_at", "images done when killed", ""),
+    ("kept", "kept (committed shards)", ""),
+    ("embedded_again", "embedded on resume", ""),
+    ("lost", "work lost (re-embedded)", ""),
+]
 
 
-COLUMNS = [("what", "what", ""), ("images", "images", ""), ("rate", "images/s", ".1f"),
-           ("cpu_ms", "CPU ms/image", ".1f"), ("ratio", "ratio (median)", ".2f"),
-           ("ratio_range", "ratio IQR", ""), ("cpu_ratio", "CPU-time ratio", ".2f"),
-           ("seconds", "seconds", ".1f")]
-CACHE_COLUMNS = [("what", "build", ""), ("posts", "posts", ""),
-                 ("embedded", "images embedded", ""), ("cached", "from cache", ""),
-                 ("features_s", "features s", ".1f"), ("build_s", "build s", ".1f"),
-                 ("ratio", "time / cold 100%", ".2f")]
+COLUMNS = [
+    ("what", "what", ""),
+    ("images", "images", ""),
+    ("rate", "images/s", ".1f"),
+    ("cpu_ms", "CPU ms/image", ".1f"),
+    ("ratio", "ratio (median)", ".2f"),
+    ("ratio_range", "ratio IQR", ""),
+    ("cpu_ratio", "CPU-time ratio", ".2f"),
+    ("seconds", "seconds", ".1f"),
+]
+CACHE_COLUMNS = [
+    ("what", "build", ""),
+    ("posts", "posts", ""),
+    ("embedded", "images embedded", ""),
+    ("cached", "from cache", ""),
+    ("features_s", "features s", ".1f"),
+    ("build_s", "build s", ".1f"),
+    ("ratio", "time / cold 100%", ".2f"),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", default=list(DEFAULT_SECTIONS),
-                        choices=SECTIONS)
-    parser.add_argument("--compare-backbone", default="efficientnet_lite1",
-                        help="for 'backbones': the backbone to compare with the default")
+    parser.add_argument("--sections", nargs="+", default=list(DEFAULT_SECTIONS), choices=SECTIONS)
+    parser.add_argument(
+        "--compare-backbone",
+        default="efficientnet_lite1",
+        help="for 'backbones': the backbone to compare with the default",
+    )
     parser.add_argument("--blocks", type=int, default=10, help="for 'classes': blocks of each")
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="decoding threads to compare (default: the BuildConfig default)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="decoding threads to compare (default: the BuildConfig default)",
+    )
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--chunk", type=int, default=330, help="images per pipeline chunk")
     parser.add_argument("--ceiling-batches", type=int, default=3)
     parser.add_argument("--subset", type=int, default=200, help="images for 'original'")
     parser.add_argument("--shard-size", type=int, default=500, help="for the resume")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="use only the first LIMIT images of the data set")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="use only the first LIMIT images of the data set"
+    )
     args = parser.parse_args(argv)
 
     from recommender.query.recommender import BuildConfig
@@ -558,12 +635,18 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         if "throughput" in args.sections:
             header("Feature extraction throughput against the backbone alone")
-            print(table(throughput(backbone, paths, workers, batch_size, args.chunk,
-                                   args.ceiling_batches), COLUMNS), flush=True)
+            print(
+                table(
+                    throughput(
+                        backbone, paths, workers, batch_size, args.chunk, args.ceiling_batches
+                    ),
+                    COLUMNS,
+                ),
+                flush=True,
+            )
         if "original" in args.sections:
             header(f"Against the original per-image model.predict ({args.subset} images)")
-            print(table(original(backbone, paths, args.subset, batch_size), COLUMNS),
-                  flush=True)
+            print(table(original(backbone, paths, args.subset, batch_size), COLUMNS), flush=True)
         if "cache" in args.sections:
             header("Rebuild with the feature cache after adding 10% new posts")
             print(table(cache_rebuild(tmp), CACHE_COLUMNS), flush=True)
@@ -572,20 +655,33 @@ def main(argv: list[str] | None = None) -> None:
             print(table(whole_build(backbone, batch_size, tmp), COLUMNS), flush=True)
         if "shards" in args.sections:
             header("The embed stage (shards) against the plain pipeline, same chunks")
-            print(table(shards_vs_pipeline(backbone, paths, batch_size, args.chunk, tmp),
-                        COLUMNS), flush=True)
+            print(
+                table(shards_vs_pipeline(backbone, paths, batch_size, args.chunk, tmp), COLUMNS),
+                flush=True,
+            )
             header("Resume after SIGKILL at 50% of the embed stage")
             print(table(resume_after_kill(tmp, args.shard_size), RESUME_COLUMNS), flush=True)
         if "classes" in args.sections:
             header("What the class probabilities cost the build (ratio: time, new over old)")
-            print(table(classes_cost(backbone, paths, batch_size, args.blocks,
-                                     args.ceiling_batches, args.chunk), COLUMNS), flush=True)
+            print(
+                table(
+                    classes_cost(
+                        backbone, paths, batch_size, args.blocks, args.ceiling_batches, args.chunk
+                    ),
+                    COLUMNS,
+                ),
+                flush=True,
+            )
         if "backbones" in args.sections:
             other = get_backbone(args.compare_backbone)
-            header(f"Extraction cost of {other.name} against {backbone.name} "
-                   "(ratio: time per image; CPU-time ratio: CPU per image)")
-            print(table(backbone_cost(backbone, other, paths, batch_size, args.chunk),
-                        COLUMNS), flush=True)
+            header(
+                f"Extraction cost of {other.name} against {backbone.name} "
+                "(ratio: time per image; CPU-time ratio: CPU per image)"
+            )
+            print(
+                table(backbone_cost(backbone, other, paths, batch_size, args.chunk), COLUMNS),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -113,8 +113,14 @@ def generate(workdir: Path, kind: str, size: int, queries: int) -> None:
 
 # ------------------------------------------------------------------------------ worker
 def _recall(found: list[np.ndarray], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:K].tolist()) & set(t.tolist())) / K
-                          for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean(
+            [
+                len(set(f[:K].tolist()) & set(t.tolist())) / K
+                for f, t in zip(found, truth, strict=True)
+            ]
+        )
+    )
 
 
 def _measure(name: str, search, queries: np.ndarray, truth: np.ndarray, extra: dict) -> dict:
@@ -199,8 +205,9 @@ def serve_worker(workdir: Path, kind: str, size: int, method: str, threads: int)
     elif method == "exact-f16":
         index = ExactIndex(np.load(paths["vectors"]))
     elif method in ("ivf", "ivf-sq8"):
-        index = IVFIndex.from_bytes(out.with_suffix(".faiss").read_bytes(),
-                                    np.load(paths["vectors"]))
+        index = IVFIndex.from_bytes(
+            out.with_suffix(".faiss").read_bytes(), np.load(paths["vectors"])
+        )
     elif method == "ivf-sq8-codes":
         index = IVFIndex.from_bytes(out.with_suffix(".faiss").read_bytes())
     elif method == "flat-f16":
@@ -216,15 +223,20 @@ def serve_worker(workdir: Path, kind: str, size: int, method: str, threads: int)
     else:
         raise SystemExit(f"unknown method {method}")
     gc.collect()
-    info = {"kind": kind, "size": size, "load_s": time.perf_counter() - start,
-            "memory_mb": (proc_status("RssAnon") - base) / 1e6}
+    info = {
+        "kind": kind,
+        "size": size,
+        "load_s": time.perf_counter() - start,
+        "memory_mb": (proc_status("RssAnon") - base) / 1e6,
+    }
 
     rows = []
     if method in ("exact-f32", "exact-f16"):
         rows.append(_measure(method, lambda q: index.search(q, K)[0], queries, truth, info))
     elif method == "flat-f16":
-        rows.append(_measure(method, lambda q: index.search(q[None], K)[1][0], queries, truth,
-                             info))
+        rows.append(
+            _measure(method, lambda q: index.search(q[None], K)[1][0], queries, truth, info)
+        )
     elif method.startswith("ivf"):
         info["nlist"] = index.nlist
         default = index.nprobe
@@ -244,8 +256,15 @@ def serve_worker(workdir: Path, kind: str, size: int, method: str, threads: int)
         for ef in HNSW_EFS:
             hnsw.set_ef(ef)
             n = max(100, ef)  # re-score as many candidates as the search keeps
-            rows.append(_measure(f"hnsw-pca M=16 ef={ef}, re-score {n}",
-                                 lambda q, n=n: search(q, n), queries, truth, info))
+            rows.append(
+                _measure(
+                    f"hnsw-pca M=16 ef={ef}, re-score {n}",
+                    lambda q, n=n: search(q, n),
+                    queries,
+                    truth,
+                    info,
+                )
+            )
     return {"rows": rows}
 
 
@@ -279,29 +298,50 @@ def calibrate() -> None:
         n = 3281
     rows.append({"data": "clustered_unit", **feature_stats(clustered_unit(n, seed=1))})
     rows.append({"data": "random_unit", **feature_stats(random_unit(n, seed=1))})
-    print(table(rows, [("data", "vectors", ""), ("nn1", "1st neighbour sim", ".3f"),
-                       ("nn10", "10th neighbour sim", ".3f"),
-                       ("pair_median", "median pair sim", ".3f"),
-                       ("pair_p99", "p99 pair sim", ".3f"),
-                       ("var_top100", "variance in top 100 PCs", ".2f")]))
+    print(
+        table(
+            rows,
+            [
+                ("data", "vectors", ""),
+                ("nn1", "1st neighbour sim", ".3f"),
+                ("nn10", "10th neighbour sim", ".3f"),
+                ("pair_median", "median pair sim", ".3f"),
+                ("pair_p99", "p99 pair sim", ".3f"),
+                ("var_top100", "variance in top 100 PCs", ".2f"),
+            ],
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--kinds", nargs="+", default=["clustered", "random"],
-                        choices=["clustered", "random"])
+    parser.add_argument(
+        "--kinds", nargs="+", default=["clustered", "random"], choices=["clustered", "random"]
+    )
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="faiss/hnswlib threads for building (queries: faiss default)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-neighbours"),
-                        help="where the synthetic vectors are cached (float16 .npy)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="faiss/hnswlib threads for building (queries: faiss default)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/bench-neighbours"),
+        help="where the synthetic vectors are cached (float16 .npy)",
+    )
     parser.add_argument("--calibrate", action="store_true")
-    parser.add_argument("--reuse", action="store_true",
-                        help="serve indexes built by an earlier run (with its build figures)")
-    parser.add_argument("--worker", nargs=4, metavar=("PHASE", "KIND", "SIZE", "METHOD"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="serve indexes built by an earlier run (with its build figures)",
+    )
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("PHASE", "KIND", "SIZE", "METHOD"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.worker:
         phase, kind, size, method = args.worker
@@ -317,12 +357,17 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.kinds:
             start = time.perf_counter()
             generate(args.workdir, kind, size, args.queries)
-            print(f"data {kind} {size:,}: ready in {time.perf_counter() - start:.0f} s",
-                  flush=True)
+            print(f"data {kind} {size:,}: ready in {time.perf_counter() - start:.0f} s", flush=True)
             builds: dict[Path, dict] = {}
             for method in args.methods:
-                common = [MODULE, "--workdir", str(args.workdir), "--threads", str(args.threads),
-                          "--worker"]
+                common = [
+                    MODULE,
+                    "--workdir",
+                    str(args.workdir),
+                    "--threads",
+                    str(args.threads),
+                    "--worker",
+                ]
                 artefact = _artefact(args.workdir, kind, size, method)
                 sidecar = artefact.with_suffix(".build.json")
                 try:

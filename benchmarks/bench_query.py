@@ -56,8 +56,7 @@ def big_photo(seed: int = 0) -> bytes:
     pixels = np.asarray(base, dtype=np.int16)
     noise = np.random.default_rng(seed).integers(-6, 7, pixels.shape, dtype=np.int16)
     out = io.BytesIO()
-    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(out, "JPEG",
-                                                                            quality=90)
+    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
     return out.getvalue()
 
 
@@ -84,8 +83,10 @@ def warm(rec, photos: list[bytes], queries: int) -> list[dict]:
         embed.append(t3 - t2)
         rank.append(t4 - t3)
     rows = [
-        {"what": "recommend(photo bytes): decode + features + neighbours + scores",
-         **percentiles(total)},
+        {
+            "what": "recommend(photo bytes): decode + features + neighbours + scores",
+            **percentiles(total),
+        },
         {"what": "  stage: decode + resize to the model input", **percentiles(decode)},
         {"what": "  stage: backbone on one image", **percentiles(embed)},
         {"what": "  stage: neighbours + scores (recommend_features)", **percentiles(rank)},
@@ -112,8 +113,10 @@ def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
         search.append(time.perf_counter() - start)
     return [
         {"what": "recommend_features, n_neighbors 5..50, k=10", **percentiles(times)},
-        {"what": f"  of which neighbour search ({rec.index.kind}, {len(rec.index):,} images)",
-         **percentiles(search)},
+        {
+            "what": f"  of which neighbour search ({rec.index.kind}, {len(rec.index):,} images)",
+            **percentiles(search),
+        },
     ]
 
 
@@ -156,12 +159,19 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
     times = alternating({"before": before, "after": after}, photos, queries)
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     return [
-        {"what": "before: decode + features-only pass + recommend_features",
-         **percentiles(times["before"])},
-        {"what": f"now: recommend (features + classes, content weight {content_weight})",
-         **percentiles(times["after"])},
-        {"what": "ratio of p50, now / before", "p50_ms": p50["after"] / p50["before"],
-         "n": queries},
+        {
+            "what": "before: decode + features-only pass + recommend_features",
+            **percentiles(times["before"]),
+        },
+        {
+            "what": f"now: recommend (features + classes, content weight {content_weight})",
+            **percentiles(times["after"]),
+        },
+        {
+            "what": "ratio of p50, now / before",
+            "p50_ms": p50["after"] / p50["before"],
+            "n": queries,
+        },
     ]
 
 
@@ -175,14 +185,26 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
 
     seen = [rec.embed_with_classes(d) for d in photos]
     methods = {
-        "plain": dataclasses.replace(rec.method, name="plain", evidence_hedge=None,
-                                     calibrated_hedge=None),
-        "evidence": dataclasses.replace(rec.method, name="evidence", evidence_hedge=0.3,
-                                        calibrated_hedge=None),
-        "calibrated": dataclasses.replace(rec.method, name="calibrated", evidence_hedge=None,
-                                          calibrated_hedge=CALIBRATED, calibrated_single=SINGLE),
-        "both": dataclasses.replace(rec.method, name="both", evidence_hedge=0.3,
-                                    calibrated_hedge=CALIBRATED, calibrated_single=SINGLE),
+        "plain": dataclasses.replace(
+            rec.method, name="plain", evidence_hedge=None, calibrated_hedge=None
+        ),
+        "evidence": dataclasses.replace(
+            rec.method, name="evidence", evidence_hedge=0.3, calibrated_hedge=None
+        ),
+        "calibrated": dataclasses.replace(
+            rec.method,
+            name="calibrated",
+            evidence_hedge=None,
+            calibrated_hedge=CALIBRATED,
+            calibrated_single=SINGLE,
+        ),
+        "both": dataclasses.replace(
+            rec.method,
+            name="both",
+            evidence_hedge=0.3,
+            calibrated_hedge=CALIBRATED,
+            calibrated_single=SINGLE,
+        ),
     }
     for f, c in seen:
         for m in methods.values():
@@ -196,15 +218,22 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     return [
         {"what": "recommend_features without hedging", **percentiles(times["plain"])},
         {"what": "with evidence hedging 0.3", **percentiles(times["evidence"])},
-        {"what": f"with calibrated hedging {CALIBRATED}/{SINGLE} (the default)",
-         **percentiles(times["calibrated"])},
+        {
+            "what": f"with calibrated hedging {CALIBRATED}/{SINGLE} (the default)",
+            **percentiles(times["calibrated"]),
+        },
         {"what": "with both", **percentiles(times["both"])},
-        {"what": "ratio of p50, evidence / none", "p50_ms": p50["evidence"] / p50["plain"],
-         "n": queries},
-        {"what": "ratio of p50, calibrated / none", "p50_ms": p50["calibrated"] / p50["plain"],
-         "n": queries},
-        {"what": "ratio of p50, both / none", "p50_ms": p50["both"] / p50["plain"],
-         "n": queries},
+        {
+            "what": "ratio of p50, evidence / none",
+            "p50_ms": p50["evidence"] / p50["plain"],
+            "n": queries,
+        },
+        {
+            "what": "ratio of p50, calibrated / none",
+            "p50_ms": p50["calibrated"] / p50["plain"],
+            "n": queries,
+        },
+        {"what": "ratio of p50, both / none", "p50_ms": p50["both"] / p50["plain"], "n": queries},
     ]
 
 
@@ -221,8 +250,13 @@ def cold_worker(model: str) -> dict:
     result = rec.recommend(test_photos()[0])
     t4 = time.perf_counter()
     assert result.tags
-    return {"import_s": t1 - t0, "load_s": t2 - t1, "backbone_s": t3 - t2,
-            "first_s": t4 - t3, "inside_s": t4 - t0}
+    return {
+        "import_s": t1 - t0,
+        "load_s": t2 - t1,
+        "backbone_s": t3 - t2,
+        "first_s": t4 - t3,
+        "inside_s": t4 - t0,
+    }
 
 
 def cold(model: str, repeat: int) -> list[dict]:
@@ -230,8 +264,14 @@ def cold(model: str, repeat: int) -> list[dict]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", MODULE, "--model", model, "--cold-worker"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", MODULE, "--model", model, "--cold-worker"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         outside = time.perf_counter() - start
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not line:
@@ -248,13 +288,24 @@ def cold(model: str, repeat: int) -> list[dict]:
         "outside_s": "cold start: process start to first result",
     }
     order = ["outside_s", "import_s", "load_s", "backbone_s", "first_s", "inside_s"]
-    return [{"what": labels[k], "p50_ms": med[k] * 1000, "n": repeat,
-             "range": f"{min(r[k] for r in runs):.2f}-{max(r[k] for r in runs):.2f} s"}
-            for k in order]
+    return [
+        {
+            "what": labels[k],
+            "p50_ms": med[k] * 1000,
+            "n": repeat,
+            "range": f"{min(r[k] for r in runs):.2f}-{max(r[k] for r in runs):.2f} s",
+        }
+        for k in order
+    ]
 
 
-COLUMNS = [("what", "what", ""), ("p50_ms", "p50 ms", ".2f"), ("p95_ms", "p95 ms", ".2f"),
-           ("n", "n", ""), ("range", "range", "")]
+COLUMNS = [
+    ("what", "what", ""),
+    ("p50_ms", "p50 ms", ".2f"),
+    ("p95_ms", "p95 ms", ".2f"),
+    ("n", "n", ""),
+    ("range", "range", ""),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,10 +313,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="/tmp/bench-model")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=3)
-    parser.add_argument("--sections", nargs="+", default=["warm", "rerank", "cold"],
-                        choices=["warm", "rerank", "cold", "classes", "hedging"])
-    parser.add_argument("--content-weight", type=float, default=0.1,
-                        help="for 'classes': the content term's weight")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["warm", "rerank", "cold"],
+        choices=["warm", "rerank", "cold", "classes", "hedging"],
+    )
+    parser.add_argument(
+        "--content-weight", type=float, default=0.1, help="for 'classes': the content term's weight"
+    )
     parser.add_argument("--cold-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cold_worker:
@@ -295,14 +351,18 @@ def main(argv: list[str] | None = None) -> None:
         print(table(part, COLUMNS), flush=True)
         rows += part
     if "classes" in args.sections:
-        header(f"What the class probabilities cost a query ({args.queries} of each, "
-               "alternating; the ratio row's p50 column is the ratio)")
+        header(
+            f"What the class probabilities cost a query ({args.queries} of each, "
+            "alternating; the ratio row's p50 column is the ratio)"
+        )
         part = classes_cost(rec, photos, args.queries, args.content_weight)
         print(table(part, COLUMNS), flush=True)
         rows += part
     if "hedging" in args.sections:
-        header(f"What hedging costs a slider move ({args.queries} of each, "
-               "alternating; the ratio row's p50 column is the ratio)")
+        header(
+            f"What hedging costs a slider move ({args.queries} of each, "
+            "alternating; the ratio row's p50 column is the ratio)"
+        )
         part = hedging_cost(rec, photos, args.queries)
         print(table(part, COLUMNS), flush=True)
         rows += part

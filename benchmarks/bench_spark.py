@@ -171,15 +171,26 @@ def quality_worker(master: str, splits: int) -> dict:
     return out
 
 
-EMBED_COLUMNS = [("master", "master", ""), ("images", "images", ",d"),
-                 ("local_rate", "local images/s", ".1f"), ("spark_rate", "Spark images/s", ".1f"),
-                 ("ratio", "ratio Spark/local (median)", ".2f"),
-                 ("ratio_range", "ratio IQR", ""), ("spark_per_core", "Spark images/s/core", ".1f"),
-                 ("cold_first_job_s", "cold first job s", ".1f")]
-ALS_COLUMNS = [("data", "data", ""), ("master", "master", ""), ("posts", "posts", ",d"),
-               ("hashtags", "hashtags", ",d"), ("pairs", "pairs", ",d"),
-               ("implicit_s", "implicit s", ".1f"), ("spark_s", "Spark s", ".1f"),
-               ("ratio", "Spark / implicit", ".1f")]
+EMBED_COLUMNS = [
+    ("master", "master", ""),
+    ("images", "images", ",d"),
+    ("local_rate", "local images/s", ".1f"),
+    ("spark_rate", "Spark images/s", ".1f"),
+    ("ratio", "ratio Spark/local (median)", ".2f"),
+    ("ratio_range", "ratio IQR", ""),
+    ("spark_per_core", "Spark images/s/core", ".1f"),
+    ("cold_first_job_s", "cold first job s", ".1f"),
+]
+ALS_COLUMNS = [
+    ("data", "data", ""),
+    ("master", "master", ""),
+    ("posts", "posts", ",d"),
+    ("hashtags", "hashtags", ",d"),
+    ("pairs", "pairs", ",d"),
+    ("implicit_s", "implicit s", ".1f"),
+    ("spark_s", "Spark s", ".1f"),
+    ("ratio", "Spark / implicit", ".1f"),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,8 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"])
     parser.add_argument("--images", type=int, default=None, help="first N images (default all)")
     parser.add_argument("--chunk", type=int, default=330, help="images per alternating chunk")
-    parser.add_argument("--posts", nargs="+", default=["real", "300000"],
-                        help="'real' or numbers of synthetic posts, for the ALS section")
+    parser.add_argument(
+        "--posts",
+        nargs="+",
+        default=["real", "300000"],
+        help="'real' or numbers of synthetic posts, for the ALS section",
+    )
     parser.add_argument("--splits", type=int, default=5, help="evaluation splits")
     parser.add_argument("--quality-master", default="local[2]")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -211,8 +226,21 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for master in args.masters:
             extra = ["--images", str(args.images)] if args.images else []
-            rows.append(run_json([MODULE, "--worker", "embed", "--master", master,
-                                  "--chunk", str(args.chunk), *extra], env))
+            rows.append(
+                run_json(
+                    [
+                        MODULE,
+                        "--worker",
+                        "embed",
+                        "--master",
+                        master,
+                        "--chunk",
+                        str(args.chunk),
+                        *extra,
+                    ],
+                    env,
+                )
+            )
             print(table(rows[-1:], EMBED_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, EMBED_COLUMNS))
@@ -221,15 +249,26 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for size in args.posts:
             for master in args.masters:
-                rows.append(run_json([MODULE, "--worker", "als", "--master", master,
-                                      "--size", size], env))
+                rows.append(
+                    run_json([MODULE, "--worker", "als", "--master", master, "--size", size], env)
+                )
                 print(table(rows[-1:], ALS_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, ALS_COLUMNS))
     if "quality" in args.sections:
         header(f"Evaluation, ALS by implicit vs by Spark ({args.quality_master}), same splits")
-        result = run_json([MODULE, "--worker", "quality", "--master", args.quality_master,
-                           "--splits", str(args.splits)], env)
+        result = run_json(
+            [
+                MODULE,
+                "--worker",
+                "quality",
+                "--master",
+                args.quality_master,
+                "--splits",
+                str(args.splits),
+            ],
+            env,
+        )
         for metric in ("recall@10", "beyond_recall@10"):
             r = result[metric]
             print(

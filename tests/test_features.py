@@ -41,8 +41,13 @@ def _expected(i):
 def test_features_keep_input_order_and_skip_broken_images(photos, workers, batch_size):
     bb = MeanColour()
     seen = []
-    ex = extract_features(photos, bb, batch_size=batch_size, workers=workers,
-                          progress=lambda done, total: seen.append((done, total)))
+    ex = extract_features(
+        photos,
+        bb,
+        batch_size=batch_size,
+        workers=workers,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert ex.ok == [i for i in range(24) if i != 5]
     assert [i for i, _ in ex.errors] == [5]
     # Photo k sits at position k, or k + 1 after the broken file: rows follow the photos.

@@ -198,7 +198,14 @@ def test_the_packaged_class_categories_name_what_the_head_plainly_sees():
     # tabby, golden retriever; cheeseburger, pizza, espresso; sports car; crib, groom:
     # babies and wedding are not named (see the table's notes)
     assert [names[c] for c in (281, 207, 933, 963, 967, 817, 520, 982)] == [
-        "animals", "animals", "food", "food", "food", "cars", None, None,
+        "animals",
+        "animals",
+        "food",
+        "food",
+        "food",
+        "cars",
+        None,
+        None,
     ]
     # categories the model lacks are left out; the index is into the sorted categories
     assert set(class_categories(["food", "travel"]).tolist()) == {-1, 0}
@@ -215,7 +222,12 @@ def test_head_hedge_mask_hand_case():
     assert head_hedge_mask(p, cc, tags, 0.7).tolist() == [False, False, True, False, False, False]
     # unnamed: d, which no class shows, goes too (c is still supported)
     assert head_hedge_mask(p, cc, tags, 0.7, unnamed=True).tolist() == [
-        False, False, True, False, True, False,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
     ]
     assert head_hedge_mask(p, cc, tags, 0.9) is None  # no category is that sure
     assert head_hedge_mask(p, cc, tags, 0.9, unnamed=True) is None
@@ -318,9 +330,11 @@ def test_an_evidence_hedged_method_is_saved_restored_and_checked():
     del saved["evidence_hedge"], saved["evidence_agreement"]  # a model saved before them
     assert Method.from_dict(saved).evidence_hedge is None  # stays unhedged
     assert get_method("profiles_prior:evidence_hedge=none").evidence_hedge is None
-    for bad, says in (("evidence_hedge=-0.1", "evidence_hedge must be"),
-                      ("evidence_agreement=1.5", "evidence_agreement must lie"),
-                      ("evidence_agreement=-1", "evidence_agreement must lie")):
+    for bad, says in (
+        ("evidence_hedge=-0.1", "evidence_hedge must be"),
+        ("evidence_agreement=1.5", "evidence_agreement must lie"),
+        ("evidence_agreement=-1", "evidence_agreement must lie"),
+    ):
         with pytest.raises(ConfigError, match=says):
             get_method(f"profiles_prior:{bad}")
 
@@ -349,8 +363,11 @@ def ref_evidence(prior, carried, tag_category, single, threshold, agreement):
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.integers(-1, 3), min_size=1, max_size=12),
-    st.lists(st.tuples(st.floats(-1, 1), st.sampled_from([0, 0.05, 0.1, 0.5]), st.booleans()),
-             min_size=4, max_size=4),
+    st.lists(
+        st.tuples(st.floats(-1, 1), st.sampled_from([0, 0.05, 0.1, 0.5]), st.booleans()),
+        min_size=4,
+        max_size=4,
+    ),
     st.floats(0, 1),
     st.sampled_from([0.0, 0.05, 0.1]),
 )
@@ -370,7 +387,12 @@ def test_evidence_hedging_on_the_real_model_removes_unlikely_categories_only(
 ):
     rec = demo_model
     assert rec.manifest["single_tag_categories"] == [
-        "architecture", "babies", "cars", "fitness", "nature", "wedding",
+        "architecture",
+        "babies",
+        "cars",
+        "fitness",
+        "nature",
+        "wedding",
     ]
     names = rec.manifest["categories"]
     single = set(rec.manifest["single_tag_categories"])

@@ -191,8 +191,11 @@ def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp
             got = model.recommend_features(q, n_neighbors=10, k=3)
             assert [n.index for n in got.neighbors] == ref_idx.tolist()
             np.testing.assert_allclose([n.similarity for n in got.neighbors], ref_sims)
-            np.testing.assert_allclose([n.similarity for n in got.neighbors],
-                                       [n.similarity for n in want.neighbors], atol=1e-3)
+            np.testing.assert_allclose(
+                [n.similarity for n in got.neighbors],
+                [n.similarity for n in want.neighbors],
+                atol=1e-3,
+            )
             assert got.tags[0] == want.tags[0]
 
     blob = tmp_path / "model" / NEIGHBOURS
@@ -220,8 +223,11 @@ def test_serial_blas_nests_and_restores_the_thread_count_across_threads():
     from recommender.query.neighbours import serial_blas
 
     def blas_threads():  # numpy's own BLAS (faiss may bring another one, left alone)
-        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
-                if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+        return [
+            i["num_threads"]
+            for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas" and "numpy" in i["filepath"]
+        ]
 
     before = blas_threads()
     if not before:

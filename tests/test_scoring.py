@@ -150,11 +150,10 @@ def test_bad_method_parameters_are_refused():
 
 def _content_scorer(scorer):
     # class 0 -> hashtag 1, class 1 -> hashtags 1 and 2, class 2 -> nothing
-    class_tags = sp.csr_matrix(
-        (np.ones(3, np.float32), ([0, 1, 1], [1, 1, 2])), shape=(1000, 4)
+    class_tags = sp.csr_matrix((np.ones(3, np.float32), ([0, 1, 1], [1, 1, 2])), shape=(1000, 4))
+    return Scorer(
+        scorer.image_factors, scorer.tag_factors, scorer.image_tags, class_tags=class_tags
     )
-    return Scorer(scorer.image_factors, scorer.tag_factors, scorer.image_tags,
-                  class_tags=class_tags)
 
 
 def test_content_adds_weight_times_the_mapped_classes_probability(scorer):
@@ -166,7 +165,8 @@ def test_content_adds_weight_times_the_mapped_classes_probability(scorer):
     nbrs, w = np.array([0, 1]), np.array([0.5, 0.5], np.float32)
     np.testing.assert_allclose(
         with_content.scores(nbrs, w, method, classes=classes),
-        scorer.scores(nbrs, w, method) + [0, 0.45, 0.15, 0], rtol=1e-6,
+        scorer.scores(nbrs, w, method) + [0, 0.45, 0.15, 0],
+        rtol=1e-6,
     )
     # without classes, without a weight, or without a table: nothing
     assert not with_content.content(None, method).any()

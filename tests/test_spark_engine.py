@@ -358,9 +358,7 @@ def test_spark_engine_shards_from_file_uris_are_the_shards_from_paths(
     paths, uris = uri_images
     local, remote = ShardStore(tmp_path / "local", "k"), ShardStore(tmp_path / "uris", "k")
     LocalEngine(backbone).embed(EmbedJob(paths, local, backbone.name, shard_size=5))
-    stats = se.SparkEngine(spark=spark).embed(
-        EmbedJob(uris, remote, backbone.name, shard_size=5)
-    )
+    stats = se.SparkEngine(spark=spark).embed(EmbedJob(uris, remote, backbone.name, shard_size=5))
     assert stats.shards_written == 3 and remote.shards() == local.shards() == [0, 1, 2]
     for number in range(3):
         a, b = local.read_shard(number), remote.read_shard(number)

@@ -376,7 +376,7 @@ class DatasetBuilder:
         return self._check_file(rel), rel
 
     def _check_file(self, rel: str) -> str:
-        """"ok", "missing" or "unsafe" for a normalised relative path, following symlinks.
+        """ "ok", "missing" or "unsafe" for a normalised relative path, following symlinks.
 
         The real path of each folder is resolved once and cached, so a big manifest costs one
         ``lstat`` per image (a full resolve only for an image that is itself a symlink).

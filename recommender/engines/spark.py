@@ -336,8 +336,9 @@ def _task_cpus(spark) -> int:
 
 
 # ------------------------------------------------------------------------------- embed
-def _embed_settings(spark, backbone: str, weights: str | None, thumb_size: int,
-                    batch_size: int, decode_threads: int) -> dict[str, Any]:
+def _embed_settings(
+    spark, backbone: str, weights: str | None, thumb_size: int, batch_size: int, decode_threads: int
+) -> dict[str, Any]:
     shipped = None
     if weights not in (None, "default", "imagenet"):
         # A weights file reaches every executor through SparkFiles.
@@ -436,8 +437,15 @@ def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
             backbone = _worker_backbone(settings)
         except Exception as exc:  # noqa: BLE001 - reported per image, as for local builds
             message = f"the worker could not load the backbone: {type(exc).__name__}: {exc}"
-            yield pd.DataFrame({"index": indices, "hash": None, "features": None,
-                                "thumbnail": None, "error": message})
+            yield pd.DataFrame(
+                {
+                    "index": indices,
+                    "hash": None,
+                    "features": None,
+                    "thumbnail": None,
+                    "error": message,
+                }
+            )
             return
         ex = _extract_guarded(
             paths,
@@ -460,13 +468,15 @@ def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
             errors[pos] = message
         step = 256
         for s in range(0, n, step):
-            yield pd.DataFrame({
-                "index": indices[s:s + step],
-                "hash": hashes[s:s + step],
-                "features": features[s:s + step],
-                "thumbnail": thumbs[s:s + step],
-                "error": errors[s:s + step],
-            })
+            yield pd.DataFrame(
+                {
+                    "index": indices[s : s + step],
+                    "hash": hashes[s : s + step],
+                    "features": features[s : s + step],
+                    "thumbnail": thumbs[s : s + step],
+                    "error": errors[s : s + step],
+                }
+            )
 
     return run
 

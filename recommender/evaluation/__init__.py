@@ -619,8 +619,9 @@ def image_keys(dataset, posts: Sequence[Post], image_rows: Sequence[int]) -> lis
 class _SplitRun:
     """One split: its models (one per ALS setting, trained on demand) and its test posts."""
 
-    def __init__(self, posts, features, image_rows, split, config, blocked, timings,
-                 classes=None) -> None:
+    def __init__(
+        self, posts, features, image_rows, split, config, blocked, timings, classes=None
+    ) -> None:
         self.posts = [posts[i] for i in split.train]
         self.rows = [int(image_rows[i]) for i in split.train]
         self.features = features

@@ -164,6 +164,7 @@ def extract_features(
 
     ahead = max(batch_size * 2, workers * 4)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+
         def submit(i: int, src: images.ImageSource) -> None:
             pending.append(
                 pool.submit(_prepare, i, src, backbone.input_size, thumb_size, known, with_classes)
@@ -345,9 +346,9 @@ def embed_shard(
     embedded, reused = len(ex.ok) - ex.cached, ex.cached
     if _same_shard(committed, ex, first, len(sources)):
         return embedded, reused, False
-    classes = {} if ex.classes is None else {
-        "class_ids": ex.classes.ids, "class_probs": ex.classes.probs
-    }
+    classes = (
+        {} if ex.classes is None else {"class_ids": ex.classes.ids, "class_probs": ex.classes.probs}
+    )
     job.store.write_shard(
         number,
         ex.hashes,

@@ -146,8 +146,9 @@ class HedgeCalibration:
             or len(set(map(str, names))) != len(names)
             or not set(map(str, names)) <= set(EVIDENCE_FEATURES)
         ):
-            raise ModelError(f"{problem} (not over features of {list(EVIDENCE_FEATURES)}); "
-                             "rebuild it.")
+            raise ModelError(
+                f"{problem} (not over features of {list(EVIDENCE_FEATURES)}); rebuild it."
+            )
         n_f = len(names)
         try:
             mean = np.array(saved["mean"], dtype=np.float64)

@@ -469,11 +469,20 @@ class HashtagRecommender:
         weights = neighbour_weights(sims, method)
         scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
         hedged = self.scorer.ranking_exclude(
-            scores, method, exclude, classes, prior, idx, content, weights, sims,
+            scores,
+            method,
+            exclude,
+            classes,
+            prior,
+            idx,
+            content,
+            weights,
+            sims,
             found[:wide] if wide else None,
         )
-        return Ranked(idx, sims, weights, scores, prior, content, hedged,
-                      top_k(scores, int(k), hedged))
+        return Ranked(
+            idx, sims, weights, scores, prior, content, hedged, top_k(scores, int(k), hedged)
+        )
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""

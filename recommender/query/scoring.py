@@ -196,9 +196,16 @@ METHODS: dict[str, Method] = {
     # photos with tag lists) or, for a category whose photos carry only their search tag,
     # under 10.5% (benchmarks/README.md, "Calibrated hedging by the photos a category's
     # posts are like"; evidence hedging, the sixth session's default's first rule, is off).
-    "profiles_prior": Method("profiles_prior", als_weight=0.5, power=5.0, profiles=True,
-                             prior_weight=1.0, content_weight=0.4, calibrated_hedge=0.325,
-                             calibrated_single=0.105),
+    "profiles_prior": Method(
+        "profiles_prior",
+        als_weight=0.5,
+        power=5.0,
+        profiles=True,
+        prior_weight=1.0,
+        content_weight=0.4,
+        calibrated_hedge=0.325,
+        calibrated_single=0.105,
+    ),
 }
 DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
@@ -513,8 +520,12 @@ class Scorer:
         return out
 
     def calibrated_probability(
-        self, scores: np.ndarray, content: np.ndarray | None, value: np.ndarray,
-        share: np.ndarray, neighbours: dict | None = None,
+        self,
+        scores: np.ndarray,
+        content: np.ndarray | None,
+        value: np.ndarray,
+        share: np.ndarray,
+        neighbours: dict | None = None,
     ) -> np.ndarray:
         """(C,) the calibration's probability that a post like the query carries each
         category (:mod:`recommender.fit.calibration`), from its scores, their ``content`` term,
@@ -566,7 +577,11 @@ class Scorer:
             value, share = self.category_evidence(prior, neighbours, method)
         if method.evidence_hedge is not None:
             evidence = evidence_hedge_mask(
-                value, share, self.tag_category, self.single_tag, method.evidence_hedge,
+                value,
+                share,
+                self.tag_category,
+                self.single_tag,
+                method.evidence_hedge,
                 method.evidence_agreement,
             )
         if calibrating:
@@ -575,14 +590,19 @@ class Scorer:
                 around = self.neighbour_evidence(neighbours, weights, similarities, wide)
             calibrated = calibrated_hedge_mask(
                 self.calibrated_probability(scores, content, value, share, around),
-                self.tag_category, self.single_tag, method.calibrated_hedge,
+                self.tag_category,
+                self.single_tag,
+                method.calibrated_hedge,
                 method.calibrated_single,
             )
         out = exclude
         for hedged in (
             hedge_mask(scores, self.tag_category, method.category_margin),
             head_hedge_mask(
-                classes, self.class_category, self.tag_category, method.head_hedge,
+                classes,
+                self.class_category,
+                self.tag_category,
+                method.head_hedge,
                 method.head_hedge_unnamed,
             ),
             evidence,

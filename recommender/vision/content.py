@@ -27,9 +27,18 @@ import scipy.sparse as sp
 from recommender.errors import BackboneError, ConfigError
 
 __all__ = [
-    "CLASS_HASHTAGS_PATH", "N_CLASSES", "TOP_CLASSES", "ClassHashtags", "TopClasses",
-    "class_hashtags", "class_tag_matrix", "dense_classes", "keep_top", "read_class_hashtags",
-    "seen", "top_classes",
+    "CLASS_HASHTAGS_PATH",
+    "N_CLASSES",
+    "TOP_CLASSES",
+    "ClassHashtags",
+    "TopClasses",
+    "class_hashtags",
+    "class_tag_matrix",
+    "dense_classes",
+    "keep_top",
+    "read_class_hashtags",
+    "seen",
+    "top_classes",
 ]
 
 N_CLASSES = 1000
@@ -175,4 +184,3 @@ def seen(classes: np.ndarray | None, k: int = 3, min_prob: float = 0.05) -> list
         for j, (c, p) in enumerate(zip(ids[0], probs[0], strict=True))
         if j == 0 or p >= min_prob
     ]
-

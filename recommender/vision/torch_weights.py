@@ -114,8 +114,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     return _TensorRef(storage, storage_offset, size, stride)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
@@ -130,8 +131,9 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals of a plain tensor state dict."""
 
-    def __init__(self, file: io.BufferedIOBase, storages: dict[str, _StorageRef] | None,
-                 legacy: bool) -> None:
+    def __init__(
+        self, file: io.BufferedIOBase, storages: dict[str, _StorageRef] | None, legacy: bool
+    ) -> None:
         super().__init__(file)
         self._storages = storages
         self._legacy = legacy
@@ -170,8 +172,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise BackboneError(f"storage {key} is described twice, differently")
         if view is None:
             return root
-        if (not isinstance(view, tuple) or len(view) != 3
-                or not all(isinstance(v, int) for v in view[1:])):
+        if (
+            not isinstance(view, tuple)
+            or len(view) != 3
+            or not all(isinstance(v, int) for v in view[1:])
+        ):
             raise BackboneError("malformed storage view in the weights file")
         _view_key, offset, view_numel = view
         if offset < 0 or view_numel < 0 or offset + view_numel > numel:
@@ -181,13 +186,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 # What a truncated or garbled pickle stream can raise while being loaded.
 _DAMAGED = (
-    pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-    AttributeError, struct.error, OverflowError, MemoryError,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    struct.error,
+    OverflowError,
+    MemoryError,
 )
 
 
-def _unpickle(stream: io.BytesIO, storages: dict[str, _StorageRef] | None = None,
-              legacy: bool = True) -> object:
+def _unpickle(
+    stream: io.BytesIO, storages: dict[str, _StorageRef] | None = None, legacy: bool = True
+) -> object:
     try:
         return _RestrictedUnpickler(stream, storages, legacy).load()
     except BackboneError:
@@ -219,7 +233,7 @@ def _materialise(tensor: _TensorRef) -> np.ndarray:
     last = tensor.offset + sum((n - 1) * st for n, st in pairs)
     if last >= limit:
         raise BackboneError(f"a tensor reaches past the end of storage {storage.key}")
-    flat = data[base_offset + tensor.offset:]
+    flat = data[base_offset + tensor.offset :]
     strides = tuple(st * data.itemsize for st in tensor.stride)
     view = np.lib.stride_tricks.as_strided(
         flat, shape=tensor.size, strides=strides, writeable=False
@@ -302,8 +316,15 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
                 if len(blob) < ref.numel * dtype.itemsize:
                     raise BackboneError(f"storage {key} is cut short in the zip weights file")
                 ref.data = np.frombuffer(blob, dtype=dtype, count=ref.numel)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            RuntimeError, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise BackboneError(f"the zip weights file is damaged ({exc})") from None
     return _collect(result)
 
