@@ -132,6 +132,7 @@ def test_package_imports_run_one_way():
 # The stage packages and the top-level modules each may import (besides themselves). The
 # shared helpers (errors, blas, mapped, checksums, paths) sit below everything.
 BASE = {"errors", "blas", "mapped", "checksums", "paths"}
+STAGES = {"data", "vision", "features", "engines", "fit", "store", "query", "evaluation", "config"}
 MAY_IMPORT: dict[str, set[str]] = {
     **{name: set() for name in BASE},
     "data": set(),
@@ -144,30 +145,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "engines": {"data", "vision", "features", "fit", "config"},
     "evaluation": {"data", "vision", "features", "engines", "fit", "store", "query", "config"},
     "ui": {"query", "vision", "data"},
-    "build": {
-        "data",
-        "vision",
-        "features",
-        "engines",
-        "fit",
-        "store",
-        "query",
-        "evaluation",
-        "config",
-    },
-    "cli": {
-        "build",
-        "data",
-        "vision",
-        "features",
-        "engines",
-        "fit",
-        "store",
-        "query",
-        "evaluation",
-        "ui",
-        "config",
-    },
+    "build": STAGES,
+    "cli": STAGES | {"build", "ui"},
     "spark_submit": {"cli"},
     "__main__": {"cli"},
     "recommender": {"query"},  # the lazy HashtagRecommender of the package's __init__
