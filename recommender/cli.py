@@ -412,10 +412,10 @@ def _prog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from recommender.data.datasets import FORMATS
+    from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
     from recommender.fit.als import WEIGHTINGS, ALSParams
     from recommender.query.recommender import (
         BATCH_SIZE_RANGE,
-        MAX_HASHTAGS,
         MAX_NEIGHBORS,
         THUMB_SIZE_RANGE,
         WORKERS_RANGE,
@@ -614,7 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
     for short, name, default, most, what in (
         ("-n", "--neighbors", DEFAULT_NEIGHBORS, MAX_NEIGHBORS, "nearest training images to use"),
-        ("-k", "--hashtags", 10, MAX_HASHTAGS, "hashtags to recommend"),
+        (
+            "-k",
+            "--hashtags",
+            10,
+            INSTAGRAM_MAX_HASHTAGS,
+            "hashtags to recommend (Instagram's most)",
+        ),
     ):
         r.add_argument(
             short,

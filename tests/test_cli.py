@@ -196,7 +196,7 @@ def test_build_refuses_an_out_of_range_number_and_writes_nothing(
         ["recommend", "x.jpg", "-n", "0"],
         ["recommend", "x.jpg", "-n", "51"],
         ["recommend", "x.jpg", "-k", "0"],
-        ["recommend", "x.jpg", "-k", "101"],
+        ["recommend", "x.jpg", "-k", "31"],  # Instagram takes at most 30 hashtags a post
         ["recommend", "x.jpg", "--bogus"],
         ["evaluate", "x", "--splits", "0"],
         ["evaluate", "x", "--test-fraction", "1"],
@@ -209,6 +209,16 @@ def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
     code, _, err = run(capsys, *args)
     assert code == 2 and "Traceback" not in err
     assert ": error: " in err.strip().splitlines()[-1]
+
+
+def test_recommend_offers_as_many_hashtags_as_instagram_takes_and_the_page_offers():
+    """Instagram takes at most 30 hashtags a post (issue 23's sources): -k goes up to 30,
+    as the page's k slider does."""
+    from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
+    from recommender.ui.presentation import K_RANGE
+
+    args = cli.build_parser().parse_args(["recommend", "x.jpg", "-k", "30"])
+    assert args.k == 30 == INSTAGRAM_MAX_HASHTAGS == K_RANGE[1]
 
 
 def test_build_refuses_a_folder_with_a_web_app_manifest_before_any_work(
