@@ -294,7 +294,7 @@ def photo_ui(examples: list[Path]) -> list[tuple[str, bytes]]:
         accept_multiple_files=True,
         key=uploader_key,
         on_change=_forget_example,
-        help="JPEG, PNG or WebP, up to 20 MB each. Several photos give a table with the "
+        help="JPEG, PNG, WebP or HEIC, up to 20 MB each. Several photos give a table with the "
         "hashtags of each, and a CSV to download.",
     )
     if examples:

@@ -394,6 +394,56 @@ def test_other_supported_formats(fmt: str) -> None:
     assert decoded.size == (9, 7) and pixel(decoded, (4, 4)) == BLUE
 
 
+# HEIC: the iPhone's default format; Instagram exports list photos as .heic since mid-2024
+# (pixelfed/pixelfed#5298) and instaloader names files after their Content-Type
+# (instaloader.py L341-356 @d3cd639). The files are made here with pillow-heif's encoder.
+def heic(img: Image.Image, **params) -> bytes:
+    pytest.importorskip("pillow_heif")
+    return encode(img, "HEIF", quality=90, **params)
+
+
+def test_heic_photo_decodes_in_training_and_queries(tmp_path: Path) -> None:
+    img = Image.new("RGB", (40, 24), GREEN)
+    ImageDraw.Draw(img).rectangle((20, 0, 39, 23), fill=BLUE)
+    data = heic(img)
+    assert data[4:12] == b"ftypheic"
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(data)
+    decoded = open_image(path)
+    assert decoded.size == (40, 24) and decoded.mode == "RGB"
+    assert close(pixel(decoded, (5, 12)), GREEN, 40) and close(pixel(decoded, (34, 12)), BLUE, 40)
+    assert load_for_model(data, 16).shape == (16, 16, 3)
+    assert "HEIC" in images.SUPPORTED
+
+
+def test_heic_obeys_the_pixel_limit_before_decoding() -> None:
+    data = heic(Image.new("RGB", (64, 64), RED))
+    message = refused(data, "too large", max_pixels=64 * 63)
+    assert message.startswith("HEIC photo: the image is too large: 64x64 pixels")
+
+
+def test_a_broken_heic_is_named_in_the_message() -> None:
+    data = heic(photo((64, 64)))
+    message = refused(data[: len(data) // 2], "truncated")
+    assert message == "HEIC photo: the image is truncated or corrupt."
+
+
+def test_jpeg_bytes_under_a_heic_name_are_read_as_jpeg(tmp_path: Path) -> None:
+    # memento-mori media.py fix_file_extensions: exports hold "HEIC files that are actually
+    # JPEGs".
+    path = tmp_path / "17912345.heic"
+    path.write_bytes(GOOD_JPEG)
+    assert open_image(path).size == Image.open(io.BytesIO(GOOD_JPEG)).size
+
+
+def test_a_video_or_an_unreadable_format_is_named() -> None:
+    mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
+    assert refused(mp4, "video").startswith("MP4 video: ")
+    if "AVIF" in Image.SAVE:  # Pillow built with libavif can write one; it is not read here
+        avif = encode(Image.new("RGB", (8, 8), RED), "AVIF")
+        assert refused(avif, "avif").startswith("AVIF photo: this format cannot be read here")
+
+
 def exif_rotated(size: tuple[int, int], orientation: int = 6) -> bytes:
     """A JPEG stored sideways: a red block in the stored top-left corner, the rest green."""
     img = Image.new("RGB", size, GREEN)

@@ -130,8 +130,8 @@ def test_package_imports_run_one_way():
 
 
 # The stage packages and the top-level modules each may import (besides themselves). The
-# shared helpers (errors, blas, mapped, checksums, paths) sit below everything.
-BASE = {"errors", "blas", "mapped", "checksums", "paths"}
+# shared helpers (errors, blas, mapped, checksums, paths, filetypes) sit below everything.
+BASE = {"errors", "blas", "mapped", "checksums", "paths", "filetypes"}
 STAGES = {"data", "vision", "features", "engines", "fit", "store", "query", "evaluation", "config"}
 MAY_IMPORT: dict[str, set[str]] = {
     **{name: set() for name in BASE},

@@ -26,7 +26,7 @@ from recommender.query.scoring import DEFAULT_NEIGHBORS
 INSTAGRAM_MAX_HASHTAGS = 5
 """Instagram accepts at most this many hashtags on a post."""
 
-PHOTO_TYPES = ("jpg", "jpeg", "png", "webp")
+PHOTO_TYPES = ("jpg", "jpeg", "png", "webp", "heic", "heif")
 """File types the page offers to upload and lists as example photos."""
 
 HIGHLIGHT = "#d62976"  # the theme's primary colour: the first INSTAGRAM_MAX_HASHTAGS bars

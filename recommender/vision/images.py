@@ -8,7 +8,9 @@ checked before any pixel data is decoded:
 * images declaring more than :data:`MAX_PIXELS` pixels are refused after the header is
   read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes).
 
-Only the formats in :data:`SUPPORTED` are opened, whatever the file name says. Pillow's
+Only the formats in :data:`SUPPORTED` are opened, whatever the file name says (HEIC/HEIF, the
+iPhone's format, through the ``pillow-heif`` plugin, under the same limits); a file of another
+known format is named in the error ("AVIF photo: ..."). Pillow's
 global settings (``Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_TRUNCATED_IMAGES``) are
 read, never changed. The functions keep no mutable state and may be called from several
 threads at once.
@@ -33,6 +35,12 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from recommender.errors import ImageError
+from recommender.filetypes import HEAD_BYTES, PHOTOS, VIDEOS, sniff
+
+try:  # HEIC/HEIF: Pillow's plugin, registered once; its size is known before decoding
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a declared dependency
+    register_heif_opener = None
 
 __all__ = [
     "MAX_BYTES",
@@ -54,7 +62,7 @@ MAX_PIXELS = 40_000_000
 MAX_BYTES = 50 * 1024 * 1024
 """Largest file or upload, in bytes, that is read."""
 
-SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF"
+SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF" + (", HEIC/HEIF" if register_heif_opener else "")
 """The formats accepted, as shown to users."""
 
 ImageSource = (
@@ -62,7 +70,11 @@ ImageSource = (
 )
 
 # Pillow's names for SUPPORTED; JPEG also covers MPO (multi-picture JPEGs from cameras).
-_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
+    ("HEIF",) if register_heif_opener else ()
+)
+# Formats whose name goes in front of an error, so that "HEIC photo: ..." says what failed.
+_NAMED = (PHOTOS | VIDEOS) - {"JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF"}
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA", "P")
 _CHUNK = 1024 * 1024
@@ -318,7 +330,7 @@ def _decode(
     data: bytes, max_pixels: int, draft: tuple[int, int] | None = None
 ) -> tuple[Image.Image, Image.Image]:
     """Return the opened file and its upright RGB version (which may be the same object)."""
-    with _mapped_errors(max_pixels):
+    with _named_format(data), _mapped_errors(max_pixels):
         with _OPEN_LOCK, warnings.catch_warnings():
             # Our own limit below replaces Pillow's DecompressionBombWarning.
             warnings.simplefilter("ignore")
@@ -328,6 +340,26 @@ def _decode(
             img.draft("RGB", draft)
         img.load()
         return img, _upright_rgb(img)
+
+
+@contextlib.contextmanager
+def _named_format(data: bytes) -> Iterator[None]:
+    """Name the format in an error about a file of a less common one ("HEIC photo: ...")."""
+    try:
+        yield
+    except ImageError as exc:
+        kind = sniff(data[:HEAD_BYTES])
+        if kind not in _NAMED:
+            raise
+        what = "video" if kind in VIDEOS else "photo"
+        reason = str(exc)
+        if kind in VIDEOS:
+            reason = "a video, not a photo; export a still frame as JPEG."
+        elif "supported format" in reason and kind in ("HEIC", "HEIF") and register_heif_opener:
+            reason = _CORRUPT  # the plugin is there: it refused a broken file
+        elif "supported format" in reason:
+            reason = f"this format cannot be read here; convert it to JPEG ({SUPPORTED} are read)."
+        raise ImageError(f"{kind} {what}: {reason[:1].lower()}{reason[1:]}") from exc
 
 
 @contextlib.contextmanager
@@ -503,5 +535,8 @@ def _positive(value: int, name: str) -> int:
     return value
 
 
-# Register every plugin now rather than lazily from several threads at once.
+# Register every plugin now rather than lazily from several threads at once. HEIF without
+# its embedded thumbnails (never used); libheif keeps its own security limits on.
 Image.init()
+if register_heif_opener is not None:
+    register_heif_opener(thumbnails=False)
