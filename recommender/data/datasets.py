@@ -14,8 +14,10 @@ inside the data set root (or a member of the archive).
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from recommender.data.formats import ReadOptions
 from recommender.data.records import (
     COUNT_KEYS,
     IMAGE_SUFFIXES,
@@ -50,7 +52,17 @@ __all__ = [
     "layouts_help",
     "layouts_table",
     "load_dataset",
+    "ReadOptions",
 ]
+
+
+OPTION_HELP = {
+    "archived_posts": "`--archived-posts`: also the posts the account archived "
+    "(`archived_posts.json`; off by default, the owner hid them)",
+    "comment_hashtags": "`--comment-hashtags owner|all|none`: the hashtags of the post "
+    "owner's own comments (`<stem>_comments.json`, default `owner`), of everyone's, or none",
+}
+"""What each :class:`ReadOptions` field is, as the README's table and ``--help`` say it."""
 
 
 def format_names() -> tuple[str, ...]:
@@ -72,9 +84,13 @@ def layouts_table() -> str:
     """The README's table of layouts, in Markdown, generated from the registry."""
     from recommender.data.formats import registry
 
-    lines = ["| layout | `--format` | what it looks like |", "|---|---|---|"]
+    lines = [
+        "| layout | `--format` | what it looks like | `build` options |",
+        "|---|---|---|---|",
+    ]
     for f in registry().values():
-        lines.append(f"| {f.title} | `{f.name}` | {f.description} |")
+        options = "; ".join(OPTION_HELP[name] for name in f.options) or "—"
+        lines.append(f"| {f.title} | `{f.name}` | {f.description} | {options} |")
     return "\n".join(lines)
 
 
@@ -87,16 +103,23 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'recommender.data.datasets' has no attribute {name!r}")
 
 
-def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
+def load_dataset(
+    path: str | Path | Sequence[str | Path],
+    format: str = "auto",
+    options: ReadOptions | None = None,
+) -> Dataset:
     """Load a data set of posts (images with hashtags).
 
     Parameters
     ----------
-    path : str or Path
-        The data set: a folder, a manifest file or an archive (see ``layouts_table()``).
+    path : str or Path, or several
+        The data set: a folder, a manifest file or an archive (see ``layouts_table()``);
+        several paths are the parts of one data set (a split Instagram export).
     format : str
         ``"auto"`` (detect the layout: each registered format is asked in turn, see
         :func:`format_names`) or the name of one layout.
+    options : ReadOptions, optional
+        Choices some layouts offer (archived posts, comment hashtags); the defaults if None.
 
     Returns
     -------
@@ -116,7 +139,12 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
     formats = registry()
     if format != "auto" and format not in formats:
         raise DatasetError(f"unknown data set format {format!r}; use one of {('auto', *formats)}")
-    given = Path(path)
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if not paths:
+        raise DatasetError(f"no data set given. {layouts_help()}")
+    if len(paths) > 1:
+        return _load_parts(paths, format, options or ReadOptions())
+    given = paths[0]
     try:
         if not given.exists():
             raise DatasetError(f"data set {given} does not exist. {layouts_help()}")
@@ -129,8 +157,30 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
                 )
         else:
             found = formats[format]
-        return found.load(given)
+        return found.read(given, options)
     except (OSError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"cannot read data set {given}: {exc}") from exc
+
+
+def _load_parts(paths: list[Path], format: str, options: ReadOptions) -> Dataset:
+    """Several paths as one data set: the parts of a layout that splits (Instagram's export)."""
+    from recommender.data.formats import registry
+
+    for given in paths:
+        if not given.exists():
+            raise DatasetError(f"data set part {given} does not exist")
+    splitting = [
+        f for f in registry().values() if f.load_parts is not None and format in ("auto", f.name)
+    ]
+    if not splitting:
+        raise DatasetError(
+            f"several paths were given, but the {format} layout is one path; pass one"
+        )
+    try:
+        return splitting[0].load_parts(paths, options)
+    except (OSError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"cannot read data set {paths[0]}: {exc}") from exc

@@ -145,24 +145,50 @@ class Dataset:
     ----------
     root : Path
         Resolved absolute root: a folder, or a ``.zip`` archive read in place. Every
-        ``Post.image`` that is not a URI is relative to it.
+        ``Post.image`` that is not a URI is relative to it, unless ``parts`` is set.
     format : str
         The name of its layout in :mod:`recommender.data.formats`, e.g. ``"instagram2019"``.
     posts : list of Post
     report : DatasetReport
+    parts : tuple of Path
+        The parts of a data set given as several paths (a split Instagram export: zips or
+        folders); empty otherwise. Then ``root`` is the first part and each image lives in
+        the part ``part_of`` names: ``{image: (index in parts, path inside that part)}``.
     """
 
     root: Path
     format: str
     posts: list[Post]
     report: DatasetReport
+    parts: tuple[Path, ...] = ()
+    part_of: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
     _archive: zipfile.ZipFile | None = field(default=None, repr=False, compare=False)
+    _archives: dict[int, zipfile.ZipFile] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @functools.cached_property
     def is_archive(self) -> bool:
         """Whether the root is an archive (a file) whose members are the images."""
-        return self.root.is_file()
+        return not self.parts and self.root.is_file()
+
+    def _part_zip(self, index: int) -> zipfile.ZipFile:
+        with self._lock:
+            if index not in self._archives:
+                try:
+                    self._archives[index] = zipfile.ZipFile(self.parts[index])
+                except (OSError, zipfile.BadZipFile) as exc:
+                    raise DatasetError(
+                        f"cannot open the archive {self.parts[index]}: {exc}"
+                    ) from exc
+            return self._archives[index]
+
+    def _in_part(self, image: str) -> Path | zipfile.Path:
+        """Where an image of a data set in parts is: a file, or a member of a part's zip."""
+        index, inner = self.part_of[image]
+        part = self.parts[index]
+        if part.is_file():
+            return zipfile.Path(self._part_zip(index), inner)
+        return part / inner
 
     def _zip(self) -> zipfile.ZipFile:
         with self._lock:
@@ -179,6 +205,9 @@ class Dataset:
             if self._archive is not None:
                 self._archive.close()
                 self._archive = None
+            for archive in self._archives.values():
+                archive.close()
+            self._archives.clear()
 
     def fingerprint(self) -> str:
         """Return a SHA-256 hex digest identifying this data set's content.
@@ -191,7 +220,9 @@ class Dataset:
         archive = self._zip() if self.is_archive else None
         for post in sorted(self.posts, key=lambda p: p.post_id):
             entry: list[object] = [post.post_id, post.image, list(post.hashtags)]
-            if post.image is not None:
+            if post.image is not None and post.image in self.part_of:
+                entry += _part_stamp(self._in_part(post.image))
+            elif post.image is not None:
                 entry += _image_stamp(self.root, archive, post.image)
             digest.update(json.dumps(entry, ensure_ascii=False).encode("utf-8", "replace"))
             digest.update(b"\n")
@@ -214,6 +245,8 @@ class Dataset:
             raise DatasetError(f"post {post.post_id!r} has no image")
         if is_uri(post.image):
             return _uri_to_path(post.image) or post.image
+        if post.image in self.part_of:
+            return self._in_part(post.image)
         if self.is_archive:
             return zipfile.Path(self._zip(), post.image)
         return self.root / post.image
@@ -230,7 +263,11 @@ class Dataset:
             raise DatasetError(f"post {post.post_id!r} has no image")
         if is_uri(post.image):
             return post.image
-        if self.is_archive:
+        if post.image in self.part_of:
+            where = self._in_part(post.image)
+            if isinstance(where, Path):
+                return where.as_uri()
+        if self.is_archive or post.image in self.part_of:
             raise DatasetError(
                 f"{post.image} is inside the archive {self.root}; unpack it to give its "
                 "images a URI"
@@ -254,6 +291,17 @@ def _image_stamp(root: Path, archive: zipfile.ZipFile | None, image: str) -> lis
         if path is None:
             return [None, None]
         stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    except (OSError, KeyError):
+        return [None, None]
+
+
+def _part_stamp(where: Path | zipfile.Path) -> list[object]:
+    try:
+        if isinstance(where, zipfile.Path):
+            info = where.root.getinfo(where.at)
+            return [info.file_size, info.CRC]
+        stat = where.stat()
         return [stat.st_size, stat.st_mtime_ns]
     except (OSError, KeyError):
         return [None, None]

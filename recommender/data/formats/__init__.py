@@ -44,6 +44,37 @@ class SamplePost:
         return " ".join([self.text, *(f"#{tag}" for tag in self.hashtags)]).strip()
 
 
+COMMENT_HASHTAGS = ("owner", "all", "none")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a data set, where a layout offers a choice (``build`` options).
+
+    Attributes
+    ----------
+    archived_posts : bool
+        Instagram export: also read the posts the account archived (hidden from the
+        profile; ``archived_posts.json``). Off by default: the owner chose to hide them.
+    comment_hashtags : str
+        instaloader download with ``--comments``: whose comments' hashtags a post also gets:
+        ``"owner"`` (the post owner's own comments, where many put their hashtags; the
+        default), ``"all"`` (everyone's) or ``"none"``.
+    """
+
+    archived_posts: bool = False
+    comment_hashtags: str = "owner"
+
+    def __post_init__(self) -> None:
+        if self.comment_hashtags not in COMMENT_HASHTAGS:
+            from recommender.errors import ConfigError
+
+            raise ConfigError(
+                f"comment_hashtags must be one of {', '.join(COMMENT_HASHTAGS)}, "
+                f"not {self.comment_hashtags!r}"
+            )
+
+
 @dataclass(frozen=True)
 class DatasetFormat:
     """One data set layout.
@@ -66,6 +97,11 @@ class DatasetFormat:
         Write posts in this layout under an empty folder; returns the path to load.
     priority : int
         Detection order (lowest asked first).
+    options : tuple of str
+        The :class:`ReadOptions` fields the layout reads; then ``load`` takes them as a
+        second argument.
+    load_parts : callable(Sequence[Path], ReadOptions) -> Dataset, optional
+        Read several paths as one data set (a split export); None if the layout cannot.
     """
 
     name: str
@@ -76,6 +112,12 @@ class DatasetFormat:
     load: Callable[[Path], Dataset]
     write_sample: Callable[[Path, Sequence[SamplePost]], Path]
     priority: int = 50
+    options: tuple[str, ...] = ()
+    load_parts: Callable[[Sequence[Path], ReadOptions], Dataset] | None = None
+
+    def read(self, path: Path, options: ReadOptions | None = None) -> Dataset:
+        """``load``, with the options the layout reads."""
+        return self.load(path, options or ReadOptions()) if self.options else self.load(path)
 
 
 def one_manifest(
