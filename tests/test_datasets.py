@@ -6,6 +6,7 @@ What every layout must do alike is in test_datasets_contract.py.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import tempfile
 from collections import Counter
@@ -176,8 +177,15 @@ def instaloader_dir(tmp_path, outside) -> Path:
     root = tmp_path / "loot"
     stem = "2019-06-01_10-00-00_UTC"
     jpeg(root / f"{stem}.jpg")
-    (root / f"{stem}.txt").write_text("Lunch! #Food #yum,#food 🍜\n#Vegan #a", encoding="utf-8")
-    (root / f"{stem}.json.xz").write_bytes(b"\xfd7zXZ\x00")
+    caption = "Lunch! #Food #yum,#food 🍜\n#Vegan #a"
+    (root / f"{stem}.txt").write_text(caption, encoding="utf-8")
+    node = {"edge_media_to_caption": {"edges": [{"node": {"text": caption}}]}}
+    metadata = {"node": node, "instaloader": {"node_type": "Post"}}
+    (root / f"{stem}.json.xz").write_bytes(lzma.compress(json.dumps(metadata).encode()))
+    corrupt = "2019-06-07_10-00-00_UTC"  # its metadata is broken: skipped, counted
+    jpeg(root / f"{corrupt}.jpg")
+    (root / f"{corrupt}.txt").write_text("#fine #caption")
+    (root / f"{corrupt}.json.xz").write_bytes(b"\xfd7zXZ\x00")
     (root / f"{stem}_location.txt").write_text("Somewhere\nhttps://maps.example/?q=1")
     side = "2019-06-02_10-00-00_UTC"
     jpeg(root / f"{side}_3.jpg")
@@ -196,6 +204,7 @@ def instaloader_dir(tmp_path, outside) -> Path:
 
 
 def test_instaloader(instaloader_dir):
+    corrupt_stem = "2019-06-07_10-00-00_UTC"
     dataset = load_dataset(instaloader_dir)
     assert dataset.format == "instaloader"
     assert_consistent(dataset)
@@ -214,7 +223,11 @@ def test_instaloader(instaloader_dir):
     assert posts["#paris/p1"].image == "#paris/p1.jpg"
     assert posts["#paris/p1"].hashtags == ("paris", "café", "broken")
     counts = dataset.report.counts
-    assert counts["records"] == 6
+    assert counts["records"] == 7
+    assert counts["unreadable_files"] == 1
+    assert any(
+        p.startswith(f"{corrupt_stem}.json.xz: cannot read") for p in dataset.report.problems
+    )
     assert counts["skipped_no_hashtags"] == 1
     assert counts["skipped_outside_root"] == 1
     assert counts["images_without_record"] == 1

@@ -59,7 +59,7 @@ __all__ = [
 OPTION_HELP = {
     "archived_posts": "`--archived-posts`: also the posts the account archived "
     "(`archived_posts.json`; off by default, the owner hid them)",
-    "comment_hashtags": "`--comment-hashtags owner|all|none`: the hashtags of the post "
+    "comment_hashtags": "`--comment-hashtags` `owner`, `all` or `none`: the hashtags of the post "
     "owner's own comments (`<stem>_comments.json`, default `owner`), of everyone's, or none",
 }
 """What each :class:`ReadOptions` field is, as the README's table and ``--help`` say it."""
