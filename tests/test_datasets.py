@@ -525,3 +525,25 @@ def test_posts_share_one_string_per_hashtag(tmp_path):
     first, second = load_dataset(path).posts
     assert first.hashtags[0] == second.hashtags[0] == "food"
     assert first.hashtags[0] is second.hashtags[0]
+
+
+def test_readers_take_photos_by_content_not_by_name(tmp_path):
+    """Issue 23: a .heic that holds JPEG bytes (memento-mori media.py fix_file_extensions),
+    a .webp, a file without extension: a manifest and the original layout's folders keep
+    them all, whatever the names say."""
+    root = tmp_path / "man"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(root / "img" / "a.heic", "JPEG")
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(root / "img" / "b.webp", "WEBP")
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(root / "img" / "c", "PNG")
+    (root / "posts.csv").write_text("image,hashtags\nimg/a.heic,#a1\nimg/b.webp,#b1\nimg/c,#c1\n")
+    dataset = load_dataset(root)
+    assert sorted(p.image for p in dataset.posts) == ["img/a.heic", "img/b.webp", "img/c"]
+    old = tmp_path / "old"
+    (old / "json_files").mkdir(parents=True)
+    (old / "json_files" / "food.json").write_text("[]")
+    jpeg(old / "data" / "food" / "1.heic")
+    jpeg(old / "data" / "food" / "2")
+    (old / "data" / "food" / "notes.jpg").write_text("not a photo")
+    dataset = load_dataset(old)
+    assert sorted(p.image for p in dataset.posts) == ["data/food/1.heic", "data/food/2"]

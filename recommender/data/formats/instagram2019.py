@@ -2,7 +2,8 @@
 
 Each JSON file is a list of post records (``post_link``, ``image_local_name``, ``hashtags``)
 scraped under one search hashtag, which every post of the file also gets as its category.
-Images no record points to are added with their folder's search hashtag.
+Images no record points to (photos by their content, whatever their names) are added with
+their folder's search hashtag.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from recommender.data.formats import DatasetFormat, SamplePost
 from recommender.data.hashtags import normalize_tag
-from recommender.data.records import IMAGE_SUFFIXES, Dataset, DatasetBuilder, Post
+from recommender.data.records import Dataset, DatasetBuilder, Post
 from recommender.errors import DatasetError
+from recommender.filetypes import PHOTOS, sniff_file
 
 NAME = "instagram2019"
 
@@ -109,7 +111,10 @@ def _orphan_images(builder: DatasetBuilder) -> None:
         category = normalize_tag(folder.name)
         for image in sorted_children(builder, folder):
             rel = f"data/{folder.name}/{image.name}"
-            if image.suffix.lower() not in IMAGE_SUFFIXES or rel in builder.used_images:
+            if rel in builder.used_images:
+                continue
+            # A photo by its content, whatever its name; a symlink is vetted, not read.
+            if not image.is_symlink() and sniff_file(image) not in PHOTOS:
                 continue
             builder.counts["images_without_record"] += 1
             status, _ = builder.check_image(rel)
