@@ -21,11 +21,12 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from recommender import __version__
-from recommender.data.datasets import Dataset, load_dataset
+from recommender.data.datasets import Dataset, ReadOptions, load_dataset
 from recommender.engines import DEFAULT_ENGINE, engine_info, get_engine
 from recommender.engines.embed_stage import dataset_features
 from recommender.errors import DatasetError
@@ -51,9 +52,14 @@ def _stage(progress: BuildProgress | None, stage: str):
     return (lambda d, t: progress(stage, d, t)) if progress else None
 
 
-def read_stage(data: str | Path, format: str = "auto") -> Dataset:
-    """Read stage: the data set at ``data`` as a posts table (bad records counted, skipped)."""
-    return load_dataset(data, format)
+def read_stage(
+    data: str | Path | Sequence[str | Path],
+    format: str = "auto",
+    options: ReadOptions | None = None,
+) -> Dataset:
+    """Read stage: the data set at ``data`` (several paths: the parts of a split export) as a
+    posts table (bad records counted, skipped); ``options``: what layouts offer to choose."""
+    return load_dataset(data, format, options)
 
 
 def embed_stage(
@@ -81,11 +87,27 @@ def embed_stage(
         backbone=backbone,
     )
     if not any(r >= 0 for r in feats.image_rows):
-        raise DatasetError(
-            f"None of the {sum(1 for p in dataset.posts if p.image)} images in {dataset.root} "
-            "could be read; check the image files."
-        )
+        raise DatasetError(_no_image_read(dataset, feats.problems))
     return feats
+
+
+def _no_image_read(dataset: Dataset, problems: Sequence[str]) -> str:
+    """One line saying why no image could be used, with the first reason found."""
+    with_image = sum(1 for p in dataset.posts if p.image)
+    if with_image:
+        reason = f"the first: {problems[0]}" if problems else "check the image files"
+        return f"None of the {with_image} images in {dataset.root} could be read; {reason}"
+    counts = dataset.report.counts
+    reason = next(
+        (line for line in dataset.report.problems if "missing" in line or "video" in line),
+        f"{counts['images_missing']} referenced images are missing, "
+        f"{counts['skipped_video']} videos and {counts['skipped_unsupported_media']} other "
+        "files were skipped",
+    )
+    return (
+        f"None of the {len(dataset.posts)} posts in {dataset.root} has an image that could "
+        f"be read: {reason}"
+    )
 
 
 def fit_stage(
@@ -188,8 +210,12 @@ def build_model(
     evaluate: int = 0,
     engine: str = DEFAULT_ENGINE,
     shard_size: int | None = None,
+    read_options: ReadOptions | None = None,
 ) -> tuple[HashtagRecommender, dict[str, Any]]:
     """Build a model from the data set at ``data`` and write it to ``out``.
+
+    ``data`` may be several paths, the parts of a split Instagram export; ``read_options``
+    are the choices some layouts offer (:class:`~recommender.data.formats.ReadOptions`).
 
     ``evaluate`` > 0 first runs that many evaluation splits (the default method against
     popularity and the original project's method, see :mod:`recommender.evaluation`) and
@@ -205,7 +231,7 @@ def build_model(
     config = config or BuildConfig()
     model_io.check_output(out)  # before any work: never build for a folder it cannot write
     start = time.perf_counter()
-    dataset = read_stage(data, format)
+    dataset = read_stage(data, format, read_options)
     feats = embed_stage(
         dataset,
         config,
@@ -223,6 +249,7 @@ def build_model(
         "library_version": __version__,
         "dataset": {
             "path": os.path.abspath(dataset.root),
+            **({"parts": [str(p) for p in dataset.parts]} if dataset.parts else {}),
             "format": dataset.format,
             "fingerprint": dataset.fingerprint(),
             "report": dict(dataset.report.counts),

@@ -152,8 +152,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
     )
+    from recommender.data.datasets import ReadOptions
+
     _rec, summary = build_model(
-        args.data,
+        args.data[0] if len(args.data) == 1 else args.data,
         args.out,
         config,
         format=args.format,
@@ -162,6 +164,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         evaluate=args.evaluate,
         engine=args.engine,
         shard_size=args.shard_size,
+        read_options=ReadOptions(
+            archived_posts=args.archived_posts, comment_hashtags=args.comment_hashtags
+        ),
     )
     evaluation = _rec.manifest.get("evaluation")
     if evaluation:
@@ -411,7 +416,8 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recommender.data.datasets import FORMATS
+    from recommender.data.datasets import FORMATS, ReadOptions
+    from recommender.data.formats import COMMENT_HASHTAGS
     from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
     from recommender.fit.als import WEIGHTINGS, ALSParams
     from recommender.query.recommender import (
@@ -439,13 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build a model from a data set", formatter_class=fmt)
     b.add_argument(
         "data",
-        nargs="?",
-        default=str(default_dataset()),
-        help="data set: a folder, a manifest or an Instagram export .zip; $HASHTAG_DATASET",
+        nargs="*",
+        default=[str(default_dataset())],
+        help="data set: a folder, a manifest or an Instagram export .zip (every part of a "
+        "split export: part1.zip part2.zip ...); $HASHTAG_DATASET",
     )
     b.add_argument("--out", default=str(default_model()), help="model folder to write")
     b.add_argument(
         "--format", default="auto", choices=FORMATS, help="data set layout (README's table)"
+    )
+    b.add_argument(
+        "--archived-posts",
+        action="store_true",
+        help="Instagram export: also read the posts the account archived (hidden from the "
+        "profile; archived_posts.json)",
+    )
+    b.add_argument(
+        "--comment-hashtags",
+        default=ReadOptions().comment_hashtags,
+        choices=COMMENT_HASHTAGS,
+        help="instaloader download with --comments: a post also gets the hashtags of its "
+        "owner's own comments (owner), of everyone's comments (all), or none",
     )
     b.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     b.add_argument(

@@ -291,3 +291,55 @@ def test_mojibake_is_repaired_run_by_run():
     assert fix_text(mojibake("T H Σ") + " Ω") == "T H Σ Ω"  # proper Unicode beside it
     assert fix_text("\xe9") == "\xe9"
     assert fix_text("plain") == "plain"
+
+
+# ---------------------------------------------------------------- build: what it says
+@pytest.fixture
+def stage_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHTAG_CACHE", str(tmp_path / "cache"))
+    from recommender.config import BuildConfig
+
+    return BuildConfig(thumb_size=16)
+
+
+def test_a_build_without_one_photo_says_why(tmp_path, stage_config):
+    from test_embed_stage import MeanColour
+
+    from recommender.build import embed_stage, read_stage
+
+    posts = [{"media": [{"uri": "media/posts/1.heic", "title": "#one #post"}]}]
+    part1 = write_zip(tmp_path / "p1.zip", {"your_instagram_activity/media/posts_1.json": posts})
+    with pytest.raises(DatasetError) as caught:
+        embed_stage(read_stage(part1), stage_config, backbone=MeanColour())
+    assert str(caught.value) == (
+        f"None of the 1 posts in {part1.resolve()} has an image that could be read: 1 photos "
+        "are missing: is this one part of a split export? pass every part"
+    )
+    broken = heic((9, 9, 9))[:200]
+    part2 = write_zip(tmp_path / "p2.zip", {"media/posts/1.heic": broken})
+    with pytest.raises(DatasetError) as caught:
+        embed_stage(read_stage([part1, part2]), stage_config, backbone=MeanColour())
+    assert str(caught.value) == (
+        f"None of the 1 images in {part1.resolve()} could be read; the first: "
+        "media/posts/1.heic: HEIC photo: the image is truncated or corrupt."
+    )
+
+
+def test_build_takes_every_part_and_the_read_options(tmp_path, monkeypatch):
+    from recommender import build, cli
+
+    seen = {}
+
+    def fake_build_model(data, out, config, **kwargs):
+        seen.update(data=data, options=kwargs["read_options"])
+        raise DatasetError("stop here")
+
+    monkeypatch.setattr(build, "build_model", fake_build_model)
+    argv = ["build", "p1.zip", "p2.zip", "--out", str(tmp_path / "m"), "--archived-posts"]
+    assert cli.main([*argv, "--comment-hashtags", "all"]) == 1
+    assert seen["data"] == ["p1.zip", "p2.zip"]
+    assert seen["options"] == ReadOptions(archived_posts=True, comment_hashtags="all")
+    assert cli.main(["build", "p1.zip", "--out", str(tmp_path / "m")]) == 1
+    assert seen["data"] == "p1.zip" and seen["options"] == ReadOptions()
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["build"].format_help()
+    assert "--comment-hashtags" in help_text and "owner's own comments" in help_text
