@@ -140,6 +140,18 @@ def test_a_bad_image_is_one_line_and_a_nonzero_exit_but_the_rest_is_answered(
     assert err.strip().count("\n") == 0 and "Traceback" not in err
 
 
+def test_recommend_reads_an_iphone_heic_photo(small_model, dataset_path, tmp_path, capsys):
+    """HEIC, the iPhone's default format (issue 23), made here with pillow-heif's encoder."""
+    pytest.importorskip("pillow_heif")
+    import recommender.vision.images  # noqa: F401 - registers the HEIF plugin
+
+    photo = tmp_path / "IMG_0042.HEIC"
+    Image.open(dataset_path / "test" / "food.jpg").save(photo, "HEIF", quality=90)
+    code, out, err = run(capsys, "recommend", photo, "--model", small_model, "-k", "5")
+    assert code == 0, err
+    assert "#food" in out
+
+
 def test_missing_or_damaged_model_says_how_to_rebuild(small_model, tmp_path, dataset_path, capsys):
     food = dataset_path / "test" / "food.jpg"
     code, _, err = run(capsys, "recommend", food, "--model", tmp_path / "none")
