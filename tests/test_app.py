@@ -230,6 +230,25 @@ def test_spam_filter(page, photos, demo_model):
     assert set(unfiltered.tags) & blocked  # this photo does draw engagement bait
 
 
+def test_an_iphone_heic_upload_is_read(page, photos, demo_model):
+    """HEIC, the iPhone's default format (issue 23), made here with pillow-heif's encoder;
+    the upload box offers it and the page answers as the library does for the same file."""
+    pytest.importorskip("pillow_heif")
+    import io
+
+    from PIL import Image
+
+    assert "heic" in page.file_uploader[0].proto.type or ".heic" in page.file_uploader[0].proto.type
+    out = io.BytesIO()
+    Image.open(photos / "food.jpg").save(out, "HEIF", quality=90)
+    upload(page, "IMG_0042.HEIC", out.getvalue(), "image/heic")
+    assert not errors(page)
+    expected = demo_model.recommend(
+        out.getvalue(), n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
+    )
+    assert top_block(page) == [f"#{t}" for t in expected.tags[:5]]
+
+
 def test_not_an_image_is_a_message_and_the_next_upload_works(page, photos, expected):
     upload(page, "notes.png", b"this is a text file with an image's name", "image/png")
     assert len(errors(page)) == 1

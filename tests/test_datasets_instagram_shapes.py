@@ -343,3 +343,11 @@ def test_build_takes_every_part_and_the_read_options(tmp_path, monkeypatch):
     assert seen["data"] == "p1.zip" and seen["options"] == ReadOptions()
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["build"].format_help()
     assert "--comment-hashtags" in help_text and "owner's own comments" in help_text
+
+
+def test_a_folder_with_a_stray_media_zip_is_not_an_export(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.jpg").write_bytes(jpeg((1, 1, 1)))
+    (tmp_path / "posts.csv").write_text("image,hashtags\nimg/a.jpg,#beach #sun\n")
+    write_zip(tmp_path / "backup.zip", {"media/posts/1.jpg": jpeg((2, 2, 2))})
+    assert load_dataset(tmp_path).format == "manifest"

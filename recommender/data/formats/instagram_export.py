@@ -292,22 +292,28 @@ def _find(names: Sequence[str]) -> tuple[str, list[str], bool, str | None]:
 
 # --------------------------------------------------------------------------- detection
 def _holds_parts(path: Path) -> list[Path]:
-    """The export parts (zips, or folders) directly in a folder that is not one itself."""
+    """The export parts (zips, or folders named as Instagram names the zips) directly in a
+    folder that is not one itself; none unless one of them holds the list of posts."""
     try:
         children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
     except OSError:
         return []
     found = []
+    with_posts = False
     for child in children:
         is_zip = child.is_file() and child.suffix.lower() == ".zip" and zipfile.is_zipfile(child)
         if is_zip or (child.is_dir() and _ZIP_NAME.match(child.name)):
-            part = _Part(child)
+            try:
+                part = _Part(child)
+            except DatasetError:
+                continue
             try:
                 if part.is_part:
                     found.append(child)
+                    with_posts = with_posts or bool(part.posts or part.legacy)
             finally:
                 part.close()
-    return found
+    return found if with_posts else []
 
 
 def detect(path: Path) -> bool:
