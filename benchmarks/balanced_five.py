@@ -28,8 +28,9 @@ import numpy as np
 from benchmarks.common import DATASET
 from recommender import evaluation
 from recommender.data.hashtags import load_blocklist
+from recommender.fit.training import fit_recommender
 from recommender.query.breadth import BALANCED_POOL, BROAD, balanced
-from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.query.recommender import BuildConfig
 from recommender.query.scoring import DEFAULT_NEIGHBORS
 
 PASTED = 5
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split in splits:
         train = [posts[i] for i in split.train]
         rows = [int(feats.image_rows[i]) for i in split.train]
-        rec = HashtagRecommender.fit(train, feats.features, rows, config)
+        rec = fit_recommender(train, feats.features, rows, config)
         query = feats.features[[feats.image_rows[i] for i in split.test]]
         truth = [set(posts[i].hashtags) for i in split.test]
         categories = [posts[i].category for i in split.test]

@@ -15,10 +15,9 @@ classes   What naming the photo costs a query (issue 13), alternating in one loo
           probabilities, the content term, what the network sees) with
           ``--content-weight``. p50 of each and the ratio.
 hedging   What hedging costs a slider move, alternating in one loop:
-          ``recommend_features`` with the model's method without hedging, with evidence
-          hedging 0.3, with calibrated hedging at the default's thresholds (the default
-          since issue 13's sixth session: it also fetches the 50 nearest images) and with
-          both, 15 neighbours, k=10. p50 of each and the ratios to no hedging.
+          ``recommend_features`` with the model's method without hedging and with calibrated
+          hedging at the default's thresholds (it also fetches the 50 nearest images),
+          15 neighbours, k=10. p50 of each and the ratio.
 
 The model defaults to /tmp/bench-model; build it first with
 
@@ -185,25 +184,9 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
 
     seen = [rec.embed_with_classes(d) for d in photos]
     methods = {
-        "plain": dataclasses.replace(
-            rec.method, name="plain", evidence_hedge=None, calibrated_hedge=None
-        ),
-        "evidence": dataclasses.replace(
-            rec.method, name="evidence", evidence_hedge=0.3, calibrated_hedge=None
-        ),
+        "plain": dataclasses.replace(rec.method, name="plain", calibrated_hedge=None),
         "calibrated": dataclasses.replace(
-            rec.method,
-            name="calibrated",
-            evidence_hedge=None,
-            calibrated_hedge=CALIBRATED,
-            calibrated_single=SINGLE,
-        ),
-        "both": dataclasses.replace(
-            rec.method,
-            name="both",
-            evidence_hedge=0.3,
-            calibrated_hedge=CALIBRATED,
-            calibrated_single=SINGLE,
+            rec.method, name="calibrated", calibrated_hedge=CALIBRATED, calibrated_single=SINGLE
         ),
     }
     for f, c in seen:
@@ -217,23 +200,15 @@ def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     return [
         {"what": "recommend_features without hedging", **percentiles(times["plain"])},
-        {"what": "with evidence hedging 0.3", **percentiles(times["evidence"])},
         {
             "what": f"with calibrated hedging {CALIBRATED}/{SINGLE} (the default)",
             **percentiles(times["calibrated"]),
-        },
-        {"what": "with both", **percentiles(times["both"])},
-        {
-            "what": "ratio of p50, evidence / none",
-            "p50_ms": p50["evidence"] / p50["plain"],
-            "n": queries,
         },
         {
             "what": "ratio of p50, calibrated / none",
             "p50_ms": p50["calibrated"] / p50["plain"],
             "n": queries,
         },
-        {"what": "ratio of p50, both / none", "p50_ms": p50["both"] / p50["plain"], "n": queries},
     ]
 
 

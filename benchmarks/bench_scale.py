@@ -173,7 +173,7 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
             fit_als=get_engine("local").fit_als,
             # after the prior's first chunk: ALS and the profiles are done
             prior_progress=lambda done, total: "als+profiles" in peaks or mark("als+profiles"),
-        )
+        ).parts
         fit = parts.manifest["fit_timings"]
         stages["als"] = fit["als_seconds"]
         stages["profiles"] = fit["profiles_seconds"]

@@ -6,8 +6,8 @@ test and probe posts), the default method's scores (its default neighbours, with
 content term) are computed once for every held-out image, then each rule filters them.
 Rules:
 
-- ``margin=m``: :func:`recommender.query.hedging.hedge_mask`, what ``Method.category_margin``
-  does: keep a category's tags only if its best tag scores within ``m`` of the best
+- ``margin=m``: :func:`hedge_mask`, what the retired ``Method.category_margin`` did: keep
+  a category's tags only if its best tag scores within ``m`` of the best
   category tag;
 - ``probe=t``: what the image features say about the category: a ridge regression from
   the training images' features to their category (one-hot, the same solver and penalty
@@ -21,18 +21,19 @@ Rules:
   training post with an image; keep a category only if that probability is at least ``t``;
 - ``nb=a``: neighbour agreement: keep a category only if more than a share ``a`` of the 50
   nearest training images' posts carry one of its tags;
-- ``evidence=t/a``: :func:`recommender.query.hedging.evidence_hedge_mask`, what
-  ``Method.evidence_hedge=t,evidence_agreement=a`` does (the default's rule): remove a
+- ``evidence=t/a``: :func:`evidence_hedge_mask`, what the retired
+  ``Method.evidence_hedge=t,evidence_agreement=a`` did: remove a
   category whose search tag's image prior is below ``t`` and that at most a share ``a`` of
   the query's neighbours carry (a single-tag category: none of them); it needs nothing the
   model does not already hold;
 - ``calibrated=t/s``: :func:`recommender.query.hedging.calibrated_hedge_mask`, what
-  ``Method.calibrated_hedge=t,calibrated_single=s`` does: remove a category when the
-  model's calibration (:mod:`recommender.fit.calibration`, fitted at build time on the
+  ``Method.calibrated_hedge=t,calibrated_single=s`` does (the default's rule): remove a
+  category when the model's calibration (:mod:`recommender.fit.calibration`, fitted at build
+  time on the
   training images) gives a post like this one less than ``t`` probability of carrying one
   of its forms (a single-tag category: less than ``s``);
-- ``x&y``: remove a category only if every part says so; ``x|y``: if either does (a
-  method with both ``evidence_hedge`` and ``calibrated_hedge``); ``+boost=w``: also add ``w`` times
+- ``x&y``: remove a category only if every part says so; ``x|y``: if either does;
+  ``+boost=w``: also add ``w`` times
   the ``carry`` probability to each category's search tag (this one changes scores: a
   lever to win back own-category hits).
 
@@ -67,6 +68,7 @@ from recommender.evaluation import (
     stratified_splits,
 )
 from recommender.fit.als import fit_image_prior
+from recommender.fit.training import fit_recommender
 from recommender.paths import default_dataset
 from recommender.query.hedging import (
     WIDE_NEIGHBOURS,
@@ -74,11 +76,9 @@ from recommender.query.hedging import (
     category_forms,
     category_tags_mask,
     dataset_categories,
-    evidence_hedge_mask,
-    hedge_mask,
 )
-from recommender.query.recommender import BuildConfig, HashtagRecommender
-from recommender.query.scoring import DEFAULT_NEIGHBORS, get_method, neighbour_weights, top_k
+from recommender.query.recommender import BuildConfig
+from recommender.query.scoring import DEFAULT_NEIGHBORS, get_method, top_k
 
 RULES = (
     ["none"]
@@ -108,6 +108,52 @@ RULES = (
 K = 21  # as the evaluation ranks: one more than its recall curve needs
 AGREEMENT_NEIGHBOURS = 50  # the neighbours the ``nb`` rule asks
 L2 = 1e-4  # the logistic regressions' penalty (features are unit vectors)
+
+
+def hedge_mask(
+    scores: np.ndarray, tag_category: np.ndarray, margin: float | None
+) -> np.ndarray | None:
+    """Boolean mask of the category tags to remove from a ranking, or None (remove none).
+
+    A category's tags are kept when its best tag's score is within ``margin`` of the best
+    score of any category tag; the others' tags are removed. ``margin`` None: no hedging.
+    """
+    if margin is None or tag_category.size == 0:
+        return None
+    is_cat = tag_category >= 0
+    if not is_cat.any():
+        return None
+    n_cats = int(tag_category.max()) + 1
+    best = np.full(n_cats, -np.inf)
+    np.maximum.at(best, tag_category[is_cat], np.asarray(scores, np.float64)[is_cat])
+    keep = best >= best.max() - float(margin)
+    return category_tags_mask(~keep, tag_category)
+
+
+def evidence_hedge_mask(
+    prior: np.ndarray,
+    carried: np.ndarray,
+    tag_category: np.ndarray,
+    single_tag: np.ndarray,
+    threshold: float | None,
+    agreement: float,
+) -> np.ndarray | None:
+    """Boolean mask of the category tags the model's evidence removes, or None (remove none).
+
+    Per category (``(C,)`` arrays, categories as in ``tag_category``): ``prior``, the image
+    prior's value for its search tag (without the method's ``prior_weight``; 0 without a
+    prior); ``carried``, the share of the query's neighbours whose post carries one of its
+    forms; ``single_tag``, whether its photos carry only their search tag. A category is
+    removed when its ``prior`` is below ``threshold`` and its ``carried`` share is at most
+    ``agreement`` (a single-tag category: when no neighbour carries it). ``threshold``
+    None: no evidence hedging.
+    """
+    if threshold is None or tag_category.size == 0 or not (tag_category >= 0).any():
+        return None
+    limit = np.where(single_tag, 0.0, float(agreement))
+    removed = (np.asarray(prior) < float(threshold)) & (np.asarray(carried) <= limit + 1e-9)
+    mask = category_tags_mask(removed, tag_category)
+    return mask if mask.any() else None
 
 
 def logistic(x: np.ndarray, y: np.ndarray, multinomial: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +280,7 @@ def main() -> None:
     for s, split in enumerate(splits):
         start = time.perf_counter()
         train = [int(i) for i in split.train]
-        rec = HashtagRecommender.fit(
+        rec = fit_recommender(
             [posts[i] for i in train], feats.features, [rows[i] for i in train], config
         )
         # the category probe: training images only
@@ -262,7 +308,7 @@ def main() -> None:
         shares[:, columns] = queries @ weights
         # the model's own view of its categories: the same ones, in the same order
         assert rec.manifest["categories"] == categories
-        tag_category, category_tag = rec.scorer.tag_category, rec.scorer.category_tag
+        tag_category, category_tag = rec.hedge.tag_category, rec.hedge.category_tag
         signals = {
             "probe": shares,
             "softmax": predict(np.asarray(queries, np.float32), softmax, True),
@@ -278,25 +324,14 @@ def main() -> None:
             scores = []
             for j, q in enumerate(queries):
                 found, found_sims = rec.index.search(q, max(AGREEMENT_NEIGHBOURS, WIDE_NEIGHBOURS))
-                signals["nb"][j] = rec.scorer.category_evidence(
-                    None, found[:AGREEMENT_NEIGHBOURS], method
-                )[1]
-                idx, sims = found[:DEFAULT_NEIGHBORS], found_sims[:DEFAULT_NEIGHBORS]
+                signals["nb"][j] = rec.hedge.carried(found[:AGREEMENT_NEIGHBOURS]).mean(axis=0)
                 probs = None if held_classes is None else held_classes.dense(j)
-                w = neighbour_weights(sims, method)
-                sc, prior, content = rec.scorer.score_parts(idx, w, method, q, probs)
-                scores.append(sc)
-                signals["evidence"][j], signals["nb15"][j] = rec.scorer.category_evidence(
-                    prior, idx, method
-                )
-                if rec.scorer.calibration is not None:
-                    signals["calibrated"][j] = rec.scorer.calibrated_probability(
-                        sc,
-                        content,
-                        signals["evidence"][j],
-                        signals["nb15"][j],
-                        rec.scorer.neighbour_evidence(idx, w, sims, found[:WIDE_NEIGHBOURS]),
-                    )
+                s_ = rec.score_nearest(q, found, found_sims, DEFAULT_NEIGHBORS, method, probs)
+                scores.append(s_.scores)
+                evidence = rec.hedge.evidence(method, s_)  # "prior" and "share" first
+                signals["evidence"][j], signals["nb15"][j] = evidence[:, 0], evidence[:, 1]
+                if rec.hedge.calibration is not None:
+                    signals["calibrated"][j] = rec.hedge.calibration.probability(evidence)
         n_test = len(split.test)
         truth = [set(posts[i].hashtags) for i in split.test]
         own = [posts[i].category for i in split.test]
@@ -306,7 +341,7 @@ def main() -> None:
             ranked = []
             for j, sc in enumerate(scores):
                 sig = {name: value[j] for name, value in signals.items()}
-                sig["single_tag"] = rec.scorer.single_tag
+                sig["single_tag"] = rec.hedge.single_tag
                 sc = boosted(rule, sc, category_tag, sig["carry"])
                 best = top_k(sc, K, rule_mask(rule, sc, tag_category, sig))
                 ranked.append([rec.tags[t] for t in best])

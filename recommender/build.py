@@ -31,10 +31,10 @@ from recommender.engines import DEFAULT_ENGINE, engine_info, get_engine
 from recommender.engines.embed_stage import dataset_features
 from recommender.errors import DatasetError
 from recommender.features.pipeline import BuildProgress, DatasetFeatures
-from recommender.fit.training import fit_model
+from recommender.fit.calibration import fit_hedging
+from recommender.fit.training import Fitted, fit_model
 from recommender.query.recommender import BuildConfig, HashtagRecommender
 from recommender.store import model_io
-from recommender.store.arrays import ModelParts
 
 __all__ = [
     "BuildProgress",
@@ -118,8 +118,9 @@ def fit_stage(
     engine: str = DEFAULT_ENGINE,
     manifest: dict[str, Any] | None = None,
     progress: BuildProgress | None = None,
-) -> ModelParts:
-    """Fit stage: ALS (by the engine), profiles and the image prior -> the model's parts."""
+) -> Fitted:
+    """Fit stage: ALS (by the engine), profiles and the image prior -> the model's parts
+    (and the sample its hedging is calibrated on)."""
     return fit_model(
         dataset.posts,
         feats.features,
@@ -134,7 +135,7 @@ def fit_stage(
 
 
 def index_and_write_stage(
-    parts: ModelParts, out: str | Path, progress: BuildProgress | None = None
+    fitted: Fitted, out: str | Path, progress: BuildProgress | None = None
 ) -> HashtagRecommender:
     """Index and write stage: the neighbour index, then the model folder (atomically).
 
@@ -144,9 +145,9 @@ def index_and_write_stage(
     """
     step = _stage(progress, "write") or (lambda _done, _total: None)
     step(0, 2)
-    rec = HashtagRecommender(parts)
+    rec = HashtagRecommender(fitted.parts)
     step(1, 2)
-    rec.calibrate_hedging(_stage(progress, "calibrate"))
+    fit_hedging(rec, fitted.calibration_sample, _stage(progress, "calibrate"))
     rec.save(out)
     step(2, 2)
     return rec
@@ -181,7 +182,7 @@ def _evaluation_summary(
         n_sweep=(),
         progress=progress,
         # what the network sees, kept by the embed stage: the figures are those of the
-        # method as the model serves it (content term and head hedging included)
+        # method as the model serves it (content term and hedging included)
         classes=feats.classes,
     )
     methods = {
@@ -260,10 +261,10 @@ def build_model(
     }
     if evaluation:
         manifest["evaluation"] = evaluation
-    parts = fit_stage(dataset, feats, config, engine=engine, manifest=manifest, progress=progress)
+    fitted = fit_stage(dataset, feats, config, engine=engine, manifest=manifest, progress=progress)
     fit_seconds = time.perf_counter() - fit_start
     total = time.perf_counter() - start
-    parts.manifest["timings"] = {
+    fitted.parts.manifest["timings"] = {
         "features_seconds": round(feats.seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "build_seconds": round(total, 3),
@@ -271,7 +272,7 @@ def build_model(
         if feats.seconds
         else None,
     }
-    rec = index_and_write_stage(parts, out, progress)
+    rec = index_and_write_stage(fitted, out, progress)
     summary = {
         "model": str(Path(out)),
         "dataset": str(dataset.root),

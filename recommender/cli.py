@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
         f"{', '.join(sorted(METHODS))}, or a variant name:field=value,... "
-        "(e.g. profiles_prior:category_margin=0.3)"
+        "(e.g. profiles_prior:calibrated_hedge=0.3)"
     )
 
     fmt = argparse.ArgumentDefaultsHelpFormatter

@@ -135,7 +135,7 @@ def check_hedged_is_plain_without(plain, hedged, rec, gone: set[int]) -> int:
     """Assert ``hedged`` (a hedged recommendation) is ``plain`` (the same query unhedged, a
     longer list) without the tags of the categories ``gone``, scores unchanged; return how
     many of ``plain``'s tags those categories held."""
-    cat_of = {t: int(c) for t, c in zip(rec.tags, rec.scorer.tag_category)}
+    cat_of = {t: int(c) for t, c in zip(rec.tags, rec.hedge.tag_category)}
     scores = {t.tag: t.score for t in plain.hashtags}
     for t in hedged.hashtags:  # same score, same exact explanation
         assert t.score == pytest.approx(scores[t.tag], abs=1e-6)

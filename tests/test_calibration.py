@@ -2,6 +2,7 @@
 regressions, the mask against a slow reference, the calibration a build keeps (and refuses
 damaged), and hedged rankings on the real demo model."""
 
+import dataclasses
 import json
 import shutil
 
@@ -19,7 +20,6 @@ from recommender.fit.calibration import (
     DUPLICATE_SIMILARITY,
     DUPLICATE_SLACK,
     MIN_EXAMPLES,
-    HedgeCalibration,
     calibration_sample,
     fit_calibration,
 )
@@ -27,12 +27,13 @@ from recommender.query.hedging import (
     EVIDENCE_FEATURES,
     NEIGHBOUR_FEATURES,
     WIDE_NEIGHBOURS,
+    HedgeCalibration,
     calibrated_hedge_mask,
     category_forms,
     evidence_features,
 )
 from recommender.query.recommender import HashtagRecommender
-from recommender.query.scoring import METHODS, Method, get_method, neighbour_weights
+from recommender.query.scoring import METHODS, Method, get_method
 
 
 def test_the_prior_leverage_gives_the_exact_leave_one_out_prediction():
@@ -82,30 +83,40 @@ def test_evidence_features_rank_the_categories_by_score_and_name_every_column():
         assert g[:, EVIDENCE_FEATURES.index(name)].tolist() == want.tolist(), name
 
 
-def test_the_neighbour_evidence_counts_what_the_neighbours_carry(demo_model):
+def test_the_evidence_counts_what_the_neighbours_carry(demo_model):
     rec = demo_model
-    scorer = rec.scorer
     names = rec.manifest["categories"]
+    method = rec.method
     q = np.asarray(rec.arrays.features[3], np.float32)
     wide, wide_sims = rec.index.search(q, WIDE_NEIGHBOURS)
-    idx, sims = wide[:15], wide_sims[:15]
-    w = neighbour_weights(sims, rec.method)
-    got = scorer.neighbour_evidence(idx, w, sims, wide)
-    assert set(got) == set(NEIGHBOUR_FEATURES)
+    s = rec.score_nearest(q, wide, wide_sims, 15, method)
+    idx, sims, w = s.neighbours, s.similarities, s.weights
+    assert np.array_equal(idx, wide[:15])
+    got = rec.hedge.evidence(method, s)
+    column = {name: got[:, EVIDENCE_FEATURES.index(name)] for name in EVIDENCE_FEATURES}
     tags = [set(rec.image_hashtags[i]) for i in wide]
     lists = [len(t) >= 2 for t in tags[:15]]
     for c, name in enumerate(names):  # by hand, from the neighbours' own hashtags
         has = [bool(category_forms(name) & t) for t in tags]
-        assert got["weighted_share"][c] == pytest.approx(np.dot(w, has[:15]) / w.sum())
-        assert got["wide_share"][c] == pytest.approx(np.mean(has))
+        t = rec.tags.index(name)
+        assert column["prior"][c] == pytest.approx(s.prior[t] / method.prior_weight)
+        assert column["score"][c] == pytest.approx(s.scores[t] - s.content[t])
+        assert column["share"][c] == pytest.approx(np.mean(has[:15]))
+        assert column["weighted_share"][c] == pytest.approx(np.dot(w, has[:15]) / w.sum())
+        assert column["wide_share"][c] == pytest.approx(np.mean(has))
         with_list = [h for h, lst in zip(has[:15], lists, strict=True) if lst]
-        assert got["list_share"][c] == pytest.approx(np.mean(with_list) if with_list else 0.0)
-    assert got["lists"] == pytest.approx(np.mean(lists))
-    assert got["top_similarity"] == pytest.approx(sims[0])
-    assert got["mean_similarity"] == pytest.approx(sims.mean())
-    # without the wide neighbours the wide share is the neighbours' share
-    narrow = scorer.neighbour_evidence(idx, w, sims)
-    assert np.allclose(narrow["wide_share"], scorer.category_evidence(None, idx, rec.method)[1])
+        assert column["list_share"][c] == pytest.approx(np.mean(with_list) if with_list else 0.0)
+    assert np.all(column["lists"] == pytest.approx(np.mean(lists)))
+    assert np.all(column["top_similarity"] == pytest.approx(sims[0]))
+    assert np.all(column["mean_similarity"] == pytest.approx(sims.mean()))
+    # only the neighbours found: the wide share is the neighbours' share
+    narrow = rec.hedge.evidence(method, dataclasses.replace(s, nearest=idx))
+    assert np.array_equal(narrow[:, EVIDENCE_FEATURES.index("wide_share")], column["share"])
+    assert np.array_equal(np.delete(narrow, 5, axis=1), np.delete(got, 5, axis=1))
+    # a replaced prior moves the prior and the score alike
+    moved = rec.hedge.evidence(method, s, prior_of=lambda v: v + 0.5)
+    assert moved[:, 0] == pytest.approx(column["prior"] + 0.5)
+    assert moved[:, 2] == pytest.approx(column["score"] + 0.5 * method.prior_weight)
 
 
 def _synthetic(n, rng):
@@ -223,10 +234,8 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
     method = get_method("profiles_prior:calibrated_hedge=0.2,calibrated_single=0.05")
     assert (method.calibrated_hedge, method.calibrated_single) == (0.2, 0.05)
     assert Method.from_dict(method.to_dict()) == method
-    default = METHODS["profiles_prior"]  # the default hedges so, not by evidence
+    default = METHODS["profiles_prior"]  # the default hedges so
     assert (default.calibrated_hedge, default.calibrated_single) == (0.325, 0.105)
-    assert default.evidence_hedge is None
-    assert (default.category_margin, default.head_hedge) == (None, None)
     saved = default.to_dict()
     del saved["calibrated_hedge"], saved["calibrated_single"]  # a model saved before them
     assert Method.from_dict(saved).calibrated_hedge is None
@@ -245,13 +254,13 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
 def _eligible(rec) -> int:
     """How many of the model's photos calibration may sample: those with a tag list, or a
     single-tag category's photo (a post carrying only that category's search tag)."""
-    single = {rec.manifest["categories"][c] for c in np.flatnonzero(rec.scorer.single_tag)}
+    single = {rec.manifest["categories"][c] for c in np.flatnonzero(rec.hedge.single_tag)}
     return sum(len(t) >= 2 or (len(t) == 1 and t[0] in single) for t in rec.image_hashtags)
 
 
 def test_the_demo_build_calibrates_every_category_on_its_own_photos(demo_model):
     rec = demo_model
-    cal = rec.scorer.calibration
+    cal = rec.hedge.calibration
     names = rec.manifest["categories"]
     assert cal is not None and cal.n_categories == len(names) == 10
     assert cal.fitted.all() and cal.features == EVIDENCE_FEATURES
@@ -270,17 +279,11 @@ def test_the_demo_build_calibrates_every_category_on_its_own_photos(demo_model):
         wide, wide_sims = rec.index.search(q, WIDE_NEIGHBOURS + DUPLICATE_SLACK)
         keep = (wide != i) & (wide_sims < DUPLICATE_SIMILARITY)  # itself and exact duplicates
         wide, wide_sims = wide[keep][:WIDE_NEIGHBOURS], wide_sims[keep][:WIDE_NEIGHBOURS]
-        idx, sims = wide[:15], wide_sims[:15]
-        w = neighbour_weights(sims, method)
-        scores, prior, _ = rec.scorer.score_parts(idx, w, method, q, None)
-        value, share = rec.scorer.category_evidence(prior, idx, method)
-        own = np.zeros(len(names))
-        own[rec.scorer.category_tag >= 0] = scores[rec.scorer.category_tag]
-        around = rec.scorer.neighbour_evidence(idx, w, sims, wide)
-        p = cal.probability(evidence_features(value, share, own, around))
+        s = rec.score_nearest(q, wide, wide_sims, 15, method)
+        p = cal.probability(rec.hedge.evidence(method, s))
         tags = set(rec.image_hashtags[i])
         for c, name in enumerate(names):
-            if rec.scorer.single_tag[c] or len(tags) >= 2:
+            if rec.hedge.single_tag[c] or len(tags) >= 2:
                 for_image[c][0 if category_forms(name) & tags else 1].append(p[c])
     for c, (carriers, others) in for_image.items():
         if carriers and others:
@@ -291,9 +294,9 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
     demo_model, dataset_path
 ):
     rec = demo_model
-    plain_m = get_method("profiles_prior:evidence_hedge=none,calibrated_hedge=none")
-    hedged_m = get_method("profiles_prior")  # the default: calibrated hedging alone
-    assert hedged_m.evidence_hedge is None and hedged_m.calibrated_hedge is not None
+    plain_m = get_method("profiles_prior:calibrated_hedge=none")
+    hedged_m = get_method("profiles_prior")  # the default: calibrated hedging
+    assert hedged_m.calibrated_hedge is not None
     names = rec.manifest["categories"]
     removed_total = 0
     for photo in sorted((dataset_path / "test").glob("*.jpg")):
@@ -301,16 +304,14 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
         plain = rec.recommend_features(features, 15, 60, plain_m, classes=classes)
         hedged = rec.recommend_features(features, 15, 30, hedged_m, classes=classes)
         # by hand: the categories whose calibrated probability is under the threshold
-        r = rec.rank(features, 15, 60, plain_m, classes=classes)
-        value, share = rec.scorer.category_evidence(r.prior, r.neighbours, plain_m)
-        known = rec.scorer.category_tag >= 0
-        own = np.zeros(len(names))
-        own[known] = (r.scores - r.content)[rec.scorer.category_tag[known]]
-        wide, _ = rec.index.search(features, WIDE_NEIGHBOURS)
-        around = rec.scorer.neighbour_evidence(r.neighbours, r.weights, r.similarities, wide)
-        p = rec.scorer.calibration.probability(evidence_features(value, share, own, around))
+        wide, wide_sims = rec.index.search(features, WIDE_NEIGHBOURS)
+        s = rec.score_nearest(features, wide, wide_sims, 15, plain_m, classes)
+        p = rec.hedge.calibration.probability(rec.hedge.evidence(plain_m, s))
+        assert rec.rank(features, 15, 30, hedged_m, classes=classes).probability == (
+            pytest.approx(p, nan_ok=True)
+        )
         limit = np.where(
-            rec.scorer.single_tag, hedged_m.calibrated_single, hedged_m.calibrated_hedge
+            rec.hedge.single_tag, hedged_m.calibrated_single, hedged_m.calibrated_hedge
         )
         gone = {c for c in range(len(names)) if p[c] < limit[c]}
         removed_total += check_hedged_is_plain_without(plain, hedged, rec, gone)
@@ -336,9 +337,9 @@ def test_a_damaged_calibration_refuses_the_model_and_an_old_model_has_none(demo_
     old = {k: v for k, v in manifest.items() if k != "hedge_calibration"}
     manifest_path.write_text(json.dumps(old), encoding="utf-8")
     rec = HashtagRecommender.load(model)  # built before calibration: nothing to hedge with
-    assert rec.scorer.calibration is None
+    assert rec.hedge.calibration is None
     q = np.asarray(rec.arrays.features[0], np.float32)
-    m = get_method("profiles_prior:evidence_hedge=none,calibrated_hedge=0.5")
+    m = get_method("profiles_prior:calibrated_hedge=0.5")
     assert rec.recommend_features(q, 15, 10, m).left_out == []
 
 
@@ -348,6 +349,6 @@ def test_info_says_what_the_calibration_was_fitted_on(demo_build, capsys):
     path, _ = demo_build
     assert cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    images = HashtagRecommender.load(path).scorer.calibration.images
+    images = HashtagRecommender.load(path).hedge.calibration.images
     assert images > 1500  # every eligible photo of the demo, more than before
     assert f"hedging:        calibrated on {images} of its photos, 10 of 10 categories" in out

@@ -9,6 +9,7 @@ import pytest
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError, DatasetError, FitError, RecommenderError
 from recommender.fit.als import ALSParams, fit_als, interaction_matrix
+from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig, HashtagRecommender
 from recommender.query.scoring import Method, get_method
 
@@ -106,7 +107,7 @@ def tiny() -> HashtagRecommender:
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(6, 8)).astype(np.float32)
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)
-    return HashtagRecommender.fit(
+    return fit_recommender(
         posts, feats, list(range(6)), BuildConfig(als=ALSParams(factors=2, iterations=2))
     )
 
@@ -121,4 +122,4 @@ def test_query_numbers_out_of_range_are_recommender_errors(n, k):
 def test_fitting_posts_without_hashtags_is_a_dataset_error():
     posts = [Post("0", "0.jpg", (), None)]
     with pytest.raises(DatasetError, match="no hashtags"):
-        HashtagRecommender.fit(posts, np.ones((1, 4), np.float32), [0])
+        fit_recommender(posts, np.ones((1, 4), np.float32), [0])

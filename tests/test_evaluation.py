@@ -39,7 +39,8 @@ from recommender.evaluation import (
     unseen_share,
 )
 from recommender.fit.als import ALSParams
-from recommender.query.recommender import BuildConfig, HashtagRecommender
+from recommender.fit.training import fit_recommender
+from recommender.query.recommender import BuildConfig
 from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
 from recommender.vision.content import TopClasses
 
@@ -231,7 +232,7 @@ def test_candidates_by_key():
     assert candidate("original") == Candidate(
         "original", "original", DEFAULT_NEIGHBORS, ORIGINAL_ALS
     )
-    spec = "profiles_prior:category_margin=0.1"
+    spec = "profiles_prior:calibrated_hedge=0.1"
     assert candidate(spec + "/n10") == Candidate(spec + "/n10", spec, 10, None)
     with pytest.raises(ConfigError, match="unknown method"):
         candidate("nope")
@@ -344,11 +345,11 @@ def small_model():
     feats = np.stack([centres[i % 3] + 0.8 * rng.normal(size=16) for i in range(60)])
     feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
     config = BuildConfig(als=ALSParams(factors=4, iterations=3))
-    rec = HashtagRecommender.fit(posts[:45], feats, rows[:45], config)
+    rec = fit_recommender(posts[:45], feats, rows[:45], config)
     return rec, feats[45:]
 
 
-HEDGED = ["profiles_prior:category_margin=0.05", "knn_vote:category_margin=0"]
+HEDGED = ["profiles_prior:calibrated_hedge=0.5", "knn_vote:calibrated_hedge=0.9"]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS) + HEDGED)

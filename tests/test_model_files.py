@@ -10,6 +10,7 @@ from conftest import someones_project, unchanged
 from recommender import HashtagRecommender, ModelError
 from recommender.data.datasets import Post
 from recommender.fit.als import ALSParams
+from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig
 from recommender.store.model_io import (
     ARRAYS,
@@ -40,7 +41,7 @@ def tiny_model() -> HashtagRecommender:
     rows = list(range(12)) + [-1]
     config = BuildConfig(als=ALSParams(factors=4, iterations=10))
     thumbs = [bytes([i]) * (i + 1) for i in range(12)]
-    return HashtagRecommender.fit(posts, feats, rows, config, thumbnails=thumbs)
+    return fit_recommender(posts, feats, rows, config, thumbnails=thumbs)
 
 
 @pytest.fixture

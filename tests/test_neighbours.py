@@ -148,9 +148,9 @@ def test_float16_exact_search_matches_float32():
 
 # ------------------------------------------------------------ in a model, saved and loaded
 def _clustered_model(n_clusters=8, per_cluster=40, d=32):
-    from recommender import HashtagRecommender
     from recommender.data.datasets import Post
     from recommender.fit.als import ALSParams
+    from recommender.fit.training import fit_recommender
     from recommender.query.recommender import BuildConfig
 
     rng = np.random.default_rng(5)
@@ -160,7 +160,7 @@ def _clustered_model(n_clusters=8, per_cluster=40, d=32):
         for i in range(len(vectors))
     ]
     config = BuildConfig(als=ALSParams(factors=4, iterations=5))
-    rec = HashtagRecommender.fit(posts, vectors, list(range(len(posts))), config)
+    rec = fit_recommender(posts, vectors, list(range(len(posts))), config)
     return rec, centres
 
 

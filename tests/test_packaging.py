@@ -70,13 +70,14 @@ def test_the_block_list_is_package_data():
 def _tiny_model(path: Path) -> None:
     from recommender.data.datasets import Post
     from recommender.fit.als import ALSParams
-    from recommender.query.recommender import BuildConfig, HashtagRecommender
+    from recommender.fit.training import fit_recommender
+    from recommender.query.recommender import BuildConfig
 
     posts = [Post(str(i), f"{i}.jpg", ("cat", "pets") if i % 2 else ("food",), None)
              for i in range(6)]  # fmt: skip
     feats = np.eye(6, 8, dtype=np.float32)
     config = BuildConfig(als=ALSParams(factors=2, iterations=2))
-    HashtagRecommender.fit(posts, feats, list(range(6)), config).save(path)
+    fit_recommender(posts, feats, list(range(6)), config).save(path)
 
 
 @pytest.mark.slow

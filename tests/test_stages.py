@@ -63,8 +63,13 @@ def test_fit_stage_gives_the_model_parts(tiny):
     ds = read_stage(tiny)
     feats = embed_stage(ds, CONFIG, backbone=MeanColour())
     seen = []
-    parts = fit_stage(ds, feats, CONFIG, manifest={"x": 1}, progress=lambda *a: seen.append(a))
+    fitted = fit_stage(ds, feats, CONFIG, manifest={"x": 1}, progress=lambda *a: seen.append(a))
+    parts = fitted.parts
     assert isinstance(parts, ModelParts) and parts.manifest["x"] == 1
+    # calibration's sample: positions in the index, with what the prior needs of each
+    sample = fitted.calibration_sample
+    assert len(sample.images) == len(sample.leverage) == len(sample.prior_targets) > 0
+    assert sample.images.max() < parts.arrays.n_images
     assert parts.arrays.n_images == 12 and parts.arrays.features.dtype == np.float32
     assert parts.manifest["counts"]["posts"] == 14 and ("als", 3, 3) in seen
     # the prior reports the images it has read, chunk by chunk, up to all 12
@@ -77,9 +82,9 @@ def test_fit_stage_gives_the_model_parts(tiny):
 def test_index_and_write_stage_writes_a_model_that_answers_the_same(tiny, tmp_path):
     ds = read_stage(tiny)
     feats = embed_stage(ds, CONFIG, backbone=MeanColour())
-    parts = fit_stage(ds, feats, CONFIG)
+    fitted = fit_stage(ds, feats, CONFIG)
     seen = []
-    rec = index_and_write_stage(parts, tmp_path / "model", lambda *a: seen.append(a))
+    rec = index_and_write_stage(fitted, tmp_path / "model", lambda *a: seen.append(a))
     assert seen == [("write", 0, 2), ("write", 1, 2), ("write", 2, 2)]
     loaded = HashtagRecommender.load(tmp_path / "model")
     query = np.asarray(feats.features[3], np.float32)

@@ -400,7 +400,7 @@ def rank_features(
 ) -> np.ndarray:
     """Top-``k`` hashtag ids for each row of ``features``: (rows, k), -1 padded.
 
-    ``classes``: each row's top ImageNet classes, for the content term and head hedging.
+    ``classes``: each row's top ImageNet classes, for the content term.
 
     The steps of :meth:`HashtagRecommender.rank` (what
     :meth:`~HashtagRecommender.recommend_features` explains), with one BLAS thread
@@ -647,13 +647,13 @@ class _SplitRun:
         )
 
     def model(self, als: ALSParams | None):
-        from recommender.query.recommender import HashtagRecommender
+        from recommender.fit.training import fit_recommender
 
         als = als or self.config.als
         if als not in self.models:
             start = time.perf_counter()
             cfg = dataclasses.replace(self.config, als=als)
-            self.models[als] = HashtagRecommender.fit(self.posts, self.features, self.rows, cfg)
+            self.models[als] = fit_recommender(self.posts, self.features, self.rows, cfg)
             self.timings["fit_seconds"] += time.perf_counter() - start
         return self.models[als]
 
@@ -698,13 +698,13 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``candidates`` on the same splits of ``posts``.
 
-    ``features``/``image_rows`` are as for :meth:`HashtagRecommender.fit` (computed once
-    for the whole data set). ``config`` is the build's configuration; its ``method`` is
-    the default being evaluated. ``blocklist`` hashtags are never recommended (as in the
-    page). ``n_sweep`` neighbour counts are also tried for the default method.
+    ``features``/``image_rows`` are as for :func:`~recommender.fit.training.fit_recommender`
+    (computed once for the whole data set). ``config`` is the build's configuration; its
+    ``method`` is the default being evaluated. ``blocklist`` hashtags are never recommended
+    (as in the page). ``n_sweep`` neighbour counts are also tried for the default method.
     ``classes`` (the top ImageNet classes of each row of ``features``, as the embed stage
     keeps them: :attr:`recommender.features.pipeline.DatasetFeatures.classes`) feed the content
-    term and head hedging; without them there is neither.
+    term; without them there is none.
     """
     from recommender.query.recommender import BuildConfig
 

@@ -1,51 +1,32 @@
-"""Calibrated hedging: how likely a post that looks like the query carries each category.
+"""Fitting calibrated hedging: per category, how likely a post like the query carries it.
 
-Evidence hedging (:func:`recommender.query.hedging.evidence_hedge_mask`) removes another
-category's search tags on two fixed thresholds, the same for every category. Calibration
-learns instead, per category, how the evidence of a query (:data:`~recommender.query.hedging.
-EVIDENCE_FEATURES`: the image prior of its search tag, its score and its rank among the
-categories, and what the neighbours say: how many carry it, weighted or not, among the 50
-nearest, among those with a tag list, and how alike they are) tells whether the post carries
-one of the category's forms. That is a logistic regression per category, fitted at build
-time on a sample of the model's own images (those whose posts say what they carry: a real
-tag list, or a category whose photos carry only their search tag), each queried as if it
-were new:
-
-- its neighbours leave out the image itself and its exact duplicates;
-- its image prior is the ridge regression's leave-one-out value, exact and cheap from the
-  image's leverage (:func:`recommender.fit.als.fit_image_prior`), so the sample is
-  not judged by a prior that has seen it.
-
-Each category learns from the photos its posts are like. A category whose posts have tag
-lists (the demo's animals, food, selfie, travel) learns from the sampled photos with a tag
-list only: its question is whether a post with tags, like the query, carries it, and a
-photo known by one search tag would only say "no" for it. A category whose photos carry only
-their search tag (architecture, babies, cars, fitness, nature, wedding) learns from the
-whole sample, its own photos included.
-
-The query's probability per category (:meth:`HedgeCalibration.probability`) then decides
-(``Method.calibrated_hedge``, ``Method.calibrated_single`` for a single-tag category): below
-the threshold, the category's tags leave the ranking.
-Like every hedging rule it only removes tags, so every shown score stays exact.
-
-A calibration is plain numbers in the manifest (``manifest["hedge_calibration"]``), checked
-on load; a model without categories, or one built before calibration, has none and
-calibrated hedging then removes nothing.
+One logistic regression per category over the query's evidence
+(:data:`~recommender.query.hedging.EVIDENCE_FEATURES`), fitted at build time on a sample of
+the model's own images (those whose posts say what they carry: a real tag list, or a
+category whose photos carry only their search tag). Each is queried as if it were new,
+through the recommender's own query code, except that its neighbours leave out the image
+itself and its exact duplicates and its image prior is the ridge regression's leave-one-out
+value (exact and cheap from the image's leverage, :func:`recommender.fit.als.fit_image_prior`).
+A category whose posts have tag lists learns from the sampled photos with a tag list only; a
+single-tag category learns from the whole sample. The result
+(:class:`~recommender.query.hedging.HedgeCalibration`) is kept in the manifest.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recommender.errors import ModelError
-from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, evidence_features
+from recommender.blas import serial_blas
+from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, HedgeCalibration
+from recommender.query.scoring import DEFAULT_NEIGHBORS, Method
 
 if TYPE_CHECKING:
-    from recommender.query.scoring import Method
+    from recommender.query.recommender import HashtagRecommender
 
 # How many of the model's images are queried to fit the calibration: a fixed number, so a
 # million-image build pays the same seconds as the demo's (whose ~2,900 eligible photos
@@ -88,88 +69,6 @@ def calibration_sample(
         return pool.astype(np.int64)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=size, replace=False)).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class HedgeCalibration:
-    """One logistic regression per category over ``features`` (names of
-    :data:`EVIDENCE_FEATURES`).
-
-    Arrays of shape (C, F) (``mean``, ``scale``: the features' standardisation) and (C,
-    F + 1) (``weights``, the intercept last); ``fitted`` (C,) says which categories had
-    enough examples (the others get NaN: never removed). ``images`` is the sample's size.
-    """
-
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    fitted: np.ndarray
-    images: int = 0
-    features: tuple[str, ...] = EVIDENCE_FEATURES
-
-    @property
-    def n_categories(self) -> int:
-        return int(self.weights.shape[0])
-
-    def probability(self, features: np.ndarray) -> np.ndarray:
-        """(C,) probability per category from the (C, len(EVIDENCE_FEATURES))
-        :func:`evidence_features` (the calibration reads the columns it was fitted on)."""
-        columns = [EVIDENCE_FEATURES.index(name) for name in self.features]
-        x = np.asarray(features, np.float64)[:, columns]
-        z = (x - self.mean) / self.scale
-        logit = np.einsum("cf,cf->c", z, self.weights[:, :-1]) + self.weights[:, -1]
-        p = 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
-        return np.where(self.fitted, p, np.nan)
-
-    # ------------------------------------------------------------ plain data
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": list(self.features),
-            "images": int(self.images),
-            "fitted": [bool(f) for f in self.fitted],
-            "mean": self.mean.round(8).tolist(),
-            "scale": self.scale.round(8).tolist(),
-            "weights": self.weights.round(8).tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, saved: Any, n_categories: int) -> HedgeCalibration:
-        """The calibration :meth:`to_dict` wrote, for a model of ``n_categories`` categories.
-
-        Raises :class:`~recommender.errors.ModelError` if it is damaged or of another shape.
-        """
-        problem = "The model's hedging calibration is damaged"
-        names = saved.get("features") if isinstance(saved, dict) else None
-        if (
-            not isinstance(names, list)
-            or not names
-            or len(set(map(str, names))) != len(names)
-            or not set(map(str, names)) <= set(EVIDENCE_FEATURES)
-        ):
-            raise ModelError(
-                f"{problem} (not over features of {list(EVIDENCE_FEATURES)}); rebuild it."
-            )
-        n_f = len(names)
-        try:
-            mean = np.array(saved["mean"], dtype=np.float64)
-            scale = np.array(saved["scale"], dtype=np.float64)
-            weights = np.array(saved["weights"], dtype=np.float64)
-            fitted = np.array(saved["fitted"])
-            images = saved.get("images", 0)
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{problem} (a field is missing or bad); rebuild it.") from None
-        shapes_ok = (
-            mean.shape == scale.shape == (n_categories, n_f)
-            and weights.shape == (n_categories, n_f + 1)
-            and fitted.shape == (n_categories,)
-            and fitted.dtype == bool
-            and isinstance(images, int)
-        )
-        if not shapes_ok:
-            raise ModelError(f"{problem} (not shaped for {n_categories} categories); rebuild it.")
-        if not (np.isfinite(mean).all() and np.isfinite(weights).all() and (scale > 0).all()):
-            raise ModelError(f"{problem} (non-finite numbers); rebuild it.")
-        return cls(mean, scale, weights, fitted, images, tuple(str(n) for n in names))
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
@@ -231,51 +130,57 @@ def fit_calibration(
 
 
 def calibrate(
-    rec: Any,
+    rec: HashtagRecommender,
     sample: CalibrationSample,
     method: Method,
     n_neighbors: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> HedgeCalibration | None:
-    """Query ``sample``'s images of ``rec`` (a :class:`~recommender.query.recommender.
-    HashtagRecommender`: its index, scorer and arrays) as if new (see the module notes)
-    and fit the calibration for ``method`` with ``n_neighbors`` neighbours; None when the
-    model has no categories or no sample. ``progress(done, total)`` every 100 images."""
-    from recommender.blas import serial_blas
-    from recommender.query.scoring import neighbour_weights
-
-    scorer = rec.scorer
-    n_cats = len(scorer.category_tag)
+    """Query ``sample``'s images of ``rec`` as if new (see the module notes) and fit the
+    calibration for ``method`` with ``n_neighbors`` neighbours; None when the model has no
+    categories or no sample. Each image goes through the recommender's own query
+    (:meth:`~recommender.query.recommender.HashtagRecommender.score_nearest` and
+    :meth:`~recommender.query.hedging.CategoryHedge.evidence`); only its neighbour search
+    (without itself) and its prior (leave-one-out) are the sample's own.
+    ``progress(done, total)`` every 100 images."""
+    hedge = rec.hedge
     images = np.asarray(sample.images, dtype=np.int64)
-    if n_cats == 0 or not (scorer.category_tag >= 0).any() or len(images) == 0:
+    if hedge.n_categories == 0 or not (hedge.category_tag >= 0).any() or len(images) == 0:
         return None
-    features = np.zeros((len(images), n_cats, len(EVIDENCE_FEATURES)))
+    features = np.zeros((len(images), hedge.n_categories, len(EVIDENCE_FEATURES)))
     leverage = np.clip(np.asarray(sample.leverage, np.float64), 0.0, 0.999)
     targets = np.asarray(sample.prior_targets, np.float64)
-    weight = method.prior_weight
     wide = max(n_neighbors, WIDE_NEIGHBOURS)
     with serial_blas():
         for j, i in enumerate(images):
             query = np.asarray(rec.arrays.features[i], dtype=np.float32)
             idx, sims = rec.index.search(query, wide + DUPLICATE_SLACK)
             keep = (idx != i) & (sims < DUPLICATE_SIMILARITY)
-            around, around_sims = idx[keep][:wide], sims[keep][:wide]
-            idx, sims = around[:n_neighbors], around_sims[:n_neighbors]
-            w = neighbour_weights(sims, method)
-            scores, prior, _ = scorer.score_parts(idx, w, method, query, None)
-            value, share = scorer.category_evidence(prior, idx, method)
-            score = scorer.category_scores(scores)
-            if weight > 0:  # the leave-one-out prior, in the value and in the score
-                h = leverage[j]
-                loo = value - h * (targets[j] - value) / (1.0 - h)
-                score += weight * (loo - value)
-                value = loo
-            features[j] = evidence_features(
-                value, share, score, scorer.neighbour_evidence(idx, w, sims, around)
+            s = rec.score_nearest(query, idx[keep][:wide], sims[keep][:wide], n_neighbors, method)
+            h, target = leverage[j], targets[j]
+            features[j] = hedge.evidence(
+                method,
+                s,
+                prior_of=lambda value, h=h, t=target: value - h * (t - value) / (1.0 - h),
             )
             if progress is not None and ((j + 1) % 100 == 0 or j + 1 == len(images)):
                 progress(j + 1, len(images))
     # a category whose posts have tag lists learns from the sampled photos with one
-    with_list = scorer.has_list[images]
-    fit_on = np.where(scorer.single_tag[None, :], True, with_list[:, None])
-    return fit_calibration(features, scorer.carried(images), fit_on=fit_on)
+    with_list = hedge.has_list[images]
+    fit_on = np.where(hedge.single_tag[None, :], True, with_list[:, None])
+    return fit_calibration(features, hedge.carried(images), fit_on=fit_on)
+
+
+def fit_hedging(
+    rec: HashtagRecommender,
+    sample: CalibrationSample,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Fit ``rec``'s calibrated hedging on the ``sample`` training drew, for the model's own
+    method and the default number of neighbours, and hand it to ``rec`` (kept in its
+    manifest, with the seconds it took)."""
+    start = time.perf_counter()
+    calibration = calibrate(rec, sample, rec.method, DEFAULT_NEIGHBORS, progress)
+    timings = rec.manifest.setdefault("fit_timings", {})
+    timings["calibration_seconds"] = round(time.perf_counter() - start, 3)
+    rec.use_calibration(calibration)

@@ -1,14 +1,16 @@
-"""Training: from posts and their image features to the parts of a model folder.
+"""Training: from posts and their image features to a model.
 
 :func:`fit_model` runs the hashtag model (ALS), the single-tag profiles and the image prior
-and returns a :class:`~recommender.store.arrays.ModelParts`; the query facade
-(:class:`~recommender.query.recommender.HashtagRecommender`) wraps those parts.
+and returns the model folder's parts with the sample calibration will query;
+:func:`fit_recommender` does the whole fit: those parts, served by a
+:class:`~recommender.query.recommender.HashtagRecommender`, with its calibrated hedging.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,10 @@ from recommender.fit.als import (
     tag_vocabulary,
     vote_targets,
 )
-from recommender.fit.calibration import CalibrationSample, calibration_sample
+from recommender.fit.calibration import CalibrationSample, calibration_sample, fit_hedging
 from recommender.query.hedging import dataset_categories, single_tag_categories
 from recommender.query.neighbours import choose_kind
+from recommender.query.recommender import HashtagRecommender
 from recommender.store.arrays import ModelArrays, ModelParts
 
 
@@ -45,6 +48,36 @@ class _Rows(Sequence):
         return self.items[int(self.rows[i])]
 
 
+@dataclass
+class Fitted:
+    """What :func:`fit_model` makes: the model folder's ``parts``, and the sample of its
+    images calibrated hedging is fitted on (:func:`recommender.fit.calibration.fit_hedging`,
+    once the parts serve queries)."""
+
+    parts: ModelParts
+    calibration_sample: CalibrationSample
+
+
+def fit_recommender(
+    posts: Sequence[Post],
+    features: np.ndarray,
+    image_rows: Sequence[int],
+    config: BuildConfig | None = None,
+    **options: Any,
+) -> HashtagRecommender:
+    """Train on ``posts`` and return the recommender, its hedging calibrated.
+
+    ``image_rows[i]`` is the row of ``features`` holding post ``i``'s image features, or
+    -1 when the post has no (usable) image. Every post trains the hashtag model; only
+    posts with a row enter the image index. ``options``: those of :func:`fit_model`
+    (``thumbnails``, aligned with ``features``; ``manifest``; ``progress`` ...).
+    """
+    fitted = fit_model(posts, features, image_rows, config, **options)
+    rec = HashtagRecommender(fitted.parts)
+    fit_hedging(rec, fitted.calibration_sample)
+    return rec
+
+
 def fit_model(
     posts: Sequence[Post],
     features: np.ndarray,
@@ -55,8 +88,8 @@ def fit_model(
     progress: Callable[[int, int], None] | None = None,
     fit_als: Callable[..., tuple[np.ndarray, np.ndarray]] = fit_als,
     prior_progress: Callable[[int, int], None] | None = None,
-) -> ModelParts:
-    """Train on ``posts``; see :meth:`recommender.query.recommender.HashtagRecommender.fit`.
+) -> Fitted:
+    """Train on ``posts``; see :func:`fit_recommender`.
 
     ``fit_als(matrix, params, progress)`` is the engine's ALS (:mod:`recommender.engines`).
     ``features`` may be a float16 memory map: it is read in chunks for the prior.
@@ -132,8 +165,8 @@ def fit_model(
     full_manifest["fit_timings"] = timings
     # The search tags the posts were collected by: what hedging limits at query time.
     full_manifest["categories"] = categories
-    # Those whose photos carry only their search tag: evidence hedging judges them by the
-    # neighbours alone (see recommender.query.hedging).
+    # Those whose photos carry only their search tag: hedging judges them apart (see
+    # recommender.query.hedging).
     full_manifest["single_tag_categories"] = single
     full_manifest.setdefault("counts", {})
     full_manifest["counts"].update(
@@ -145,7 +178,7 @@ def fit_model(
         }
     )
     thumbs: Sequence[bytes] = [] if thumbnails is None else _Rows(thumbnails, rows)
-    return ModelParts(full_manifest, arrays, index, thumbs, calibration=calibration)
+    return Fitted(ModelParts(full_manifest, arrays, index, thumbs), calibration)
 
 
 def _calibration_sample(

@@ -1,58 +1,28 @@
-"""Category search tags, and hedging: limiting other categories' search tags in a ranking.
+"""Category hedging: which other categories' search tags leave a query's ranking, and why.
 
-A data set scraped by search hashtag (``Post.category``) teaches the model those search
-tags very well, so a photo often gets several of them at once (#animals and #food on a baby
-photo). Which hashtags name a category: the search tag itself and its simple singular
-forms (``animals`` -> ``animal``, ``babies`` -> ``baby``, ``cars`` -> ``car``), see
-:func:`category_forms`.
-
-Hedging (``Method.category_margin``) is a post-ranking filter: a category's tags stay in
-the ranking only if the category's best tag scores within ``margin`` of the best-scoring
-category tag. It removes tags from the ranking; it never changes a score, so the
-explanation of every tag that is shown stays exact. A model knows its categories from
-its data set (``manifest["categories"]``); one built from a data set without categories,
-or before they were stored, has nothing to hedge.
-
-Head hedging (``Method.head_hedge``) uses what the backbone's ImageNet head sees instead.
-A curated table, ``assets/imagenet_categories.csv``, names the classes that show a
-category (animals: ImageNet's animal classes; food: dishes, fruit, vegetables; cars);
-:func:`class_categories` reads it for a model's categories. When the query's top
-:data:`~recommender.vision.content.TOP_CLASSES` classes give one such category at least
-``head_hedge`` probability, the search tags of every other category the head can name
-and gives no probability at all are removed (a photo the head calls a plate of food loses
-#animals and #cars). A category the head supports is never removed; one it cannot name
-(wedding, fitness, travel ...) is removed too only with ``Method.head_hedge_unnamed``.
-Like the margin rule it only removes tags from a ranking.
-
-Evidence hedging (``Method.evidence_hedge``) asks the model's own evidence for each
-category: the image prior's value for its search tag (how much the training photos that
-look like this one carried it) and how many of the query's neighbours carry one of its
-forms. A category both call unlikely leaves the ranking: its search tag's prior below
-``evidence_hedge`` and at most a share ``evidence_agreement`` of the neighbours carrying
-it. A category whose photos carry only their search tag (:func:`single_tag_categories`,
-kept in ``manifest["single_tag_categories"]``) has no tag lists to be unlikely in, only
-photos: it stays while any neighbour carries it. See :func:`evidence_hedge_mask`.
-
-Calibrated hedging (``Method.calibrated_hedge``) weighs the same evidence, with the
-category's score and rank and more of what the neighbours say (:data:`EVIDENCE_FEATURES`),
-by a logistic regression per category fitted at build time (:mod:`recommender.fit.calibration`):
-a category whose probability of being carried is below the threshold leaves the ranking.
-See :func:`calibrated_hedge_mask`.
+A data set scraped by search hashtag (``Post.category``) teaches the model those search tags
+very well, so a photo often gets several of them at once (#animals and #food on a baby
+photo). :class:`CategoryHedge` holds a model's categories (which hashtags name one, see
+:func:`category_forms`), weighs the evidence of one query about each (:data:`EVIDENCE_FEATURES`)
+with the model's :class:`HedgeCalibration`, and names the tags a method's
+``calibrated_hedge`` removes. It only removes tags, never changes a score, so every shown
+score stays exact. The calibration is fitted at build time (:mod:`recommender.fit.calibration`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from recommender.errors import BackboneError
+from recommender.errors import ModelError
 
-CLASS_CATEGORIES_PATH = (
-    Path(__file__).resolve().parent.parent / "assets" / "imagenet_categories.csv"
-)
+if TYPE_CHECKING:
+    from recommender.query.scoring import Method, Scored
+
 # A category is "single-tag" when fewer than this share of its photos' posts carry a real
 # hashtag list (2+ hashtags): in the demo data architecture, babies, cars, fitness, nature
 # and wedding, whose photos are known only by their search tag.
@@ -125,150 +95,8 @@ def category_tags_mask(removed: np.ndarray, tag_category: np.ndarray) -> np.ndar
     return mask
 
 
-def hedge_mask(
-    scores: np.ndarray, tag_category: np.ndarray, margin: float | None
-) -> np.ndarray | None:
-    """Boolean mask of the category tags to remove from a ranking, or None (remove none).
-
-    A category's tags are kept when its best tag's score is within ``margin`` of the best
-    score of any category tag; the others' tags are removed. ``margin`` None: no hedging.
-    """
-    if margin is None or tag_category.size == 0:
-        return None
-    is_cat = tag_category >= 0
-    if not is_cat.any():
-        return None
-    n_cats = int(tag_category.max()) + 1
-    best = np.full(n_cats, -np.inf)
-    np.maximum.at(best, tag_category[is_cat], np.asarray(scores, np.float64)[is_cat])
-    keep = best >= best.max() - float(margin)
-    return category_tags_mask(~keep, tag_category)
-
-
-def evidence_hedge_mask(
-    prior: np.ndarray,
-    carried: np.ndarray,
-    tag_category: np.ndarray,
-    single_tag: np.ndarray,
-    threshold: float | None,
-    agreement: float,
-) -> np.ndarray | None:
-    """Boolean mask of the category tags the model's evidence removes, or None (remove none).
-
-    Per category (``(C,)`` arrays, categories as in ``tag_category``): ``prior``, the image
-    prior's value for its search tag (without the method's ``prior_weight``; 0 without a
-    prior); ``carried``, the share of the query's neighbours whose post carries one of its
-    forms; ``single_tag``, whether its photos carry only their search tag. A category is
-    removed when its ``prior`` is below ``threshold`` and its ``carried`` share is at most
-    ``agreement`` (a single-tag category: when no neighbour carries it). ``threshold``
-    None: no evidence hedging.
-    """
-    if threshold is None or tag_category.size == 0 or not (tag_category >= 0).any():
-        return None
-    limit = np.where(single_tag, 0.0, float(agreement))
-    removed = (np.asarray(prior) < float(threshold)) & (np.asarray(carried) <= limit + 1e-9)
-    mask = category_tags_mask(removed, tag_category)
-    return mask if mask.any() else None
-
-
-def read_class_categories(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Read a category -> ImageNet classes table (``category,classes``; ``#`` lines are
-    comments; classes are indices or ``a-b`` ranges, space-separated).
-
-    Raises :class:`~recommender.errors.BackboneError` naming the line of anything malformed.
-    """
-    from recommender.vision.content import N_CLASSES
-
-    path = Path(path)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BackboneError(f"cannot read the class -> category table {path}: {exc}") from None
-    rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and line[0] != "#"]
-    if not rows or rows[0][1].strip() != "category,classes":
-        raise BackboneError(f"{path}: the header must be category,classes")
-    out: dict[str, tuple[int, ...]] = {}
-    for lineno, line in rows[1:]:
-        where = f"{path}, line {lineno}"
-        category, _, spec = line.partition(",")
-        category = category.strip()
-        ids: list[int] = []
-        try:
-            for part in spec.split():
-                lo, _, hi = part.partition("-")
-                ids.extend(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            raise BackboneError(f"{where}: classes are indices or a-b ranges: {spec!r}") from None
-        if not category or category in out or not ids:
-            raise BackboneError(f"{where}: expected a new category and its classes, got {line!r}")
-        if min(ids) < 0 or max(ids) >= N_CLASSES:
-            raise BackboneError(f"{where}: class indices lie in 0-{N_CLASSES - 1}")
-        out[category] = tuple(ids)
-    return out
-
-
-@functools.cache
-def _packaged_class_categories() -> dict[str, tuple[int, ...]]:
-    return read_class_categories(CLASS_CATEGORIES_PATH)
-
-
-def class_categories(
-    categories: Iterable[str], table: dict[str, tuple[int, ...]] | None = None
-) -> np.ndarray:
-    """(1000,) int array: the index (into sorted ``categories``) of the category each
-    ImageNet class shows, or -1 (also for the table's categories the model lacks).
-
-    ``table``: category -> classes (:func:`read_class_categories`); the packaged one by
-    default. A class listed under two of the model's categories goes to the first.
-    """
-    from recommender.vision.content import N_CLASSES
-
-    table = _packaged_class_categories() if table is None else table
-    out = np.full(N_CLASSES, -1, dtype=np.int64)
-    for i, category in enumerate(sorted(set(categories))):
-        ids = np.asarray(table.get(category, ()), dtype=np.int64)
-        free = ids[out[ids] < 0]
-        out[free] = i
-    return out
-
-
-def head_hedge_mask(
-    classes: np.ndarray | None,
-    class_category: np.ndarray,
-    tag_category: np.ndarray,
-    threshold: float | None,
-    unnamed: bool = False,
-) -> np.ndarray | None:
-    """Boolean mask of the category tags the head's view removes, or None (remove none).
-
-    ``classes``: the query's (1000,) class probabilities; only its top
-    :data:`~recommender.vision.content.TOP_CLASSES` count. A category's support is the summed
-    probability of those classes that show it (``class_category``). When some category's
-    support reaches ``threshold``, the tags of every category the head can name (one class
-    or more) whose support is 0 are removed; ``unnamed``: also those of the categories no
-    class shows. ``threshold`` None: no head hedging.
-    """
-    if threshold is None or classes is None or tag_category.size == 0:
-        return None
-    if not (class_category >= 0).any() or not (tag_category >= 0).any():
-        return None
-    from recommender.vision.content import keep_top
-
-    n_cats = int(max(class_category.max(), tag_category.max())) + 1
-    probs = keep_top(classes)
-    shown = class_category >= 0
-    support = np.bincount(class_category[shown], weights=probs[shown], minlength=n_cats)
-    if support.max() < float(threshold):
-        return None
-    nameable = np.bincount(class_category[shown], minlength=n_cats) > 0
-    removed = (nameable | bool(unnamed)) & (support <= 0)
-    mask = category_tags_mask(removed, tag_category)
-    return mask if mask.any() else None
-
-
-# ---------------------------------------------------------------- calibrated hedging
-# What the calibrated rule knows of each category for one query, by name. From the image
-# and the score: its search tag's image prior (as in evidence hedging), that tag's score
+# What the calibration knows of each category for one query, by name. From the image
+# and the score: its search tag's image prior (without the method's prior_weight), that tag's score
 # without the content term, and the category's rank by that score among the categories (0
 # best, 1 worst). From the neighbours: the share of the query's neighbours carrying one of
 # its forms, the same share with the neighbours weighted as in scoring, the share of the
@@ -276,8 +104,7 @@ def head_hedge_mask(
 # hashtags), the share carrying it. And, the same for every category, how alike the
 # neighbours are: the nearest one's similarity, their mean similarity, and the share of
 # them with a tag list. A model keeps the names its calibration was fitted on
-# (recommender.fit.calibration), so a calibration over the first four (the fifth session's)
-# still reads.
+# (recommender.fit.calibration), so a calibration over fewer of them still reads.
 EVIDENCE_FEATURES = (
     "prior",
     "share",
@@ -293,7 +120,7 @@ EVIDENCE_FEATURES = (
 # How many nearest neighbours "wide_share" counts (more than a query's default 15: a
 # steadier share for a category few photos carry).
 WIDE_NEIGHBOURS = 50
-# What the neighbours tell beyond "share" (see Scorer.neighbour_evidence).
+# What the neighbours tell beyond "share" (see CategoryHedge.evidence).
 NEIGHBOUR_FEATURES = EVIDENCE_FEATURES[4:]
 
 
@@ -302,11 +129,10 @@ def evidence_features(
 ) -> np.ndarray:
     """(C, F) float64 array of :data:`EVIDENCE_FEATURES` per category.
 
-    ``prior`` and ``share``: the (C,) prior values and neighbour shares
-    (:meth:`~recommender.query.scoring.Scorer.category_evidence`); ``score``: the (C,) scores of
-    the categories' search tags; ``neighbours``: :data:`NEIGHBOUR_FEATURES` by name
-    (:meth:`~recommender.query.scoring.Scorer.neighbour_evidence`), (C,) arrays or numbers; None:
-    zeros (only the first four features then mean anything).
+    ``prior`` and ``share``: the (C,) prior values and neighbour shares; ``score``: the (C,)
+    scores of the categories' search tags; ``neighbours``: :data:`NEIGHBOUR_FEATURES` by
+    name, (C,) arrays or numbers; None: zeros (only the first four features then mean
+    anything). :meth:`CategoryHedge.evidence` gathers them for a query.
     """
     score = np.asarray(score, dtype=np.float64)
     n = len(score)
@@ -342,3 +168,229 @@ def calibrated_hedge_mask(
     removed = np.isfinite(p) & (p < limit)
     mask = category_tags_mask(removed, tag_category)
     return mask if mask.any() else None
+
+
+@dataclass(frozen=True)
+class HedgeCalibration:
+    """One logistic regression per category over ``features`` (names of
+    :data:`EVIDENCE_FEATURES`).
+
+    Arrays of shape (C, F) (``mean``, ``scale``: the features' standardisation) and (C,
+    F + 1) (``weights``, the intercept last); ``fitted`` (C,) says which categories had
+    enough examples (the others get NaN: never removed). ``images`` is the sample's size.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    fitted: np.ndarray
+    images: int = 0
+    features: tuple[str, ...] = EVIDENCE_FEATURES
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.weights.shape[0])
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        """(C,) probability per category from the (C, len(EVIDENCE_FEATURES))
+        :func:`evidence_features` (the calibration reads the columns it was fitted on)."""
+        columns = [EVIDENCE_FEATURES.index(name) for name in self.features]
+        x = np.asarray(features, np.float64)[:, columns]
+        z = (x - self.mean) / self.scale
+        logit = np.einsum("cf,cf->c", z, self.weights[:, :-1]) + self.weights[:, -1]
+        p = 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
+        return np.where(self.fitted, p, np.nan)
+
+    # ------------------------------------------------------------ plain data
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "images": int(self.images),
+            "fitted": [bool(f) for f in self.fitted],
+            "mean": self.mean.round(8).tolist(),
+            "scale": self.scale.round(8).tolist(),
+            "weights": self.weights.round(8).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, saved: Any, n_categories: int) -> HedgeCalibration:
+        """The calibration :meth:`to_dict` wrote, for a model of ``n_categories`` categories.
+
+        Raises :class:`~recommender.errors.ModelError` if it is damaged or of another shape.
+        """
+        problem = "The model's hedging calibration is damaged"
+        names = saved.get("features") if isinstance(saved, dict) else None
+        if (
+            not isinstance(names, list)
+            or not names
+            or len(set(map(str, names))) != len(names)
+            or not set(map(str, names)) <= set(EVIDENCE_FEATURES)
+        ):
+            raise ModelError(
+                f"{problem} (not over features of {list(EVIDENCE_FEATURES)}); rebuild it."
+            )
+        n_f = len(names)
+        try:
+            mean = np.array(saved["mean"], dtype=np.float64)
+            scale = np.array(saved["scale"], dtype=np.float64)
+            weights = np.array(saved["weights"], dtype=np.float64)
+            fitted = np.array(saved["fitted"])
+            images = saved.get("images", 0)
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{problem} (a field is missing or bad); rebuild it.") from None
+        shapes_ok = (
+            mean.shape == scale.shape == (n_categories, n_f)
+            and weights.shape == (n_categories, n_f + 1)
+            and fitted.shape == (n_categories,)
+            and fitted.dtype == bool
+            and isinstance(images, int)
+        )
+        if not shapes_ok:
+            raise ModelError(f"{problem} (not shaped for {n_categories} categories); rebuild it.")
+        if not (np.isfinite(mean).all() and np.isfinite(weights).all() and (scale > 0).all()):
+            raise ModelError(f"{problem} (non-finite numbers); rebuild it.")
+        return cls(mean, scale, weights, fitted, images, tuple(str(n) for n in names))
+
+
+class CategoryHedge:
+    """A model's categories, and which of their tags leave a query's ranking.
+
+    Built from the model's hashtags ``tags``, its ``categories`` (search tags), those of
+    them whose photos carry only their search tag (``single``), ``image_tags`` (which
+    hashtags each indexed post carries, (N, T) sparse) and the model's ``calibration``
+    (None: not calibrated, nothing is removed). The arrays are per hashtag
+    (``tag_category``: the category each names, -1: none), per category (``category_tag``:
+    its search tag's hashtag, -1: unknown; ``single_tag``) and per indexed image
+    (``has_list``: its post has 2+ hashtags).
+    """
+
+    def __init__(
+        self,
+        tags: Sequence[str],
+        categories: Iterable[str],
+        single: Iterable[str],
+        image_tags: sp.csr_matrix,
+        calibration: HedgeCalibration | None = None,
+    ) -> None:
+        self.categories = sorted({str(c) for c in categories})
+        single = {str(c) for c in single}
+        tag_ids = {t: i for i, t in enumerate(tags)}
+        self.tag_category = tag_categories(tags, self.categories)
+        self.category_tag = np.array([tag_ids.get(c, -1) for c in self.categories], np.int64)
+        self.single_tag = np.array([c in single for c in self.categories], dtype=bool)
+        self.image_tags = sp.csr_matrix(image_tags)
+        if self.image_tags.shape[1] != len(tags):
+            raise ValueError("image_tags do not match the hashtags")
+        self.has_list = np.diff(self.image_tags.indptr) >= 2
+        forms = np.flatnonzero(self.tag_category >= 0)
+        # (T, C): which category each hashtag is a form of
+        self._tag_forms = sp.csr_matrix(
+            (np.ones(len(forms), np.float32), (forms, self.tag_category[forms])),
+            shape=(len(tags), len(self.categories)),
+        )
+        self.calibration = calibration
+
+    @property
+    def n_categories(self) -> int:
+        return len(self.categories)
+
+    def active(self, method: Method) -> bool:
+        """Whether ``method`` hedges on this model (it asks, and the model is calibrated)."""
+        return method.calibrated_hedge is not None and self.calibration is not None
+
+    def wide_neighbours(self, method: Method) -> int:
+        """How many nearest images a query under ``method`` should fetch for its evidence
+        beyond its neighbours (0: none needed)."""
+        if not self.active(method) or "wide_share" not in self.calibration.features:
+            return 0
+        return WIDE_NEIGHBOURS
+
+    def carried(self, images: np.ndarray) -> np.ndarray:
+        """(S, C) boolean: whether each of the indexed ``images``' posts carries one of
+        each category's forms."""
+        return (self.image_tags[np.asarray(images)] @ self._tag_forms).toarray() > 0
+
+    def evidence(
+        self,
+        method: Method,
+        query: Scored,
+        prior_of: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """(C, F) :func:`evidence_features` of one ``query`` scored under ``method``.
+
+        Of ``query.nearest`` (the indexed images nearest the query, most similar first),
+        the first :data:`WIDE_NEIGHBOURS` count for ``wide_share``. ``prior_of``: maps the
+        (C,) prior values to those to use instead (calibration's leave-one-out prior), the
+        scores moving with them.
+        """
+        n_cats = self.n_categories
+        known = self.category_tag >= 0
+        value = np.zeros(n_cats, dtype=np.float64)
+        if method.prior_weight > 0:
+            value[known] = np.asarray(query.prior)[self.category_tag[known]] / method.prior_weight
+        score = np.zeros(n_cats)
+        score[known] = np.asarray(query.scores, np.float64)[self.category_tag[known]]
+        if query.content is not None:
+            score[known] -= np.asarray(query.content, np.float64)[self.category_tag[known]]
+        n = len(query.weights)
+        share = np.zeros(n_cats, dtype=np.float64)
+        around: dict[str, np.ndarray | float] = {}
+        if n and n_cats:
+            nearest = np.asarray(query.nearest, dtype=np.int64)
+            carried = self.carried(nearest[: max(n, WIDE_NEIGHBOURS)])  # one product
+            share = carried[:n].mean(axis=0)
+            around = self._around(carried, query.weights, query.similarities, nearest[:n])
+        if prior_of is not None and method.prior_weight > 0:
+            shifted = prior_of(value)
+            score += method.prior_weight * (shifted - value)
+            value = shifted
+        return evidence_features(value, share, score, around)
+
+    def _around(
+        self,
+        carried: np.ndarray,
+        weights: np.ndarray,
+        similarities: np.ndarray,
+        neighbours: np.ndarray,
+    ) -> dict[str, np.ndarray | float]:
+        """:data:`NEIGHBOUR_FEATURES` by name, from ``carried`` of the nearest images (the
+        neighbours first)."""
+        n = len(neighbours)
+        near = carried[:n].astype(np.float64)
+        w = np.asarray(weights, np.float64)
+        total = w.sum()
+        w = w / total if total > 0 else np.full(len(w), 1.0 / len(w))
+        lists = self.has_list[neighbours]
+        sims = np.asarray(similarities, np.float64)
+        return {
+            "weighted_share": w @ near,
+            "wide_share": carried.mean(axis=0),
+            "top_similarity": float(sims[0]),
+            "mean_similarity": float(sims.mean()),
+            "list_share": near[lists].sum(axis=0) / max(int(lists.sum()), 1),
+            "lists": float(lists.mean()),
+        }
+
+    def removed(self, method: Method, query: Scored) -> Hedging:
+        """Which tags ``method``'s hedging takes out of the ranking of ``query``, and why."""
+        if not self.active(method):
+            return Hedging(None, None)
+        probability = self.calibration.probability(self.evidence(method, query))
+        mask = calibrated_hedge_mask(
+            probability,
+            self.tag_category,
+            self.single_tag,
+            method.calibrated_hedge,
+            method.calibrated_single,
+        )
+        return Hedging(mask, probability)
+
+
+@dataclass(frozen=True, eq=False)
+class Hedging:
+    """What hedging did to one ranking: ``removed``, the (T,) mask of the tags it took out
+    (None: none), and why: ``probability``, the calibration's (C,) chance that a post like
+    the query carries each category (None: no hedging asked or possible)."""
+
+    removed: np.ndarray | None
+    probability: np.ndarray | None

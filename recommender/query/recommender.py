@@ -1,4 +1,9 @@
-"""The hashtag recommender: image features + ALS hashtag model + neighbour scoring.
+"""The hashtag recommender: a loaded model answering queries (the serving facade).
+
+It finds a photo's nearest training images, scores every hashtag from them
+(:mod:`recommender.query.scoring`), lets category hedging take other categories' search tags
+out (:mod:`recommender.query.hedging`) and explains the top ``k``. Models are fitted by
+:func:`recommender.fit.training.fit_recommender`.
 
 >>> rec = HashtagRecommender.load("models/demo")                       # doctest: +SKIP
 >>> result = rec.recommend("photo.jpg", n_neighbors=15, k=10)          # doctest: +SKIP
@@ -8,7 +13,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +22,15 @@ import numpy as np
 
 from recommender.blas import serial_blas
 from recommender.config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
-from recommender.data.datasets import Post
 from recommender.errors import ConfigError, ModelError
-from recommender.fit.calibration import HedgeCalibration, calibrate
-from recommender.fit.training import fit_model
 from recommender.query.breadth import breadth_from_counts
-from recommender.query.hedging import class_categories, tag_categories
+from recommender.query.hedging import CategoryHedge, HedgeCalibration
 from recommender.query.neighbours import make_index, restore_index
 from recommender.query.scoring import (
     DEFAULT_METHOD,
     DEFAULT_NEIGHBORS,
     Method,
+    Scored,
     Scorer,
     get_method,
     neighbour_weights,
@@ -142,17 +144,13 @@ class Recommendation:
 
 
 @dataclass(frozen=True, eq=False)
-class Ranked:
+class Ranked(Scored):
     """One query's ranking before its explanation (:meth:`HashtagRecommender.rank`)."""
 
-    neighbours: np.ndarray  # (n,) indexed images, most similar first
-    similarities: np.ndarray  # (n,)
-    weights: np.ndarray  # (n,) each neighbour's share of the votes
-    scores: np.ndarray  # (T,) every hashtag's score
-    prior: np.ndarray  # (T,) the image prior's part of each score
-    content: np.ndarray  # (T,) the content term's part of each score
-    hedged: np.ndarray | None  # (T,) what the ranking left out: ``exclude`` plus hedging
-    best: np.ndarray  # the top k hashtag ids, best first
+    hedged: np.ndarray | None = None  # (T,) what the ranking left out: ``exclude`` plus hedging
+    best: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # top k, best first
+    # per category, the calibration's chance a post like the query carries it (None: no hedging)
+    probability: np.ndarray | None = None
 
 
 def _saved_method(manifest: dict[str, Any]) -> Method:
@@ -172,8 +170,9 @@ def _saved_method(manifest: dict[str, Any]) -> Method:
 class HashtagRecommender:
     """Recommends hashtags for an image from the hashtags of similar training posts.
 
-    Build one with :meth:`fit` (from posts and their image features) or load one with
-    :meth:`load`. Querying is thread-safe: one instance can serve many sessions.
+    Load one with :meth:`load`, or fit one with
+    :func:`recommender.fit.training.fit_recommender`. Querying is thread-safe: one instance
+    can serve many sessions.
     """
 
     def __init__(self, parts: ModelParts) -> None:
@@ -187,9 +186,6 @@ class HashtagRecommender:
             self.image_post_ids = [str(im["post_id"]) for im in images_]
             self.image_hashtags = [tuple(str(t) for t in im["hashtags"]) for im in images_]
             arrays.check(len(self.image_paths), len(self.tags))
-            categories = sorted({str(c) for c in manifest.get("categories", ())})
-            single = {str(c) for c in manifest.get("single_tag_categories", ())}
-            tag_ids = {t: i for i, t in enumerate(self.tags)}
             self.tag_counts = np.asarray(arrays.tag_counts, dtype=np.int64)
             self.scorer = Scorer(
                 arrays.image_factors,
@@ -198,17 +194,19 @@ class HashtagRecommender:
                 *arrays.profiles(),
                 arrays.prior_weights,
                 arrays.prior_tags,
-                tag_categories(self.tags, categories),
                 class_tag_matrix(self.tags),
-                class_categories(categories),
-                np.array([tag_ids.get(c, -1) for c in categories], dtype=np.int64),
-                np.array([c in single for c in categories], dtype=bool),
+            )
+            self.hedge = CategoryHedge(
+                self.tags,
+                manifest.get("categories", ()),
+                manifest.get("single_tag_categories", ()),
+                self.scorer.image_tags,
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelError(f"The model's arrays are inconsistent ({exc}); rebuild it.") from None
         if manifest.get("hedge_calibration") is not None:
-            self.scorer.calibration = HedgeCalibration.from_dict(
-                manifest["hedge_calibration"], len(categories)
+            self.hedge.calibration = HedgeCalibration.from_dict(
+                manifest["hedge_calibration"], self.hedge.n_categories
             )
         self.breadth = breadth_from_counts(self.tag_counts)
         self.manifest = manifest
@@ -234,42 +232,13 @@ class HashtagRecommender:
         self._backbone_lock = threading.Lock()
         self.path: Path | None = None
 
-    # ----------------------------------------------------------------- building
-    @classmethod
-    def fit(
-        cls,
-        posts: Sequence[Post],
-        features: np.ndarray,
-        image_rows: Sequence[int],
-        config: BuildConfig | None = None,
-        thumbnails: Sequence[bytes] | None = None,
-        manifest: dict[str, Any] | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> HashtagRecommender:
-        """Train on ``posts``.
-
-        ``image_rows[i]`` is the row of ``features`` holding post ``i``'s image features, or
-        -1 when the post has no (usable) image. Every post trains the hashtag model; only
-        posts with a row enter the image index. ``thumbnails`` align with ``features``.
-        """
-        rec = cls(fit_model(posts, features, image_rows, config, thumbnails, manifest, progress))
-        rec.calibrate_hedging()
-        return rec
-
-    def calibrate_hedging(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Fit calibrated hedging (:mod:`recommender.fit.calibration`) on the sample training
-        handed over, for the model's own method; kept in the manifest. Nothing to do for
-        a loaded model (its calibration was saved) or one without categories."""
-        sample = self._parts.calibration
-        if sample is None:
-            return
-        start = time.perf_counter()
-        calibration = calibrate(self, sample, self.method, DEFAULT_NEIGHBORS, progress)
-        self._parts.calibration = None
-        timings = self.manifest.setdefault("fit_timings", {})
-        timings["calibration_seconds"] = round(time.perf_counter() - start, 3)
-        self.scorer.calibration = calibration
-        if calibration is not None:
+    def use_calibration(self, calibration: HedgeCalibration | None) -> None:
+        """Hedge with ``calibration`` (fitted by :mod:`recommender.fit.calibration`; None:
+        none), kept in the manifest so that :meth:`save` writes it."""
+        self.hedge.calibration = calibration
+        if calibration is None:
+            self.manifest.pop("hedge_calibration", None)
+        else:
             self.manifest["hedge_calibration"] = calibration.to_dict()
 
     # ------------------------------------------------------------------ storage
@@ -463,26 +432,35 @@ class HashtagRecommender:
         ``best``, so it measures exactly what a user is shown. The caller sets the BLAS
         threads (see :meth:`recommend_features`)."""
         n = int(n_neighbors)
-        wide = self.scorer.wide_neighbours(method)
-        found, found_sims = self.index.search(features, max(n, wide))
-        idx, sims = found[:n], found_sims[:n]
+        nearest, sims = self.index.search(features, max(n, self.hedge.wide_neighbours(method)))
+        s = self.score_nearest(features, nearest, sims, n, method, classes)
+        hedging = self.hedge.removed(method, s)
+        hedged = exclude
+        if hedging.removed is not None:
+            hedged = hedging.removed if exclude is None else exclude | hedging.removed
+        return Ranked(
+            **vars(s),
+            hedged=hedged,
+            best=top_k(s.scores, int(k), hedged),
+            probability=hedging.probability,
+        )
+
+    def score_nearest(
+        self,
+        features: np.ndarray,
+        nearest: np.ndarray,
+        similarities: np.ndarray,
+        n_neighbors: int,
+        method: Method,
+        classes: np.ndarray | None = None,
+    ) -> Scored:
+        """Score every hashtag for the query ``features`` from its ``nearest`` indexed images
+        (with their ``similarities``, most similar first), the first ``n_neighbors`` voting."""
+        n = int(n_neighbors)
+        idx, sims = nearest[:n], similarities[:n]
         weights = neighbour_weights(sims, method)
         scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
-        hedged = self.scorer.ranking_exclude(
-            scores,
-            method,
-            exclude,
-            classes,
-            prior,
-            idx,
-            content,
-            weights,
-            sims,
-            found[:wide] if wide else None,
-        )
-        return Ranked(
-            idx, sims, weights, scores, prior, content, hedged, top_k(scores, int(k), hedged)
-        )
+        return Scored(nearest, idx, sims, weights, scores, prior, content)
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""

@@ -24,18 +24,12 @@ the image itself" is exact.
   probabilities are not given.
 
 A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
-adds the prior with ``prior_weight`` and the content term with ``content_weight``.
-``category_margin`` hedges: other categories' search
-tags leave the ranking unless their score is close to the best category tag's;
-``head_hedge`` removes the categories the ImageNet head could name but does not see when it
-is confident of another; ``evidence_hedge`` removes those that both the image prior and the
-neighbours call unlikely; ``calibrated_hedge`` those the model's calibration gives a low
-chance of being carried (see :mod:`recommender.query.hedging` and
-:mod:`recommender.fit.calibration`;
-tags are removed, scores never change).
+adds the prior with ``prior_weight`` and the content term with ``content_weight``;
+``calibrated_hedge`` takes other categories' search tags out of the ranking
+(:mod:`recommender.query.hedging`; tags are removed, scores never change).
 
 A method is named by its registry key, optionally with changed fields after a colon:
-``profiles_prior:category_margin=0.1,prior_weight=0.5`` (for comparing variants).
+``profiles_prior:calibrated_hedge=0.3,prior_weight=0.5`` (for comparing variants).
 """
 
 from __future__ import annotations
@@ -68,28 +62,12 @@ class Method:
         Single-hashtag neighbours vote with their hashtag's profile (see the module notes).
     prior_weight : float
         Weight of the image->hashtag ridge prior added to the neighbours' score (0: none).
-    category_margin : float or None
-        Hedging: keep a category's search tags only if its best tag scores within this
-        margin of the best category tag (None: keep all; see :mod:`recommender.query.hedging`).
     content_weight : float
         Weight of what the ImageNet head sees (see the module notes; 0: nothing).
-    head_hedge : float or None
-        Hedging by the head: when the query's top classes give one category at least this
-        probability, remove the categories the head names but gives nothing (None: off;
-        see :func:`recommender.query.hedging.head_hedge_mask`).
-    head_hedge_unnamed : bool
-        With ``head_hedge``: also remove the categories no ImageNet class shows (wedding,
-        fitness, travel ...), not only those the head names and does not see.
-    evidence_hedge : float or None
-        Hedging by the model's evidence: remove a category whose search tag's image prior
-        is below this and that at most ``evidence_agreement`` of the neighbours carry (None:
-        off; see :func:`recommender.query.hedging.evidence_hedge_mask`).
-    evidence_agreement : float
-        With ``evidence_hedge``: the share of the neighbours that carrying a category keeps
-        it (a category whose photos carry only their search tag: any neighbour keeps it).
     calibrated_hedge : float or None
-        Calibrated hedging: remove a category when the model's calibration (fitted at build
-        time, :mod:`recommender.fit.calibration`) gives a post that looks like the query less
+        Hedging: remove another category's search tags when the model's calibration
+        (:class:`recommender.query.hedging.CategoryHedge`) gives a post that looks like the
+        query less
         than this probability of carrying one of its forms (None: off).
     calibrated_single : float
         With ``calibrated_hedge``: the threshold for a category whose photos carry only
@@ -102,12 +80,7 @@ class Method:
     power: float = 1.0
     profiles: bool = False
     prior_weight: float = 0.0
-    category_margin: float | None = None
     content_weight: float = 0.0
-    head_hedge: float | None = None
-    head_hedge_unnamed: bool = False
-    evidence_hedge: float | None = None
-    evidence_agreement: float = 0.07
     calibrated_hedge: float | None = None
     calibrated_single: float = 0.06
 
@@ -120,16 +93,8 @@ class Method:
             raise ConfigError("power must be >= 0")
         if not self.prior_weight >= 0:
             raise ConfigError("prior_weight must be >= 0")
-        if self.category_margin is not None and not self.category_margin >= 0:
-            raise ConfigError("category_margin must be >= 0 (or none)")
         if not self.content_weight >= 0:
             raise ConfigError("content_weight must be >= 0")
-        if self.head_hedge is not None and not 0 < self.head_hedge <= 1:
-            raise ConfigError("head_hedge must lie in (0, 1] (or none)")
-        if self.evidence_hedge is not None and not self.evidence_hedge >= 0:
-            raise ConfigError("evidence_hedge must be >= 0 (or none)")
-        if not 0.0 <= self.evidence_agreement <= 1.0:
-            raise ConfigError("evidence_agreement must lie in [0, 1]")
         if self.calibrated_hedge is not None and not 0.0 <= self.calibrated_hedge <= 1.0:
             raise ConfigError("calibrated_hedge must lie in [0, 1] (or none)")
         if not 0.0 <= self.calibrated_single <= 1.0:
@@ -144,11 +109,20 @@ class Method:
         :data:`METHODS` under that name, which may have been retuned since).
 
         Fields a newer version added and ``saved`` lacks take their defaults (the method
-        was saved before they existed). Raises :class:`~recommender.errors.ConfigError` for
-        anything else that does not describe a valid method.
+        was saved before they existed). A retired hedging rule (:data:`RETIRED_RULES`) that
+        ``saved`` names is ignored when it is off and refused when it is on. Raises
+        :class:`~recommender.errors.ConfigError` for anything that does not describe a
+        valid method.
         """
         if not isinstance(saved, dict):
             raise ConfigError(f"a saved method is a JSON object, not {type(saved).__name__}")
+        for rule, companion in RETIRED_RULES.items():
+            if saved.get(rule) is not None:
+                raise ConfigError(
+                    f"the saved method hedges with {rule}={saved[rule]!r}, a rule this version "
+                    "no longer has; rebuild the model"
+                )
+            saved = {k: v for k, v in saved.items() if k not in (rule, companion)}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(saved) - set(known))
         if unknown:
@@ -162,7 +136,7 @@ class Method:
         values: dict[str, Any] = {}
         for name, value in saved.items():
             kind = types[name]
-            if kind == float | None:  # optional numbers (category_margin, head_hedge)
+            if kind == float | None:  # optional numbers (calibrated_hedge)
                 if value is None:
                     values[name] = value
                     continue
@@ -175,6 +149,16 @@ class Method:
         return cls(**values)
 
 
+# Hedging rules earlier versions had (by margin, by the ImageNet head, by fixed evidence
+# thresholds), each with the option that only qualified it; no shipped method used them
+# (benchmarks/hedging_rules.py measures them). Models saved them switched off.
+RETIRED_RULES = {
+    "category_margin": None,
+    "head_hedge": "head_hedge_unnamed",
+    "evidence_hedge": "evidence_agreement",
+}
+
+
 METHODS: dict[str, Method] = {
     # The original project: plain mean of the neighbours' ALS post factors.
     "original": Method("original", als_weight=1.0, weighting="uniform"),
@@ -183,19 +167,9 @@ METHODS: dict[str, Method] = {
     "blend": Method("blend", als_weight=0.5, weighting="similarity"),
     "vote_profiles": Method("vote_profiles", als_weight=0.0, profiles=True),
     "blend_profiles": Method("blend_profiles", als_weight=0.3, profiles=True),
-    # content_weight 0.4: chosen by the paired comparison over 20 splits (issue 13): recall@10
-    # +0.0011 +- 0.0002, ndcg@10 +0.0023 +- 0.0003, precision@5 +0.0044 +- 0.0005 against
-    # 0; 0.2 and 0.8 gained less, 1.6 lost.
-    # als_weight 0.5 and power 5, with DEFAULT_NEIGHBORS 15 (was 0.3, 1 and 5 neighbours):
-    # paired over 20 splits, recall@10 +0.0060 +- 0.0005, beyond_recall@10 +0.0048 +- 0.0004,
-    # ndcg@10 +0.0146 +- 0.0010, off_topic@10 -0.014 +- 0.009, own_category_hit@10
-    # +0.0015 +- 0.0028 (benchmarks/README.md, "More neighbours, sharper weights").
-    # calibrated_hedge 0.325 and calibrated_single 0.105: another category's search tag
-    # leaves the ranking when the model's calibration gives a post like the query under a
-    # 32.5% chance of carrying it (a category whose posts have tag lists, judged by the
-    # photos with tag lists) or, for a category whose photos carry only their search tag,
-    # under 10.5% (benchmarks/README.md, "Calibrated hedging by the photos a category's
-    # posts are like"; evidence hedging, the sixth session's default's first rule, is off).
+    # The default: its numbers were chosen by paired comparisons over 20 splits
+    # (benchmarks/README.md, "More neighbours, sharper weights" and "Calibrated hedging by
+    # the photos a category's posts are like").
     "profiles_prior": Method(
         "profiles_prior",
         als_weight=0.5,
@@ -232,6 +206,11 @@ def get_method(method: str | Method) -> Method:
     names = {f.name for f in fields(Method)} - {"name"}
     for item in options.split(","):
         key, eq, value = (part.strip() for part in item.partition("="))
+        if key in RETIRED_RULES or key in RETIRED_RULES.values():
+            raise ConfigError(
+                f"{key} in {method!r} was a hedging rule this version no longer has; "
+                "use calibrated_hedge"
+            )
         if not eq or key not in names:
             raise ConfigError(
                 f"bad method option {item!r} in {method!r}; write field=value with a field "
@@ -269,6 +248,20 @@ def neighbour_weights(similarities: np.ndarray, method: Method) -> np.ndarray:
     return np.full(n, 1.0 / n, dtype=np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """One query's scores, and the neighbours they came from
+    (:meth:`recommender.query.recommender.HashtagRecommender.score_nearest`)."""
+
+    nearest: np.ndarray  # the nearest indexed images found, most similar first
+    neighbours: np.ndarray  # (n,) the first n of them, those that vote
+    similarities: np.ndarray  # (n,)
+    weights: np.ndarray  # (n,) each neighbour's share of the votes
+    scores: np.ndarray  # (T,) every hashtag's score
+    prior: np.ndarray  # (T,) the image prior's part of each score
+    content: np.ndarray  # (T,) the content term's part of each score
+
+
 class Scorer:
     """Scores hashtags from the neighbours found in the image index.
 
@@ -289,20 +282,9 @@ class Scorer:
         Ridge weights from image features to the hashtags ``prior_tags``.
     prior_tags : (Q,) int array, optional
         Hashtag of each column of ``prior_weights``.
-    tag_category : (T,) int array, optional
-        The category each hashtag names (-1: none), for hedging; none by default.
     class_tags : (C, T) sparse matrix, optional
         Binary: which hashtags each ImageNet class stands for
         (:func:`recommender.vision.content.class_tag_matrix`); without it there is no content term.
-    class_category : (C,) int array, optional
-        The category (as in ``tag_category``) each ImageNet class shows, -1: none
-        (:func:`recommender.query.hedging.class_categories`), for head hedging; none by default.
-    category_tag : (K,) int array, optional
-        The hashtag of each category's search tag (-1: not a known hashtag), for evidence
-        hedging; none by default.
-    single_tag : (K,) bool array, optional
-        Which categories' photos carry only their search tag (evidence hedging); none by
-        default.
     """
 
     def __init__(
@@ -314,11 +296,7 @@ class Scorer:
         image_profile: np.ndarray | None = None,
         prior_weights: np.ndarray | None = None,
         prior_tags: np.ndarray | None = None,
-        tag_category: np.ndarray | None = None,
         class_tags: sp.csr_matrix | None = None,
-        class_category: np.ndarray | None = None,
-        category_tag: np.ndarray | None = None,
-        single_tag: np.ndarray | None = None,
     ) -> None:
         self.image_factors = np.ascontiguousarray(image_factors, dtype=np.float32)
         self.tag_factors = np.ascontiguousarray(tag_factors, dtype=np.float32)
@@ -346,43 +324,12 @@ class Scorer:
             len(self.prior_tags) and self.prior_tags.max() >= n_tags
         ):
             raise ValueError("prior_weights and prior_tags do not match the hashtags")
-        if tag_category is None:
-            tag_category = np.full(n_tags, -1, dtype=np.int64)
-        self.tag_category = np.asarray(tag_category, dtype=np.int64)
-        if self.tag_category.shape != (n_tags,):
-            raise ValueError("tag_category does not match the hashtags")
         if class_tags is None:
             class_tags = sp.csr_matrix((0, n_tags), dtype=np.float32)
         # Stored transposed: the content term is one (T, C) @ (C,) product per query.
         self.tag_classes = sp.csr_matrix(sp.csr_matrix(class_tags, dtype=np.float32).T)
         if self.tag_classes.shape[0] != n_tags:
             raise ValueError("class_tags do not match the hashtags")
-        self.class_category = np.asarray(
-            np.zeros(0, np.int64) if class_category is None else class_category, dtype=np.int64
-        )
-        n_cats = int(self.tag_category.max(initial=-1)) + 1
-        if category_tag is not None:
-            n_cats = max(n_cats, len(category_tag))
-        self.category_tag = np.asarray(
-            np.full(n_cats, -1) if category_tag is None else category_tag, dtype=np.int64
-        )
-        self.single_tag = np.asarray(
-            np.zeros(n_cats, bool) if single_tag is None else single_tag, dtype=bool
-        )
-        # The model's calibrated hedging (recommender.fit.calibration), None: not calibrated.
-        self.calibration = None
-        if self.category_tag.shape != (n_cats,) or self.single_tag.shape != (n_cats,):
-            raise ValueError("category_tag and single_tag do not match the categories")
-        if self.category_tag.max(initial=-1) >= n_tags:
-            raise ValueError("category_tag points past the last hashtag")
-        # Which indexed posts have a tag list (2+ hashtags), for calibrated hedging's evidence.
-        self.has_list = np.diff(self.image_tags.indptr) >= 2
-        # (T, K): which category each hashtag is a form of, for the neighbours' share
-        forms = np.flatnonzero(self.tag_category >= 0)
-        self._tag_forms = sp.csr_matrix(
-            (np.ones(len(forms), np.float32), (forms, self.tag_category[forms])),
-            shape=(n_tags, n_cats),
-        )
 
     @property
     def n_tags(self) -> int:
@@ -456,161 +403,6 @@ class Scorer:
         prior = self.prior(query, method)
         content = self.content(classes, method)
         return total + prior + content, prior, content
-
-    def carried(self, images: np.ndarray) -> np.ndarray:
-        """(S, C) boolean: whether each of the indexed ``images``' posts carries one of
-        each category's forms."""
-        return (self.image_tags[np.asarray(images)] @ self._tag_forms).toarray() > 0
-
-    def category_evidence(
-        self, prior: np.ndarray | None, neighbours: np.ndarray | None, method: Method
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per category: its search tag's image prior (``prior``, the term of
-        :meth:`score_parts`, without ``method.prior_weight``; 0 without one) and the share
-        of ``neighbours`` whose post carries one of its forms (0 without neighbours)."""
-        n_cats = len(self.category_tag)
-        known = self.category_tag >= 0
-        value = np.zeros(n_cats, dtype=np.float64)
-        if prior is not None and method.prior_weight > 0:
-            value[known] = np.asarray(prior)[self.category_tag[known]] / method.prior_weight
-        share = np.zeros(n_cats, dtype=np.float64)
-        if neighbours is not None and len(neighbours) and n_cats:
-            share = self.carried(neighbours).mean(axis=0)
-        return value, share
-
-    def neighbour_evidence(
-        self,
-        neighbours: np.ndarray,
-        weights: np.ndarray,
-        similarities: np.ndarray,
-        wide: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray | float]:
-        """What the query's ``neighbours`` (with their scoring ``weights`` and
-        ``similarities``) and its ``wide`` nearest images (:data:`~recommender.query.hedging.
-        WIDE_NEIGHBOURS` of them; None: the neighbours) say per category beyond the share
-        carrying it: :data:`~recommender.query.hedging.NEIGHBOUR_FEATURES` by name."""
-        n_cats = len(self.category_tag)
-        neighbours = np.asarray(neighbours, dtype=np.int64)
-        if len(neighbours) == 0 or n_cats == 0:
-            return {}
-        carried = self.carried(neighbours).astype(np.float64)  # (n, C)
-        w = np.asarray(weights, np.float64)
-        total = w.sum()
-        w = w / total if total > 0 else np.full(len(w), 1.0 / len(w))
-        lists = self.has_list[neighbours]
-        wide = neighbours if wide is None or len(wide) == 0 else np.asarray(wide, np.int64)
-        sims = np.asarray(similarities, np.float64)
-        return {
-            "weighted_share": w @ carried,
-            "wide_share": self.carried(wide).mean(axis=0),
-            "top_similarity": float(sims[0]),
-            "mean_similarity": float(sims.mean()),
-            "list_share": carried[lists].sum(axis=0) / max(int(lists.sum()), 1),
-            "lists": float(lists.mean()),
-        }
-
-    def category_scores(self, scores: np.ndarray, content: np.ndarray | None = None) -> np.ndarray:
-        """(C,) float64: each category's search tag's score, without its ``content`` term
-        when given (0 for a category whose tag the model does not know)."""
-        known = self.category_tag >= 0
-        out = np.zeros(len(self.category_tag))
-        out[known] = np.asarray(scores, np.float64)[self.category_tag[known]]
-        if content is not None:
-            out[known] -= np.asarray(content, np.float64)[self.category_tag[known]]
-        return out
-
-    def calibrated_probability(
-        self,
-        scores: np.ndarray,
-        content: np.ndarray | None,
-        value: np.ndarray,
-        share: np.ndarray,
-        neighbours: dict | None = None,
-    ) -> np.ndarray:
-        """(C,) the calibration's probability that a post like the query carries each
-        category (:mod:`recommender.fit.calibration`), from its scores, their ``content`` term,
-        its :meth:`category_evidence` (``value``, ``share``) and its
-        :meth:`neighbour_evidence`."""
-        from recommender.query.hedging import evidence_features
-
-        own = self.category_scores(scores, content)
-        return self.calibration.probability(evidence_features(value, share, own, neighbours))
-
-    def wide_neighbours(self, method: Method) -> int:
-        """How many nearest images a query under ``method`` should fetch beyond its
-        neighbours for calibrated hedging (0: none needed)."""
-        from recommender.query.hedging import WIDE_NEIGHBOURS
-
-        if method.calibrated_hedge is None or self.calibration is None:
-            return 0
-        return WIDE_NEIGHBOURS if "wide_share" in self.calibration.features else 0
-
-    def ranking_exclude(
-        self,
-        scores: np.ndarray,
-        method: Method,
-        exclude: np.ndarray | None = None,
-        classes: np.ndarray | None = None,
-        prior: np.ndarray | None = None,
-        neighbours: np.ndarray | None = None,
-        content: np.ndarray | None = None,
-        weights: np.ndarray | None = None,
-        similarities: np.ndarray | None = None,
-        wide: np.ndarray | None = None,
-    ) -> np.ndarray | None:
-        """``exclude`` (e.g. the block list) plus the tags the method's hedging removes
-        (``classes``: the query's ImageNet class probabilities, for head hedging; ``prior``,
-        the prior term of :meth:`score_parts`, and ``neighbours``, for evidence hedging;
-        those, ``content`` (the content term), the neighbours' ``weights`` and
-        ``similarities`` and the ``wide`` nearest images (:meth:`wide_neighbours`) for
-        calibrated hedging)."""
-        from recommender.query.hedging import (
-            calibrated_hedge_mask,
-            evidence_hedge_mask,
-            head_hedge_mask,
-            hedge_mask,
-        )
-
-        evidence = calibrated = None
-        calibrating = method.calibrated_hedge is not None and self.calibration is not None
-        if method.evidence_hedge is not None or calibrating:
-            value, share = self.category_evidence(prior, neighbours, method)
-        if method.evidence_hedge is not None:
-            evidence = evidence_hedge_mask(
-                value,
-                share,
-                self.tag_category,
-                self.single_tag,
-                method.evidence_hedge,
-                method.evidence_agreement,
-            )
-        if calibrating:
-            around = None
-            if neighbours is not None and weights is not None and similarities is not None:
-                around = self.neighbour_evidence(neighbours, weights, similarities, wide)
-            calibrated = calibrated_hedge_mask(
-                self.calibrated_probability(scores, content, value, share, around),
-                self.tag_category,
-                self.single_tag,
-                method.calibrated_hedge,
-                method.calibrated_single,
-            )
-        out = exclude
-        for hedged in (
-            hedge_mask(scores, self.tag_category, method.category_margin),
-            head_hedge_mask(
-                classes,
-                self.class_category,
-                self.tag_category,
-                method.head_hedge,
-                method.head_hedge_unnamed,
-            ),
-            evidence,
-            calibrated,
-        ):
-            if hedged is not None:
-                out = hedged if out is None else out | hedged
-        return out
 
     def prior(self, query: np.ndarray | None, method: Method) -> np.ndarray:
         """The prior term of every hashtag's score, shape (T,) (zeros without one)."""

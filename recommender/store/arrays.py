@@ -141,8 +141,6 @@ class ModelParts:
     # (training passes a lazy view of the feature shards; writing streams it).
     thumbnails: dict[str, np.ndarray] | Sequence[bytes] = field(default_factory=dict)
     neighbours: bytes | None = None  # a saved approximate index, faiss' serialisation
-    # What training hands calibration (recommender.fit.calibration), never written.
-    calibration: Any = None
 
 
 def thumbnail_list(thumbnails: dict[str, np.ndarray] | Sequence[bytes]) -> Sequence:
