@@ -154,7 +154,7 @@ def index_and_write_stage(
 
 
 ORIGINAL = "original"
-SUMMARY_METRICS = ("recall@5", "recall@10", "beyond_recall@10", "off_topic@10")
+SUMMARY_METRICS = ("recall@5", "recall@10", "beyond_recall@10", "off_topic@5", "off_topic@10")
 """Per-method figures ``build --evaluate`` keeps in the manifest's ``evaluation.methods``."""
 
 
@@ -165,12 +165,18 @@ def _evaluation_summary(
     splits: int,
     progress: BuildProgress | None,
 ) -> dict[str, Any]:
-    from recommender.evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate, image_keys
+    from recommender.evaluation import (
+        ORIGINAL_NEIGHBOURS,
+        POPULARITY,
+        Candidate,
+        evaluate,
+        image_keys,
+    )
 
     start = time.perf_counter()
     candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
     if config.method != ORIGINAL:  # the page compares the default with the original project
-        candidates.append(Candidate(ORIGINAL, ORIGINAL, als=ORIGINAL_ALS))
+        candidates.append(Candidate(ORIGINAL, ORIGINAL, ORIGINAL_NEIGHBOURS))
     result = evaluate(
         dataset.posts,
         feats.features,

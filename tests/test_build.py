@@ -155,7 +155,12 @@ def test_the_stored_evaluation_is_the_one_evaluate_gives(
 
     from recommender import evaluation
     from recommender.build import SUMMARY_METRICS
-    from recommender.evaluation import ORIGINAL_ALS, POPULARITY, Candidate, evaluate_dataset
+    from recommender.evaluation import (
+        ORIGINAL_NEIGHBOURS,
+        POPULARITY,
+        Candidate,
+        evaluate_dataset,
+    )
     from recommender.vision import content
 
     data = real_photo_manifest(dataset_path, tmp_path / "posts", 10)
@@ -180,7 +185,7 @@ def test_the_stored_evaluation_is_the_one_evaluate_gives(
         candidates=[
             Candidate(POPULARITY, None),
             Candidate(config.method, config.method),
-            Candidate("original", "original", als=ORIGINAL_ALS),
+            Candidate("original", "original", ORIGINAL_NEIGHBOURS),
         ],
         n_splits=2,
         n_sweep=(),

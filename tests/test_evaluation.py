@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
-    ORIGINAL_ALS,
+    ORIGINAL_NEIGHBOURS,
     OVERLAP_MESSAGE,
     POPULARITY,
     Candidate,
@@ -229,9 +229,10 @@ def test_candidates_by_key():
     assert candidate("popularity") == Candidate(POPULARITY, None)
     assert candidate("blend") == Candidate("blend", "blend", DEFAULT_NEIGHBORS, None)
     assert candidate("blend/n20") == Candidate("blend/n20", "blend", 20, None)
-    assert candidate("original") == Candidate(
-        "original", "original", DEFAULT_NEIGHBORS, ORIGINAL_ALS
-    )
+    # the original project's method, always at its own 5 neighbours
+    assert candidate("original") == Candidate("original", "original", ORIGINAL_NEIGHBOURS)
+    with pytest.raises(ConfigError, match="always uses its 5"):
+        candidate("original/n20")
     spec = "profiles_prior:calibrated_hedge=0.1"
     assert candidate(spec + "/n10") == Candidate(spec + "/n10", spec, 10, None)
     with pytest.raises(ConfigError, match="unknown method"):
@@ -392,7 +393,7 @@ def test_default_beats_popularity_and_the_original_on_the_real_data(
 ):
     from recommender.data.datasets import load_dataset
     from recommender.engines.embed_stage import dataset_features
-    from recommender.evaluation import ORIGINAL_ALS, image_keys
+    from recommender.evaluation import image_keys
     from recommender.query.scoring import DEFAULT_METHOD
 
     config = BuildConfig()
@@ -405,7 +406,7 @@ def test_default_beats_popularity_and_the_original_on_the_real_data(
         config,
         candidates=[
             Candidate(POPULARITY, None),
-            Candidate("original", "original", 5, ORIGINAL_ALS),
+            Candidate("original", "original", ORIGINAL_NEIGHBOURS),
             Candidate("knn_vote", "knn_vote", 5),
             Candidate(DEFAULT_METHOD, DEFAULT_METHOD, 5),
         ],

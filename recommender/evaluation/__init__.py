@@ -23,7 +23,8 @@ hashtag removed from its truth and from the ranked list before cutting to k); ca
 coverage (share of the training hashtags recommended to anyone); generic rate (share of
 recommended hashtags among the 20 most frequent training hashtags); the recall ceiling
 (what recall@k could be if every hashtag ever seen in training were ranked first);
-``off_topic@10``, per test post the number of top-10 hashtags that are another category's
+``off_topic@10`` (and ``off_topic@5``, the same count in the top 5, the hashtags a person
+pastes), per test post the number of top-10 hashtags that are another category's
 search tag (or its singular form, :func:`recommender.query.hedging.category_forms`) and not
 among the post's own hashtags (a data set without categories: the 10 most frequent
 training hashtags instead); ``own_category_hit@10``, the share of probe posts whose own
@@ -49,6 +50,8 @@ from recommender.data.datasets import Post
 from recommender.errors import ConfigError, DatasetError
 from recommender.fit.als import ALSParams
 from recommender.query.hedging import category_forms, dataset_categories, single_tag_categories
+from recommender.query.original import NAME as ORIGINAL
+from recommender.query.original import NEIGHBOURS as ORIGINAL_NEIGHBOURS
 from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ GENERIC_TOP = 20
 OFF_TOPIC_K = 10
 OFF_TOPIC_GENERIC = 10  # without categories, these most frequent hashtags are "off topic"
 OFF_TOPIC = f"off_topic@{OFF_TOPIC_K}"
+OFF_TOPIC_TOP = 5  # the top 5 a person pastes: off_topic@5 beside off_topic@10
+OFF_TOPIC_5 = f"off_topic@{OFF_TOPIC_TOP}"
 OWN_HIT = f"own_category_hit@{OFF_TOPIC_K}"
 DEFAULT_SPLITS = 5
 DEFAULT_TEST_FRACTION = 0.2
@@ -67,14 +72,6 @@ DEFAULT_SEED = 0
 N_SWEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 POPULARITY = "popularity"
 OVERLAP_MESSAGE = "This will cause incorrect evaluation, check your data split."
-
-# The original project: Spark ALS with rank 10 and alpha 40. Spark's confidence is
-# 1 + alpha * value, implicit's alpha * value, so on binary data Spark's 40 is implicit's
-# 41. Spark's defaults for the rest: regParam 0.1 (Spark scales it by each row's count,
-# implicit does not), maxIter 10; no bm25 weighting.
-ORIGINAL_ALS = ALSParams(
-    factors=10, iterations=10, regularization=0.1, alpha=41.0, weighting="none"
-)
 
 Progress = Callable[[str, int, int], None]
 
@@ -339,7 +336,8 @@ class Candidate:
     """One line of the results table: a scoring method at a number of neighbours.
 
     ``method`` None ranks by training popularity. ``als`` None trains ALS with the
-    build's parameters; otherwise with these (the original algorithm's own).
+    build's parameters; otherwise with these. ``original`` ranks with the original
+    project's own factors, which every model fits (:mod:`recommender.fit.original`).
     """
 
     key: str
@@ -356,7 +354,7 @@ def default_candidates(
     """Popularity, then every scoring method at each of ``neighbors``.
 
     Keys are the method name at the first ``neighbors`` value and ``name/nN`` at the
-    others; ``original`` trains its own ALS (:data:`ORIGINAL_ALS`).
+    others; ``original`` is the original project's method, once, at its own 5 neighbours.
     """
     names = list(methods) if methods is not None else list(METHODS)
     if default_method not in names:
@@ -364,9 +362,11 @@ def default_candidates(
     out = [Candidate(POPULARITY, None)]
     for j, n in enumerate(neighbors):
         for name in names:
-            key = name if j == 0 else f"{name}/n{n}"
-            als = ORIGINAL_ALS if name == "original" else None
-            out.append(Candidate(key, name, int(n), als))
+            if name == ORIGINAL:
+                if j == 0:
+                    out.append(Candidate(ORIGINAL, ORIGINAL, ORIGINAL_NEIGHBOURS))
+                continue
+            out.append(Candidate(name if j == 0 else f"{name}/n{n}", name, int(n)))
     return out
 
 
@@ -374,18 +374,22 @@ def candidate(key: str) -> Candidate:
     """The candidate a table key names: ``popularity``, a method (``name`` or
     ``name:field=value,...``, see :func:`recommender.query.scoring.get_method`), optionally
     followed by ``/nN`` for N neighbours (default
-    :data:`~recommender.query.scoring.DEFAULT_NEIGHBORS`)."""
+    :data:`~recommender.query.scoring.DEFAULT_NEIGHBORS`; ``original`` always takes its
+    own 5)."""
     if key == POPULARITY:
         return Candidate(POPULARITY, None)
-    spec, n = key, DEFAULT_NEIGHBORS
+    spec, n = key, None
     head, slash, tail = key.rpartition("/n")
     if slash and tail.isdigit():
         spec, n = head, int(tail)
         if not 1 <= n <= 50:
             raise ConfigError(f"{key!r}: the number of neighbours must be between 1 and 50")
     method = get_method(spec)  # checks the name and options
-    als = ORIGINAL_ALS if spec.partition(":")[0] == "original" else None
-    return Candidate(key, method.name, n, als)
+    if method.name == ORIGINAL:
+        if n is not None:
+            raise ConfigError(f"{key!r}: the original method always uses its 5 neighbours")
+        n = ORIGINAL_NEIGHBOURS
+    return Candidate(key, method.name, n or DEFAULT_NEIGHBORS)
 
 
 # --------------------------------------------------------------------------- ranking
@@ -489,6 +493,7 @@ class EvaluationResult:
             "recall@10": round(self.mean(self.default, "recall@10"), 4),
             "beyond_recall@10": round(self.mean(self.default, "beyond_recall@10"), 4),
             OFF_TOPIC: self._rounded_mean(self.default, OFF_TOPIC),
+            OFF_TOPIC_5: self._rounded_mean(self.default, OFF_TOPIC_5),
             OWN_HIT: self._rounded_mean(self.default, OWN_HIT),
             "popularity_recall@10": round(self.mean(POPULARITY, "recall@10"), 4)
             if POPULARITY in self.per_split
@@ -505,7 +510,7 @@ class EvaluationResult:
             for metric, values in metrics.items():
                 entry[metric] = round(float(np.mean(values)), 4)
                 entry[f"{metric}_std"] = round(float(np.std(values)), 4)
-            for metric in (OFF_TOPIC, OWN_HIT):  # null when the data set cannot say
+            for metric in (OFF_TOPIC, OFF_TOPIC_5, OWN_HIT):  # null when the data set cannot say
                 entry.setdefault(metric, None)
             entry["per_split_recall@10"] = [round(float(v), 4) for v in metrics["recall@10"]]
             entry["recall_curve"] = [round(float(v), 4) for v in np.mean(self.curves[key], axis=0)]
@@ -530,7 +535,7 @@ class EvaluationResult:
         cols = [
             "precision@5", "recall@5", "recall@10", "hit@10", "ndcg@10",
             "beyond_recall@10", "beyond_ndcg@10", "coverage@10", "generic@10",
-            OFF_TOPIC, OWN_HIT,
+            OFF_TOPIC_5, OFF_TOPIC, OWN_HIT,
         ]  # fmt: skip
         width = max(len(k) for k in self.per_split) + 2
         lines = [" " * width + " ".join(f"{c:>16}" for c in cols)]
@@ -572,7 +577,7 @@ def score_rankings(
 ) -> tuple[dict[str, float], np.ndarray]:
     """All metrics of one candidate on one split (means over posts), and its recall curve.
 
-    ``off[i]``: the hashtags ``off_topic@10`` counts against test post ``i`` (see
+    ``off[i]``: the hashtags ``off_topic@10`` and ``off_topic@5`` count against test post ``i`` (see
     :func:`off_topic_tags`); ``probe_ranked``/``probe_targets``: the probe posts' rankings
     and own search tags, for ``own_category_hit@10``.
     """
@@ -593,6 +598,7 @@ def score_rankings(
         out[f"generic@{k}"] = generic_rate(ranked, k, generic)
     if off is not None:
         out[OFF_TOPIC] = float(off_topic_at_k(ranked, truth, off, OFF_TOPIC_K).mean())
+        out[OFF_TOPIC_5] = float(off_topic_at_k(ranked, truth, off, OFF_TOPIC_TOP).mean())
     if len(probe_ranked):
         hits_ = own_category_hit_at_k(probe_ranked, probe_targets, OFF_TOPIC_K)
         out[OWN_HIT] = float(hits_.mean())

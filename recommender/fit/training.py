@@ -27,6 +27,7 @@ from recommender.fit.als import (
     vote_targets,
 )
 from recommender.fit.calibration import CalibrationSample, calibration_sample, fit_hedging
+from recommender.fit.original import fit_original
 from recommender.query.hedging import dataset_categories, single_tag_categories
 from recommender.query.neighbours import choose_kind
 from recommender.query.recommender import HashtagRecommender
@@ -135,6 +136,10 @@ def fit_model(
     else:
         model_features = np.ascontiguousarray(features[rows], dtype=dtype)
     timings["prior_seconds"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    # The original project's method, refitted for the page's comparison (its own factors).
+    original = fit_original(posts, matrix, with_image)
+    timings["original_seconds"] = round(time.perf_counter() - start, 3)
     arrays = ModelArrays(
         features=model_features,
         image_factors=post_factors[with_image],
@@ -149,6 +154,11 @@ def fit_model(
         prior_weights=prior_weights,
         prior_tags=prior_tags,
     )
+    if original is not None:
+        arrays.original_rows = original.rows
+        arrays.original_image_factors = original.image_factors
+        arrays.original_tags = original.tag_ids
+        arrays.original_tag_factors = original.tag_factors
     index = {
         "tags": vocab,
         "images": [

@@ -26,6 +26,9 @@ from recommender.errors import ConfigError, ModelError
 from recommender.query.breadth import breadth_from_counts
 from recommender.query.hedging import CategoryHedge, HedgeCalibration
 from recommender.query.neighbours import make_index, restore_index
+from recommender.query.original import NAME as ORIGINAL
+from recommender.query.original import OriginalModel
+from recommender.query.original import require as require_original
 from recommender.query.scoring import (
     DEFAULT_METHOD,
     DEFAULT_NEIGHBORS,
@@ -224,6 +227,16 @@ class HashtagRecommender:
                     f"The model's neighbour index is unusable ({exc}); rebuild it."
                 ) from None
         self.method = _saved_method(manifest)
+        self.original = None  # the original project's method (None: built before it)
+        if arrays.original_rows is not None:
+            self.original = OriginalModel(
+                arrays.features,
+                arrays.original_rows,
+                arrays.original_image_factors,
+                arrays.original_tags,
+                arrays.original_tag_factors,
+                len(self.tags),
+            )
         self.arrays = arrays
         self._parts = parts
         self._thumbnails = thumbnail_list(parts.thumbnails)
@@ -389,9 +402,12 @@ class HashtagRecommender:
         exclude = self.blocked_mask(blocklist) if blocklist else None
         r = self.rank(features, n_neighbors, k, m, exclude, classes)
         left_out: list[str] = []
-        if r.hedged is not exclude:  # what the same top k would have held without hedging
-            left_out = [self.tags[t] for t in top_k(r.scores, int(k), exclude) if r.hedged[t]]
-        contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
+        if m.name == ORIGINAL:  # the original's own factors, nothing left out
+            contrib = self.original.contributions(r, r.best)
+        else:
+            if r.hedged is not exclude:  # what the same top k would have held unhedged
+                left_out = [self.tags[t] for t in top_k(r.scores, int(k), exclude) if r.hedged[t]]
+            contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
         tags = [
             TagScore(
                 self.tags[t],
@@ -431,6 +447,8 @@ class HashtagRecommender:
         the result; the evaluation (:func:`recommender.evaluation.rank_features`) keeps only
         ``best``, so it measures exactly what a user is shown. The caller sets the BLAS
         threads (see :meth:`recommend_features`)."""
+        if method.name == ORIGINAL:
+            return self._rank_original(features, k)
         n = int(n_neighbors)
         nearest, sims = self.index.search(features, max(n, self.hedge.wide_neighbours(method)))
         s = self.score_nearest(features, nearest, sims, n, method, classes)
@@ -461,6 +479,13 @@ class HashtagRecommender:
         weights = neighbour_weights(sims, method)
         scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
         return Scored(nearest, idx, sims, weights, scores, prior, content)
+
+    def _rank_original(self, features: np.ndarray, k: int) -> Ranked:
+        """The original project's ranking (:mod:`recommender.query.original`): its own
+        factors, always its 5 neighbours, no block list, no hedging."""
+        o = require_original(self.original).rank(features, k)
+        zero = np.zeros(len(self.tags))
+        return Ranked(o.neighbours, o.similarities, o.weights, o.scores, zero, zero, None, o.best)
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""

@@ -21,6 +21,15 @@ profiles, Q hashtags the prior predicts)::
     image_profile       (N,)    int64    row in the profiles, -1 for several hashtags
     prior_weights       (d, Q)  float32  ridge prior from features to hashtags
     prior_tags          (Q,)    int64    the hashtag columns the prior predicts
+
+The original project's method keeps its own small factor set (M indexed images whose posts
+have hashtags of their own, Q' hashtags they carry, 10 factors; see
+:mod:`recommender.fit.original`); a model built before it has none::
+
+    original_rows           (M,)      int64    rows of the image index, ascending
+    original_image_factors  (M, 10)   float32
+    original_tags           (Q',)     int64    the hashtags' ids
+    original_tag_factors    (Q', 10)  float32
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from recommender.store import model_io
 # Fields a model of an older build may lack: they are filled with "nothing" on load.
 _OPTIONAL = ("profiles_indptr", "profiles_indices", "profiles_data", "image_profile")
 _PRIOR = ("prior_weights", "prior_tags")
+ORIGINAL = ("original_rows", "original_image_factors", "original_tags", "original_tag_factors")
 
 
 @dataclass
@@ -57,6 +67,10 @@ class ModelArrays:
     image_profile: np.ndarray | None = None
     prior_weights: np.ndarray | None = None
     prior_tags: np.ndarray | None = None
+    original_rows: np.ndarray | None = None
+    original_image_factors: np.ndarray | None = None
+    original_tags: np.ndarray | None = None
+    original_tag_factors: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -100,6 +114,20 @@ class ModelArrays:
             or len(self.image_tags_indptr) != n_images + 1
         ):
             raise ModelError("The model's arrays are inconsistent (shapes); rebuild it.")
+        original = [getattr(self, name) for name in ORIGINAL]
+        if any(a is not None for a in original):
+            rows, image_factors, tags, tag_factors = original
+            if (
+                any(a is None for a in original)
+                or image_factors.ndim != 2
+                or tag_factors.ndim != 2
+                or image_factors.shape != (len(rows), tag_factors.shape[1])
+                or len(tags) != len(tag_factors)
+                or (len(rows) and (rows.min() < 0 or rows.max() >= n_images))
+                or (len(tags) and (tags.min() < 0 or tags.max() >= n_tags))
+                or np.any(np.diff(rows) <= 0)
+            ):
+                raise ModelError("The model's original-method arrays are inconsistent; rebuild it.")
 
     # ------------------------------------------------------------ plain data
     def to_dict(self) -> dict[str, np.ndarray]:
@@ -122,7 +150,8 @@ class ModelArrays:
         Raises :class:`ModelError` if a required array is missing.
         """
         names = {f.name for f in fields(cls)} - {"extra"}
-        missing = [n for n in names if n not in arrays and n not in _OPTIONAL and n not in _PRIOR]
+        optional = {*_OPTIONAL, *_PRIOR, *ORIGINAL}
+        missing = [n for n in names if n not in arrays and n not in optional]
         if missing:
             raise ModelError(f"The model's arrays lack {', '.join(sorted(missing))}; rebuild it.")
         known = {n: arrays[n] for n in names if n in arrays}
