@@ -402,10 +402,43 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"hedging:        calibrated on {calibration.get('images')} of its photos, "
             f"{sum(bool(f) for f in fitted)} of {len(fitted)} categories"
         )
-    if info.get("evaluation"):
-        ev = info["evaluation"]
-        print(f"evaluation:     {json.dumps(ev.get('summary', ev))[:300]}")
+    from recommender.ui.presentation import evaluation_summary, exact_figures
+
+    evaluation = evaluation_summary(info)
+    if evaluation is not None:
+        figures = exact_figures(evaluation)
+        width = max(len(name) for name, _ in figures)
+        print("evaluation:")
+        for name, value in figures:
+            print(f"  {name:<{width}}  {value}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    from recommender.paths import REPO_ROOT, in_checkout
+    from recommender.store.model_io import model_version
+    from recommender.ui import preload
+
+    if not in_checkout():
+        raise ConfigError(
+            "the page (app.py) ships with the repository: run serve from a clone of it"
+        )
+    os.environ["HASHTAG_MODEL"] = str(args.model)
+    try:
+        preload.start(args.model, model_version(args.model))
+    except RecommenderError:
+        pass  # no model yet: the page offers to build one
+    from streamlit.web import cli as streamlit_cli
+
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app.py"),
+        f"--server.address={args.address}",
+        f"--server.port={args.port}",
+    ]
+    return streamlit_cli.main()
 
 
 # --------------------------------------------------------------------- parser
@@ -630,10 +663,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
-    r.add_argument("images", nargs="+", help="image files")
+    r.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, ...)")
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
     for short, name, default, most, what in (
-        ("-n", "--neighbors", DEFAULT_NEIGHBORS, MAX_NEIGHBORS, "nearest training images to use"),
+        (
+            "-n",
+            "--neighbors",
+            DEFAULT_NEIGHBORS,
+            MAX_NEIGHBORS,
+            "nearest training images that vote (the original method always uses 5)",
+        ),
         (
             "-k",
             "--hashtags",
@@ -654,7 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         default=None,
         type=method_name,
-        help="scoring method (default: the model's): " + METHOD_CHOICES,
+        help="scoring method (default: the model's): " + METHOD_CHOICES + "; original is the "
+        "original project's algorithm on its own factors, with no block list",
     )
     r.add_argument(
         "--blocklist",
@@ -676,9 +716,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="the same as --format json")
     r.set_defaults(func=cmd_recommend)
 
+    s = sub.add_parser(
+        "serve",
+        help="start the page, with the model loaded and warmed before the first visitor",
+        formatter_class=fmt,
+    )
+    s.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
+    s.add_argument("--port", type=int_in_range(1, 65535), default=8501, help="port to listen on")
+    s.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine)"
+    )
+    s.set_defaults(func=cmd_serve)
+
     i = sub.add_parser("info", help="describe a model", formatter_class=fmt)
-    i.add_argument("model", nargs="?", default=str(default_model()))
-    i.add_argument("--json", action="store_true")
+    i.add_argument(
+        "model", nargs="?", default=str(default_model()), help="model folder; $HASHTAG_MODEL"
+    )
+    i.add_argument(
+        "--json", action="store_true", help="print the whole manifest (without checksums) as JSON"
+    )
     i.set_defaults(func=cmd_info)
     return parser
 

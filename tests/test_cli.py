@@ -98,7 +98,40 @@ def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path, cap
     assert code == 0, err
     assert "#food" in out
     assert out.count("photos/") == 3  # three neighbours listed
-    assert "  the network sees: " in out
+    assert "  the network sees: " in out or "  the network is not sure (maybe: " in out
+
+
+def test_recommend_info_and_serve_describe_every_option():
+    parser = cli.build_parser()
+    [sub] = [a for a in parser._actions if a.dest == "command"]
+    for name in ("recommend", "info", "serve"):
+        for action in sub.choices[name]._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}"
+
+
+def test_info_shows_the_evaluation_in_readable_lines(small_model, tmp_path, capsys):
+    model = tmp_path / "evaluated"
+    shutil.copytree(small_model, model)
+    manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
+    manifest["evaluation"] = {
+        "method": "profiles_prior",
+        "recall@10": 0.1765,
+        "popularity_recall@10": 0.0918,
+        "off_topic@5": 0.9012,
+        "splits": 5,
+        "test_posts": 220,
+        "methods": {"original": {"recall@10": 0.1523}},
+    }
+    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    code, out, err = run(capsys, "info", model)
+    assert code == 0, err
+    lines = out[out.index("evaluation:") :].splitlines()
+    assert lines[1].split() == ["method", "profiles_prior"]
+    assert ["recall@10", "0.1765"] in [line.split() for line in lines]
+    assert ["original", "method", "recall@10", "0.1523"] in [line.split() for line in lines]
+    assert ["off_topic@5", "0.9012"] in [line.split() for line in lines]
+    assert "{" not in out[out.index("evaluation:") :]  # no raw JSON
 
 
 def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsys):
