@@ -20,22 +20,19 @@ from recommender.data.hashtags import load_blocklist
 from recommender.paths import default_dataset, default_model
 from recommender.query.breadth import BALANCED_POOL
 from recommender.store.model_io import model_version, output_problem
+from recommender.ui import preload
 from recommender.ui import presentation as pres
 from recommender.vision.images import content_hash
 
 st.set_page_config(
     page_title="Hashtag recommender",
-    page_icon=":material/tag:",
+    page_icon=str(pres.PAGE_ICON),  # served by the page itself: nothing asks an outside host
     layout="wide",
     initial_sidebar_state="auto",  # collapsed on a narrow screen, where it covers the page
 )
 
 BUILD_CLI = "python -m recommender build DATA --out MODEL"
 EVALUATE_CLI = "python -m recommender \\\n  build DATA \\\n  --out MODEL \\\n  --evaluate 5"
-GRID_COLUMNS = 5
-NEIGHBOUR_TAGS_SHOWN = 8
-COMPARED = 10  # hashtags in each list of the comparison with the original method
-ORIGINAL = "original"
 THUMB_SIDE = 96  # pixels: the photos in the batch table
 
 
@@ -46,8 +43,9 @@ def load_model(path: str, version: str) -> HashtagRecommender:
 
     Keyed by the model's version (read from its manifest on every run), so a model rebuilt
     at the same path is loaded again; ``max_entries=1`` keeps only the newest in memory.
+    ``python -m recommender serve`` (``make run``) has loaded it when the server started.
     """
-    return HashtagRecommender.load(path, warm=True)
+    return preload.take(path, version)
 
 
 @st.cache_resource(show_spinner=False)
@@ -181,46 +179,28 @@ def about_model_ui(path: Path, rec: HashtagRecommender) -> None:
         )
         st.sidebar.code(EVALUATE_CLI, language="bash")
         return
-    k = evaluation["k"]
+    for line in pres.evaluation_words(evaluation):
+        st.sidebar.markdown(line)
     held_out = []
     if evaluation["splits"]:
-        held_out.append(f"{evaluation['splits']} splits")
+        held_out.append(f"{evaluation['splits']} random splits")
     if evaluation["test_posts"]:
         held_out.append(f"{evaluation['test_posts']:,} held-out posts each")
-    if evaluation["method"]:
-        st.sidebar.markdown(
-            f"**Evaluated:** {pres.escape_markdown(evaluation['method'])}"
-            + (f" ({', '.join(held_out)})" if held_out else "")
-        )
-    if evaluation["recall"] is not None:
-        popularity = evaluation["popularity"]
-        st.sidebar.metric(
-            f"recall@{k}",
-            f"{evaluation['recall']:.3f}",
-            delta=None
-            if popularity is None
-            else f"{evaluation['recall'] - popularity:+.3f} vs popularity ({popularity:.3f})",
-            help=f"Share of a held-out post's hashtags found among the {k} suggested. "
-            f"Popularity suggests the same {k} most frequent hashtags for every photo.",
-        )
-    if evaluation["beyond"] is not None:
-        st.sidebar.caption(
-            f"{evaluation['beyond']:.3f} counting only hashtags other than the one each post "
-            "was collected by."
-        )
-    if evaluation["off_topic"] is not None or evaluation["own_category_hit"] is not None:
-        parts = []
-        if evaluation["off_topic"] is not None:
-            parts.append(
-                f"{evaluation['off_topic']:.2f} of the top {k} are another category's search "
-                "tag (#food on a dog photo)"
+    if held_out:
+        st.sidebar.caption("Measured on posts it never saw: " + ", ".join(held_out) + ".")
+    with st.sidebar.expander("Exact figures"):
+        st.markdown(
+            "\n".join(
+                f"- {pres.escape_markdown(name)}: {pres.escape_markdown(value)}"
+                for name, value in pres.exact_figures(evaluation)
             )
-        if evaluation["own_category_hit"] is not None:
-            parts.append(
-                f"{evaluation['own_category_hit']:.0%} of photos from categories known only by "
-                f"their search tag get that tag in their top {k}"
-            )
-        st.sidebar.caption("; ".join(parts) + ".")
+        )
+        st.caption(
+            "recall@10: the share of a held-out post's hashtags in the top 10; "
+            "off_topic@k: other categories' search tags in the top k that the post does not "
+            "carry; own_category_hit@10: photos of categories known only by their search tag "
+            "that get it in the top 10."
+        )
 
 
 def no_model_ui(path: Path, error: ModelError) -> None:
@@ -335,47 +315,41 @@ def hashtags_ui(result, top, breadth) -> None:
         st.markdown(f"**All {len(tags)}**, best first (those to paste are highlighted below)")
         st.code(pres.hashtag_line(result.tags), language=None, wrap_lines=True)
     st.markdown(pres.tiered_line(tags, marked=[t.tag for t in top]))
-    st.caption(
-        "How broad each hashtag is in the training posts: "
-        + "; ".join(
-            f"{pres.tier_badge(tier)} {pres.TIER_HELP[tier]} ({pres.tier_range(breadth, tier)})"
-            for tier in pres.TIER_BADGES
-        )
-        + "."
-    )
+    st.caption(pres.breadth_legend(breadth))
 
 
 def compare_ui(rec: HashtagRecommender, features, classes, n: int, blocked) -> None:
-    """This model's top 10 beside the original project's method's, shared hashtags marked."""
-    default = rec.recommend_features(
-        features, n_neighbors=n, k=COMPARED, blocklist=blocked, classes=classes
-    )
-    original = rec.recommend_features(
-        features, n_neighbors=n, k=COMPARED, method=ORIGINAL, blocklist=blocked, classes=classes
-    )
-    shared = set(default.tags) & set(original.tags)
+    """This model's top 10 beside the original project's, shared hashtags marked."""
+    comparison = pres.compare(rec, features, classes, n, blocked)
     st.subheader("Against the original method")
+    if comparison.original is None:
+        st.info(pres.escape_markdown(comparison.problem))
+        return
     st.caption(
-        f"The same photo and {n} neighbours; **bold** hashtags are in both lists "
-        f"({len(shared)} of {COMPARED})."
+        f"The same photo; **bold** hashtags are in both lists ({len(comparison.shared)} of "
+        f"{pres.COMPARED}). The original had no block list, so its list has none."
     )
     info = rec.info()
     columns = st.columns(2, gap="large")
     for col, ranked, title in (
-        (columns[0], default, f"This model ({default.method})"),
-        (columns[1], original, "The original project (mean of the neighbours' ALS factors)"),
+        (columns[0], comparison.default, f"This model ({n} neighbours)"),
+        (
+            columns[1],
+            comparison.original,
+            "The original project (5 neighbours, the mean of their ALS factors)",
+        ),
     ):
         with col, st.container(border=True):
             st.markdown(f"**{pres.escape_markdown(title)}**")
-            recall = pres.method_recall(info, ranked.method, COMPARED)
+            recall = pres.method_recall(info, ranked.method, pres.COMPARED)
             if recall is not None:
                 st.metric(
-                    f"recall@{COMPARED}",
+                    f"recall@{pres.COMPARED}",
                     f"{recall:.3f}",
                     help="Share of held-out posts' hashtags found in the top "
-                    f"{COMPARED} (this model's evaluation).",
+                    f"{pres.COMPARED}, for this list's method (this model's evaluation).",
                 )
-            st.markdown(pres.ranked_list(ranked.hashtags, shared))
+            st.markdown(pres.ranked_list(ranked.hashtags, comparison.shared))
 
 
 def charts_ui(result, digest: str) -> None:
@@ -414,50 +388,43 @@ def charts_ui(result, digest: str) -> None:
         )
 
 
-def neighbours_ui(rec: HashtagRecommender, result) -> None:
+def neighbours_ui(rec: HashtagRecommender, result, blocked) -> None:
     st.subheader(f"The {len(result.neighbors)} most similar training photos")
     st.caption(
         "Their hashtags vote for the suggestions, each with its weight: the more similar "
         "a photo, the more its vote counts (the weights add up to 100%)."
     )
-    for start in range(0, len(result.neighbors), GRID_COLUMNS):
-        cols = st.columns(GRID_COLUMNS)
-        for col, (rank, nb) in zip(
-            cols, enumerate(result.neighbors[start : start + GRID_COLUMNS], start + 1), strict=False
-        ):
-            with col, st.container(border=True):
-                thumb = rec.thumbnail(nb.index)
-                if thumb:
-                    st.image(thumb, width="stretch")
-                st.markdown(f"**{rank}.** similarity {nb.similarity:.3f} · weight {nb.weight:.0%}")
-                shown = pres.hashtag_line(nb.hashtags[:NEIGHBOUR_TAGS_SHOWN])
-                more = len(nb.hashtags) - NEIGHBOUR_TAGS_SHOWN
-                st.caption(pres.escape_markdown(shown) + (f" and {more} more" if more > 0 else ""))
+    cards = [
+        pres.NeighbourCard(
+            rank,
+            rec.thumbnail(nb.index),
+            nb.similarity,
+            nb.weight,
+            pres.neighbour_tags(nb.hashtags, blocked),
+        )
+        for rank, nb in enumerate(result.neighbors, 1)
+    ]
+    st.html(pres.neighbour_grid_html(cards))
 
 
 def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes]) -> int:
     """The table of a batch, one row per photo, and its CSV; returns the selected row (the
     last, newest, when none is)."""
     st.subheader(f"{len(rows)} photos")
-    table = {
-        "photo": [pres.data_url(p) or None for p in previews],
-        "name": names,
-        "to paste": [pres.hashtag_line(r.top) if not r.error else "" for r in rows],
-        "all hashtags": [pres.hashtag_line(r.hashtags) if not r.error else r.error for r in rows],
-    }
     event = st.dataframe(
-        table,
+        pres.batch_table(names, rows, previews),
         column_config={
-            "photo": st.column_config.ImageColumn("photo", width="small"),
-            "name": st.column_config.TextColumn("name", width="medium"),
-            "to paste": st.column_config.TextColumn("to paste", width="large"),
-            "all hashtags": st.column_config.TextColumn("all hashtags (or why not)", width="large"),
+            "photo": st.column_config.ImageColumn("photo", width=64),
+            "name": st.column_config.TextColumn("name", width=140),
+            "to paste": st.column_config.TextColumn("to paste", width=330),
+            "more": st.column_config.TextColumn("more hashtags (or why not)", width=420),
         },
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
         key="batch_table",
         row_height=56,
+        placeholder="",
     )
     st.download_button(
         "Download CSV",
@@ -477,7 +444,10 @@ def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes])
 def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top) -> None:
     """Everything about one photo: its hashtags, the charts, its neighbours."""
     st.divider()
-    photo_col, tags_col = st.columns([1, 2], gap="large")
+    # The hashtags first: on a phone the columns stack, and the 5 to paste lead the screen.
+    tags_col, photo_col = st.columns([2, 1], gap="large")
+    with tags_col:
+        hashtags_ui(result, top, rec.breadth)
     with photo_col:
         preview = photo_preview(digest, data)
         if preview:
@@ -490,18 +460,17 @@ def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top
             st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
         if result.left_out:
             st.caption(pres.escape_markdown(pres.left_out_line(result.left_out)))
-    with tags_col:
-        hashtags_ui(result, top, rec.breadth)
     if st.toggle(
         "Compare with the original method",
         key="compare",
-        help="The original project's scoring (the plain mean of the neighbours' ALS "
-        "factors) beside this model's, for the same photo.",
+        help="The original project's algorithm, refitted on these posts when the model was "
+        "built (5 neighbours, the mean of their ALS factors, no block list), beside this "
+        "model's list for the same photo.",
     ):
         compare_ui(rec, *query, n, blocked)
     if result.hashtags:
         charts_ui(result, digest)
-    neighbours_ui(rec, result)
+    neighbours_ui(rec, result, blocked)
 
 
 # ------------------------------------------------------------------------------- layout

@@ -7,6 +7,7 @@ filter, upload something that is not a photo; and what a first run without a mod
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -23,7 +24,7 @@ from recommender.data.hashtags import load_blocklist
 from recommender.ui import presentation as pres
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-CARD = re.compile(r"^\*\*(\d+)\.\*\* similarity (\d\.\d{3}) · weight (\d+)%$")
+CARD = re.compile(r"<b>(\d+)\.</b> similarity (\d\.\d{2}) · weight (\d+)%<br><span[^>]*>([^<]*)<")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -43,13 +44,24 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> App
     return at
 
 
+def neighbour_grid(at: AppTest) -> str:
+    """The HTML of the grid of nearest photos."""
+    [grid] = [h.proto.body for h in at.main.get("html") if "neighbour-grid" in h.proto.body]
+    return grid
+
+
 def neighbour_ranks(at: AppTest) -> list[int]:
-    return [int(m.group(1)) for m in (CARD.match(md.value) for md in at.main.markdown) if m]
+    return [int(m.group(1)) for m in CARD.finditer(neighbour_grid(at))]
 
 
 def neighbour_cards(at: AppTest) -> list[tuple[str, str]]:
     """(similarity, weight %) as each neighbour's card shows them, in rank order."""
-    return [m.group(2, 3) for m in (CARD.match(md.value) for md in at.main.markdown) if m]
+    return [m.group(2, 3) for m in CARD.finditer(neighbour_grid(at))]
+
+
+def neighbour_tags(at: AppTest) -> list[str]:
+    """Each neighbour card's hashtag line (HTML-escaped), in rank order."""
+    return [m.group(4) for m in CARD.finditer(neighbour_grid(at))]
 
 
 def top_block(at: AppTest) -> list[str]:
@@ -150,17 +162,21 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))
     # Each card shows the neighbour's similarity and its share of every score.
     assert neighbour_cards(page) == [
-        (f"{nb.similarity:.3f}", f"{nb.weight * 100:.0f}") for nb in expected.neighbors
+        (f"{nb.similarity:.2f}", f"{nb.weight * 100:.0f}") for nb in expected.neighbors
     ]
+    # Each thumbnail at most its own size (never blown up), two to a row on a phone.
+    grid = neighbour_grid(page)
+    assert grid.count("<img") == pres.N_DEFAULT and "max-width:100%" in grid
     # What the ImageNet head sees in the photo, as the library says
     assert expected.seen
     sees = pres.escape_markdown(pres.network_sees(expected.seen))
     assert sees in [c.value for c in page.main.caption]
-    # Neighbour hashtags are data-set text: shown escaped, never as Markdown.
-    captions = [c.value for c in page.main.caption if c.value.startswith("\\#")]
-    assert len(captions) == pres.N_DEFAULT
-    first = expected.neighbors[0].hashtags[0]
-    assert captions[0].startswith(pres.escape_markdown(f"#{first}"))
+    # Neighbour hashtags are data-set text: shown escaped, and the spam filter applies.
+    blocked = load_blocklist()
+    lines = neighbour_tags(page)
+    assert len(lines) == pres.N_DEFAULT
+    for line, nb in zip(lines, expected.neighbors, strict=True):
+        assert line == html.escape(pres.neighbour_tags(nb.hashtags, blocked))
 
 
 def test_the_page_says_which_other_categories_tags_were_left_out(page, photos, demo_model):
@@ -314,17 +330,24 @@ def test_evaluation_is_shown_when_the_model_has_one(
     (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
     at = new_page(model, dataset_path, monkeypatch)
-    [metric] = at.sidebar.metric
-    assert (metric.label, metric.value) == ("recall@10", "0.163")
-    assert metric.delta == "+0.075 vs popularity (0.088)"
-    sidebar = " ".join(md.value for md in at.sidebar.markdown)
-    assert "**Evaluated:** blend (2 splits, 220 held-out posts each)" in sidebar
-    assert any(c.value.startswith("0.125 counting only") for c in at.sidebar.caption)
-    assert any(
-        c.value.startswith("1.71 of the top 10 are another category's search tag")
-        and "42% of photos from categories known only by their search tag" in c.value
-        for c in at.sidebar.caption
+    sidebar = [md.value for md in at.sidebar.markdown]
+    # In plain words first, the exact figures behind an expander.
+    assert (
+        "**16 of every 100** hashtags people really used are in its top 10 (the most "
+        "popular tags alone: 9)." in sidebar
     )
+    off_topic = "Its top 10 hold 1.7 tags of another category on average (like #food on a dog"
+    assert any(line.startswith(off_topic) for line in sidebar)
+    assert any(line.startswith("4 in 10 photos of a category known only") for line in sidebar)
+    assert not at.sidebar.metric
+    [expander] = at.sidebar.expander
+    assert expander.label == "Exact figures"
+    exact = " ".join(md.value for md in expander.markdown)
+    esc = pres.escape_markdown
+    assert f"{esc('recall@10')}: {esc('0.1631')}" in exact
+    assert f"{esc('method')}: {esc('blend')}" in exact
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "2 random splits, 220 held-out posts each" in captions
     assert not any("--evaluate" in c.value for c in at.sidebar.code)
 
 
@@ -337,7 +360,9 @@ def test_evaluation_missing_a_baseline_is_still_shown(
     manifest["evaluation"] = {"recall@10": 0.2, "popularity_recall@10": None}
     (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     at = new_page(model, dataset_path, monkeypatch)
-    assert [(m.value, m.delta) for m in at.sidebar.metric] == [("0.200", "")]
+    assert "**20 of every 100** hashtags people really used are in its top 10." in [
+        md.value for md in at.sidebar.markdown
+    ]
 
 
 def test_missing_model_offers_to_build(tmp_path, monkeypatch):
@@ -389,7 +414,7 @@ def test_build_button_builds_a_model_and_the_page_uses_it(tmp_path, feature_cach
     info = HashtagRecommender.load(model).info()
     assert info["counts"]["images"] == 9
     assert info["evaluation"]["splits"] == 5  # the demo model comes evaluated
-    assert [m.label for m in at.sidebar.metric] == ["recall@10"]
+    assert any("of every 100" in md.value for md in at.sidebar.markdown)
     assert at.file_uploader  # the page reran on the new model
     assert "9" in " ".join(md.value for md in at.sidebar.markdown)
 
@@ -485,12 +510,12 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
     assert [r["name"] for r in rows] == names
     for row in rows:
         if row["name"] == "notes.jpg":
-            assert "not an image" in row["all hashtags"] and not row["to paste"]
-            assert not isinstance(row["photo"], str)  # no thumbnail
+            assert "not an image" in row["more"] and not row["to paste"]
+            assert not isinstance(row["photo"], str)  # no thumbnail, and no "None" text
             continue
         want = expected[row["name"]]
         assert row["to paste"] == pres.hashtag_line(want.tags[:5])
-        assert row["all hashtags"] == pres.hashtag_line(want.tags)
+        assert row["more"] == pres.hashtag_line(want.tags[5:])
         assert row["photo"].startswith("data:image/jpeg;base64,")
 
     [download] = page.get("download_button")
@@ -530,12 +555,11 @@ def test_every_suggestion_carries_a_tier_label(page, demo_model, expected):
     labels = [md.value for md in page.main.markdown if "-badge[" in md.value]
     line = labels[0]
     for tag in expected.hashtags:
-        assert f"{pres.escape_markdown('#' + tag.tag)}** {pres.tier_badge(tag.tier)}" in line or (
-            f"{pres.escape_markdown('#' + tag.tag)} {pres.tier_badge(tag.tier)}" in line
-        )
+        name = pres.escape_markdown("#" + tag.tag)
+        label = "\u00a0" + pres.tier_badge(tag.tier)  # never wrapped away from its tag
+        assert f"{name}**{label}" in line or f"{name}{label}" in line
     assert {t.tier for t in expected.hashtags} >= {"broad", "medium"}
-    legend = " ".join(c.value for c in page.main.caption)
-    assert f"{demo_model.breadth.broad_min}+ posts" in legend
+    assert pres.breadth_legend(demo_model.breadth) in [c.value for c in page.main.caption]
 
 
 def test_balanced_five_pastes_a_mix(page, demo_model, photos):
@@ -602,7 +626,7 @@ def test_comparison_with_the_original_method(
 
     blocked = load_blocklist()
     default = demo_model.recommend(photos / "food.jpg", k=10, blocklist=blocked)
-    original = demo_model.recommend(photos / "food.jpg", k=10, method="original", blocklist=blocked)
+    original = demo_model.recommend(photos / "food.jpg", k=10, method="original")
     lists = [numbered(md.value) for md in at.main.markdown if md.value.startswith("1. ")]
     assert [[tag for tag, _ in got] for got in lists] == [default.tags, original.tags]
     shared = set(default.tags) & set(original.tags)
@@ -613,6 +637,25 @@ def test_comparison_with_the_original_method(
         ("recall@10", "0.170"),
         ("recall@10", "0.129"),
     ]
+    # The original had no block list: the page says so.
+    assert any("no block list" in c.value for c in at.main.caption)
+
+
+def test_comparison_on_a_model_built_before_the_original_says_to_rebuild(
+    demo_build, dataset_path, tmp_path, monkeypatch
+):
+    from recommender.store.arrays import ORIGINAL, read_parts, write_parts
+
+    parts = read_parts(demo_build[0])
+    for name in ORIGINAL:
+        setattr(parts.arrays, name, None)
+    write_parts(tmp_path / "old", parts)
+    at = new_page(tmp_path / "old", dataset_path, monkeypatch)
+    at.pills[0].set_value("food").run()
+    at.toggle(key="compare").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any("rebuild" in i.value for i in at.main.info)
+    assert top_block(at)  # the page's own list is still there
 
 
 def test_comparison_without_an_evaluation_shows_the_lists_only(page):

@@ -36,6 +36,31 @@ CHROMIUM_ARGS = [
 ]
 START_TIMEOUT = 90  # seconds for the server to answer its health check
 RESULT_TIMEOUT_MS = 90_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1440, "height": 900}
+# Set to a folder to keep the screenshots (the phone's first screen, the desktop page).
+SCREENSHOTS = os.environ.get("HASHTAG_SCREENSHOTS")
+
+
+def outside_requests(context, url: str) -> list[str]:
+    """A list that fills with every request of ``context`` that leaves the machine (any
+    host but the page's own server; data: and blob: URLs stay in the browser)."""
+    own = url.rstrip("/") + "/"
+    leaving: list[str] = []
+
+    def check(request) -> None:
+        target = request.url
+        if not (target.startswith(own) or target.startswith(("data:", "blob:"))):
+            leaving.append(target)
+
+    context.on("request", check)
+    return leaving
+
+
+def screenshot(page, tmp_path: Path, name: str, full_page: bool = False) -> None:
+    path = Path(SCREENSHOTS or tmp_path) / name
+    page.screenshot(path=str(path), full_page=full_page)
+    print(f"screenshot: {path}")
 
 
 def free_port() -> int:
@@ -113,6 +138,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 2300})
             context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+            leaving = outside_requests(context, url)
             page = context.new_page()
             page.goto(url)
             uploader = page.locator("input[type=file]")
@@ -128,7 +154,8 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             expect(
                 page.get_by_text(f"The {N_DEFAULT} most similar training photos")
             ).to_be_visible()
-            expect(page.locator("[data-testid=stImage] img")).to_have_count(1 + N_DEFAULT)
+            expect(page.locator("[data-testid=stImage] img")).to_have_count(1)  # the photo
+            expect(page.locator(".neighbour-grid img")).to_have_count(N_DEFAULT)
             assert page.locator("[data-testid=stException]").count() == 0
 
             # One click copies the top 5, ready to paste into Instagram.
@@ -138,9 +165,6 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             assert copied.strip() == hashtag_line(expected.tags[:5])
 
             page.wait_for_timeout(500)  # let the charts finish their entrance transition
-            screenshot = tmp_path / "page.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            print(f"screenshot: {screenshot}")
             sidebar = page.locator("[data-testid=stSidebar]").bounding_box()
             assert sidebar["x"] >= 0 and sidebar["width"] >= 250  # open on a wide screen
 
@@ -151,11 +175,21 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             expect(page.get_by_text("4 photos")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
             expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
             assert page.locator("[data-testid=stException]").count() == 0
+            # At 1440 px every column of the table is in view: nothing to scroll sideways.
+            page.set_viewport_size(DESKTOP)
+            page.wait_for_timeout(500)
+            grid = page.locator("[data-testid=stDataFrame] .dvn-scroller").first
+            widths = grid.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            assert widths[0] <= widths[1] + 1, widths
+            page.evaluate("window.scrollTo(0, 0)")
+            screenshot(page, tmp_path, "desktop.png")
+            assert not leaving, f"requests left the machine: {leaving}"
             context.close()
 
             # A phone, 390 px wide, opening a shared link: the sidebar starts collapsed and
             # the link's example photo is shown.
-            phone = browser.new_context(viewport={"width": 390, "height": 844})
+            phone = browser.new_context(viewport=PHONE)
+            leaving = outside_requests(phone, url)
             page = phone.new_page()
             page.goto(f"{url}/?example=food&n={N_DEFAULT}&k=10")
             blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
@@ -163,13 +197,34 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
                 hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
             )
             page.wait_for_timeout(500)
-            screenshot = tmp_path / "phone.png"
-            page.screenshot(path=str(screenshot))
-            print(f"screenshot: {screenshot}")
             sidebar = page.locator("[data-testid=stSidebar]").bounding_box()
             assert sidebar is None or sidebar["x"] + sidebar["width"] <= 0, sidebar
             title = page.get_by_role("heading", name="Hashtag recommender").bounding_box()
             assert 0 <= title["x"] < 390  # the page itself is in view, not under the sidebar
+
+            # After an upload on the phone, the 5 to paste and their copy button are on the
+            # first screen, without scrolling.
+            page.locator("input[type=file]").set_input_files(photo)
+            page.get_by_text("food.jpg ·").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
+            expect(blocks.first).to_have_text(hashtag_line(expected.tags[:5]))
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(500)
+            top = blocks.first.bounding_box()
+            assert top["y"] >= 0 and top["y"] + top["height"] <= PHONE["height"], top
+            blocks.first.hover()
+            copy = blocks.first.get_by_role("button", name="Copy to clipboard").bounding_box()
+            assert copy["y"] + copy["height"] <= PHONE["height"], copy
+            screenshot(page, tmp_path, "phone.png")
+            # The nearest photos two to a row, thumbnails never blown up.
+            cards = page.locator(".neighbour-grid .neighbour")
+            first, second, third = (cards.nth(i).bounding_box() for i in range(3))
+            assert first["y"] == second["y"] < third["y"] and first["x"] < second["x"]
+            sizes = page.locator(".neighbour-grid img").evaluate_all(
+                "imgs => imgs.map(i => [i.clientWidth, i.naturalWidth])"
+            )
+            assert all(0 < shown <= natural for shown, natural in sizes), sizes
+            assert not leaving, f"requests left the machine: {leaving}"
             phone.close()
         finally:
             browser.close()

@@ -120,9 +120,13 @@ def test_contribution_figure_shows_what_the_network_sees_as_its_own_bar():
     assert pres.CONTENT_LABEL not in list(plain.y)
 
 
-def test_network_sees():
-    assert pres.network_sees([("cheeseburger", 0.8312), ("hotdog", 0.1)]) == (
-        "the network sees: cheeseburger 0.83, hotdog 0.10"
+def test_network_sees_names_only_classes_it_is_sure_of():
+    sure = pres.SEEN_SURE
+    assert pres.network_sees([("cheeseburger", 0.8312), ("hotdog", sure / 2)]) == (
+        "the network sees: cheeseburger (83%)"
+    )
+    assert pres.network_sees([("ice lolly", sure - 0.01), ("bib", 0.05)]) == (
+        "the network is not sure (maybe: ice lolly)"
     )
     assert pres.network_sees([]) == ""
 
@@ -160,6 +164,8 @@ ABSENT = {
     "splits": None,
     "test_posts": None,
     "off_topic": None,
+    "off_topic_top": None,
+    "original": None,
     "own_category_hit": None,
 }
 
@@ -183,23 +189,41 @@ def test_evaluation_summary_as_build_writes_it():
         "recall@10": 0.1624,
         "beyond_recall@10": 0.1253,
         "popularity_recall@10": 0.0879,
+        "off_topic@5": 0.9012,
         "off_topic@10": 1.712,
         "own_category_hit@10": 0.4167,
         "splits": 2,
         "test_posts": 220,
         "seconds": 7.3,
+        "methods": {"original": {"recall@10": 0.1523}},
     }
-    assert pres.evaluation_summary({"evaluation": written}) == {
+    summary = pres.evaluation_summary({"evaluation": written})
+    assert summary == {
         "method": "profiles_prior",
         "recall": 0.1624,
         "beyond": 0.1253,
         "popularity": 0.0879,
         "off_topic": 1.712,
+        "off_topic_top": 0.9012,
+        "original": 0.1523,
         "own_category_hit": 0.4167,
         "splits": 2,
         "test_posts": 220,
         "k": 10,
     }
+    # In words a stakeholder reads at a glance; the exact figures stay available.
+    assert pres.evaluation_words(summary) == [
+        "**16 of every 100** hashtags people really used are in its top 10 (the most "
+        "popular tags alone: 9; the original project: 15).",
+        "Its 5 to paste hold 0.9 tags of another category on average (like #food on a dog photo).",
+        "4 in 10 photos of a category known only by its name (like #babies) get that name "
+        "in the top 10.",
+    ]
+    figures = dict(pres.exact_figures(summary))
+    assert figures["recall@10"] == "0.1624" and figures["off_topic@5"] == "0.9012"
+    assert figures["method"] == "profiles_prior" and figures["test posts"] == "220"
+    older = {**summary, "off_topic_top": None, "original": None, "own_category_hit": None}
+    assert pres.evaluation_words(older)[1].startswith("Its top 10 hold 1.7 tags")
 
 
 @pytest.mark.parametrize("evaluation", [None, {}, "done", [1, 2], {"recall@10": "high"}])
@@ -261,7 +285,10 @@ def _tag(name: str, tier: str = "niche", posts: int = 1) -> TagScore:
 
 def test_tier_labels_are_badges_and_hashtags_stay_text():
     line = pres.tiered_line([_tag("food", "broad"), _tag("a_b_", "niche")], marked=["a_b_"])
-    assert line == "\\#food :orange-badge[broad] \u2002**\\#a\\_b\\_** :green-badge[niche]"
+    # a no-break space keeps each label on the line of its hashtag
+    assert (
+        line == "\\#food\u00a0:orange-badge[broad] \u2002**\\#a\\_b\\_**\u00a0:green-badge[niche]"
+    )
     assert pres.tier_badge("") == ""
     hostile = pres.ranked_list([_tag("x](javascript:alert(1))", "medium")])
     assert hostile.startswith("1. \\#x\\]\\(javascript") and "(1)" not in hostile
@@ -272,15 +299,20 @@ def test_tier_ranges_in_words():
 
     breadth = Breadth(broad_min=108, medium_min=15)
     assert [pres.tier_range(breadth, t) for t in ("broad", "medium", "niche")] == [
-        "108+ posts",
-        "15 to 107 posts",
-        "1 to 14 posts",
+        "108+",
+        "15\u2013107",
+        "1\u201314",
     ]
+    legend = pres.breadth_legend(breadth)
+    assert legend == (
+        "Posts using the hashtag: :orange-badge[broad]\u00a0108+ \u2002"
+        ":blue-badge[medium]\u00a015\u2013107 \u2002:green-badge[niche]\u00a01\u201314"
+    )
     tiny = Breadth(broad_min=3, medium_min=2)
     assert [pres.tier_range(tiny, t) for t in ("broad", "medium", "niche")] == [
-        "3+ posts",
-        "2 posts",
-        "1 post",
+        "3+",
+        "2",
+        "1",
     ]
 
 
@@ -378,3 +410,27 @@ def test_memo_forgets_the_least_recently_used():
     assert memo.get("a") == 1  # a is now the most recent
     memo.put("c", 3)
     assert (memo.get("a"), memo.get("b"), memo.get("c"), len(memo)) == (1, None, 3, 2)
+
+
+def test_neighbour_cards_filter_spam_and_escape():
+    tags = ("dog", "likeforlike", "puppy", "l4l", "cute")
+    assert pres.neighbour_tags(tags, {"likeforlike", "l4l"}) == "#dog #puppy #cute"
+    assert pres.neighbour_tags(tags, None, shown=2) == "#dog #likeforlike and 3 more"
+    card = pres.NeighbourCard(1, b"\xff\xd8jpeg", 0.8123, 0.25, "#<script>")
+    grid = pres.neighbour_grid_html([card, pres.NeighbourCard(2, b"", 0.5, 0.1, "#x")])
+    assert grid.count("<img") == 1 and "data:image/jpeg;base64," in grid
+    assert "<script>" not in grid and "&lt;script&gt;" in grid
+    assert "similarity 0.81 · weight 25%" in grid
+    assert "max-width:100%" in grid  # a thumbnail is never shown larger than it is
+
+
+def test_batch_table_has_no_none_text_and_says_why_a_photo_failed():
+    rows = [
+        pres.PhotoRow("a.jpg", ("x", "y"), ("x", "y", "z")),
+        pres.PhotoRow("bad.jpg", error="not an image"),
+    ]
+    table = pres.batch_table(["a.jpg", "bad.jpg"], rows, [b"\xff\xd8", b""])
+    assert table["photo"][0].startswith("data:image/jpeg") and table["photo"][1] is None
+    assert table["to paste"] == ["#x #y", ""]
+    assert table["more"] == ["#z", "not an image"]
+    assert "None" not in repr(table["to paste"] + table["more"])

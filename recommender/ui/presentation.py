@@ -26,6 +26,10 @@ from recommender.query.scoring import DEFAULT_NEIGHBORS
 INSTAGRAM_MAX_HASHTAGS = 5
 """Instagram accepts at most this many hashtags on a post."""
 
+PAGE_ICON = Path(__file__).resolve().parent.parent / "assets" / "favicon.png"
+"""The page's tab icon, a file the page serves itself (an icon name would be fetched from
+an outside host)."""
+
 PHOTO_TYPES = ("jpg", "jpeg", "png", "webp", "heic", "heif")
 """File types the page offers to upload and lists as example photos."""
 
@@ -105,11 +109,22 @@ CONTENT_LABEL = "what the network sees"
 CONTENT = "#2a9d8f"
 
 
-def network_sees(seen: Sequence[tuple[str, float]]) -> str:
-    """``"the network sees: cheeseburger 0.83, hotdog 0.10"`` ("" when nothing was seen)."""
+SEEN_SURE = 0.5
+"""The ImageNet head's probability from which the page names what it sees: on the demo
+photos whose top class shows a category (animals, food, cars), more than half of the
+top classes at or above it are that photo's category, and fewer below it
+(``python -m benchmarks.seen_threshold``, benchmarks/README.md)."""
+
+
+def network_sees(seen: Sequence[tuple[str, float]], sure: float = SEEN_SURE) -> str:
+    """``"the network sees: cheeseburger (83%)"`` for the classes at least ``sure``; when
+    none is, ``"the network is not sure (maybe: ice lolly)"``; "" when nothing was seen."""
     if not seen:
         return ""
-    return "the network sees: " + ", ".join(f"{name} {p:.2f}" for name, p in seen)
+    named = [f"{name} ({p:.0%})" for name, p in seen if p >= sure]
+    if named:
+        return "the network sees: " + ", ".join(named)
+    return f"the network is not sure (maybe: {seen[0][0]})"
 
 
 def left_out_line(tags: Sequence[str]) -> str:
@@ -215,8 +230,9 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
     None), ``recall``, ``beyond`` and ``popularity`` (float or None), ``off_topic`` (other
     categories' search tags per top ``k``, key ``off_topic@10``) and ``own_category_hit``
     (share of single-tag categories' held-out photos whose own tag made the top ``k``, key
-    ``own_category_hit@10``) (float or None), ``splits`` and ``test_posts`` (int or None)
-    and ``k``.
+    ``own_category_hit@10``) (float or None), ``off_topic_top`` (the same in the top 5,
+    key ``off_topic@5``), ``original`` (the original method's recall@k), ``splits`` and
+    ``test_posts`` (int or None) and ``k``.
     """
     evaluation = _mapping(info.get("evaluation"))
     if not evaluation:
@@ -243,10 +259,69 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
         "beyond": _number(find(f"beyond_recall@{k}", f"beyond_recall_at_{k}")),
         "popularity": _number(find(f"popularity_recall@{k}", f"popularity_recall_at_{k}")),
         "off_topic": _number(find(f"off_topic@{k}", f"off_topic_at_{k}")),
+        "off_topic_top": _number(find(f"off_topic@{INSTAGRAM_MAX_HASHTAGS}")),
+        "original": method_recall(info, "original", k),
         "own_category_hit": _number(find(f"own_category_hit@{k}", f"own_category_hit_at_{k}")),
         **{key: None if value is None else int(value) for key, value in counts.items()},
         "k": k,
     }
+
+
+def evaluation_words(evaluation: Mapping[str, Any]) -> list[str]:
+    """The evaluation (:func:`evaluation_summary`) in sentences a stakeholder reads at a
+    glance, the headline first: "18 of every 100 hashtags people really used are in its
+    top 10 (popular tags alone: 9)"."""
+    k = evaluation["k"]
+    out = []
+    if evaluation["recall"] is not None:
+        line = (
+            f"**{evaluation['recall'] * 100:.0f} of every 100** hashtags people really used "
+            f"are in its top {k}"
+        )
+        extra = []
+        if evaluation["popularity"] is not None:
+            extra.append(f"the most popular tags alone: {evaluation['popularity'] * 100:.0f}")
+        if evaluation.get("original") is not None:
+            extra.append(f"the original project: {evaluation['original'] * 100:.0f}")
+        out.append(line + (f" ({'; '.join(extra)})" if extra else "") + ".")
+    off = evaluation.get("off_topic_top")
+    if off is not None:
+        out.append(
+            f"Its 5 to paste hold {off:.1f} tags of another category on average "
+            "(like #food on a dog photo)."
+        )
+    elif evaluation["off_topic"] is not None:
+        out.append(
+            f"Its top {k} hold {evaluation['off_topic']:.1f} tags of another category on "
+            "average (like #food on a dog photo)."
+        )
+    if evaluation["own_category_hit"] is not None:
+        out.append(
+            f"{evaluation['own_category_hit'] * 10:.0f} in 10 photos of a category known only "
+            f"by its name (like #babies) get that name in the top {k}."
+        )
+    return out
+
+
+def exact_figures(evaluation: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) rows of the evaluation's exact figures, for the page's expander."""
+    k = evaluation["k"]
+    rows = [
+        (f"recall@{k}", evaluation["recall"]),
+        (f"recall@{k} beyond the search tag", evaluation["beyond"]),
+        (f"popularity recall@{k}", evaluation["popularity"]),
+        (f"original method recall@{k}", evaluation.get("original")),
+        (f"off_topic@{INSTAGRAM_MAX_HASHTAGS}", evaluation.get("off_topic_top")),
+        (f"off_topic@{k}", evaluation["off_topic"]),
+        (f"own_category_hit@{k}", evaluation["own_category_hit"]),
+    ]
+    out = [(name, f"{value:.4f}") for name, value in rows if value is not None]
+    if evaluation["method"]:
+        out.insert(0, ("method", str(evaluation["method"])))
+    for key in ("splits", "test_posts"):
+        if evaluation[key] is not None:
+            out.append((key.replace("_", " "), f"{evaluation[key]:,}"))
+    return out
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -332,7 +407,10 @@ def tiered_line(hashtags: Sequence[TagScore], marked: Iterable[str] = ()) -> str
     out = []
     for t in hashtags:
         name = escape_markdown(f"#{t.tag}")
-        out.append(f"{f'**{name}**' if t.tag in marked else name} {tier_badge(t.tier)}".strip())
+        label = tier_badge(t.tier)
+        shown = f"**{name}**" if t.tag in marked else name
+        # a no-break space: a label never wraps away from its hashtag
+        out.append(f"{shown}\u00a0{label}" if label else shown)
     return " \u2002".join(out)  # an en space between hashtags
 
 
@@ -342,14 +420,20 @@ plain top 5 (see benchmarks/README.md)."""
 
 
 def tier_range(breadth: Breadth, tier: str) -> str:
-    """How many training posts a hashtag of ``tier`` has, in words."""
+    """How many training posts a hashtag of ``tier`` has: ``"108+"``, ``"15–107"``."""
     if tier == BROAD:
-        return f"{breadth.broad_min:,}+ posts"
+        return f"{breadth.broad_min:,}+"
     if tier == MEDIUM:
         low, high = breadth.medium_min, breadth.broad_min - 1
-        return f"{low:,} posts" if low >= high else f"{low:,} to {high:,} posts"
+        return f"{low:,}" if low >= high else f"{low:,}\u2013{high:,}"
     high = breadth.medium_min - 1
-    return "1 post" if high <= 1 else f"1 to {high:,} posts"
+    return "1" if high <= 1 else f"1\u2013{high:,}"
+
+
+def breadth_legend(breadth: Breadth) -> str:
+    """The one-line legend of the tier labels: how many training posts each stands for."""
+    parts = [f"{tier_badge(tier)}\u00a0{tier_range(breadth, tier)}" for tier in TIER_BADGES]
+    return "Posts using the hashtag: " + " \u2002".join(parts)
 
 
 def ranked_list(hashtags: Sequence[TagScore], marked: Iterable[str] = ()) -> str:
@@ -412,6 +496,22 @@ def photo_row(
     shown = result.hashtags[:k] if k is not None else result.hashtags
     top = to_paste(result.hashtags, balanced_mix)
     return PhotoRow(photo, tuple(t.tag for t in top), tuple(t.tag for t in shown))
+
+
+def batch_table(
+    names: Sequence[str], rows: Sequence[PhotoRow], previews: Sequence[bytes]
+) -> dict[str, list]:
+    """The page's table of a batch, by column: ``photo`` (a ``data:`` URL, None when
+    there is no preview: the table shows nothing there), ``name``, ``to paste`` and
+    ``more`` (the rest of the hashtags, or why the photo could not be used)."""
+    return {
+        "photo": [data_url(p) or None for p in previews],
+        "name": list(names),
+        "to paste": [hashtag_line(r.top) for r in rows],
+        "more": [
+            r.error or hashtag_line(t for t in r.hashtags if t not in set(r.top)) for r in rows
+        ],
+    }
 
 
 def batch_csv(rows: Sequence[PhotoRow]) -> bytes:
@@ -495,7 +595,95 @@ def _first(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# ---------------------------------------------------------------- neighbour cards
+NEIGHBOUR_TAGS_SHOWN = 8
+
+
+def neighbour_tags(
+    hashtags: Sequence[str], blocked: Iterable[str] | None, shown: int = NEIGHBOUR_TAGS_SHOWN
+) -> str:
+    """A neighbour's hashtags as the page shows them: the first ``shown`` not in
+    ``blocked`` (the spam filter applies to everything shown), then "and N more"."""
+    blocked = set(blocked or ())
+    kept = [t for t in hashtags if t not in blocked]
+    more = len(kept) - shown
+    return hashtag_line(kept[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class NeighbourCard:
+    """One nearest photo on the page: its rank, thumbnail (JPEG, may be empty), similarity,
+    weight and hashtags line (:func:`neighbour_tags`)."""
+
+    rank: int
+    thumbnail: bytes
+    similarity: float
+    weight: float
+    tags: str
+
+
+NEIGHBOUR_GRID_MIN = 150  # px: two cards a row on a 390 px phone, six on a laptop
+
+
+def neighbour_grid_html(cards: Sequence[NeighbourCard]) -> str:
+    """HTML of the nearest photos as a grid that fits the screen (two a row on a phone);
+    each thumbnail at most its own size, so it is never blown up. Text is escaped."""
+    items = []
+    for card in cards:
+        image = (
+            f'<img src="{data_url(card.thumbnail)}" alt="neighbour {card.rank}" '
+            'style="max-width:100%;height:auto;display:block;margin:0 auto 6px;'
+            'border-radius:4px">'
+            if card.thumbnail
+            else ""
+        )
+        items.append(
+            '<div class="neighbour" style="border:1px solid #e6e1e8;border-radius:8px;'
+            'padding:8px;font-size:0.8rem;line-height:1.3;overflow-wrap:anywhere">'
+            f"{image}<b>{card.rank}.</b> similarity {card.similarity:.2f} · weight "
+            f'{card.weight:.0%}<br><span style="color:#6b6b76">{html.escape(card.tags)}</span>'
+            "</div>"
+        )
+    return (
+        '<div class="neighbour-grid" style="display:grid;gap:10px;grid-template-columns:'
+        f'repeat(auto-fill,minmax({NEIGHBOUR_GRID_MIN}px,1fr))">' + "".join(items) + "</div>"
+    )
+
+
 # ------------------------------------------------------------------ against the original
+ORIGINAL = "original"
+COMPARED = 10  # hashtags in each list of the comparison
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """This model's top 10 beside the original project's (None, with ``problem`` saying
+    why, when the model was built before the original was kept in it)."""
+
+    default: Recommendation
+    original: Recommendation | None
+    problem: str = ""
+
+    @property
+    def shared(self) -> set[str]:
+        return set(self.default.tags) & set(self.original.tags if self.original else ())
+
+
+def compare(rec, features, classes, n: int, blocklist, k: int = COMPARED) -> Comparison:
+    """The comparison for one photo: this model as the page runs it (``n`` neighbours,
+    ``blocklist``), and the original as it was (its 5 neighbours, no block list)."""
+    from recommender.errors import ModelError
+
+    default = rec.recommend_features(
+        features, n_neighbors=n, k=k, blocklist=blocklist, classes=classes
+    )
+    try:
+        original = rec.recommend_features(features, k=k, method=ORIGINAL, classes=classes)
+    except ModelError as exc:
+        return Comparison(default, None, str(exc))
+    return Comparison(default, original)
+
+
 def method_recall(info: Mapping[str, Any], method: str, k: int = 10) -> float | None:
     """Recall@``k`` of ``method`` in the model's evaluation (``build --evaluate``), if any."""
     evaluation = _mapping(info.get("evaluation"))

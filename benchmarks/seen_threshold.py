@@ -1,0 +1,73 @@
+"""How sure must the ImageNet head be before the page says what it sees?
+
+On the demo data set's photos, takes each photo's most probable ImageNet class and, where
+that class shows one of the data set's categories (``recommender/assets/imagenet_categories.csv``:
+animals, food, cars), checks it against the category the photo was collected under. Prints
+the precision by the class's probability, per band and for everything above each value;
+the page names classes only from the lowest value above which more than half are right
+(:data:`recommender.ui.presentation.SEEN_SURE`), and says "maybe" below it.
+
+    HASHTAG_DATASET=... python -m benchmarks.seen_threshold
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .common import DATASET
+
+EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+
+
+def top_class_checks(dataset_path) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, right) of the top class of every photo whose top class shows a category
+    the data set has."""
+    from recommender.config import BuildConfig
+    from recommender.data.datasets import load_dataset
+    from recommender.engines.embed_stage import dataset_features
+    from recommender.query.hedging import class_categories, dataset_categories
+
+    dataset = load_dataset(dataset_path)
+    feats = dataset_features(dataset, BuildConfig())
+    if feats.classes is None:
+        raise SystemExit("the backbone has no ImageNet head")
+    categories = sorted(dataset_categories(p.category for p in dataset.posts))
+    shows = class_categories(categories)
+    probs, right = [], []
+    seen_rows = set()
+    for post, row in zip(dataset.posts, feats.image_rows, strict=True):
+        if row < 0 or row in seen_rows or post.category not in categories:
+            continue
+        seen_rows.add(row)
+        top = int(feats.classes.ids[row, 0])
+        if shows[top] < 0:
+            continue
+        probs.append(float(feats.classes.probs[row, 0]))
+        right.append(categories[shows[top]] == post.category)
+    return np.array(probs), np.array(right)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DATASET))
+    args = parser.parse_args(argv)
+    p, right = top_class_checks(args.data)
+    print(f"{len(p)} photos whose top class shows a category\n")
+    print("| top-class probability | photos | right (band) | right (this and above) |")
+    print("|---|---|---|---|")
+    for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
+        band = (p >= lo) & (p < hi)
+        above = p >= lo
+        if not above.any():
+            continue
+        share = f"{right[band].mean():.0%}" if band.any() else "-"
+        print(
+            f"| {lo:.1f} to {min(hi, 1.0):.1f} | {band.sum()} | {share} | "
+            f"{right[above].mean():.0%} ({above.sum()}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
