@@ -142,8 +142,12 @@ class Server:
 
 
 @contextmanager
-def streamlit_server(model: Path, dataset: Path | None, log: Path, timeout: float = 120):
-    """Run ``streamlit run app.py`` on a free loopback port; yield a :class:`Server`."""
+def streamlit_server(
+    model: Path, dataset: Path | None, log: Path, timeout: float = 120, serve: bool = False
+):
+    """Run ``streamlit run app.py`` on a free loopback port; yield a :class:`Server`.
+    ``serve``: start it as ``make run`` does, ``python -m recommender serve`` (the model
+    loaded and warmed when the server starts)."""
     port = free_port()
     env = {**os.environ, "HASHTAG_MODEL": str(model), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if dataset is not None:
@@ -159,6 +163,9 @@ def streamlit_server(model: Path, dataset: Path | None, log: Path, timeout: floa
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
     ]
+    if serve:
+        command = [sys.executable, "-m", "recommender", "serve", "--model", str(model)]
+        command += ["--port", str(port), "--address", "127.0.0.1"]
     started = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(

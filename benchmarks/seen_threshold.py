@@ -21,13 +21,19 @@ from .common import DATASET
 EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 
-def top_class_checks(dataset_path) -> tuple[np.ndarray, np.ndarray]:
-    """(probability, right) of the top class of every photo whose top class shows a category
-    the data set has."""
+def top_class_checks(dataset_path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(probability, right) of the top class of photos, judged two ways:
+
+    ``category``: photos whose top class shows a category the data set has (animals, food,
+    cars); right when that is the photo's category. ``hashtags``: photos whose post has a
+    tag list (2+ hashtags) and whose top class stands for hashtags
+    (``assets/imagenet_hashtags.csv``, 685 classes); right when the post carries one.
+    """
     from recommender.config import BuildConfig
     from recommender.data.datasets import load_dataset
     from recommender.engines.embed_stage import dataset_features
     from recommender.query.hedging import class_categories, dataset_categories
+    from recommender.vision.content import class_hashtags
 
     dataset = load_dataset(dataset_path)
     feats = dataset_features(dataset, BuildConfig())
@@ -35,38 +41,42 @@ def top_class_checks(dataset_path) -> tuple[np.ndarray, np.ndarray]:
         raise SystemExit("the backbone has no ImageNet head")
     categories = sorted(dataset_categories(p.category for p in dataset.posts))
     shows = class_categories(categories)
-    probs, right = [], []
+    tags_of = class_hashtags().hashtags
+    found: dict[str, tuple[list, list]] = {"category": ([], []), "hashtags": ([], [])}
     seen_rows = set()
     for post, row in zip(dataset.posts, feats.image_rows, strict=True):
-        if row < 0 or row in seen_rows or post.category not in categories:
+        if row < 0 or row in seen_rows:
             continue
         seen_rows.add(row)
         top = int(feats.classes.ids[row, 0])
-        if shows[top] < 0:
-            continue
-        probs.append(float(feats.classes.probs[row, 0]))
-        right.append(categories[shows[top]] == post.category)
-    return np.array(probs), np.array(right)
+        p = float(feats.classes.probs[row, 0])
+        if post.category in categories and shows[top] >= 0:
+            found["category"][0].append(p)
+            found["category"][1].append(categories[shows[top]] == post.category)
+        if len(post.hashtags) >= 2 and tags_of[top]:
+            found["hashtags"][0].append(p)
+            found["hashtags"][1].append(bool(set(tags_of[top]) & set(post.hashtags)))
+    return {k: (np.array(p), np.array(r)) for k, (p, r) in found.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DATASET))
     args = parser.parse_args(argv)
-    p, right = top_class_checks(args.data)
-    print(f"{len(p)} photos whose top class shows a category\n")
-    print("| top-class probability | photos | right (band) | right (this and above) |")
-    print("|---|---|---|---|")
-    for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
-        band = (p >= lo) & (p < hi)
-        above = p >= lo
-        if not above.any():
-            continue
-        share = f"{right[band].mean():.0%}" if band.any() else "-"
-        print(
-            f"| {lo:.1f} to {min(hi, 1.0):.1f} | {band.sum()} | {share} | "
-            f"{right[above].mean():.0%} ({above.sum()}) |"
-        )
+    for judged, (p, right) in top_class_checks(args.data).items():
+        print(f"\nright by {judged}: {len(p)} photos\n")
+        print("| top-class probability | photos | right (band) | right (this and above) |")
+        print("|---|---|---|---|")
+        for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
+            band = (p >= lo) & (p < hi)
+            above = p >= lo
+            if not above.any():
+                continue
+            share = f"{right[band].mean():.0%}" if band.any() else "-"
+            print(
+                f"| {lo:.1f} to {min(hi, 1.0):.1f} | {band.sum()} | {share} | "
+                f"{right[above].mean():.0%} ({above.sum()}) |"
+            )
 
 
 if __name__ == "__main__":
