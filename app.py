@@ -307,8 +307,8 @@ def hashtags_ui(result, top, breadth) -> None:
         st.warning("No hashtags to suggest: every candidate was blocked. Turn off the filter.")
         return
     st.markdown(
-        f"**{'Balanced ' if top != tags[: len(top)] else 'Top '}{len(top)}** to paste: "
-        f"Instagram accepts at most {pres.INSTAGRAM_MAX_HASHTAGS} hashtags a post."
+        f"**{'Balanced ' if top != tags[: len(top)] else 'Top '}{len(top)}** to paste "
+        f"(Instagram takes at most {pres.INSTAGRAM_MAX_HASHTAGS}):"
     )
     st.code(pres.hashtag_line(t.tag for t in top), language=None, wrap_lines=True)
     if len(tags) > len(top) or top != tags[: len(top)]:
@@ -415,9 +415,9 @@ def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes])
         pres.batch_table(names, rows, previews),
         column_config={
             "photo": st.column_config.ImageColumn("photo", width=64),
-            "name": st.column_config.TextColumn("name", width=140),
-            "to paste": st.column_config.TextColumn("to paste", width=330),
-            "more": st.column_config.TextColumn("more hashtags (or why not)", width=420),
+            "name": st.column_config.TextColumn("name", width=130),
+            "to paste": st.column_config.TextColumn("to paste", width=320),
+            "more": st.column_config.TextColumn("more hashtags (or why not)", width=400),
         },
         hide_index=True,
         on_select="rerun",
@@ -436,14 +436,15 @@ def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes])
     )
     selected = list(event.selection.rows) if event is not None else []
     if selected and 0 <= selected[0] < len(rows):
+        st.divider()
         return selected[0]
     st.caption("Select a row to see where its hashtags come from; the newest photo is shown.")
+    st.divider()
     return len(rows) - 1
 
 
 def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top) -> None:
     """Everything about one photo: its hashtags, the charts, its neighbours."""
-    st.divider()
     # The hashtags first: on a phone the columns stack, and the 5 to paste lead the screen.
     tags_col, photo_col = st.columns([2, 1], gap="large")
     with tags_col:

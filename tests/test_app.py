@@ -156,7 +156,7 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert not errors(page)
     assert top_block(page) == [f"#{t}" for t in expected.tags[:5]]
     assert all_block(page) == [f"#{t}" for t in expected.tags]
-    assert "at most 5 hashtags" in " ".join(md.value for md in page.main.markdown)
+    assert "(Instagram takes at most 5)" in " ".join(md.value for md in page.main.markdown)
     assert len(page.get("plotly_chart")) == 2  # scores, and one hashtag's contributions
     assert page.selectbox[0].value == 0  # explains the best hashtag first
     assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))

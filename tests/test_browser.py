@@ -204,10 +204,15 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
 
             # After an upload on the phone, the 5 to paste and their copy button are on the
             # first screen, without scrolling.
-            page.locator("input[type=file]").set_input_files(photo)
-            page.get_by_text("food.jpg ·").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            page = phone.new_page()
+            page.goto(url)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
+            uploader.set_input_files(photo)
             blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
-            expect(blocks.first).to_have_text(hashtag_line(expected.tags[:5]))
+            expect(blocks.first).to_have_text(
+                hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
+            )
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(500)
             top = blocks.first.bounding_box()

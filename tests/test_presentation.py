@@ -433,4 +433,7 @@ def test_batch_table_has_no_none_text_and_says_why_a_photo_failed():
     assert table["photo"][0].startswith("data:image/jpeg") and table["photo"][1] is None
     assert table["to paste"] == ["#x #y", ""]
     assert table["more"] == ["#z", "not an image"]
+    long = "This file is not an image in a supported format (JPEG, PNG, WebP, GIF). Try another."
+    assert pres.short_reason(long) == "This file is not an image in a supported format"
+    assert len(pres.short_reason("x" * 200)) == pres.TABLE_REASON_CHARS
     assert "None" not in repr(table["to paste"] + table["more"])

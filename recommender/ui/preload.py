@@ -1,5 +1,8 @@
 """Load and warm the page's model when its server starts, not when the first visitor comes.
 
+Warm means the backbone compiled, one query run through it and the ranking, and the chart
+library imported (:func:`warm_page`), so the first upload costs what the next ones do.
+
 ``python -m recommender serve`` (``make run``) calls :func:`start` before it starts
 Streamlit in the same process; the page's cached loader then calls :func:`take`, which
 waits for that load (usually long done) instead of starting its own. Without a preload
@@ -32,12 +35,32 @@ def start(path: str | Path, version: str) -> Future:
         from recommender.query.recommender import HashtagRecommender
 
         try:
-            future.set_result(HashtagRecommender.load(path, warm=True))
+            rec = HashtagRecommender.load(path, warm=True)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
             future.set_exception(exc)
+            return
+        try:
+            warm_page(rec)
+        except Exception:  # noqa: BLE001, S110 - warming is an optimisation only
+            pass
+        future.set_result(rec)
 
     threading.Thread(target=run, name="preload-model", daemon=True).start()
     return future
+
+
+def warm_page(rec) -> None:
+    """Run once what the page's first photo runs: a query through the backbone and the
+    ranking with its explanations, and the chart library's import and first figures (over
+    a second of a first upload, without this)."""
+    from PIL import Image
+
+    from recommender.ui import presentation as pres
+
+    result = rec.recommend(Image.new("RGB", (64, 64), (128, 128, 128)), k=10)
+    if result.hashtags:
+        pres.score_figure(result.hashtags)
+        pres.contribution_figure(result.hashtags[0], result.neighbors)
 
 
 def take(path: str | Path, version: str):

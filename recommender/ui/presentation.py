@@ -503,15 +503,30 @@ def batch_table(
 ) -> dict[str, list]:
     """The page's table of a batch, by column: ``photo`` (a ``data:`` URL, None when
     there is no preview: the table shows nothing there), ``name``, ``to paste`` and
-    ``more`` (the rest of the hashtags, or why the photo could not be used)."""
+    ``more`` (the rest of the hashtags, or in short why the photo could not be used:
+    :func:`short_reason`)."""
     return {
         "photo": [data_url(p) or None for p in previews],
         "name": list(names),
         "to paste": [hashtag_line(r.top) for r in rows],
         "more": [
-            r.error or hashtag_line(t for t in r.hashtags if t not in set(r.top)) for r in rows
+            short_reason(r.error)
+            if r.error
+            else hashtag_line(t for t in r.hashtags if t not in set(r.top))
+            for r in rows
         ],
     }
+
+
+TABLE_REASON_CHARS = 60  # what a table cell at 1440 px shows on one line
+
+
+def short_reason(error: str, limit: int = TABLE_REASON_CHARS) -> str:
+    """The first clause of why a photo cannot be used, short enough for a table cell
+    ("This file is not an image in a supported format"); the whole reason is in the CSV
+    and under the photo when its row is selected."""
+    head = re.split(r" \(|[.:;] ", error.strip(), maxsplit=1)[0].rstrip(".")
+    return head if len(head) <= limit else head[: limit - 1].rstrip() + "\u2026"
 
 
 def batch_csv(rows: Sequence[PhotoRow]) -> bytes:
