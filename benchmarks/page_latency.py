@@ -6,6 +6,8 @@ Chromium session through Playwright, timing what the visitor waits for:
 * cold: from spawning the server to the first hashtags on the page (includes loading the
   model: on the first visit with ``streamlit run``, when the server starts with
   ``python -m recommender serve``, as ``make run`` does);
+* page open: the first visitor's wait from opening the page (right after the server
+  answers its health check) to the upload box, which the page shows once it has the model;
 * first upload: the first visitor's first photo, from the upload (the page already open)
   until its results are shown; the goal is at most twice a warm upload;
 * upload: a new photo (never seen by the server) until its results are shown;
@@ -54,9 +56,11 @@ def measure(url: str, started: float, photos: list[Path], repeats: int, timeout_
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_context(viewport=PAGE_SIZE).new_page()
+            opened = time.perf_counter()
             page.goto(url, timeout=timeout_ms)
             uploader = page.locator("input[type=file]")
             uploader.wait_for(state="attached", timeout=timeout_ms)
+            ready = time.perf_counter() - opened
             first_start = time.perf_counter()
             uploader.set_input_files(photos[0])
             wait_for_results(page, re.escape(photos[0].stem) + f".* {n} neighbours", timeout_ms)
@@ -81,7 +85,7 @@ def measure(url: str, started: float, photos: list[Path], repeats: int, timeout_
                 slides.append(time.perf_counter() - start)
         finally:
             browser.close()
-    return cold, first, uploads, slides
+    return cold, ready, first, uploads, slides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = Path(tmp) / "server.log"
         with streamlit_server(model, None, log, args.timeout, serve=args.serve) as server:
-            cold, first, uploads, slides = measure(
+            cold, ready, first, uploads, slides = measure(
                 server.url, server.started, fresh, args.repeats, int(args.timeout * 1000)
             )
     print(f"model: {model}")
     print(f"server health check answered after   {server.healthy_after:6.2f} s")
     print(f"server start to first result (cold)  {cold:6.2f} s")
+    print(f"first visitor: page open to upload box {ready:6.2f} s")
     warm = statistics.median(uploads)
     print(f"first visitor's first upload         {first:6.2f} s  ({first / warm:.1f}x a warm one)")
     for name, times in (("upload of a new photo", uploads), ("slider move (n + 1)", slides)):
