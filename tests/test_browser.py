@@ -173,7 +173,9 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
             uploader.set_input_files(photos)
             expect(page.get_by_text("4 photos")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
-            expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+            expect(page.get_by_role("button", name="Download CSV")).to_be_visible(
+                timeout=RESULT_TIMEOUT_MS  # the rest of the page follows the table's heading
+            )
             assert page.locator("[data-testid=stException]").count() == 0
             # At 1440 px every column of the table is in view: nothing to scroll sideways.
             page.set_viewport_size(DESKTOP)
