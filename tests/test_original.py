@@ -115,7 +115,7 @@ def test_a_model_built_before_the_original_says_to_rebuild():
 def small_model():
     from recommender.config import BuildConfig
     from recommender.fit.als import ALSParams
-    from recommender.query.recommender import HashtagRecommender
+    from recommender.fit.training import fit_recommender
 
     rng = np.random.default_rng(3)
     posts = []
@@ -127,7 +127,7 @@ def small_model():
     feats = np.stack([centres[i % 3] + 0.8 * rng.normal(size=16) for i in range(60)])
     feats = (feats / np.linalg.norm(feats, axis=1, keepdims=True)).astype(np.float32)
     config = BuildConfig(als=ALSParams(factors=4, iterations=3))
-    return HashtagRecommender.fit(posts[:45], feats, list(range(45)), config), feats[45:], posts
+    return fit_recommender(posts[:45], feats, list(range(45)), config), feats[45:], posts
 
 
 def test_the_model_ranks_the_original_way_without_block_list_or_hedging(small_model):

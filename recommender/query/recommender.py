@@ -485,7 +485,16 @@ class HashtagRecommender:
         factors, always its 5 neighbours, no block list, no hedging."""
         o = require_original(self.original).rank(features, k)
         zero = np.zeros(len(self.tags))
-        return Ranked(o.neighbours, o.similarities, o.weights, o.scores, zero, zero, None, o.best)
+        return Ranked(
+            nearest=o.neighbours,
+            neighbours=o.neighbours,
+            similarities=o.similarities,
+            weights=o.weights,
+            scores=o.scores,
+            prior=zero,
+            content=zero,
+            best=o.best,
+        )
 
     def blocked_mask(self, blocklist: Iterable[str]) -> np.ndarray:
         """Boolean mask over the model's hashtags of those in ``blocklist``."""
