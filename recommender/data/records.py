@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from recommender import limits
 from recommender.data.hashtags import TagStats, normalize_tags
 from recommender.errors import DatasetError
 
@@ -53,6 +54,7 @@ COUNT_KEYS = (
     "tags_kept",
     "tags_dropped_invalid",
     "tags_duplicate",
+    "tags_over_limit",
     "distinct_hashtags",
     "post_hashtag_pairs",
 )
@@ -119,7 +121,8 @@ class DatasetReport:
             f"{c['images_missing']} referenced but missing",
             f"hashtags: {c['distinct_hashtags']} distinct, {c['post_hashtag_pairs']} "
             f"post-hashtag pairs; dropped {c['tags_dropped_invalid']} invalid and "
-            f"{c['tags_duplicate']} repeated tags",
+            f"{c['tags_duplicate']} repeated tags"
+            + (f", {c['tags_over_limit']} over the per-post limit" if c["tags_over_limit"] else ""),
         ]
         skipped = [
             f"{c[key]} {key.removeprefix('skipped_').replace('_', ' ')}"
@@ -384,17 +387,38 @@ class DatasetBuilder:
         self._root_prefix = os.path.join(self._root_text, "")
         self._real_folders: dict[str, str] = {}
         self._tag_strings: dict[str, str] = {}
+        self._max_records = limits.RECORDS.value()
+        self._max_tags = limits.TAGS_PER_POST.value()
+
+    def _check_records(self, where: str) -> None:
+        """Stop the load once the data set holds more records than the bound."""
+        if self.counts["records"] > self._max_records:
+            raise limits.LimitExceeded(where, limits.RECORDS)
 
     def skip(self, key: str, message: str) -> None:
         self.counts[key] += 1
         self.note(message)
+        self._check_records(message.partition(":")[0])
 
     def note(self, message: str) -> None:
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(message)
 
-    def tags(self, raw_tags: list[str], category: str | None = None) -> tuple[str, ...]:
-        tags = normalize_tags(raw_tags, self.tag_stats)
+    def tags(
+        self, raw_tags: list[str], category: str | None = None, where: str = ""
+    ) -> tuple[str, ...]:
+        """The post's normalised hashtags, at most :data:`recommender.limits.TAGS_PER_POST`
+        (the first ones; raw tags are read up to twice the bound, the rest counted)."""
+        cap = self._max_tags
+        raw = raw_tags if len(raw_tags) <= 2 * cap else raw_tags[: 2 * cap]
+        tags = normalize_tags(raw, self.tag_stats)
+        if len(tags) > cap or len(raw) < len(raw_tags):
+            over = len(raw_tags) - len(raw) + max(len(tags) - cap, 0)
+            if self.counts["tags_over_limit"] == 0:
+                self.note(limits.message(where or "a post", limits.TAGS_PER_POST))
+            self.counts["tags_over_limit"] += over
+            self.tag_stats.kept -= max(len(tags) - cap, 0)
+            tags = tags[:cap]
         if category is not None and category not in tags:
             tags += (category,)
         # One string object per distinct hashtag, shared by every post that carries it.
@@ -503,6 +527,7 @@ class DatasetBuilder:
     ) -> None:
         """Vet one record (a JSON record, caption or manifest line) and add it as a post."""
         self.counts["records"] += 1
+        self._check_records(where)
         rel = None
         missing = False
         if image:
@@ -522,7 +547,7 @@ class DatasetBuilder:
                 self.counts["images_missing"] += 1
                 missing = True
                 rel = None
-        tags = self.tags(raw_tags, category)
+        tags = self.tags(raw_tags, category, where)
         if not tags:
             if missing:
                 self.skip(

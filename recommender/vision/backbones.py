@@ -606,10 +606,34 @@ def _lite_package_file(variant: _LiteVariant) -> tuple[str, str]:
     return path, f"imagenet ({variant.package} {version(variant.package)})"
 
 
+def _torch_shapes(model, torch_names: dict[str, str]) -> dict[str, tuple[int, ...]]:
+    """Every tensor name the network's PyTorch weights hold, with its shape (the inverse of
+    the layout changes in :func:`_lite_keras_weights`)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        prefix = torch_names[layer.name]
+        kind = type(layer).__name__
+        first = tuple(int(n) for n in layer.weights[0].shape)
+        if kind == "Conv2D":  # HWIO -> OIHW
+            shapes[prefix + ".weight"] = (first[3], first[2], first[0], first[1])
+        elif kind == "DepthwiseConv2D":  # (H, W, C, 1) -> (C, 1, H, W)
+            shapes[prefix + ".weight"] = (first[2], first[3], first[0], first[1])
+        elif kind == "BatchNormalization":
+            for suffix in (".weight", ".bias", ".running_mean", ".running_var"):
+                shapes[prefix + suffix] = first
+        else:
+            shapes[prefix + ".weight"] = (first[1], first[0])
+            shapes[prefix + ".bias"] = tuple(int(n) for n in layer.weights[1].shape)
+    return shapes
+
+
 def _load_torch_into(model, torch_names: dict[str, str], path: str, label: str) -> None:
     from recommender.vision.torch_weights import load_state_dict
 
-    model.set_weights(_lite_keras_weights(model, torch_names, load_state_dict(path), label))
+    state = load_state_dict(path, expected=_torch_shapes(model, torch_names))
+    model.set_weights(_lite_keras_weights(model, torch_names, state, label))
 
 
 def _load_keras_file(model, path: str, name: str) -> None:

@@ -34,6 +34,8 @@ from typing import IO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from recommender import limits
+from recommender.archives import MemberError, MemberForged, MemberTooLarge, read_member
 from recommender.errors import ImageError
 from recommender.filetypes import HEAD_BYTES, PHOTOS, VIDEOS, sniff
 
@@ -469,15 +471,22 @@ def _read_path(path: str | os.PathLike, limit: int) -> bytes:
 
 
 def _read_member(member: zipfile.Path, limit: int) -> bytes:
+    """A member's bytes, decompressed under the bounds of :mod:`recommender.archives` (a
+    member lying about its size, or expanding past the ratio bound, is refused early)."""
     shown = f"{member.root.filename}/{member.at}"
     try:
         size = member.root.getinfo(member.at).file_size
         if size > limit:
             raise ImageError(_too_many_bytes(size, limit))
-        with member.open("rb") as file:
-            return _read_capped(file, limit)
+        return read_member(member.root, member.at, cap=limit, shown=shown)
     except ImageError:
         raise
+    except MemberTooLarge as exc:
+        raise ImageError(f"The file is larger than the {_format_bytes(limit)} limit.") from exc
+    except (limits.LimitExceeded, MemberForged) as exc:
+        raise ImageError(f"Over the decompression limit: {exc}.") from exc
+    except MemberError as exc:
+        raise ImageError(f"{exc}.") from exc
     except KeyError as exc:
         raise ImageError(f"There is no file at '{shown}'.") from exc
     except (

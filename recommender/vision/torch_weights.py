@@ -12,6 +12,11 @@ Two layouts are understood:
 Every pickle goes through :class:`_RestrictedUnpickler`, which only resolves the few
 globals a state dict needs and maps them to inert stand-ins, so a hostile file cannot
 make the loader import or call anything else.
+
+Given the shapes the architecture expects (``expected``), a file is refused before any
+tensor data is read when its size is beyond what those tensors need, or when its tensors'
+names, shapes or storages do not match; each storage record is then read up to its own size
+only. A file declaring 200 tensors of 128 MB costs the few kilobytes of its pickle.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recommender.archives import MemberError, read_member
 from recommender.errors import BackboneError
+from recommender.limits import LimitExceeded
 
 __all__ = ["load_state_dict"]
 
@@ -243,6 +250,18 @@ def _materialise(tensor: _TensorRef) -> np.ndarray:
 
 def _collect(obj: object) -> dict[str, np.ndarray]:
     """Turn the unpickled state dict into ``{name: array}``; unwrap one common wrapper."""
+    out = {name: _materialise(ref) for name, ref in _tensors(obj).items()}
+    if not out:
+        raise BackboneError("the weights file holds no tensors")
+    return out
+
+
+# A pickle of a state dict is a few kilobytes per tensor; a zip adds a header per record.
+_OVERHEAD_BYTES = 16 << 20
+_PICKLE_BYTES = 64 << 20
+
+
+def _tensors(obj: object) -> dict[str, _TensorRef]:
     if isinstance(obj, dict) and not any(isinstance(v, _TensorRef) for v in obj.values()):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -250,13 +269,45 @@ def _collect(obj: object) -> dict[str, np.ndarray]:
                 break
     if not isinstance(obj, dict):
         raise BackboneError(f"the weights file holds a {type(obj).__name__}, not a state dict")
-    out = {str(k): _materialise(v) for k, v in obj.items() if isinstance(v, _TensorRef)}
-    if not out:
-        raise BackboneError("the weights file holds no tensors")
-    return out
+    return {str(k): v for k, v in obj.items() if isinstance(v, _TensorRef)}
 
 
-def _load_legacy(raw: bytes) -> dict[str, np.ndarray]:
+def _needed_bytes(expected: dict[str, tuple[int, ...]]) -> int:
+    return sum(8 * max(math.prod(shape), 1) for shape in expected.values())
+
+
+def _check_expected(
+    obj: object, storages: dict[str, _StorageRef], expected: dict[str, tuple[int, ...]] | None
+) -> None:
+    """Refuse tensors whose names or shapes are not the architecture's, and storages larger
+    than those tensors need, before any data is read."""
+    if expected is None:
+        return
+    tensors = _tensors(obj)
+    extra = sorted(k for k in tensors if k not in expected and "num_batches_tracked" not in k)
+    if extra:
+        raise BackboneError(
+            f"the weights hold {len(extra)} tensors this network has no place for, "
+            f"e.g. {extra[0]!r}; they are not weights for it"
+        )
+    for name, tensor in tensors.items():
+        shape = expected.get(name)
+        if shape is not None and tuple(tensor.size) != tuple(shape):
+            raise BackboneError(
+                f"weights for {name} have shape {tuple(tensor.size)}, the network expects "
+                f"{tuple(shape)}; refused before reading their data"
+            )
+    declared = sum(ref.numel * ref.dtype.itemsize for ref in storages.values())
+    if declared > _needed_bytes(expected) + _OVERHEAD_BYTES:
+        raise BackboneError(
+            f"the weights file declares {declared:,} bytes of tensor data, more than this "
+            f"network's {_needed_bytes(expected):,}; refused before reading it"
+        )
+
+
+def _load_legacy(
+    raw: bytes, expected: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     stream = io.BytesIO(raw)
     if _unpickle(stream) != _LEGACY_MAGIC:
         raise BackboneError("not a PyTorch weights file (bad magic number)")
@@ -268,6 +319,7 @@ def _load_legacy(raw: bytes) -> dict[str, np.ndarray]:
     order = "<" if little else ">"
     storages: dict[str, _StorageRef] = {}
     result = _unpickle(stream, storages)
+    _check_expected(result, storages, expected)
     keys = _unpickle(stream)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise BackboneError("the weights file's storage list is damaged")
@@ -293,7 +345,9 @@ def _load_legacy(raw: bytes) -> dict[str, np.ndarray]:
     return _collect(result)
 
 
-def _load_zip(path: str) -> dict[str, np.ndarray]:
+def _load_zip(
+    path: str, expected: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -306,16 +360,20 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
                 text = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
                 order = ">" if text == "big" else "<"
             storages: dict[str, _StorageRef] = {}
-            result = _unpickle(io.BytesIO(archive.read(pkl)), storages, legacy=False)
+            pickled = read_member(archive, pkl, cap=_PICKLE_BYTES)
+            result = _unpickle(io.BytesIO(pickled), storages, legacy=False)
+            _check_expected(result, storages, expected)
             for key, ref in storages.items():
                 record = prefix + "data/" + key
                 if record not in names:
                     raise BackboneError(f"the zip weights file lacks storage {key}")
-                blob = archive.read(record)
                 dtype = ref.dtype.newbyteorder(order)
+                blob = read_member(archive, record, cap=max(ref.numel * dtype.itemsize, 1))
                 if len(blob) < ref.numel * dtype.itemsize:
                     raise BackboneError(f"storage {key} is cut short in the zip weights file")
                 ref.data = np.frombuffer(blob, dtype=dtype, count=ref.numel)
+    except (MemberError, LimitExceeded) as exc:
+        raise BackboneError(f"the zip weights file cannot be read: {exc}") from None
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -329,13 +387,19 @@ def _load_zip(path: str) -> dict[str, np.ndarray]:
     return _collect(result)
 
 
-def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load_state_dict(
+    path: str | os.PathLike[str], expected: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, np.ndarray]:
     """Read a PyTorch state dict saved with ``torch.save``, without torch.
 
     Parameters
     ----------
     path : str or os.PathLike
         A ``.pth``/``.pt`` file in the legacy (pre-1.6) or the zip layout.
+    expected : dict of str to shape, optional
+        Every tensor the architecture has, by name, with its shape (PyTorch's layout).
+        The file is then refused before its tensor data is read when it is larger than
+        these need or declares other names, shapes or larger storages.
 
     Returns
     -------
@@ -351,11 +415,18 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     try:
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if expected is not None and size > _needed_bytes(expected) + _OVERHEAD_BYTES:
+                raise BackboneError(
+                    f"weights file {os.fspath(path)!r} holds {size:,} bytes, more than this "
+                    f"network's {_needed_bytes(expected):,} bytes of weights; refused unread"
+                )
+            if fh.read(4) == b"PK\x03\x04":
+                return _load_zip(os.fspath(path), expected)
+            fh.seek(0)
             raw = fh.read()
     except OSError as exc:
         raise BackboneError(f"cannot read weights file {os.fspath(path)!r}: {exc}") from None
     if not raw:
         raise BackboneError(f"weights file {os.fspath(path)!r} is empty")
-    if raw[:4] == b"PK\x03\x04":
-        return _load_zip(os.fspath(path))
-    return _load_legacy(raw)
+    return _load_legacy(raw, expected)

@@ -46,6 +46,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from recommender.archives import MemberReader, read_member
+from recommender.data.bounded import json_list_items
 from recommender.data.formats import DatasetFormat, ReadOptions, SamplePost
 from recommender.data.hashtags import extract_hashtags
 from recommender.data.records import Dataset, DatasetBuilder, unsafe_member
@@ -185,13 +187,24 @@ class _Part:
         if self.archive is not None:
             if self.infos[name].file_size > MAX_JSON_BYTES:
                 raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-            return self.archive.read(name)
+            # Decompressed under the bounds: a member lying about its size stops there.
+            return read_member(self.archive, self.infos[name], cap=MAX_JSON_BYTES, shown=name)
         path = self.path / name
         if not path.resolve().is_relative_to(self.path.resolve()):
             raise _Outside(f"{name} points outside the export")
         if path.stat().st_size > MAX_JSON_BYTES:
             raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
         return path.read_bytes()
+
+    def stream(self, name: str):
+        """A binary reader of a posts list (``read(n)``), for reading it item by item; the
+        archive's member is decompressed under the bounds of :mod:`recommender.archives`."""
+        if self.archive is not None:
+            return MemberReader(self.archive, self.infos[name], shown=name)
+        path = self.path / name
+        if not path.resolve().is_relative_to(self.path.resolve()):
+            raise _Outside(f"{name} points outside the export")
+        return open(path, "rb")
 
     def head(self, name: str) -> bytes | None:
         """The first bytes of a media file (``name`` below the part's path)."""
@@ -404,6 +417,20 @@ def _read_lists(reader: _Reader, part: _Part) -> None:
         if "archived_posts" in name and not reader.options.archived_posts:
             continue
         reader.builder.counts["files"] += 1
+        if name != part.legacy and "archived_posts" not in name:
+            # A posts list: read item by item, so memory holds one post (issue 25).
+            try:
+                stream = part.stream(name)
+            except _Outside as exc:
+                reader.builder.skip("skipped_outside_root", str(exc))
+                continue
+            except (*_READ_ERRORS, KeyError) as exc:
+                reader.builder.skip("unreadable_files", f"{name}: cannot read: {exc}")
+                continue
+            with stream:
+                for index, entry in json_list_items(reader.builder, stream.read, name):
+                    reader.entry(entry, f"{name} entry {index}")
+            continue
         try:
             data = part.read(name)
         except _Outside as exc:

@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from recommender import limits
+from recommender.data.bounded import TOO_LONG, bounded_lines
 from recommender.data.formats import DatasetFormat, SamplePost, one_manifest
 from recommender.data.records import Dataset, DatasetBuilder
 from recommender.errors import DatasetError
@@ -54,7 +56,7 @@ def load(path: Path) -> Dataset:
 def _load_csv(builder: DatasetBuilder, manifest: Path) -> None:
     name = manifest.name
     with manifest.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(_lines_within_bound(builder, handle, name))
         try:
             header = next(reader, None)
         except csv.Error as exc:
@@ -94,13 +96,26 @@ def _load_csv(builder: DatasetBuilder, manifest: Path) -> None:
             )
 
 
+def _lines_within_bound(builder: DatasetBuilder, handle, name: str):
+    """The file's lines; one over the record bound is counted malformed and read as blank."""
+    for line, text in enumerate(bounded_lines(handle), start=1):
+        if text is TOO_LONG:
+            builder.malformed(f"{name} line {line}", limits.message("the line", limits.RECORD))
+            yield "\n"
+        else:
+            yield text
+
+
 def _load_jsonl(builder: DatasetBuilder, manifest: Path) -> None:
     name = manifest.name
     with manifest.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
+        for line, raw in enumerate(bounded_lines(handle), start=1):
+            where = f"{name} line {line}"
+            if raw is TOO_LONG:
+                builder.malformed(where, limits.message("the line", limits.RECORD))
+                continue
             if not raw.strip():
                 continue
-            where = f"{name} line {line}"
             try:
                 item = json.loads(raw.decode("utf-8-sig" if line == 1 else "utf-8"))
             except (ValueError, RecursionError) as exc:

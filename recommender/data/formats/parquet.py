@@ -10,6 +10,15 @@ a data set folder holding ``posts.parquet`` or ``manifest.parquet`` is one too.
 It is read by record batches within row groups, so memory holds one batch (at most
 :data:`BATCH_ROWS` rows) besides the posts kept; :func:`write_manifest` writes one from any
 iterable of rows, in row groups of a fixed size.
+
+A small file can hold huge columns (a long string stored once in a dictionary page and
+repeated in every row, long runs of the same hashtag), so the reader is bounded by design:
+string columns stay dictionary-encoded in Arrow; a row group whose column chunk decompresses
+past :data:`recommender.limits.MEMBER`, or whose hashtag lists hold more entries than that
+bound allows (4 bytes each), is skipped with one line; hashtag lists are cut to twice
+:data:`recommender.limits.TAGS_PER_POST` before they become Python objects; a row over
+:data:`recommender.limits.RECORD` is counted malformed; Python objects are made a slice of
+at most :data:`SLICE_BYTES` at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from recommender import limits
 from recommender.data.formats import DatasetFormat, SamplePost, one_manifest
 from recommender.data.records import Dataset, DatasetBuilder
 from recommender.errors import DatasetError
@@ -25,6 +37,7 @@ NAME = "parquet"
 MANIFEST_NAMES = ("posts.parquet", "manifest.parquet")
 SUFFIX = ".parquet"
 BATCH_ROWS = 65_536
+SLICE_BYTES = 32 << 20
 ROW_GROUP_ROWS = 100_000
 
 
@@ -80,7 +93,13 @@ def load(path: Path) -> Dataset:
         builder.counts["files"] += 1
         shown = part.relative_to(manifest.parent).as_posix()
         try:
-            parquet = pq.ParquetFile(part)
+            schema = pq.read_schema(part)
+            textual = [
+                name
+                for name in _text_leaves(schema)
+                if name.split(".")[0] in ("image", "hashtags", "id")
+            ]
+            parquet = pq.ParquetFile(part, read_dictionary=textual)
         except (OSError, ValueError) as exc:
             builder.skip("unreadable_files", f"{shown}: not a readable Parquet file ({exc})")
             continue
@@ -92,22 +111,119 @@ def load(path: Path) -> Dataset:
                     f"(and optionally 'id'); found {columns}"
                 )
             wanted = ["image", "hashtags"] + (["id"] if "id" in columns else [])
-            try:
-                _read_batches(builder, parquet.iter_batches(BATCH_ROWS, columns=wanted), shown)
-            except (OSError, ValueError) as exc:
-                builder.skip("unreadable_files", f"{shown}: cannot read: {exc}")
+            row = 0
+            for group in range(parquet.metadata.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                problem = _row_group_problem(parquet.metadata.row_group(group), wanted)
+                if problem:
+                    builder.counts["records"] += rows
+                    builder.counts["skipped_malformed"] += rows
+                    builder.note(limits.message(f"{shown} row group {group}", *problem))
+                    row += rows
+                    continue
+                try:
+                    batches = parquet.iter_batches(BATCH_ROWS, row_groups=[group], columns=wanted)
+                    row = _read_batches(builder, batches, shown, row)
+                except (OSError, ValueError) as exc:
+                    builder.skip("unreadable_files", f"{shown}: cannot read: {exc}")
+                    break
     return builder.finish(NAME, path)
 
 
-def _read_batches(builder: DatasetBuilder, batches, shown: str) -> None:
-    row = 0
+def _text_leaves(schema):
+    """The dotted path of every string or binary leaf, lists included."""
+    pa, _pq = _pyarrow()
+    for field in schema:
+        path, kind = field.name, field.type
+        while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            path, kind = path + ".list." + kind.value_field.name, kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+            yield path
+
+
+def _row_group_problem(meta, wanted: list[str]) -> tuple[limits.Bound, str] | None:
+    """Why a row group must not be read, from its metadata alone (bound, what was found)."""
+    bound = limits.MEMBER.value()
+    for i in range(meta.num_columns):
+        chunk = meta.column(i)
+        column = chunk.path_in_schema.split(".")[0]
+        if column not in wanted:
+            continue
+        if chunk.total_uncompressed_size > bound:
+            found = f"column {column!r} decompresses to {chunk.total_uncompressed_size:,} bytes"
+            return limits.MEMBER, found
+        if column == "hashtags" and 4 * chunk.num_values > bound:
+            return limits.MEMBER, f"its hashtag lists hold {chunk.num_values:,} entries"
+    return None
+
+
+def _value_bytes(array) -> np.ndarray:
+    """Bytes each value of a string column (dictionary-encoded or not) takes; 8 otherwise."""
+    pa, _pq = _pyarrow()
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.DictionaryArray):
+        lengths = pc.binary_length(array.dictionary).take(array.indices)
+    elif pa.types.is_string(array.type) or pa.types.is_binary(array.type):
+        lengths = pc.binary_length(array)
+    else:
+        return np.full(len(array), 8, dtype=np.int64)
+    return np.asarray(lengths.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _cut_lists(array, keep: int):
+    """A list column cut to ``keep`` entries per row, and the bytes of each row's entries."""
+    pa, _pq = _pyarrow()
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        return array, _value_bytes(array)
+    cut = pc.list_slice(array, 0, keep)
+    if isinstance(cut, pa.ChunkedArray):
+        cut = cut.combine_chunks()
+    sizes = np.concatenate([[0], np.cumsum(_value_bytes(cut.flatten()) + 8)])
+    offsets = np.asarray(cut.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    offsets = offsets - offsets[0]
+    return cut, sizes[offsets[1:]] - sizes[offsets[:-1]]
+
+
+def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) -> int:
+    """Add each row of the batches; the number of the last row read."""
+    pa, _pq = _pyarrow()
+    import pyarrow.compute as pc
+
+    record_bound = limits.RECORD.value()
+    keep = 2 * limits.TAGS_PER_POST.value()
     for batch in batches:
-        data = batch.to_pydict()
-        ids = data.get("id") or [None] * batch.num_rows
-        for image, tags, value in zip(data["image"], data["hashtags"], ids, strict=True):
-            row += 1
-            where = f"{shown} row {row}"
-            builder.add_fields(where, image, tags, value, where, drop_empty=True, allow_uri=True)
+        full = batch.column("hashtags")
+        tags, sizes = _cut_lists(full, keep)
+        cut = np.zeros(batch.num_rows, dtype=np.int64)
+        if tags is not full:  # a list column: count what the cut left out
+            lengths = pc.list_value_length(full).fill_null(0).to_numpy(zero_copy_only=False)
+            cut = np.maximum(np.asarray(lengths, dtype=np.int64) - keep, 0)
+        sizes = sizes + _value_bytes(batch.column("image"))
+        has_id = "id" in batch.schema.names
+        if has_id:
+            sizes = sizes + _value_bytes(batch.column("id"))
+        start = 0
+        while start < batch.num_rows:
+            # Python objects for a slice of rows at a time, at most SLICE_BYTES of text.
+            stop = start + max(int((np.cumsum(sizes[start:]) <= SLICE_BYTES).sum()), 1)
+            width = stop - start
+            images = batch.column("image").slice(start, width).to_pylist()
+            lists = tags.slice(start, width).to_pylist()
+            ids = batch.column("id").slice(start, width).to_pylist() if has_id else [None] * width
+            for offset, (image, raw, value) in enumerate(zip(images, lists, ids, strict=True)):
+                row += 1
+                where = f"{shown} row {row}"
+                if sizes[start + offset] > record_bound:
+                    builder.malformed(where, limits.message("the row", limits.RECORD))
+                    continue
+                if cut[start + offset]:
+                    builder.counts["tags_over_limit"] += int(cut[start + offset])
+                builder.add_fields(where, image, raw, value, where, drop_empty=True, allow_uri=True)
+            start = stop
+    return row
 
 
 def write_manifest(
