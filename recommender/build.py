@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,10 +94,13 @@ def embed_stage(
 
 
 def _no_image_read(dataset: Dataset, problems: Sequence[str]) -> str:
-    """One line saying why no image could be used, with the first reason found."""
+    """One line saying why no image could be used: the counts per reason and the first."""
     with_image = sum(1 for p in dataset.posts if p.image)
     if with_image:
-        reason = f"the first: {problems[0]}" if problems else "check the image files"
+        if len(problems) > 1:
+            reason = f"{failure_reasons(problems)}"
+        else:
+            reason = f"the first: {problems[0]}" if problems else "check the image files"
         return f"None of the {with_image} images in {dataset.root} could be read; {reason}"
     counts = dataset.report.counts
     reason = next(
@@ -108,6 +113,32 @@ def _no_image_read(dataset: Dataset, problems: Sequence[str]) -> str:
         f"None of the {len(dataset.posts)} posts in {dataset.root} has an image that could "
         f"be read: {reason}"
     )
+
+
+def _reason(message: str) -> str:
+    """What an image failure is, without its path or numbers ("Over the decompression
+    limit", "The file is too large", "HEIC photo: the image is truncated or corrupt")."""
+    parts = re.sub(r"\s*'[^']*'", "", message).strip().split(": ")
+    labelled = len(parts) > 1 and parts[0].endswith((" photo", " video"))
+    reason = ": ".join(parts[:2]) if labelled else parts[0]
+    return reason.rstrip(".").strip() or "unknown reason"
+
+
+def failure_reasons(problems: Sequence[str]) -> str:
+    """Counts per reason of the embed stage's problems (``"<image>: <message>"``), the most
+    common first, and the first of the most common: "8 images: over the decompression
+    limit (the first: ...)"."""
+    if not problems:
+        return "no image was embedded and no reason was recorded"
+    messages = [problem.partition(": ")[2] or problem for problem in problems]
+    counts = Counter(_reason(message) for message in messages)
+    parts = [
+        f"{count} image{'' if count == 1 else 's'}: {reason[0].lower()}{reason[1:]}"
+        for reason, count in counts.most_common()
+    ]
+    top = counts.most_common(1)[0][0]
+    example = next(p for p, m in zip(problems, messages, strict=True) if _reason(m) == top)
+    return "; ".join(parts) + f" (the first: {example})"
 
 
 def fit_stage(

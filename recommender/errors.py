@@ -33,3 +33,29 @@ class ConfigError(RecommenderError, ValueError):
 
 class FitError(RecommenderError):
     """Training produced unusable numbers (NaN or infinite factors or weights)."""
+
+
+class DiskFullError(RecommenderError):
+    """The disk filled while writing; what was there before is intact, the partial files
+    are removed."""
+
+
+def disk_full(exc: BaseException, folder: object, needed: int, hint: str) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``folder`` and the space needed when ``exc`` says the
+    disk (or the user's quota) is full, else None. ``hint`` says what to do."""
+    import errno
+    import shutil
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    def size(count: int) -> str:
+        return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count / 1e3:,.1f} kB"
+
+    try:
+        free = f", {size(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = ""
+    return DiskFullError(
+        f"no space left on the disk of {folder}: writing needs at least {size(needed)}"
+        f"{free}; what was there before is intact. {hint}"
+    )

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from recommender.errors import DiskFullError
 from recommender.features.shards import Shard, ShardError, ShardStore
 
 
@@ -88,13 +89,31 @@ def test_a_failed_write_leaves_the_committed_shards_intact(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("recommender.features.shards.os.fsync", full)
-    with pytest.raises(OSError):
+    # A full disk is one line naming the folder and the space needed (issue 25).
+    with pytest.raises(DiskFullError, match=f"no space left on the disk of {tmp_path}: .* kB"):
         _write(store, 0, n=3)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFullError):
         _write(store, 1)
     assert (tmp_path / "000000.json").read_bytes() == record
     np.testing.assert_array_equal(store.read_shard(0).features, before.astype(np.float16))
     assert store.shards() == [0] and not list(tmp_path.glob(".*tmp"))
+    assert len(list(tmp_path.glob("*.bin"))) == 1
+
+
+def test_a_record_that_cannot_be_written_takes_its_new_data_file_away(tmp_path, monkeypatch):
+    store = ShardStore(tmp_path, "k")
+    _write(store, 0)
+    calls = []
+
+    def second_fsync_fails(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the data file went through; its record does not
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("recommender.features.shards.os.fsync", second_fsync_fails)
+    with pytest.raises(DiskFullError):
+        _write(store, 0, n=3)
+    assert len(list(tmp_path.glob("*.bin"))) == 1 and len(store.read_shard(0)) == 5
 
 
 def test_bad_arrays_are_refused_with_a_clear_error(tmp_path):

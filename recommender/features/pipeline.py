@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recommender.errors import ImageError
+from recommender.errors import ImageError, disk_full
 from recommender.features.job import Progress
 from recommender.vision import images
 
@@ -408,6 +408,12 @@ def stack_features(shards: Sequence[Shard], folder: Path, dim: int) -> np.ndarra
                     raise RuntimeError(f"shard features of shape {block.shape}, not (n, {dim})")
                 out.write(block.tobytes())
         mapped = np.load(path, mmap_mode="r")
+    except OSError as exc:
+        hint = "Free some space, or set HASHTAG_CACHE to a folder on a disk with room."
+        full = disk_full(exc, folder, n * dim * 2, hint)
+        if full is not None:
+            raise full from None
+        raise
     finally:
         path.unlink(missing_ok=True)
     return mapped

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from recommender.checksums import sha256_file
-from recommender.errors import RecommenderError
+from recommender.errors import RecommenderError, disk_full
 
 DEFAULT_SHARD_SIZE = 10_000
 SHARD_FORMAT = "hashtag-recommender-shard"
@@ -188,8 +188,10 @@ class ShardStore:
 
         ``features`` are stored as float16; ``thumbnails`` default to none (``b""`` each);
         ``extra`` arrays must have one row per image. Raises :class:`ShardError` for arrays
-        that do not fit together; an ``OSError`` from the disk propagates and leaves every
-        committed shard as it was.
+        that do not fit together, :class:`~recommender.errors.DiskFullError` when the disk
+        fills (naming the folder and the space needed); any other ``OSError`` from the disk
+        propagates. Either way every committed shard is left as it was, and the partial
+        files are removed.
         """
         if int(number) < 0:
             raise ShardError("shard numbers start at 0")
@@ -242,6 +244,21 @@ class ShardStore:
             digest.update(chunk)
         sha = digest.hexdigest()
         data_path = self.folder / f"{int(number):06d}-{sha[:16]}.bin"
+        previous = self._record(int(number))
+        try:
+            self._commit(int(number), data_path, chunks, sha, n, feats, meta, previous)
+        except OSError as exc:
+            needed = sum(len(memoryview(chunk).cast("B")) for chunk in chunks) + 4096
+            hint = "Free some space, or set HASHTAG_CACHE to a folder on a disk with room."
+            full = disk_full(exc, self.folder, needed, hint)
+            if full is not None:
+                raise full from None
+            raise
+        return data_path
+
+    def _commit(self, number, data_path, chunks, sha, n, feats, meta, previous) -> None:
+        """Write the data file, then the record that commits it; a failed record write
+        removes the new data file (unless the committed record already names it)."""
         _atomic_write(data_path, chunks)
         record = {
             "format": SHARD_FORMAT,
@@ -255,11 +272,14 @@ class ShardStore:
             "sha256": sha,
             "meta": meta or {},
         }
-        previous = self._record(int(number))
-        _atomic_write(self._record_path(number), [json.dumps(record).encode()])
+        try:
+            _atomic_write(self._record_path(number), [json.dumps(record).encode()])
+        except BaseException:
+            if not previous or previous.get("file") != data_path.name:
+                data_path.unlink(missing_ok=True)
+            raise
         if previous and previous.get("file") != data_path.name:
             (self.folder / str(previous["file"])).unlink(missing_ok=True)
-        return data_path
 
     # ----------------------------------------------------------------- reading
     def _record(self, number: int) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from recommender.checksums import sha256_of
-from recommender.errors import ModelError
+from recommender.errors import ModelError, disk_full
 from recommender.mapped import chunks
 
 FORMAT_NAME = "hashtag-recommender-model"
@@ -251,8 +251,23 @@ def write_model(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        needed = (
+            np.asarray(features).nbytes
+            + sum(np.asarray(a).nbytes for a in arrays.values())
+            + sum(lengths)
+            + len(neighbours or b"")
+        )
+        full = disk_full(
+            exc,
+            path.parent,
+            needed,
+            "Free some space or choose another output folder (--out); any earlier model "
+            f"at {path} is intact.",
+        )
+        if full is not None:
+            raise full from None
         raise
     return path
 

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from recommender.data.bounded import json_list_items
 from recommender.data.formats import DatasetFormat, SamplePost
 from recommender.data.hashtags import normalize_tag
 from recommender.data.records import Dataset, DatasetBuilder, Post
@@ -49,17 +50,15 @@ def load(path: Path) -> Dataset:
             builder.skip("skipped_outside_root", f"{where} points outside the data set root")
             continue
         try:
-            records = json.loads(json_file.read_bytes())
-        except (OSError, ValueError, RecursionError) as exc:
+            handle = json_file.open("rb")
+        except OSError as exc:
             builder.skip("unreadable_files", f"{where}: cannot read: {exc}")
-            continue
-        if not isinstance(records, list):
-            builder.skip("unreadable_files", f"{where}: not a JSON list of post records")
             continue
         search = json_file.stem
         category = normalize_tag(search)
-        for index, record in enumerate(records):
-            _record(builder, record, index, where, search, category)
+        with handle:  # item by item: memory holds one record, whatever the file's size
+            for index, record in json_list_items(builder, handle.read, where, "record"):
+                _record(builder, record, index, where, search, category)
     _orphan_images(builder)
     return builder.finish(NAME, path)
 
