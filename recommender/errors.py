@@ -48,6 +48,7 @@ def disk_full(exc: BaseException, folder: object, needed: int, hint: str) -> Dis
 
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
+
     def size(count: int) -> str:
         return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count / 1e3:,.1f} kB"
 

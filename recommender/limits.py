@@ -71,7 +71,9 @@ RECORD = Bound(
     "HASHTAG_MAX_RECORD_KB", 1024, 1 << 10, "kB", "size of one record (post, line, caption)"
 )
 TAGS_PER_POST = Bound("HASHTAG_MAX_TAGS_PER_POST", 300, 1, "hashtags", "hashtags kept per post")
-RECORDS = Bound("HASHTAG_MAX_RECORDS", 10_000_000, 1, "records", "records in one data set")
+RECORDS = Bound(
+    "HASHTAG_MAX_RECORDS", 10_000_000, 1, "records", "number of records in one data set"
+)
 
 ALL = (MEMBER, RATIO, RECORD, TAGS_PER_POST, RECORDS)
 

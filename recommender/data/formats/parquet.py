@@ -205,24 +205,29 @@ def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) ->
         has_id = "id" in batch.schema.names
         if has_id:
             sizes = sizes + _value_bytes(batch.column("id"))
+        over = sizes > record_bound
+        for i in np.flatnonzero(over):  # never made into Python objects
+            builder.malformed(
+                f"{shown} row {row + i + 1}", limits.message("the row", limits.RECORD)
+            )
+        good = np.flatnonzero(~over)
+        image_column = batch.column("image")
+        id_column = batch.column("id") if has_id else None
         start = 0
-        while start < batch.num_rows:
+        while start < len(good):
             # Python objects for a slice of rows at a time, at most SLICE_BYTES of text.
-            stop = start + max(int((np.cumsum(sizes[start:]) <= SLICE_BYTES).sum()), 1)
-            width = stop - start
-            images = batch.column("image").slice(start, width).to_pylist()
-            lists = tags.slice(start, width).to_pylist()
-            ids = batch.column("id").slice(start, width).to_pylist() if has_id else [None] * width
-            for offset, (image, raw, value) in enumerate(zip(images, lists, ids, strict=True)):
-                row += 1
-                where = f"{shown} row {row}"
-                if sizes[start + offset] > record_bound:
-                    builder.malformed(where, limits.message("the row", limits.RECORD))
-                    continue
-                if cut[start + offset]:
-                    builder.counts["tags_over_limit"] += int(cut[start + offset])
+            fits = int((np.cumsum(sizes[good[start:]]) <= SLICE_BYTES).sum())
+            take = pa.array(good[start : start + max(fits, 1)])
+            images = image_column.take(take).to_pylist()
+            lists = tags.take(take).to_pylist()
+            ids = id_column.take(take).to_pylist() if has_id else [None] * len(take)
+            for i, image, raw, value in zip(take.to_pylist(), images, lists, ids, strict=True):
+                where = f"{shown} row {row + i + 1}"
+                if cut[i]:
+                    builder.counts["tags_over_limit"] += int(cut[i])
                 builder.add_fields(where, image, raw, value, where, drop_empty=True, allow_uri=True)
-            start = stop
+            start += len(take)
+        row += batch.num_rows
     return row
 
 
