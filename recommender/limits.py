@@ -4,16 +4,13 @@ A data set, an archive or a weights file of a few megabytes must not take gigaby
 memory or minutes of time. Each bound has a documented default, generous for real data, and
 an environment variable to raise it for a data set that really needs more:
 
-====================================  ===========================  ===========
-bound                                 variable                     default
-====================================  ===========================  ===========
-bytes read from one archive member    ``HASHTAG_MAX_MEMBER_MB``    256 MB
-compression ratio of a member         ``HASHTAG_MAX_RATIO``        200
-one record: a JSON post, a manifest   ``HASHTAG_MAX_RECORD_KB``    1024 kB
-line, a caption
-hashtags kept per post                ``HASHTAG_MAX_TAGS_PER_POST`` 300
-records in one data set               ``HASHTAG_MAX_RECORDS``      10,000,000
-====================================  ===========================  ===========
+* bytes decompressed from one archive member or Parquet column chunk:
+  ``HASHTAG_MAX_MEMBER_MB``, default 256 (MB);
+* compression ratio of an archive member: ``HASHTAG_MAX_RATIO``, default 200;
+* one record (a JSON post, a manifest line, a Parquet row, a caption):
+  ``HASHTAG_MAX_RECORD_KB``, default 1024 (kB);
+* hashtags kept per post: ``HASHTAG_MAX_TAGS_PER_POST``, default 300;
+* records in one data set: ``HASHTAG_MAX_RECORDS``, default 10,000,000.
 
 Members smaller than :data:`RATIO_FLOOR` bytes may have any ratio (a small file of zeros is
 harmless). Instagram itself keeps at most 30 hashtags per post and 2,200 characters per
@@ -65,10 +62,16 @@ class Bound:
         return f"{text} {self.unit}".rstrip()
 
 
-MEMBER = Bound("HASHTAG_MAX_MEMBER_MB", 256, 1 << 20, "MB", "bytes read from one archive member")
+MEMBER = Bound(
+    "HASHTAG_MAX_MEMBER_MB",
+    256,
+    1 << 20,
+    "MB",
+    "bytes decompressed from one archive member or Parquet column chunk",
+)
 RATIO = Bound("HASHTAG_MAX_RATIO", 200, 1, "times", "compression ratio of an archive member")
 RECORD = Bound(
-    "HASHTAG_MAX_RECORD_KB", 1024, 1 << 10, "kB", "size of one record (post, line, caption)"
+    "HASHTAG_MAX_RECORD_KB", 1024, 1 << 10, "kB", "size of one record (post, line, row, caption)"
 )
 TAGS_PER_POST = Bound("HASHTAG_MAX_TAGS_PER_POST", 300, 1, "hashtags", "hashtags kept per post")
 RECORDS = Bound(
