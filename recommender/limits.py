@@ -10,7 +10,8 @@ an environment variable to raise it for a data set that really needs more:
 * one record (a JSON post, a manifest line, a Parquet row, a caption):
   ``HASHTAG_MAX_RECORD_KB``, default 1024 (kB);
 * hashtags kept per post: ``HASHTAG_MAX_TAGS_PER_POST``, default 300;
-* records in one data set: ``HASHTAG_MAX_RECORDS``, default 10,000,000.
+* records in one data set: ``HASHTAG_MAX_RECORDS``, default 5,000,000 (a local build keeps
+  about 5 KB per post, so 5M posts already take ~10 GB; the Spark engine may need more).
 
 Members smaller than :data:`RATIO_FLOOR` bytes may have any ratio (a small file of zeros is
 harmless). Instagram itself keeps at most 30 hashtags per post and 2,200 characters per
@@ -74,9 +75,7 @@ RECORD = Bound(
     "HASHTAG_MAX_RECORD_KB", 1024, 1 << 10, "kB", "size of one record (post, line, row, caption)"
 )
 TAGS_PER_POST = Bound("HASHTAG_MAX_TAGS_PER_POST", 300, 1, "hashtags", "hashtags kept per post")
-RECORDS = Bound(
-    "HASHTAG_MAX_RECORDS", 10_000_000, 1, "records", "number of records in one data set"
-)
+RECORDS = Bound("HASHTAG_MAX_RECORDS", 5_000_000, 1, "records", "number of records in one data set")
 
 ALL = (MEMBER, RATIO, RECORD, TAGS_PER_POST, RECORDS)
 

@@ -397,8 +397,10 @@ class DatasetBuilder:
 
     def skip(self, key: str, message: str) -> None:
         self.counts[key] += 1
-        self.note(message)
-        self._check_records(message.partition(":")[0])
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(message)
+        if self.counts["records"] > self._max_records:
+            self._check_records(message.partition(":")[0])
 
     def note(self, message: str) -> None:
         if len(self.report.problems) < MAX_PROBLEMS:
@@ -409,6 +411,8 @@ class DatasetBuilder:
     ) -> tuple[str, ...]:
         """The post's normalised hashtags, at most :data:`recommender.limits.TAGS_PER_POST`
         (the first ones; raw tags are read up to twice the bound, the rest counted)."""
+        if not raw_tags and category is None:
+            return ()
         cap = self._max_tags
         raw = raw_tags if len(raw_tags) <= 2 * cap else raw_tags[: 2 * cap]
         tags = normalize_tags(raw, self.tag_stats)
