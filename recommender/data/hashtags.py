@@ -36,6 +36,7 @@ with it (Arabic to Sinhala); elsewhere it is invisible and removed. Instagram al
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -157,6 +158,11 @@ def normalize_tag(raw: str) -> str | None:
     return tag if _is_tag_body(tag) else None
 
 
+# Real data repeats its tags (and a hostile manifest repeats a few thousand of them in every
+# post): the same raw spelling is normalised once.
+_normalize_cached = functools.lru_cache(maxsize=1 << 16)(normalize_tag)
+
+
 @dataclass
 class TagStats:
     """Running counts of what :func:`normalize_tags` kept and dropped.
@@ -205,7 +211,7 @@ def normalize_tags(raw_tags: Iterable[str], stats: TagStats | None = None) -> tu
     stats = stats if stats is not None else TagStats()
     seen: dict[str, None] = {}
     for raw in raw_tags:
-        tag = normalize_tag(raw)
+        tag = _normalize_cached(raw) if isinstance(raw, str) else None
         if tag is None:
             stats.dropped_invalid += 1
             if len(stats.examples_dropped) < MAX_DROPPED_EXAMPLES:

@@ -410,11 +410,11 @@ class DatasetBuilder:
         self, raw_tags: list[str], category: str | None = None, where: str = ""
     ) -> tuple[str, ...]:
         """The post's normalised hashtags, at most :data:`recommender.limits.TAGS_PER_POST`
-        (the first ones; raw tags are read up to twice the bound, the rest counted)."""
+        (the first ones; raw tags are read up to 1.25 times the bound, the rest counted)."""
         if not raw_tags and category is None:
             return ()
         cap = self._max_tags
-        raw = raw_tags if len(raw_tags) <= 2 * cap else raw_tags[: 2 * cap]
+        raw = raw_tags if len(raw_tags) <= cap + cap // 4 else raw_tags[: cap + cap // 4]
         tags = normalize_tags(raw, self.tag_stats)
         if len(tags) > cap or len(raw) < len(raw_tags):
             over = len(raw_tags) - len(raw) + max(len(tags) - cap, 0)

@@ -15,7 +15,7 @@ A small file can hold huge columns (a long string stored once in a dictionary pa
 repeated in every row, long runs of the same hashtag), so the reader is bounded by design:
 string columns stay dictionary-encoded in Arrow; a row group whose column chunk decompresses
 past :data:`recommender.limits.MEMBER`, or whose hashtag lists hold more entries than that
-bound allows (4 bytes each), is skipped with one line; hashtag lists are cut to twice
+bound allows (4 bytes each), is skipped with one line; hashtag lists are cut to 1.25 times
 :data:`recommender.limits.TAGS_PER_POST` before they become Python objects; a row over
 :data:`recommender.limits.RECORD` is counted malformed; Python objects are made a slice of
 at most :data:`SLICE_BYTES` at a time.
@@ -187,13 +187,28 @@ def _cut_lists(array, keep: int):
     return cut, sizes[offsets[1:]] - sizes[offsets[:-1]]
 
 
+def _plain(array):
+    """A dictionary-encoded column (or list of them) decoded, for a fast ``to_pylist``: a
+    slice of rows within the bounds, so decoding it costs what its Python objects will."""
+    pa, _pq = _pyarrow()
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return array.cast(kind.value_type)
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_dictionary(
+        kind.value_type
+    ):
+        return array.cast(pa.list_(kind.value_type.value_type))
+    return array
+
+
 def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) -> int:
     """Add each row of the batches; the number of the last row read."""
     pa, _pq = _pyarrow()
     import pyarrow.compute as pc
 
     record_bound = limits.RECORD.value()
-    keep = 2 * limits.TAGS_PER_POST.value()
+    cap = limits.TAGS_PER_POST.value()
+    keep = cap + cap // 4
     for batch in batches:
         full = batch.column("hashtags")
         tags, sizes = _cut_lists(full, keep)
@@ -218,9 +233,9 @@ def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) ->
             # Python objects for a slice of rows at a time, at most SLICE_BYTES of text.
             fits = int((np.cumsum(sizes[good[start:]]) <= SLICE_BYTES).sum())
             take = pa.array(good[start : start + max(fits, 1)])
-            images = image_column.take(take).to_pylist()
-            lists = tags.take(take).to_pylist()
-            ids = id_column.take(take).to_pylist() if has_id else [None] * len(take)
+            images = _plain(image_column.take(take)).to_pylist()
+            lists = _plain(tags.take(take)).to_pylist()
+            ids = _plain(id_column.take(take)).to_pylist() if has_id else [None] * len(take)
             for i, image, raw, value in zip(take.to_pylist(), images, lists, ids, strict=True):
                 where = f"{shown} row {row + i + 1}"
                 if cut[i]:
