@@ -364,7 +364,7 @@ def measure(argv: list[str], timeout: float, env: dict | None = None) -> dict:
         "peak_mb": int(rss.group(1)) / 1024 if rss else float("nan"),
         "seconds": seconds,
         "exit": "timeout" if timed_out else proc.returncode,
-        "said": (lines[0] if lines else (err.strip().splitlines() or [""])[-1])[:160],
+        "said": (lines or out.strip().splitlines() or [""])[0][:160],
     }
 
 
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(next((d / "photos").glob("*.jpg"))),
                 ],
             ),  # fmt: skip
-            ("info", ["info", "--model", str(work / "model-pt")]),
+            ("info", ["info", str(work / "model-pt")]),
         ],
     }
     wanted = list(rows) if args.rows == "all" else args.rows.split(",")
