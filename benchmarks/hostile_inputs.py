@@ -240,12 +240,13 @@ def zip_json_python(root: Path) -> Path:
 
 
 def zip_image_bombs(root: Path) -> Path:
-    """An export zip whose 8 images are each 1 GB of zeros in bzip2, declaring 20 kB."""
+    """An export zip whose 8 images are each a JPEG's first bytes and 1 GB of zeros in
+    bzip2, declaring 20 kB."""
     path = root / "instagram-export.zip"
     names = [f"{i}.jpg" for i in range(8)]
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(POSTS, json.dumps(_export_posts(names)))
-    data, crc = _compressed_member(zipfile.ZIP_BZIP2, GB, b"\0")
+    data, crc = _compressed_member(zipfile.ZIP_BZIP2, GB, b"\0", b"\xff\xd8\xff\xe0")
     for n in names:
         _zip_with_raw_member(path, f"media/posts/{n}", zipfile.ZIP_BZIP2, data, crc, 20_000)
     return path

@@ -76,7 +76,12 @@ def _iso_media(head: bytes) -> str:
 def sniff_file(path) -> str | None:
     """:func:`sniff` on the start of a file (a path or a :class:`zipfile.Path`); None when it
     cannot be read."""
+    from recommender.archives import MemberReader
+
     try:
+        if isinstance(path, zipfile.Path):  # bounded: zipfile would inflate a bzip2 block
+            with MemberReader(path.root, path.at) as handle:
+                return sniff(handle.read(HEAD_BYTES))
         with path.open("rb") if hasattr(path, "open") else open(path, "rb") as handle:
             return sniff(handle.read(HEAD_BYTES))
     except (

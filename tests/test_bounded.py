@@ -183,17 +183,18 @@ def test_export_zip_with_json_amplifying_in_python_objects(tmp_path, method, cau
 
 
 def test_image_members_that_are_bzip2_bombs_say_why_they_fail(tmp_path, monkeypatch):
-    """Every image a bzip2 member of 20 MB of zeros declaring 20 kB: each is refused after
+    """Every image a bzip2 member of a JPEG's first bytes and 20 MB of zeros declaring 20 kB:
+    each is refused after
     20 kB, and the build's error counts the reason instead of "None of the 8 images"."""
     monkeypatch.setenv("HASHTAG_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "instagram-bombs.zip"
-    bomb = bz2.compress(b"\0" * 20_000_000)
+    bomb = bz2.compress(b"\xff\xd8\xff\xe0" + b"\0" * 20_000_000)
     entries = []
     with zipfile.ZipFile(path, "w") as archive:
         for i in range(8):
             info = zipfile.ZipInfo(f"media/posts/{i}.jpg")
             info.compress_type = zipfile.ZIP_BZIP2
-            archive.writestr(info, b"\0" * 20_000_000)
+            archive.writestr(info, b"\xff\xd8\xff\xe0" + b"\0" * 20_000_000)  # a JPEG's head
             entries.append({"media": [{"uri": info.filename, "title": "#bomb #zip"}]})
         archive.writestr(POSTS, json.dumps(entries))
     for i in range(8):
@@ -202,9 +203,12 @@ def test_image_members_that_are_bzip2_bombs_say_why_they_fail(tmp_path, monkeypa
     with zipfile.ZipFile(path) as archive:
         with pytest.raises(ImageError, match="Over the decompression limit"):
             images.read_bytes(zipfile.Path(archive, "media/posts/0.jpg"))
+    # Reading the export looks at each photo's first bytes: 4 kB, not a 20 MB bzip2 block.
+    dataset, peak = peak_mib(read_stage, path)
+    assert peak < 10, f"{peak:.0f} MiB to read the heads of 8 bombs"
     config = BuildConfig(als=ALSParams(factors=4, iterations=3), thumb_size=16)
     with pytest.raises(DatasetError) as caught:
-        embed_stage(read_stage(path), config, backbone=MeanColour())
+        embed_stage(dataset, config, backbone=MeanColour())
     message = str(caught.value)
     assert "8 images: over the decompression limit" in message and "declares" in message
 

@@ -209,8 +209,8 @@ class _Part:
     def head(self, name: str) -> bytes | None:
         """The first bytes of a media file (``name`` below the part's path)."""
         try:
-            if self.archive is not None:
-                with self.archive.open(name) as handle:
+            if self.archive is not None:  # bounded: a bzip2 bomb gives its head, not 1 GB
+                with MemberReader(self.archive, name) as handle:
                     return handle.read(HEAD_BYTES)
             with open(self.path / name, "rb") as handle:
                 return handle.read(HEAD_BYTES)
