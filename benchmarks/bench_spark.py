@@ -4,10 +4,10 @@ Sections (all by default; pick with ``--sections``). Each Spark master runs in i
 subprocess (one SparkSession each), which also runs the local engine on the same input, so
 every ratio compares two runs on the same machine at the same time.
 
-embed       Images/s of the Spark embed stage (``mapInPandas``, the local pipeline per task,
-            one TensorFlow thread per task) against the local pipeline
-            (:func:`recommender.features.pipeline.extract_features`, 2 decoding threads, TensorFlow
-            on every core) on the same images: chunks of ``--chunk`` images alternate
+embed       Images/s of the Spark engine's embed stage (``mapInPandas``, the local shard
+            step per task, one TensorFlow thread per task) against the local engine's
+            (2 decoding threads, TensorFlow on every core) on the same images, both writing
+            the same shards into a fresh store: chunks of ``--chunk`` images alternate
             between the two; the median of the per-chunk ratios is the figure (the machine
             is shared, so absolute rates drift). The session is started and every Python
             worker has loaded its backbone before timing starts (a warm-up job); the cold
@@ -32,7 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -52,39 +55,55 @@ def _paths(limit: int | None) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- embed
+def _embed_chunk(engine, paths: list[str], folder: Path, backbone: str, tasks: int) -> None:
+    """One engine's embed stage on ``paths`` into a fresh store (``tasks`` shards), deleted
+    after; every image must embed."""
+    from recommender.engines import EmbedJob
+    from recommender.features.shards import ShardStore
+
+    store = ShardStore(folder, "bench")
+    size = -(-len(paths) // tasks)
+    try:
+        stats = engine.embed(EmbedJob(paths, store, backbone, shard_size=size))
+        assert stats.embedded == len(paths), (stats, len(paths))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def embed_worker(master: str, images: int | None, chunk: int) -> dict:
+    from recommender.engines import LocalEngine
     from recommender.engines import spark as se
-    from recommender.features.pipeline import extract_features
     from recommender.vision.backbones import get_backbone
 
     paths = _paths(images)
     spark = se.get_session(master)
     cores = spark.sparkContext.defaultParallelism
     backbone = get_backbone()
-    start = time.perf_counter()
-    # Cold: the first job starts the Python workers, each imports TensorFlow and loads
-    # the backbone; on two tasks per core every worker gets one.
-    cold_images = paths[: 4 * cores]
-    se.embed_images(spark, cold_images, backbone=backbone.name, thumb_size=128)
-    cold = time.perf_counter() - start
-    extract_features(paths[:32], backbone, thumb_size=128)  # trace the local backbone
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    local_s, spark_s, ratios, n = 0.0, 0.0, [], 0
-    for i, part in enumerate(chunks):
-        runs = {}
-        order = ("local", "spark") if i % 2 == 0 else ("spark", "local")
-        for what in order:
-            t = time.perf_counter()
-            if what == "local":
-                ex = extract_features(part, backbone, thumb_size=128)
-            else:
-                ex = se.embed_images(spark, part, backbone=backbone.name, thumb_size=128)
-            runs[what] = time.perf_counter() - t
-            assert not ex.errors, ex.errors[:3]
-        local_s += runs["local"]
-        spark_s += runs["spark"]
-        n += len(part)
-        ratios.append(runs["local"] / runs["spark"])  # Spark rate / local rate
+    engines = {"local": LocalEngine(backbone), "spark": se.SparkEngine(spark=spark)}
+    work = Path(tempfile.mkdtemp(prefix="bench-spark-"))  # every executor reaches /tmp here
+    try:
+        start = time.perf_counter()
+        # Cold: the first job starts the Python workers, each imports TensorFlow and loads
+        # the backbone; on two tasks per core every worker gets one.
+        cold_images = paths[: 4 * cores]
+        _embed_chunk(engines["spark"], cold_images, work / "cold", backbone.name, 2 * cores)
+        cold = time.perf_counter() - start
+        _embed_chunk(engines["local"], paths[:32], work / "warm", backbone.name, 1)  # trace
+        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+        local_s, spark_s, ratios, n = 0.0, 0.0, [], 0
+        for i, part in enumerate(chunks):
+            runs = {}
+            for what in ("local", "spark") if i % 2 == 0 else ("spark", "local"):
+                t = time.perf_counter()
+                # The same shards for both: two tasks a core for Spark.
+                _embed_chunk(engines[what], part, work / what, backbone.name, 2 * cores)
+                runs[what] = time.perf_counter() - t
+            local_s += runs["local"]
+            spark_s += runs["spark"]
+            n += len(part)
+            ratios.append(runs["local"] / runs["spark"])  # Spark rate / local rate
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "master": master,
         "cores": cores,

@@ -23,7 +23,6 @@ embed (executors)
     without oversubscribing the cores. An image a worker cannot use is recorded as
     unreadable with its message, never failing the task: the local engine's rule, and an
     image that breaks the worker in some other way is isolated and recorded the same way.
-    :func:`embed_images` is the same step returning the features to the driver instead.
 fit (executors, then driver)
     The posts x hashtags matrix is built and weighted (BM25) on the driver, exactly as the
     local engine does (:func:`recommender.fit.als.weight_matrix`), then factorised by
@@ -75,7 +74,6 @@ one-line :class:`SparkError`. pyspark is imported only inside the functions that
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -85,7 +83,7 @@ import tempfile
 import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -104,9 +102,6 @@ LOG_NAME = "hashtag-recommender-spark.log"
 REG_SCALING = "regularization / mean hashtags per post"
 # Ratings Spark receives for pairs whose implicit confidence alpha * value is <= 1.
 MIN_RATING = 1e-6
-# Images per embed task: the unit of work a worker holds in memory (features float32 plus
-# thumbnails: ~6 MB a thousand images) and the granularity of retries.
-TASK_IMAGES = 2000
 _MASTER_TIMEOUT = 5.0
 _LOG4J = """\
 rootLogger.level = error
@@ -336,9 +331,7 @@ def _task_cpus(spark) -> int:
 
 
 # ------------------------------------------------------------------------------- embed
-def _embed_settings(
-    spark, backbone: str, weights: str | None, thumb_size: int, batch_size: int, decode_threads: int
-) -> dict[str, Any]:
+def _embed_settings(spark, backbone: str, weights: str | None) -> dict[str, Any]:
     shipped = None
     if weights not in (None, "default", "imagenet"):
         # A weights file reaches every executor through SparkFiles.
@@ -348,9 +341,6 @@ def _embed_settings(
         "backbone": backbone,
         "weights": weights,
         "shipped_weights": shipped,
-        "thumb_size": int(thumb_size),
-        "batch_size": int(batch_size),
-        "decode_threads": int(decode_threads),
         "tf_threads": _task_cpus(spark),
     }
 
@@ -372,10 +362,12 @@ def _worker_backbone(settings: dict[str, Any]):
 
 
 def _extract_guarded(sources: list, backbone, **options) -> Extraction:
-    """:func:`~recommender.features.pipeline.extract_features` on ``sources`` (same options); if it
-    fails as a whole, image by image, so that only an image that breaks it is recorded as
-    unreadable and the task goes on."""
-    ex = _extract_isolating(sources, backbone, **options)
+    """:func:`~recommender.features.pipeline.extract_features` on ``sources`` (same options),
+    isolating failures: an image that breaks the worker is recorded as unreadable and the
+    task goes on."""
+    from recommender.features.pipeline import extract_features
+
+    ex = extract_features(sources, backbone, isolate=True, **options)
     # A URI reaches a worker as a string only when binaryFile gave no content for it (see
     # _with_uri_contents): the file is missing, or empty (Spark's file scan skips those).
     for row, (i, _) in enumerate(ex.errors):
@@ -383,105 +375,6 @@ def _extract_guarded(sources: list, backbone, **options) -> Extraction:
         if isinstance(source, str) and is_uri(source):
             ex.errors[row] = (i, f"There is no file, or an empty one, at '{source}'.")
     return ex
-
-
-def _extract_isolating(sources: list, backbone, **options) -> Extraction:
-    from recommender.features.pipeline import extract_features
-
-    try:
-        return extract_features(sources, backbone, **options)
-    except Exception:  # noqa: BLE001 - isolate the image; never fail the task
-        pass
-    options.pop("progress", None)
-    feats, ok, hashes, thumbs, errors, cached, classes = [], [], [], [], [], 0, []
-    for i, source in enumerate(sources):
-        try:
-            one = extract_features([source], backbone, **options)
-        except Exception as exc:  # noqa: BLE001
-            errors.append((i, f"the worker failed on this image: {type(exc).__name__}: {exc}"))
-            continue
-        if one.ok:
-            feats.append(one.features[0])
-            ok.append(i)
-            hashes.append(one.hashes[0])
-            thumbs.append(one.thumbnails[0])
-            cached += one.cached
-            classes.append(one.classes)
-        errors.extend((i, msg) for _, msg in one.errors)
-    dim = getattr(backbone, "dim", 0)
-    features = np.stack(feats) if feats else np.zeros((0, dim), np.float32)
-    top = None
-    if getattr(backbone, "has_classes", False):
-        from recommender.vision.content import TOP_CLASSES, TopClasses
-
-        top = TopClasses(
-            np.concatenate([c.ids for c in classes] or [np.zeros((0, TOP_CLASSES), np.int16)]),
-            np.concatenate([c.probs for c in classes] or [np.zeros((0, TOP_CLASSES), np.float16)]),
-        )
-    return Extraction(features, ok, hashes, thumbs, errors, cached, top)
-
-
-def _embed_partition(settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """The ``mapInPandas`` function: (index, path, content) rows in, one row per image out."""
-
-    def run(batches: Iterator[Any]) -> Iterator[Any]:
-        import pandas as pd
-
-        frames = list(batches)
-        if not frames:
-            return
-        rows = pd.concat(frames, ignore_index=True)
-        indices = rows["index"].to_numpy()
-        paths = [c if c is not None else p for p, c in zip(rows["path"], rows["content"])]
-        try:
-            backbone = _worker_backbone(settings)
-        except Exception as exc:  # noqa: BLE001 - reported per image, as for local builds
-            message = f"the worker could not load the backbone: {type(exc).__name__}: {exc}"
-            yield pd.DataFrame(
-                {
-                    "index": indices,
-                    "hash": None,
-                    "features": None,
-                    "thumbnail": None,
-                    "error": message,
-                }
-            )
-            return
-        ex = _extract_guarded(
-            paths,
-            backbone,
-            batch_size=settings["batch_size"],
-            workers=settings["decode_threads"],
-            thumb_size=settings["thumb_size"],
-        )
-        n = len(paths)
-        hashes: list[str | None] = [None] * n
-        features: list[bytes | None] = [None] * n
-        thumbs: list[bytes | None] = [None] * n
-        errors: list[str | None] = [None] * n
-        vectors = np.ascontiguousarray(ex.features, dtype="<f4")
-        for row, pos in enumerate(ex.ok):
-            hashes[pos] = ex.hashes[row]
-            features[pos] = vectors[row].tobytes()
-            thumbs[pos] = ex.thumbnails[row]
-        for pos, message in ex.errors:
-            errors[pos] = message
-        step = 256
-        for s in range(0, n, step):
-            yield pd.DataFrame(
-                {
-                    "index": indices[s : s + step],
-                    "hash": hashes[s : s + step],
-                    "features": features[s : s + step],
-                    "thumbnail": thumbs[s : s + step],
-                    "error": errors[s : s + step],
-                }
-            )
-
-    return run
-
-
-SOURCE_SCHEMA = "index long, path string, content binary"
 
 
 def _source_row(source) -> tuple[str | None, bytes | None]:
@@ -497,7 +390,6 @@ def _source_row(source) -> tuple[str | None, bytes | None]:
         return f"{source}", None
 
 
-EMBED_SCHEMA = "index long, hash string, features binary, thumbnail binary, error string"
 # The parts of a Hadoop path string (``Path.toString``: scheme, authority, decoded path), as
 # Spark's binaryFile reader gives them in its ``path`` column.
 _HADOOP_PATH = r"^([A-Za-z][A-Za-z0-9+.-]*):(//([^/]*))?(/.*)$"
@@ -582,77 +474,6 @@ def _with_uri_contents(spark, frame, uris: list[str]):
 def _uris(rows: list[tuple], path_at: int) -> list[str]:
     """The paths of ``rows`` that are URIs Spark must read (not local paths)."""
     return [r[path_at] for r in rows if r[path_at] is not None and is_uri(r[path_at])]
-
-
-def embed_partitions(spark, n_images: int, task_images: int = TASK_IMAGES) -> int:
-    """Tasks for ``n_images``: at most ``task_images`` each, at least two per core."""
-    parallelism = spark.sparkContext.defaultParallelism
-    return max(1, min(n_images, max(math.ceil(n_images / task_images), 2 * parallelism)))
-
-
-def embed_images(
-    spark,
-    sources: Sequence[str | os.PathLike],
-    *,
-    backbone: str,
-    weights: str | None = "default",
-    dim: int = 1280,
-    thumb_size: int = 0,
-    batch_size: int = 32,
-    decode_threads: int = 1,
-    task_images: int = TASK_IMAGES,
-    progress: Callable[[int, int], None] | None = None,
-) -> Extraction:
-    """Embed every image of ``sources`` on the executors; the same result as
-    :func:`recommender.features.pipeline.extract_features` (features float32, in input order).
-
-    ``sources`` are paths every executor can read (a shared file system) or URIs, read
-    on the executors by Spark's ``binaryFile`` reader (:func:`_with_uri_contents`); members
-    of a zip archive (:class:`zipfile.Path`) are read on the driver and shipped as bytes. Unreadable
-    images are reported in ``errors`` and never fail the job. ``progress(done, total)`` is
-    called as results reach the driver.
-    """
-    total = len(sources)
-    if total == 0:
-        return Extraction(np.zeros((0, dim), np.float32), [], [], [], [])
-    settings = _embed_settings(spark, backbone, weights, thumb_size, batch_size, decode_threads)
-    parts = embed_partitions(spark, total, task_images)
-    rows = [(i, *_source_row(s)) for i, s in enumerate(sources)]
-    frame = spark.sparkContext.parallelize(rows, parts).toDF(SOURCE_SCHEMA)
-    uris = _uris(rows, 1)
-    if uris:
-        frame = _with_uri_contents(spark, frame, uris).repartition(parts)
-    out = frame.mapInPandas(_embed_partition(settings), EMBED_SCHEMA)
-    features = np.zeros((total, dim), np.float32)
-    good = np.zeros(total, bool)
-    hashes: list[str] = [""] * total
-    thumbs: list[bytes] = [b""] * total
-    errors: list[tuple[int, str]] = []
-    done = 0
-    try:
-        for row in out.toLocalIterator(prefetchPartitions=True):
-            i = row["index"]
-            if row["error"] is not None:
-                errors.append((i, row["error"]))
-            else:
-                features[i] = np.frombuffer(row["features"], dtype="<f4")
-                good[i] = True
-                hashes[i] = row["hash"]
-                thumbs[i] = bytes(row["thumbnail"] or b"")
-            done += 1
-            if progress and (done % 64 == 0 or done == total):
-                progress(done, total)
-    except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
-        raise _job_failed("embed", exc) from None
-    ok = np.flatnonzero(good).tolist()
-    errors.sort()
-    return Extraction(
-        features=features[ok] if len(ok) < total else features,
-        ok=ok,
-        hashes=[hashes[i] for i in ok],
-        thumbnails=[thumbs[i] for i in ok],
-        errors=errors,
-    )
 
 
 def _job_failed(what: str, exc: BaseException) -> SparkError:
@@ -849,9 +670,7 @@ class SparkEngine:
         stats = EmbedStats()
         if n_shards == 0:
             return stats
-        settings = _embed_settings(
-            spark, job.backbone, job.weights, job.thumb_size, job.batch_size, 1
-        )
+        settings = _embed_settings(spark, job.backbone, job.weights)
         rows = []
         for number in range(n_shards):
             first, last = job.shard_range(number)
