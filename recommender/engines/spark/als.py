@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from recommender.engines.spark.session import SparkError, _job_failed, get_session
+from recommender.engines.spark.session import SparkError, Watch, get_session, is_local
 from recommender.fit.als import ALSParams, FitError, weight_matrix
 
 REG_SCALING = "regularization / mean hashtags per post"
@@ -110,12 +110,13 @@ def fit_als(
         itemCol="tag",
         ratingCol="rating",
     )
-    try:
-        model = als.fit(frame)
-        posts = _factor_array(model.userFactors, n_rows, params.factors)
-        tags = _factor_array(model.itemFactors, n_cols, params.factors)
-    except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
-        raise _job_failed("ALS", exc) from None
+    with Watch(spark) as watch:
+        try:
+            model = als.fit(frame)
+            posts = _factor_array(model.userFactors, n_rows, params.factors)
+            tags = _factor_array(model.itemFactors, n_cols, params.factors)
+        except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
+            raise watch.failed("ALS", exc) from None
     if not (np.isfinite(posts).all() and np.isfinite(tags).all()):
         raise FitError(
             "ALS produced non-finite factors; lower alpha or raise regularization and rebuild"
@@ -129,8 +130,9 @@ def _ensure_checkpoint_dir(spark) -> None:
     """ALS cuts its lineage every 10 iterations by checkpointing; without a checkpoint
     folder the lineage grows until the executors overflow their stacks (20 iterations do).
 
-    Uses ``spark.checkpoint.dir`` when set (a cluster needs a folder every executor
-    reaches: HDFS, S3, NFS); a local master gets a temporary folder.
+    Uses ``spark.checkpoint.dir`` when set (``--spark-conf spark.checkpoint.dir=hdfs://...``);
+    a local master gets a temporary folder, any other ``spark-checkpoints`` inside the
+    feature store's folder (``$HASHTAG_CACHE``), which every executor must reach already.
     """
     sc = spark.sparkContext
     if sc.getCheckpointDir():
@@ -138,13 +140,20 @@ def _ensure_checkpoint_dir(spark) -> None:
     configured = sc.getConf().get("spark.checkpoint.dir", "")
     if configured:
         sc.setCheckpointDir(configured)
-    elif sc.master.startswith("local"):
+    elif is_local(str(sc.master)):
         sc.setCheckpointDir(tempfile.mkdtemp(prefix="hashtag-recommender-checkpoints-"))
     else:
-        raise SparkError(
-            "Spark's ALS needs a checkpoint folder every executor can reach: set "
-            "spark.checkpoint.dir (e.g. --conf spark.checkpoint.dir=hdfs:///tmp/checkpoints)"
-        )
+        from recommender.features.store import default_cache_dir
+
+        folder = default_cache_dir() / "spark-checkpoints"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SparkError(
+                f"cannot make Spark's checkpoint folder {folder} ({exc.strerror or exc}): set "
+                "HASHTAG_CACHE to a folder every executor can write, or spark.checkpoint.dir"
+            ) from None
+        sc.setCheckpointDir(str(folder))
 
 
 def _ratings_frame(spark, rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray):

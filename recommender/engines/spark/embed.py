@@ -16,13 +16,30 @@ that breaks the worker in some other way is isolated and recorded the same way.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from recommender.data.records import is_uri
 from recommender.engines.spark.read import _source_row, _uris, _with_uri_contents
-from recommender.engines.spark.session import _job_failed, _task_cpus
+from recommender.engines.spark.session import SparkError, Watch, _task_cpus
 from recommender.features.pipeline import Extraction
+
+# What a task's failure to read or write the feature store starts with (found again in
+# the driver's exception text, which carries the task's Python traceback).
+_UNWRITABLE = "hashtag-store-unwritable: "
+_UNWRITABLE_LINE = re.compile(re.escape(_UNWRITABLE) + r"([^\n]*)")
+
+
+def _embed_failed(watch: Watch, exc: BaseException) -> SparkError:
+    """The one line for a failed embed job: no worker left, an unwritable store, or else."""
+    found = _UNWRITABLE_LINE.search(str(exc))
+    if found and not watch.fired:
+        return SparkError(
+            f"the Spark executors cannot write the feature store ({found.group(1)[:300]}): "
+            "set HASHTAG_CACHE to a folder every executor can write"
+        )
+    return watch.failed("embed", exc)
 
 
 def _embed_settings(spark, backbone: str, weights: str | None) -> dict[str, Any]:
@@ -91,9 +108,12 @@ def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
         backbone = _worker_backbone(settings)
         for number, group in rows.groupby("shard", sort=True):
             sources = [c if c is not None else p for p, c in zip(group["path"], group["content"])]
-            embedded, reused, written = embed_shard(
-                job, int(number), sources, backbone, extract=_extract_guarded
-            )
+            try:
+                embedded, reused, written = embed_shard(
+                    job, int(number), sources, backbone, extract=_extract_guarded
+                )
+            except OSError as exc:  # the store (images' errors are ImageErrors, recorded)
+                raise RuntimeError(f"{_UNWRITABLE}{job.store.folder}: {exc}") from exc
             yield pd.DataFrame({
                 "shard": [int(number)], "images": [len(sources)], "embedded": [embedded],
                 "reused": [reused], "written": [bool(written)],
@@ -132,17 +152,18 @@ def embed_shards(spark, job, progress=None):
     # The paths travel in the DataFrame, not with every task.
     task = _shard_task(dataclasses.replace(job, paths=[]), settings)
     done, total = 0, len(job.paths)
-    try:
-        for row in frame.mapInPandas(task, SHARD_RESULT_SCHEMA).toLocalIterator():
-            stats.embedded += int(row["embedded"])
-            stats.reused += int(row["reused"])
-            if row["written"]:
-                stats.shards_written += 1
-            else:
-                stats.shards_kept += 1
-            done += int(row["images"])
-            if progress:
-                progress(done, total)
-    except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
-        raise _job_failed("embed", exc) from None
+    with Watch(spark) as watch:
+        try:
+            for row in frame.mapInPandas(task, SHARD_RESULT_SCHEMA).toLocalIterator():
+                stats.embedded += int(row["embedded"])
+                stats.reused += int(row["reused"])
+                if row["written"]:
+                    stats.shards_written += 1
+                else:
+                    stats.shards_kept += 1
+                done += int(row["images"])
+                if progress:
+                    progress(done, total)
+        except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
+            raise _embed_failed(watch, exc) from None
     return stats

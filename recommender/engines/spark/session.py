@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -197,19 +198,22 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None):
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
+        # ALS's checkpoints are deleted once their data is no longer needed.
+        .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
         # Arrow batches of a few hundred rows: an image's features are 5 kB.
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
     )
+    if not submitted:
+        # Executors run this interpreter (with TensorFlow and Pillow), not whatever `python3`
+        # is first on their PATH, unless PYSPARK_PYTHON says otherwise (python_source()).
+        # (pyspark reads PYSPARK_PYTHON when the context starts.)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if not submitted and master.startswith("local"):
-        # Workers run this interpreter (with TensorFlow and Pillow), not whatever
-        # `python3` is first on the PATH; a cluster sets PYSPARK_PYTHON itself.
         builder = (
             builder.config("spark.ui.enabled", "false")
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
         )
-        # (pyspark reads PYSPARK_PYTHON when the context starts, not spark.pyspark.python.)
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         # In local mode the driver's heap is the executors' too: Spark's default of 1 GB
         # runs out in ALS at 300k posts (bench_spark). ``conf`` may set another.
         builder = builder.config("spark.driver.memory", LOCAL_DRIVER_MEMORY)
@@ -229,6 +233,12 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None):
             raise SparkError(f"Spark could not start on {master} ({detail}); see {log}") from None
     spark.sparkContext.setLogLevel("ERROR")
     _ship_package(spark)
+    if not is_local(str(spark.sparkContext.master)):
+        try:
+            wait_for_executors(spark)  # a master with no worker: one line, not a hang
+        except SparkError:
+            spark.stop()
+            raise
     return spark
 
 
@@ -260,3 +270,123 @@ def _job_failed(what: str, exc: BaseException) -> SparkError:
     text = str(exc).strip().splitlines()
     first = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
     return SparkError(f"the Spark {what} job failed ({first}); see {log_path()}")
+
+
+# ------------------------------------------------------------------- the cluster's side
+# How long a job may have no executor at all before it is stopped (seconds; a Spark
+# setting, so --spark-conf sets it too: the CLI's --spark-wait does).
+WAIT_CONF = "spark.hashtag.workerWait"
+DEFAULT_WAIT = 60.0
+
+
+def is_local(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
+def python_source(conf: dict[str, str] | None = None) -> str:
+    """One line: which Python the executors run, and where that choice comes from."""
+    if conf and conf.get("spark.pyspark.python"):
+        return f"Spark executors run Python {conf['spark.pyspark.python']} (spark.pyspark.python)"
+    if os.environ.get("PYSPARK_PYTHON") and os.environ["PYSPARK_PYTHON"] != sys.executable:
+        return f"Spark executors run Python {os.environ['PYSPARK_PYTHON']} (PYSPARK_PYTHON)"
+    return (
+        f"Spark executors run Python {sys.executable} (this interpreter; set PYSPARK_PYTHON "
+        "to run another): every worker machine needs it at that path, with the same packages"
+    )
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1", "[::1]") or host.startswith("127.")
+
+
+def store_note(master: str, store: str | os.PathLike, declared: bool) -> str | None:
+    """One line when the executors may not reach the feature store ``store``, else None.
+
+    The rule: a ``local`` master, or a ``spark://`` master on this machine's loopback
+    address (its workers can only be on this machine), shares this machine's folders;
+    otherwise the store counts as shared only when the user declared where it lives
+    (``declared``: ``$HASHTAG_CACHE`` is set, meant to be a folder every executor mounts).
+    """
+    if is_local(master):
+        return None
+    if master.startswith("spark://"):
+        hosts = [h.rpartition(":")[0] for h in master[len("spark://") :].split(",")]
+        if hosts and all(_loopback(h) for h in hosts):
+            return None
+    if declared:
+        return None
+    return (
+        f"note: the feature store {store} is this machine's; every Spark executor must "
+        "read and write it: on a cluster of several machines set HASHTAG_CACHE to a folder "
+        "they all mount (NFS, a shared disk)"
+    )
+
+
+def executors(spark) -> int:
+    """Executors registered with the driver now (a local master counts as one)."""
+    sc = spark.sparkContext
+    if is_local(str(sc.master)):
+        return 1
+    return max(0, int(sc._jsc.sc().getExecutorMemoryStatus().size()) - 1)  # minus the driver
+
+
+def worker_wait(spark) -> float:
+    return float(spark.sparkContext.getConf().get(WAIT_CONF, str(DEFAULT_WAIT)))
+
+
+def no_worker(spark, seconds: float) -> SparkError:
+    master = spark.sparkContext.master
+    return SparkError(
+        f"no Spark executor for {seconds:.0f} s: the master {master} has no worker with free "
+        f"cores and memory; start one (spark-class org.apache.spark.deploy.worker.Worker "
+        f"{master}) and build again, or wait longer with --spark-wait"
+    )
+
+
+def wait_for_executors(spark, timeout: float | None = None) -> None:
+    """Return once an executor has joined; :class:`SparkError` after ``timeout`` seconds
+    (the session's :data:`WAIT_CONF`) without one: a master with no worker."""
+    timeout = worker_wait(spark) if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while executors(spark) == 0:
+        if time.monotonic() > deadline:
+            raise no_worker(spark, timeout)
+        time.sleep(0.5)
+
+
+class Watch:
+    """While a job runs: if no executor is left for the session's :data:`WAIT_CONF` seconds
+    (every worker gone), cancel the session's jobs so the job fails instead of waiting for
+    ever; :attr:`fired` says it did. A context manager."""
+
+    def __init__(self, spark, timeout: float | None = None) -> None:
+        self.spark = spark
+        self.timeout = worker_wait(spark) if timeout is None else timeout
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="executor-watch", daemon=True)
+
+    def _run(self) -> None:
+        since = None
+        while not self._stop.wait(1.0):
+            try:
+                none = executors(self.spark) == 0
+            except Exception:  # noqa: BLE001 - the context is going away: nothing to watch
+                return
+            since = (since or time.monotonic()) if none else None
+            if since is not None and time.monotonic() - since > self.timeout:
+                self.fired = True
+                self.spark.sparkContext.cancelAllJobs()
+                return
+
+    def failed(self, what: str, exc: BaseException) -> SparkError:
+        """The one line for ``exc``, a failure of the job this watched."""
+        return no_worker(self.spark, self.timeout) if self.fired else _job_failed(what, exc)
+
+    def __enter__(self) -> Watch:
+        if not is_local(str(self.spark.sparkContext.master)):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
