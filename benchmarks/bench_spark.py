@@ -20,10 +20,15 @@ quality     The evaluation (``recommender.evaluation.evaluate``, 5 stratified sp
             default method with ALS by implicit and by Spark, on the same splits and the
             same features: recall@10 mean and std of each, and the paired difference.
 
-``--masters`` (default ``local[1] local[2]``) gives the Spark masters for embed and als.
+``--masters`` (default ``local[2] standalone``) gives the Spark masters for embed and als;
+``standalone`` starts a real standalone cluster on this machine for the run (a master and
+two workers of 1 core and 2 GB, separate processes from the pyspark wheel's
+``bin/spark-class``: ``tests/spark_cluster.py``), stopped when the section is done.
 
     python -m benchmarks.bench_spark                                # everything (~40 min)
     python -m benchmarks.bench_spark --sections embed --masters local[2]
+    python -m benchmarks.bench_spark --sections embed als --masters local[2] standalone \
+        --images 660 --posts real
     python -m benchmarks.bench_spark --sections als --posts 300000
 """
 
@@ -33,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +46,10 @@ from unittest import mock
 
 import numpy as np
 
-from .common import DATASET, emit, header, run_json, table
+from .common import DATASET, REPO, emit, header, run_json, table
+
+sys.path.insert(0, str(REPO / "tests"))
+from spark_cluster import StandaloneCluster  # noqa: E402 - the tests' cluster, shared
 
 MODULE = "benchmarks.bench_spark"
 SECTIONS = ("embed", "als", "quality")
@@ -215,7 +224,7 @@ ALS_COLUMNS = [
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"])
+    parser.add_argument("--masters", nargs="+", default=["local[2]", "standalone"])
     parser.add_argument("--images", type=int, default=None, help="first N images (default all)")
     parser.add_argument("--chunk", type=int, default=330, help="images per alternating chunk")
     parser.add_argument(
@@ -240,26 +249,24 @@ def main(argv: list[str] | None = None) -> None:
         emit(quality_worker(args.master, args.splits))
         return
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "HASHTAG_DATASET": str(DATASET)}
+
+    def on(master: str, args_: list[str]) -> dict:
+        """A worker's result on ``master``; ``standalone``: on a cluster started for it."""
+        if master != "standalone":
+            return run_json([*args_, "--master", master], env)
+        with StandaloneCluster(Path(tempfile.mkdtemp(prefix="bench-cluster-"))) as cluster:
+            local_ip = {**env, "SPARK_LOCAL_IP": "127.0.0.1"}  # the driver binds there too
+            out = run_json([*args_, "--master", cluster.url], local_ip)
+        out["master"] = f"standalone ({cluster.n_workers} workers x {cluster.cores} core)"
+        return out
+
     if "embed" in args.sections:
         header("Spark embed stage vs the local pipeline, same images, alternating chunks")
         rows = []
         for master in args.masters:
             extra = ["--images", str(args.images)] if args.images else []
-            rows.append(
-                run_json(
-                    [
-                        MODULE,
-                        "--worker",
-                        "embed",
-                        "--master",
-                        master,
-                        "--chunk",
-                        str(args.chunk),
-                        *extra,
-                    ],
-                    env,
-                )
-            )
+            worker = [MODULE, "--worker", "embed", "--chunk", str(args.chunk), *extra]
+            rows.append(on(master, worker))
             print(table(rows[-1:], EMBED_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, EMBED_COLUMNS))
@@ -268,9 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for size in args.posts:
             for master in args.masters:
-                rows.append(
-                    run_json([MODULE, "--worker", "als", "--master", master, "--size", size], env)
-                )
+                rows.append(on(master, [MODULE, "--worker", "als", "--size", size]))
                 print(table(rows[-1:], ALS_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, ALS_COLUMNS))
