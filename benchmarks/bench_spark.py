@@ -4,10 +4,10 @@ Sections (all by default; pick with ``--sections``). Each Spark master runs in i
 subprocess (one SparkSession each), which also runs the local engine on the same input, so
 every ratio compares two runs on the same machine at the same time.
 
-embed       Images/s of the Spark embed stage (``mapInPandas``, the local pipeline per task,
-            one TensorFlow thread per task) against the local pipeline
-            (:func:`recommender.features.pipeline.extract_features`, 2 decoding threads, TensorFlow
-            on every core) on the same images: chunks of ``--chunk`` images alternate
+embed       Images/s of the Spark engine's embed stage (``mapInPandas``, the local shard
+            step per task, one TensorFlow thread per task) against the local engine's
+            (2 decoding threads, TensorFlow on every core) on the same images, both writing
+            the same shards into a fresh store: chunks of ``--chunk`` images alternate
             between the two; the median of the per-chunk ratios is the figure (the machine
             is shared, so absolute rates drift). The session is started and every Python
             worker has loaded its backbone before timing starts (a warm-up job); the cold
@@ -20,10 +20,15 @@ quality     The evaluation (``recommender.evaluation.evaluate``, 5 stratified sp
             default method with ALS by implicit and by Spark, on the same splits and the
             same features: recall@10 mean and std of each, and the paired difference.
 
-``--masters`` (default ``local[1] local[2]``) gives the Spark masters for embed and als.
+``--masters`` (default ``local[2] standalone``) gives the Spark masters for embed and als;
+``standalone`` starts a real standalone cluster on this machine for the run (a master and
+two workers of 1 core and 2 GB, separate processes from the pyspark wheel's
+``bin/spark-class``: ``tests/spark_cluster.py``), stopped when the section is done.
 
     python -m benchmarks.bench_spark                                # everything (~40 min)
     python -m benchmarks.bench_spark --sections embed --masters local[2]
+    python -m benchmarks.bench_spark --sections embed als --masters local[2] standalone \
+        --images 660 --posts real
     python -m benchmarks.bench_spark --sections als --posts 300000
 """
 
@@ -32,12 +37,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
+import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
 
-from .common import DATASET, emit, header, run_json, table
+from .common import DATASET, REPO, emit, header, run_json, table
+
+sys.path.insert(0, str(REPO / "tests"))
+from spark_cluster import StandaloneCluster  # noqa: E402 - the tests' cluster, shared
 
 MODULE = "benchmarks.bench_spark"
 SECTIONS = ("embed", "als", "quality")
@@ -52,39 +64,55 @@ def _paths(limit: int | None) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- embed
+def _embed_chunk(engine, paths: list[str], folder: Path, backbone: str, tasks: int) -> None:
+    """One engine's embed stage on ``paths`` into a fresh store (``tasks`` shards), deleted
+    after; every image must embed."""
+    from recommender.engines import EmbedJob
+    from recommender.features.shards import ShardStore
+
+    store = ShardStore(folder, "bench")
+    size = -(-len(paths) // tasks)
+    try:
+        stats = engine.embed(EmbedJob(paths, store, backbone, shard_size=size))
+        assert stats.embedded == len(paths), (stats, len(paths))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def embed_worker(master: str, images: int | None, chunk: int) -> dict:
+    from recommender.engines import LocalEngine
     from recommender.engines import spark as se
-    from recommender.features.pipeline import extract_features
     from recommender.vision.backbones import get_backbone
 
     paths = _paths(images)
     spark = se.get_session(master)
     cores = spark.sparkContext.defaultParallelism
     backbone = get_backbone()
-    start = time.perf_counter()
-    # Cold: the first job starts the Python workers, each imports TensorFlow and loads
-    # the backbone; on two tasks per core every worker gets one.
-    cold_images = paths[: 4 * cores]
-    se.embed_images(spark, cold_images, backbone=backbone.name, thumb_size=128)
-    cold = time.perf_counter() - start
-    extract_features(paths[:32], backbone, thumb_size=128)  # trace the local backbone
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    local_s, spark_s, ratios, n = 0.0, 0.0, [], 0
-    for i, part in enumerate(chunks):
-        runs = {}
-        order = ("local", "spark") if i % 2 == 0 else ("spark", "local")
-        for what in order:
-            t = time.perf_counter()
-            if what == "local":
-                ex = extract_features(part, backbone, thumb_size=128)
-            else:
-                ex = se.embed_images(spark, part, backbone=backbone.name, thumb_size=128)
-            runs[what] = time.perf_counter() - t
-            assert not ex.errors, ex.errors[:3]
-        local_s += runs["local"]
-        spark_s += runs["spark"]
-        n += len(part)
-        ratios.append(runs["local"] / runs["spark"])  # Spark rate / local rate
+    engines = {"local": LocalEngine(backbone), "spark": se.SparkEngine(spark=spark)}
+    work = Path(tempfile.mkdtemp(prefix="bench-spark-"))  # every executor reaches /tmp here
+    try:
+        start = time.perf_counter()
+        # Cold: the first job starts the Python workers, each imports TensorFlow and loads
+        # the backbone; on two tasks per core every worker gets one.
+        cold_images = paths[: 4 * cores]
+        _embed_chunk(engines["spark"], cold_images, work / "cold", backbone.name, 2 * cores)
+        cold = time.perf_counter() - start
+        _embed_chunk(engines["local"], paths[:32], work / "warm", backbone.name, 1)  # trace
+        chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+        local_s, spark_s, ratios, n = 0.0, 0.0, [], 0
+        for i, part in enumerate(chunks):
+            runs = {}
+            for what in ("local", "spark") if i % 2 == 0 else ("spark", "local"):
+                t = time.perf_counter()
+                # The same shards for both: two tasks a core for Spark.
+                _embed_chunk(engines[what], part, work / what, backbone.name, 2 * cores)
+                runs[what] = time.perf_counter() - t
+            local_s += runs["local"]
+            spark_s += runs["spark"]
+            n += len(part)
+            ratios.append(runs["local"] / runs["spark"])  # Spark rate / local rate
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "master": master,
         "cores": cores,
@@ -196,7 +224,7 @@ ALS_COLUMNS = [
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"])
+    parser.add_argument("--masters", nargs="+", default=["local[2]", "standalone"])
     parser.add_argument("--images", type=int, default=None, help="first N images (default all)")
     parser.add_argument("--chunk", type=int, default=330, help="images per alternating chunk")
     parser.add_argument(
@@ -221,26 +249,24 @@ def main(argv: list[str] | None = None) -> None:
         emit(quality_worker(args.master, args.splits))
         return
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "HASHTAG_DATASET": str(DATASET)}
+
+    def on(master: str, args_: list[str]) -> dict:
+        """A worker's result on ``master``; ``standalone``: on a cluster started for it."""
+        if master != "standalone":
+            return run_json([*args_, "--master", master], env)
+        with StandaloneCluster(Path(tempfile.mkdtemp(prefix="bench-cluster-"))) as cluster:
+            local_ip = {**env, "SPARK_LOCAL_IP": "127.0.0.1"}  # the driver binds there too
+            out = run_json([*args_, "--master", cluster.url], local_ip)
+        out["master"] = f"standalone ({cluster.n_workers} workers x {cluster.cores} core)"
+        return out
+
     if "embed" in args.sections:
         header("Spark embed stage vs the local pipeline, same images, alternating chunks")
         rows = []
         for master in args.masters:
             extra = ["--images", str(args.images)] if args.images else []
-            rows.append(
-                run_json(
-                    [
-                        MODULE,
-                        "--worker",
-                        "embed",
-                        "--master",
-                        master,
-                        "--chunk",
-                        str(args.chunk),
-                        *extra,
-                    ],
-                    env,
-                )
-            )
+            worker = [MODULE, "--worker", "embed", "--chunk", str(args.chunk), *extra]
+            rows.append(on(master, worker))
             print(table(rows[-1:], EMBED_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, EMBED_COLUMNS))
@@ -249,9 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for size in args.posts:
             for master in args.masters:
-                rows.append(
-                    run_json([MODULE, "--worker", "als", "--master", master, "--size", size], env)
-                )
+                rows.append(on(master, [MODULE, "--worker", "als", "--size", size]))
                 print(table(rows[-1:], ALS_COLUMNS).split("\n", 2)[2], flush=True)
         print()
         print(table(rows, ALS_COLUMNS))

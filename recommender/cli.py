@@ -111,6 +111,36 @@ def _progress_bar(disable: bool):
 
 
 # ---------------------------------------------------------------------- build
+def _spark_conf(pairs: list[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--spark-conf takes KEY=VALUE (e.g. spark.executor.memory=4g), "
+                              f"not {pair!r}")  # fmt: skip
+        conf[key.strip()] = value
+    return conf
+
+
+def _start_spark(args: argparse.Namespace) -> None:
+    """Start the session the Spark engine's stages use, and say where its Python and the
+    feature store come from (stderr; nothing with --quiet but a store executors may miss)."""
+    from recommender.engines.spark import session
+    from recommender.features.store import default_cache_dir
+
+    conf = _spark_conf(args.spark_conf or [])
+    if args.spark_wait is not None:
+        conf[session.WAIT_CONF] = str(args.spark_wait)
+    spark = session.get_session(args.spark_master, conf)
+    master = str(spark.sparkContext.master)
+    if not args.quiet:
+        print(session.python_source(conf), file=sys.stderr)
+    store = "a private temporary folder" if args.no_cache else default_cache_dir()
+    note = session.store_note(master, store, bool(os.environ.get("HASHTAG_CACHE")))
+    if note:
+        print(note, file=sys.stderr)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from recommender.build import build_model
     from recommender.fit.als import ALSParams
@@ -130,11 +160,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     check_output(args.out)  # before any work, so that nothing is built for a folder refused
     if args.engine == "spark":
-        from recommender.engines.spark import get_session
-
-        get_session(args.spark_master)  # the engine's stages use this session
-    elif args.spark_master:
-        raise ValueError("--spark-master needs --engine spark")
+        _start_spark(args)
+    elif args.spark_master or args.spark_conf or args.spark_wait is not None:
+        raise ConfigError("--spark-master, --spark-conf and --spark-wait need --engine spark")
     config = BuildConfig(
         backbone=args.backbone,
         weights=args.weights,
@@ -566,6 +594,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="with --engine spark: local[N], spark://HOST:PORT, yarn or k8s://...; default: "
         "spark-submit's master, else local[*]",
+    )
+    b.add_argument(
+        "--spark-conf",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --engine spark: a Spark setting for the session, repeatable (e.g. "
+        "spark.executor.memory=4g, spark.checkpoint.dir=hdfs:///tmp/ckpt)",
+    )
+    b.add_argument(
+        "--spark-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --engine spark: stop with a message when no executor is there for this "
+        "long, at the start or during a job (default: 60)",
     )
     b.add_argument(
         "--shard-size",

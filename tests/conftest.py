@@ -187,3 +187,7 @@ def someones_project(folder: Path) -> dict[Path, bytes]:
 
 def unchanged(files: dict[Path, bytes]) -> bool:
     return all(p.is_file() and p.read_bytes() == data for p, data in files.items())
+
+
+# A real standalone Spark cluster (a master and two workers) for the tests that need one.
+from spark_cluster import spark_cluster  # noqa: E402, F401

@@ -136,3 +136,28 @@ def test_the_record_carries_the_checksum_of_the_data(tmp_path):
     data = tmp_path / record["file"]
     assert hashlib.sha256(data.read_bytes()).hexdigest() == record["sha256"]
     assert record["sha256"].startswith(data.name.split("-")[1][:16])
+
+
+def test_sweep_deletes_only_the_partial_files_nobody_holds(tmp_path):
+    """A writer killed mid-shard leaves a temporary file, or a data file whose record it
+    never committed; a live writer's files are locked and kept."""
+    import fcntl
+    import os
+
+    store = ShardStore(tmp_path / "store", "k")
+    rng = np.random.default_rng(0)
+    kept = store.write_shard(0, [f"{i:064x}" for i in range(3)], rng.random((3, 4)), [b""] * 3)
+    dead_tmp = store.folder / ".000001-0123456789abcdef.bin.abc.tmp"
+    orphan = store.folder / "000001-0123456789abcdef.bin"
+    live_tmp = store.folder / ".000002-0123456789abcdef.bin.xyz.tmp"
+    for path in (dead_tmp, orphan, live_tmp):
+        path.write_bytes(b"partial")
+    held = os.open(live_tmp, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a writer at work
+    try:
+        assert sorted(store.sweep()) == sorted([dead_tmp, orphan])
+    finally:
+        os.close(held)
+    assert live_tmp.exists() and kept.exists() and store.read_shard(0) is not None
+    assert store.sweep() == [live_tmp]  # released: its writer is gone
+    assert sorted(p.name for p in store.folder.iterdir()) == sorted(["000000.json", kept.name])

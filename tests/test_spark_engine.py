@@ -73,46 +73,65 @@ def fixture_images(tmp_path_factory, dataset_path):
     return [str(p) for p in order] + members
 
 
-def _same_as_local(spark_ex, local_ex):
-    assert spark_ex.ok == local_ex.ok
-    assert spark_ex.hashes == local_ex.hashes
-    assert spark_ex.thumbnails == local_ex.thumbnails
-    assert [i for i, _ in spark_ex.errors] == [i for i, _ in local_ex.errors]
-    assert [m for _, m in spark_ex.errors] == [m for _, m in local_ex.errors]
-    a = spark_ex.features.astype(np.float16).astype(np.float32)
-    b = local_ex.features.astype(np.float16).astype(np.float32)
-    assert a.shape == b.shape
-    assert np.abs(a - b).max() <= 1e-4
+def _shards_of(paths, backbone, folder, embed, shard_size):
+    """Run ``embed`` (an engine's) on ``paths`` into a store in ``folder``: its shards."""
+    from recommender.engines import EmbedJob
+    from recommender.features.shards import ShardStore
+
+    store = ShardStore(folder, "k")
+    job = EmbedJob(list(paths), store, backbone.name, thumb_size=128, shard_size=shard_size)
+    embed(job)
+    assert store.shards() == list(range(job.n_shards))
+    return [store.read_shard(n) for n in range(job.n_shards)]
+
+
+def _same_shards(spark_shards, local_shards):
+    for a, b in zip(spark_shards, local_shards, strict=True):
+        assert a.meta == b.meta  # first, size, and every unreadable image with its message
+        assert np.array_equal(a.extra["position"], b.extra["position"])
+        assert a.hashes == b.hashes
+        assert [a.thumbnail(i) for i in range(len(a))] == [b.thumbnail(i) for i in range(len(b))]
+        fa, fb = (np.asarray(s.features, np.float32) for s in (a, b))
+        assert fa.shape == fb.shape and np.abs(fa - fb).max(initial=0) <= 1e-4
 
 
 def test_embed_equals_local_engine_on_a_fixture_with_broken_images(
-    se, spark, backbone, fixture_images
+    se, spark, backbone, fixture_images, tmp_path
 ):
-    local = extract_features(fixture_images, backbone, thumb_size=128)
-    assert len(local.errors) == 5  # truncated, text, missing, empty, truncated zip member
-    got = se.embed_images(
-        spark, fixture_images, backbone=backbone.name, thumb_size=128, task_images=3
-    )
-    _same_as_local(got, local)
-    # The same file twice gives the same row twice.
-    for thumb in got.thumbnails:
-        assert max(Image.open(io.BytesIO(thumb)).size) == 128
-    first_again = got.ok.index(len(fixture_images) - 3)
-    assert got.hashes[0] == got.hashes[first_again]
-    assert np.array_equal(got.features[0], got.features[first_again])
+    from recommender.engines import LocalEngine
+
+    local = _shards_of(fixture_images, backbone, tmp_path / "l", LocalEngine(backbone).embed, 3)
+    assert sum(len(s.meta["errors"]) for s in local) == 5  # truncated, text, missing, empty,
+    # and a truncated zip member
+    got = _shards_of(fixture_images, backbone, tmp_path / "s", se.SparkEngine(spark=spark).embed, 3)
+    _same_shards(got, local)
+    # The same file twice gives the same row twice (embedded in another batch, to float16
+    # precision).
+    hashes = [h for s in got for h in s.hashes]
+    features = np.concatenate([np.asarray(s.features) for s in got])
+    for s in got:
+        for i in range(len(s)):
+            assert max(Image.open(io.BytesIO(s.thumbnail(i))).size) == 128
+    positions = [int(p) for s in got for p in s.extra["position"]]
+    first_again = positions.index(len(fixture_images) - 3)
+    assert hashes[0] == hashes[first_again]
+    assert np.abs(features[0].astype(np.float32) - features[first_again]).max() <= 1e-3
 
 
-def test_embed_equals_local_engine_on_the_real_data_set(se, spark, backbone, dataset_path):
+def test_embed_equals_local_engine_on_the_real_data_set(
+    se, spark, backbone, dataset_path, tmp_path
+):
     """Every 12th image of the real data set (about 270, from every category): the whole
     set takes minutes on a loaded 2-core machine, and the benchmark runs all of it."""
     from recommender.data.datasets import load_dataset
+    from recommender.engines import LocalEngine
 
     ds = load_dataset(dataset_path)
     paths = [str(ds.image_path(p)) for p in ds.posts if p.image][::12]
     assert len(paths) > 250
-    local = extract_features(paths, backbone, thumb_size=128)
-    got = se.embed_images(spark, paths, backbone=backbone.name, thumb_size=128)
-    _same_as_local(got, local)
+    local = _shards_of(paths, backbone, tmp_path / "l", LocalEngine(backbone).embed, 100)
+    got = _shards_of(paths, backbone, tmp_path / "s", se.SparkEngine(spark=spark).embed, 100)
+    _same_shards(got, local)
 
 
 class _FailsOnBlack:
@@ -336,17 +355,22 @@ def uri_images(fixture_images, tmp_path_factory):
 
 
 def test_embed_reads_file_uris_with_binary_file_as_the_local_engine_reads_paths(
-    se, spark, backbone, uri_images
+    se, spark, backbone, uri_images, tmp_path
 ):
+    from recommender.engines import LocalEngine
+
     paths, uris = uri_images
-    local = extract_features(paths, backbone, thumb_size=128)
-    assert [i for i, _ in local.errors] == [4, 7, 8, 10]  # truncated, text, missing, empty
-    got = se.embed_images(spark, uris, backbone=backbone.name, thumb_size=128, task_images=4)
+    local = _shards_of(paths, backbone, tmp_path / "l", LocalEngine(backbone).embed, 4)
+    errors = [tuple(e) for s in local for e in s.meta["errors"]]
+    assert [i for i, _ in errors] == [4, 7, 8, 10]  # truncated, text, missing, empty
+    got = _shards_of(uris, backbone, tmp_path / "s", se.SparkEngine(spark=spark).embed, 4)
     # Spark's file scan skips empty files: binaryFile cannot tell them from missing ones.
-    for row, i in ((2, 8), (3, 10)):
-        assert got.errors[row] == (i, f"There is no file, or an empty one, at '{uris[i]}'.")
-        got.errors[row] = local.errors[row]
-    _same_as_local(got, local)
+    for s in got:
+        for e in s.meta["errors"]:
+            if e[0] in (8, 10):
+                assert e[1] == f"There is no file, or an empty one, at '{uris[e[0]]}'."
+                e[1] = dict(errors)[e[0]]
+    _same_shards(got, local)
 
 
 def test_spark_engine_shards_from_file_uris_are_the_shards_from_paths(

@@ -78,6 +78,7 @@ def dataset_features(
             stats = get_engine(engine, **options).embed(
                 job, (lambda d, t: progress("features", d, t)) if progress else None
             )
+            job.store.sweep()  # what a killed writer (a worker, an earlier build) left
             shards, features = read_shards(job, getattr(backbone, "dim", 0))
     finally:
         if private:

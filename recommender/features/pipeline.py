@@ -1,33 +1,31 @@
-"""Deep image features for many images: read -> decode -> embed, batched and overlapped.
+"""The build's embed step: images -> feature shards, on the image pipeline.
 
-Decoding runs in a small thread pool (Pillow releases the GIL) while the main thread feeds
-full batches to the backbone's compiled call (:func:`extract_features`).
-
-The local engine's embed stage (:func:`embed_to_shards`, given an
-:class:`~recommender.features.job.EmbedJob`) writes the features of a data set as fixed-size
-shards (:mod:`recommender.features.shards`) into the feature store
-(:mod:`recommender.features.store`):
-a killed build resumes at its first missing shard, and a rebuild reuses every shard whose
-images did not change. :func:`recommender.engines.embed_stage.dataset_features` runs the whole stage
-with any engine and joins the shards back to the posts.
+:func:`extract_features` runs the pipeline of :mod:`recommender.vision.pipeline` (read +
+hash -> decode + thumbnail -> embed a batch) and collects it (:func:`collect`).
+:func:`embed_shard` is one shard of the embed stage, what every engine runs (the local
+engine in :func:`embed_to_shards`, the Spark engine in each task): it writes the shard
+(:mod:`recommender.features.shards`) into the feature store
+(:mod:`recommender.features.store`), so a killed build resumes at its first missing shard
+and a rebuild reuses every shard whose images did not change.
+:func:`recommender.engines.embed_stage.dataset_features` runs the whole stage with any
+engine and joins the shards back to the posts.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recommender.errors import ImageError, disk_full
+from recommender.errors import disk_full
 from recommender.features.job import Progress
 from recommender.vision import images
+from recommender.vision.pipeline import Found, Item, Known, embedded_items
 
 if TYPE_CHECKING:
     from recommender.data.datasets import Dataset
@@ -57,61 +55,35 @@ class Extraction:
     classes: TopClasses | None = None
 
 
-@dataclass
-class _Prepared:
-    index: int
-    key: str | None = None
-    pixels: np.ndarray | None = None
-    thumbnail: bytes | None = None
-    features: np.ndarray | None = None
-    classes: tuple[np.ndarray, np.ndarray] | None = None  # one image's (ids, probs)
-    error: str | None = None
+def collect(items: Iterable[Item], backbone) -> Extraction:
+    """Collect: the :class:`Extraction` of a run's items (top classes, as the shards keep
+    them, when the items carry them)."""
+    from recommender.vision.content import TOP_CLASSES, TopClasses
 
-
-def _thumbnail(img, size: int) -> bytes:
-    """:func:`images.thumbnail_jpeg` after a box reduction to within 2.5x of ``size``.
-
-    The bicubic fit then reads a quarter of the pixels: 0.46 instead of 0.72 ms of CPU for
-    a 320 px photo, 1.5% of all the CPU an image costs to extract (bench_build.py), for a
-    thumbnail that looks the same (mean absolute difference 2.5 levels, JPEG noise).
-    """
-    factor = min(img.size) // (size * 5 // 4)  # 320 px -> 2 for 128 px thumbnails
-    return images.thumbnail_jpeg(img.reduce(factor) if factor >= 2 else img, size)
-
-
-# known(content_hash) -> (features, thumbnail, (class ids, probs) or None) of an image
-# embedded before, or None
-Found = tuple[np.ndarray, bytes, "tuple[np.ndarray, np.ndarray] | None"]
-Known = Callable[[str], "Found | None"]
-
-
-def _prepare(
-    index: int,
-    source: images.ImageSource,
-    size: int,
-    thumb_size: int,
-    known: Known | None,
-    classes: bool = False,
-) -> _Prepared:
-    try:
-        data = images.read_bytes(source)
-        key = images.content_hash(data)
-        if known is not None:
-            found = known(key)
-            # reused only if it has all that is asked of it (a thumbnail, the classes)
-            if (
-                found is not None
-                and (found[1] or not thumb_size)
-                and (found[2] is not None or not classes)
-            ):
-                return _Prepared(
-                    index, key, features=found[0], thumbnail=found[1], classes=found[2]
-                )
-        img = images.open_image(data)
-        thumb = _thumbnail(img, thumb_size) if thumb_size else None
-        return _Prepared(index, key, pixels=images.to_model_input(img, size), thumbnail=thumb)
-    except ImageError as exc:
-        return _Prepared(index, error=str(exc))
+    done = sorted(items, key=lambda item: item.index)
+    good = [item for item in done if item.error is None]
+    dim = getattr(backbone, "dim", 0)
+    features = (
+        np.stack([item.features for item in good]).astype(np.float32)
+        if good
+        else np.zeros((0, dim), np.float32)
+    )
+    top = None
+    if getattr(backbone, "has_classes", False):
+        k = TOP_CLASSES
+        top = TopClasses(
+            np.array([item.classes[0] for item in good], np.int16).reshape(len(good), k),
+            np.array([item.classes[1] for item in good], np.float16).reshape(len(good), k),
+        )
+    return Extraction(
+        features=features,
+        ok=[item.index for item in good],
+        hashes=[item.key for item in good],
+        thumbnails=[item.thumbnail or b"" for item in good],
+        errors=[(item.index, item.error) for item in done if item.error is not None],
+        cached=sum(item.cached for item in good),
+        classes=top,
+    )
 
 
 def extract_features(
@@ -123,104 +95,31 @@ def extract_features(
     thumb_size: int = 0,
     known: Known | None = None,
     progress: Progress | None = None,
+    isolate: bool = False,
 ) -> Extraction:
-    """Embed every image in ``sources`` with ``backbone``.
+    """Embed every image in ``sources`` with ``backbone``: the build's pipeline.
 
     Unreadable images are reported in ``errors`` (index, message) and skipped; nothing
     raises for a bad image. ``known(hash)`` may return the features and thumbnail of an
     image seen before (counted in ``cached``): it skips decoding and the backbone.
     ``progress(done, total)`` is called as images complete. A backbone with an ImageNet
     head (``has_classes``) also gives each image's top classes, from the same forward pass.
+    ``isolate`` records an image that breaks the backbone in some other way as failed
+    (the Spark task's rule: a task never fails on one image).
     """
-    from recommender.vision.content import TOP_CLASSES, TopClasses
-
-    total = len(sources)
-    prepared: list[_Prepared] = []
-    batch: list[_Prepared] = []
-    embedded: dict[int, np.ndarray] = {}
-    with_classes = bool(getattr(backbone, "has_classes", False))
-    done = 0
-    cached = 0
-
-    def flush() -> None:
-        nonlocal done
-        if not batch:
-            return
-        pixels = np.stack([p.pixels for p in batch])
-        if with_classes:
-            vectors, probs = backbone.embed_with_classes(pixels)
-            top = TopClasses.of(probs)
-            for j, p in enumerate(batch):
-                p.classes = (top.ids[j], top.probs[j])
-        else:
-            vectors = backbone.embed(pixels)
-        for p, v in zip(batch, vectors, strict=False):
-            embedded[p.index] = v
-            p.pixels = None
-        done += len(batch)
-        batch.clear()
-        if progress:
-            progress(done, total)
-
-    ahead = max(batch_size * 2, workers * 4)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-
-        def submit(i: int, src: images.ImageSource) -> None:
-            pending.append(
-                pool.submit(_prepare, i, src, backbone.input_size, thumb_size, known, with_classes)
-            )
-
-        pending: deque = deque()
-        it = iter(enumerate(sources))
-        for i, src in it:
-            submit(i, src)
-            if len(pending) >= ahead:
-                break
-        while pending:
-            item = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                submit(*nxt)
-            prepared.append(item)
-            if item.error is not None:
-                done += 1
-            elif item.features is not None:
-                embedded[item.index] = item.features
-                cached += 1
-                done += 1
-            else:
-                batch.append(item)
-                if len(batch) >= batch_size:
-                    flush()
-                continue
-            if progress and (done % batch_size == 0 or done == total):
-                progress(done, total)
-        flush()
-
-    ok = [p.index for p in prepared if p.error is None]
-    by_index = {p.index: p for p in prepared}
-    dim = getattr(backbone, "dim", 0)
-    features = (
-        np.stack([embedded[i] for i in ok]).astype(np.float32)
-        if ok
-        else np.zeros((0, dim), np.float32)
+    with_classes = "top" if getattr(backbone, "has_classes", False) else None
+    items = embedded_items(
+        sources,
+        backbone,
+        batch_size=batch_size,
+        workers=workers,
+        thumb_size=thumb_size,
+        known=known,
+        classes=with_classes,
+        isolate=isolate,
+        progress=progress,
     )
-    classes = None
-    if with_classes:
-        k = TOP_CLASSES
-        classes = TopClasses(
-            np.array([by_index[i].classes[0] for i in ok], np.int16).reshape(len(ok), k),
-            np.array([by_index[i].classes[1] for i in ok], np.float16).reshape(len(ok), k),
-        )
-    return Extraction(
-        features=features,
-        ok=ok,
-        hashes=[by_index[i].key for i in ok],
-        thumbnails=[by_index[i].thumbnail or b"" for i in ok],
-        errors=[(p.index, p.error) for p in prepared if p.error is not None],
-        cached=cached,
-        classes=classes,
-    )
+    return collect(items, backbone)
 
 
 class _RunIndex:

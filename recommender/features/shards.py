@@ -40,6 +40,7 @@ damaged shard is treated as missing (re-embedded), never used. Nothing is unpick
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -65,6 +66,7 @@ _MAGIC = b"HTSHARD1"
 _ALIGN = 64
 _CORE = ("hashes", "features", "thumb_data", "thumb_offsets")
 _RECORD = re.compile(r"^(\d{6,})\.json$")
+_DATA_NAME = re.compile(r"\d{6,}-[0-9a-f]{16}\.bin")
 
 
 class ShardError(RecommenderError):
@@ -124,12 +126,26 @@ class Shard:
         return np.frombuffer(bytearray(raw), dtype=np.float16).reshape(n, d)
 
 
-def _atomic_write(path: Path, chunks: Sequence[bytes | memoryview]) -> str:
-    """Write ``chunks`` to ``path`` via a fsynced temporary sibling; return their sha256."""
+def _locked_temp(path: Path) -> tuple[int, str]:
+    """A new temporary sibling of ``path``, locked (``flock``) by this process until closed:
+    :meth:`ShardStore.sweep` deletes only temporary files nobody holds."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:  # not swept away between its creation and the lock
+            return fd, tmp
+        os.close(fd)
+
+
+def _atomic_write(path: Path, chunks: Sequence[bytes | memoryview], hold: bool = False):
+    """Write ``chunks`` to ``path`` via a fsynced temporary sibling; return their sha256.
+
+    ``hold``: return ``(sha256, fd)`` instead, ``fd`` still holding the lock on the file now
+    at ``path`` (the caller closes it once the file is committed)."""
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _locked_temp(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(os.dup(fd), "wb") as fh:
             for chunk in chunks:
                 digest.update(chunk)
                 fh.write(chunk)
@@ -138,8 +154,27 @@ def _atomic_write(path: Path, chunks: Sequence[bytes | memoryview]) -> str:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
         raise
+    if hold:
+        return digest.hexdigest(), fd
+    os.close(fd)
     return digest.hexdigest()
+
+
+def _unheld(path: Path) -> int | None:
+    """An open descriptor holding ``path``'s lock, or None if another process holds it (or
+    the file is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _raw_hashes(hashes: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -258,26 +293,29 @@ class ShardStore:
 
     def _commit(self, number, data_path, chunks, sha, n, feats, meta, previous) -> None:
         """Write the data file, then the record that commits it; a failed record write
-        removes the new data file (unless the committed record already names it)."""
-        _atomic_write(data_path, chunks)
-        record = {
-            "format": SHARD_FORMAT,
-            "version": SHARD_VERSION,
-            "key": self.key,
-            "number": int(number),
-            "count": n,
-            "dim": int(feats.shape[1]),
-            "file": data_path.name,
-            "bytes": data_path.stat().st_size,
-            "sha256": sha,
-            "meta": meta or {},
-        }
+        removes the new data file (unless the committed record already names it). The data
+        file stays locked until its record is committed: not an orphan to sweep."""
+        _, held = _atomic_write(data_path, chunks, hold=True)
         try:
+            record = {
+                "format": SHARD_FORMAT,
+                "version": SHARD_VERSION,
+                "key": self.key,
+                "number": int(number),
+                "count": n,
+                "dim": int(feats.shape[1]),
+                "file": data_path.name,
+                "bytes": data_path.stat().st_size,
+                "sha256": sha,
+                "meta": meta or {},
+            }
             _atomic_write(self._record_path(number), [json.dumps(record).encode()])
         except BaseException:
             if not previous or previous.get("file") != data_path.name:
                 data_path.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(held)
         if previous and previous.get("file") != data_path.name:
             (self.folder / str(previous["file"])).unlink(missing_ok=True)
 
@@ -385,6 +423,31 @@ class ShardStore:
         self._record_path(number).unlink(missing_ok=True)
         if record:
             (self.folder / record["file"]).unlink(missing_ok=True)
+
+    def sweep(self) -> list[Path]:
+        """Delete the partial files a killed writer left: temporary files and data files no
+        record names, that no live process holds. Returns the files deleted."""
+        if not self.folder.is_dir():
+            return []
+        named = {r.get("file") for n in self.shards() if (r := self._record(n))}
+        removed = []
+        for path in sorted(self.folder.iterdir()):
+            partial = path.name.startswith(".") and path.name.endswith(".tmp")
+            orphan = _DATA_NAME.fullmatch(path.name) and path.name not in named
+            if not (partial or orphan):
+                continue
+            fd = _unheld(path)
+            if fd is None:
+                continue
+            try:
+                number = int(path.name[:6]) if orphan else None
+                record = self._record(number) if number is not None else None
+                if partial or not record or record.get("file") != path.name:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+            finally:
+                os.close(fd)
+        return removed
 
     def size_bytes(self) -> int:
         """Bytes on disk of every file in the store's folder."""

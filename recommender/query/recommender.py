@@ -327,44 +327,17 @@ class HashtagRecommender:
         Returns ``(features, classes, errors)``: ``features[i]`` and ``classes[i]`` are what
         :meth:`embed_with_classes` gives for ``sources[i]`` (zeros when it cannot be used;
         ``classes`` is None if the backbone has no trained head), ``errors[i]`` None or why
-        image ``i`` cannot be used. A bad image never stops the others. Decoding runs in two
-        threads; only one batch of pixels is held at a time. ``progress(done, total)`` is
-        called after every batch.
+        image ``i`` cannot be used. A bad image never stops the others. It is the build's
+        pipeline (:func:`~recommender.vision.pipeline.embed_arrays`): decoding runs in two
+        threads, each forward pass takes up to ``batch_size`` usable images, and only a few
+        batches of pixels are held at a time. ``progress(done, total)`` is called after
+        every batch.
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size!r}")
-        from concurrent.futures import ThreadPoolExecutor
+        from recommender.vision.pipeline import embed_arrays
 
-        from recommender.errors import ImageError
-
-        backbone = self.backbone
-        total = len(sources)
-        features = np.zeros((total, backbone.dim), dtype=np.float32)
-        classes: np.ndarray | None = None
-        errors: list[str | None] = [None] * total
-
-        def decode(i: int) -> np.ndarray | None:
-            try:
-                return images.load_for_model(sources[i], backbone.input_size)
-            except ImageError as exc:
-                errors[i] = str(exc)
-                return None
-
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
-            for start in range(0, total, batch_size):
-                rows = range(start, min(start + batch_size, total))
-                pixels = list(pool.map(decode, rows))
-                ok = [i for i, p in zip(rows, pixels, strict=True) if p is not None]
-                if ok:
-                    batch = np.stack([p for p in pixels if p is not None])
-                    features[ok], probs = backbone.embed_with_classes(batch)
-                    if probs is not None:
-                        if classes is None:
-                            classes = np.zeros((total, probs.shape[1]), dtype=np.float32)
-                        classes[ok] = probs
-                if progress:
-                    progress(rows.stop, total)
-        return features, classes, errors
+        return embed_arrays(sources, self.backbone, batch_size=batch_size, progress=progress)
 
     def recommend(
         self,
