@@ -8,7 +8,7 @@ HASHTAG_MODEL ?= $(abspath models/demo)
 PORT ?= 8501
 export HASHTAG_DATASET HASHTAG_MODEL
 
-.PHONY: install install-spark run model test lint bench
+.PHONY: install install-spark run model test test-fast lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,15 @@ HOST ?= 127.0.0.1
 run: model
 	$(PY) -m recommender serve --port $(PORT) --address $(HOST)
 
+# Everything: the real data set, a local Spark, a real browser (CI runs this).
 test: install-spark
 	$(PY) -m pytest -q
+
+# The loop for every edit: no real data set, Spark, browser or TensorFlow network, so the
+# tests run on tests/conftest.py's tiny known-answer model (markers: pyproject.toml).
+FAST := not dataset and not spark and not browser and not tensorflow
+test-fast: install
+	$(PY) -m pytest -q -m "$(FAST)"
 
 lint: install
 	$(VENV)/bin/ruff check .

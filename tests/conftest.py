@@ -1,11 +1,14 @@
 """Shared fixtures: the real data set (skipped only where absent) and the model built on it
-once per test run."""
+once per test run, the tiny known-answer data set and model (no TensorFlow), and the hook
+that marks each test by what it needs (`dataset`, `spark`, `browser`, `tensorflow`), so
+`make test-fast` can leave the heavy tiers out."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +17,29 @@ REPO = Path(__file__).resolve().parent.parent
 DATASET = Path(
     os.environ.get("HASHTAG_DATASET") or REPO.parent / "shared" / "datasets" / "instagram-2019"
 )
+
+
+# Which marker a test gets when it uses one of these fixtures (directly or through another
+# fixture: item.fixturenames is the whole closure).
+FIXTURE_MARKERS = {
+    "dataset_path": "dataset",
+    "demo_build": "dataset",
+    "demo_model": "dataset",
+    "spark_session": "spark",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the heavy things it needs, from the fixtures it uses; tests that
+    use TensorFlow or a browser without a fixture carry the marker themselves."""
+    for item in items:
+        names = set(item.fixturenames)
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in names:
+                item.add_marker(marker)
+        # the browser test drives the page, which needs the demo model, hence TensorFlow
+        if item.get_closest_marker("browser") or item.get_closest_marker("dataset"):
+            item.add_marker("tensorflow")
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +95,132 @@ def spark_session():
     session = spark_engine.get_session("local[2]")
     yield session
     session.stop()
+
+
+# -- the tiny known-answer data set and model (no TensorFlow, no real data) ------------------
+# Like implicit's checker board: twelve posts in three colour themes whose right hashtags are
+# known, embedded by a stand-in backbone that turns a flat-colour image into a known vector.
+
+TINY_BACKBONE = "flat_colour_test"
+TINY_DIM = 8
+# theme -> (the colour of its photos, the hashtags every post of the theme carries)
+TINY_THEMES = {
+    "red": ((210, 40, 40), ("strawberry", "fruit", "red")),
+    "green": ((40, 170, 60), ("forest", "hiking", "green")),
+    "blue": ((40, 60, 210), ("sea", "beach", "blue")),
+}
+TINY_PER_THEME = 4
+
+
+def colour_vector(rgb) -> np.ndarray:
+    """The stand-in backbone's feature vector of a flat image of colour ``rgb``: the colour
+    centred on mid-grey, L2-normalised, in the first three of :data:`TINY_DIM` places."""
+    v = np.zeros(TINY_DIM, np.float32)
+    v[:3] = np.asarray(rgb, np.float32) - 127.5
+    return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+class _Out:
+    """What the stand-in's forward pass returns per output: TensorFlow's ``.numpy()``."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def numpy(self) -> np.ndarray:
+        return self._array
+
+
+def _flat_colour_forward(batch: np.ndarray):
+    means = np.asarray(batch, np.float32).mean(axis=(1, 2))
+    return (_Out(np.stack([colour_vector(m) for m in means]).reshape(len(batch), TINY_DIM)),)
+
+
+def _build_flat_colour(weights):
+    from recommender.vision.backbones import Backbone
+
+    return Backbone(
+        name=TINY_BACKBONE,
+        input_size=32,
+        dim=TINY_DIM,
+        weights="flat colour (test stand-in)",
+        weights_sha256="flat-colour-test",
+        _forward=_flat_colour_forward,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The stand-in backbone, registered under :data:`TINY_BACKBONE` for the whole run (so
+    ``get_backbone``, ``BuildConfig`` and ``--backbone`` take it); returns it. The module's
+    registry is replaced by a copy, so what tests imported before (the real three) stays."""
+    from recommender.vision import backbones
+
+    spec = backbones.BackboneSpec(TINY_BACKBONE, 32, _build_flat_colour, None)
+    backbones.REGISTRY = {**backbones.REGISTRY, TINY_BACKBONE: spec}
+    backbones.BACKBONES = tuple(backbones.REGISTRY)
+    return backbones.get_backbone(TINY_BACKBONE)
+
+
+def tiny_photo(path: Path, theme: str, i: int = 0) -> Path:
+    """A flat JPEG in ``theme``'s colour (a shade ``i`` steps off it)."""
+    from PIL import Image
+
+    r, g, b = TINY_THEMES[theme][0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (48 + i, 40), (r + 3 * i, g + 2 * i, b - 2 * i)).save(path, quality=95)
+    return path
+
+
+def write_tiny_dataset(root: Path, extra_rows=()) -> Path:
+    """The tiny data set in ``root``: a CSV manifest of :data:`TINY_PER_THEME` photos per
+    theme, each post tagged with its theme's hashtags plus one of its own, then
+    ``extra_rows``."""
+    import csv
+
+    rows = []
+    for theme, (_rgb, tags) in TINY_THEMES.items():
+        for i in range(TINY_PER_THEME):
+            tiny_photo(root / "photos" / f"{theme}{i}.jpg", theme, i)
+            own = f"{theme}{i}"
+            rows.append(
+                {
+                    "image": f"photos/{theme}{i}.jpg",
+                    "hashtags": " ".join(f"#{t}" for t in tags) + f" #{own}",
+                }
+            )
+    rows.extend(extra_rows)
+    with open(root / "posts.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["image", "hashtags"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """The tiny known-answer data set (12 posts, read-only: copy it to change it)."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_dataset, tiny_backbone, feature_cache_dir, tmp_path_factory):
+    """The model built from the tiny data set with the stand-in backbone: (path, summary)."""
+    from recommender.build import build_model
+    from recommender.config import BuildConfig
+    from recommender.fit.als import ALSParams
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = BuildConfig(backbone=TINY_BACKBONE, als=ALSParams(factors=4, iterations=10))
+    _rec, summary = build_model(tiny_dataset, out, config)
+    return out, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_build):
+    """The tiny model, loaded the way the page and the CLI load it."""
+    from recommender import HashtagRecommender
+
+    return HashtagRecommender.load(tiny_build[0])
 
 
 def real_photo_manifest(dataset, root: Path, per_category: int, extra_rows=()) -> Path:

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from conftest import TINY_BACKBONE
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -405,6 +406,7 @@ def test_damaged_model_says_so_and_offers_to_rebuild(
     assert [b.label for b in at.button] == ["Build the demo model"]
 
 
+@pytest.mark.tensorflow  # the page builds with the default backbone
 def test_build_button_builds_a_model_and_the_page_uses_it(tmp_path, feature_cache_dir, monkeypatch):
     data = tiny_dataset(tmp_path / "posts")
     model = tmp_path / "model"
@@ -429,14 +431,14 @@ def test_build_button_builds_a_model_and_the_page_uses_it(tmp_path, feature_cach
 
 
 def test_the_page_follows_a_model_rebuilt_at_the_same_path(
-    tmp_path, feature_cache_dir, monkeypatch
+    tmp_path, feature_cache_dir, monkeypatch, tiny_backbone
 ):
     """A rebuild while the server runs: the next run shows the new model and says so."""
     from recommender.build import build_model
     from recommender.fit.als import ALSParams
     from recommender.query.recommender import BuildConfig
 
-    config = BuildConfig(als=ALSParams(factors=4, iterations=2))
+    config = BuildConfig(backbone=TINY_BACKBONE, als=ALSParams(factors=4, iterations=2))
     data = tiny_dataset(tmp_path / "posts")
     model = tmp_path / "model"
     build_model(data, model, config)

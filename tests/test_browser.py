@@ -22,7 +22,7 @@ import pytest
 from recommender.data.hashtags import load_blocklist
 from recommender.ui.presentation import N_DEFAULT, hashtag_line
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

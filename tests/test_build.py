@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import TINY_BACKBONE
 from PIL import Image
 
 from recommender import DatasetError, HashtagRecommender
@@ -65,6 +66,7 @@ def messy(tmp_path):
     return root
 
 
+@pytest.mark.tensorflow  # the real network: its neighbours tell the noisy photos apart
 def test_messy_folder_builds_and_reports_what_it_skipped(messy, tmp_path, feature_cache_dir):
     config = BuildConfig(als=ALSParams(factors=4, iterations=5))
     rec, summary = build_model(messy, tmp_path / "model", config)
@@ -95,16 +97,17 @@ def test_nothing_usable_is_a_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "model").exists()
 
 
-def test_only_unreadable_images_is_a_clear_error(tmp_path):
+def test_only_unreadable_images_is_a_clear_error(tmp_path, tiny_backbone):
     root = tmp_path / "bad"
     root.mkdir()
     (root / "a.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (root / "posts.csv").write_text("image,hashtags\na.jpg,#beach #sun\n")
     with pytest.raises(DatasetError, match="could be read"):
-        build_model(root, tmp_path / "model")
+        build_model(root, tmp_path / "model", BuildConfig(backbone=TINY_BACKBONE))
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.tensorflow
 def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path, monkeypatch):
     """The manifest keeps the backbone's fingerprint; a model whose weights sha256 or
     preprocessing differ from the installed backbone's is refused when it would embed."""

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_photo_manifest, someones_project, unchanged
+from conftest import (
+    TINY_BACKBONE,
+    someones_project,
+    tiny_photo,
+    unchanged,
+    write_tiny_dataset,
+)
 from PIL import Image
 
 from recommender import cli
@@ -30,21 +36,26 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+# The tiny known-answer data set (tests/conftest.py: 12 flat-colour photos in three themes,
+# embedded by a stand-in backbone) with two more rows, so every build here takes a second.
+TINY = ["--backbone", TINY_BACKBONE]
+
+
 @pytest.fixture(scope="module")
-def small_dataset(dataset_path, tmp_path_factory) -> Path:
-    """A manifest data set of 16 real photos (8 food, 8 animals) copied into a temp folder."""
+def small_dataset(tiny_backbone, tmp_path_factory) -> Path:
+    """The tiny data set plus a post without an image and a record the build refuses."""
     extra = [
-        {"image": "", "hashtags": "#food #pasta #homemade"},  # a post without image
+        {"image": "", "hashtags": "#strawberry #fruit #homemade"},  # a post without image
         {"image": "../outside.jpg", "hashtags": "#sneaky"},  # refused, counted
     ]
-    return real_photo_manifest(dataset_path, tmp_path_factory.mktemp("small"), 8, extra)
+    return write_tiny_dataset(tmp_path_factory.mktemp("small"), extra)
 
 
 @pytest.fixture(scope="module")
 def small_model(small_dataset, tmp_path_factory, feature_cache_dir) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model"
-    code = cli.main(["build", str(small_dataset), "--out", str(out), "--factors", "8", "--quiet"])
-    assert code == 0
+    args = ["build", str(small_dataset), "--out", str(out), "--factors", "8", "--quiet", *TINY]
+    assert cli.main(args) == 0
     return out
 
 
@@ -60,7 +71,7 @@ def test_python_m_recommender_runs_the_same_cli(small_model):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "efficientnet_lite0" in proc.stdout and "posts=17" in proc.stdout
+    assert TINY_BACKBONE in proc.stdout and "posts=13" in proc.stdout
 
 
 def test_help_lists_the_subcommands_and_defaults(capsys):
@@ -75,30 +86,30 @@ def test_help_lists_the_subcommands_and_defaults(capsys):
 def test_build_reports_what_it_read(small_dataset, tmp_path, capsys, feature_cache_dir):
     out = tmp_path / "model"
     code, stdout, _ = run(capsys, "build", small_dataset, "--out", out, "--factors", "4",
-                          "--iterations", "2", "--quiet")  # fmt: skip
+                          "--iterations", "2", "--quiet", *TINY)  # fmt: skip
     assert code == 0
     assert f"Model written to {out}" in stdout
-    assert "posts: 17  images indexed: 16" in stdout
+    assert "posts: 13  images indexed: 12" in stdout
     assert "outside" in stdout  # the refused record is reported
-    assert "from cache: 16" in stdout  # the module's model embedded them already
+    assert "from cache: 12" in stdout  # the module's model embedded them already
 
 
-def test_build_info_recommend_on_a_small_manifest(small_model, dataset_path, capsys):
+def test_build_info_recommend_on_a_small_manifest(small_model, tmp_path, capsys):
     code, out, err = run(capsys, "info", small_model)
     assert code == 0, err
-    assert "efficientnet_lite0" in out and "manifest" in out
+    assert TINY_BACKBONE in out and "manifest" in out
     assert "hedging:" not in out  # a data set without categories: nothing to calibrate
     code, out, _ = run(capsys, "info", small_model, "--json")
     info = json.loads(out)
-    assert info["counts"]["images"] == 16
+    assert info["counts"]["images"] == 12
     assert info["config"]["als"]["factors"] == 8
 
-    food = dataset_path / "test" / "food.jpg"
-    code, out, err = run(capsys, "recommend", food, "--model", small_model, "-n", "3", "-k", "5")
+    red = tiny_photo(tmp_path / "red.jpg", "red", 1)
+    code, out, err = run(capsys, "recommend", red, "--model", small_model, "-n", "3", "-k", "5")
     assert code == 0, err
-    assert "#food" in out
-    assert out.count("photos/") == 3  # three neighbours listed
-    assert "  the network sees: " in out or "  the network is not sure (maybe: " in out
+    assert "#strawberry" in out and "#sea" not in out.split("photos/")[0]
+    assert out.count("photos/red") == 3  # three neighbours listed, all red
+    assert "the network" not in out  # the stand-in has no ImageNet head: no classes named
 
 
 def test_recommend_info_and_serve_describe_every_option():
@@ -155,14 +166,16 @@ def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsy
             assert -1 <= nb["similarity"] <= 1 and isinstance(nb["hashtags"], list)
     by_name = {Path(line["image"]).stem: line for line in lines}
     assert "food" in [t["tag"] for t in by_name["food"]["hashtags"]]
+    code, out, _ = run(capsys, "recommend", photos[0], "--model", path)
+    assert code == 0 and "  the network sees: " in out  # the ImageNet classes, as text
 
 
 def test_a_bad_image_is_one_line_and_a_nonzero_exit_but_the_rest_is_answered(
-    small_model, dataset_path, tmp_path, capsys
+    small_model, tmp_path, capsys
 ):
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not a photo")
-    good = dataset_path / "test" / "animals.jpg"
+    good = tiny_photo(tmp_path / "blue.jpg", "blue")
     code, out, _ = run(capsys, "recommend", bad, good, "--model", small_model, "--json")
     assert code == 1
     first, second = (json.loads(line) for line in out.splitlines())
@@ -173,20 +186,20 @@ def test_a_bad_image_is_one_line_and_a_nonzero_exit_but_the_rest_is_answered(
     assert err.strip().count("\n") == 0 and "Traceback" not in err
 
 
-def test_recommend_reads_an_iphone_heic_photo(small_model, dataset_path, tmp_path, capsys):
+def test_recommend_reads_an_iphone_heic_photo(small_model, tmp_path, capsys):
     """HEIC, the iPhone's default format (issue 23), made here with pillow-heif's encoder."""
     pytest.importorskip("pillow_heif")
     import recommender.vision.images  # noqa: F401 - registers the HEIF plugin
 
     photo = tmp_path / "IMG_0042.HEIC"
-    Image.open(dataset_path / "test" / "food.jpg").save(photo, "HEIF", quality=90)
+    Image.open(tiny_photo(tmp_path / "red.jpg", "red", 1)).save(photo, "HEIF", quality=90)
     code, out, err = run(capsys, "recommend", photo, "--model", small_model, "-k", "5")
     assert code == 0, err
-    assert "#food" in out
+    assert "#strawberry" in out
 
 
-def test_missing_or_damaged_model_says_how_to_rebuild(small_model, tmp_path, dataset_path, capsys):
-    food = dataset_path / "test" / "food.jpg"
+def test_missing_or_damaged_model_says_how_to_rebuild(small_model, tmp_path, capsys):
+    food = tiny_photo(tmp_path / "red.jpg", "red")
     code, _, err = run(capsys, "recommend", food, "--model", tmp_path / "none")
     assert code == 1 and "python -m recommender build" in err
     broken = tmp_path / "broken"
@@ -228,7 +241,7 @@ def test_build_refuses_an_out_of_range_number_and_writes_nothing(
     option, small_dataset, tmp_path, capsys
 ):
     out = tmp_path / "model"
-    code, stdout, err = run(capsys, "build", small_dataset, "--out", out, "--quiet", *option)
+    code, stdout, err = run(capsys, "build", small_dataset, "--out", out, "--quiet", *option, *TINY)
     assert code == 2
     line = err.strip().splitlines()[-1]
     assert option[0] in line and "Traceback" not in err
@@ -283,7 +296,8 @@ def test_build_refuses_a_folder_with_a_web_app_manifest_before_any_work(
 
 def test_skip_existing_leaves_a_loadable_model_alone(small_model, small_dataset, capsys):
     before = (small_model / "manifest.json").read_bytes()
-    code, out, _ = run(capsys, "build", small_dataset, "--out", small_model, "--skip-existing")
+    code, out, _ = run(capsys, "build", small_dataset, "--out", small_model, "--skip-existing",
+                       *TINY)  # fmt: skip
     assert code == 0 and "not rebuilding" in out
     assert (small_model / "manifest.json").read_bytes() == before
 
@@ -292,7 +306,7 @@ def test_an_als_that_diverges_is_a_one_line_fit_error(small_dataset, tmp_path, c
     """A real FitError: an absurd confidence scale makes ALS produce NaN factors."""
     out = tmp_path / "model"
     code, _, err = run(capsys, "build", small_dataset, "--out", out, "--alpha", "1e30",
-                       "--quiet")  # fmt: skip
+                       "--quiet", *TINY)  # fmt: skip
     assert code == 1
     assert err.startswith("error: ALS failed") and err.count("\n") == 1
     assert "lower alpha" in err and not out.exists()
@@ -309,13 +323,13 @@ def test_the_cli_lets_a_bug_show_rather_than_hiding_it_as_a_message(
 
     monkeypatch.setattr(recommender.build, "build_model", broken)
     with pytest.raises(ValueError, match="a programming error"):
-        cli.main(["build", str(small_dataset), "--out", str(tmp_path / "m"), "--quiet"])
+        cli.main(["build", str(small_dataset), "--out", str(tmp_path / "m"), "--quiet", *TINY])
 
 
 def test_evaluate_prints_a_table_writes_json_and_a_plot(small_dataset, tmp_path, capsys):
     plot = tmp_path / "curves.png"
     args = ["evaluate", small_dataset, "--splits", "1", "--method", "knn_vote",
-            "--methods", "knn_vote", "--neighbors", "3", "--quiet"]  # fmt: skip
+            "--methods", "knn_vote", "--neighbors", "3", "--quiet", *TINY]  # fmt: skip
     code, out, err = run(capsys, *args, "--plot", plot)
     assert code == 0, err
     header, *rows = out.splitlines()
@@ -336,15 +350,16 @@ def test_evaluate_prints_a_table_writes_json_and_a_plot(small_dataset, tmp_path,
     assert knn["recall_curve"] == sorted(knn["recall_curve"])  # recall@k never falls with k
 
 
-def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, dataset_path, capsys):
+def test_recommend_csv_one_row_per_image_and_rank(tiny_build, tiny_model, tmp_path, capsys):
     from recommender import cli
     from recommender.data.hashtags import load_blocklist
 
-    photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
-    bad = dataset_path / "README.md"  # not an image
+    photos = [tiny_photo(tmp_path / f"{t}.jpg", t, 1) for t in ("red", "green", "blue")]
+    bad = tmp_path / "README.md"  # not an image
+    bad.write_text("# notes\n")
     images = [str(photos[0]), str(bad), *map(str, photos[1:])]
     status = cli.main(
-        ["recommend", *images, "--model", str(demo_build[0]), "-k", "4", "--format", "csv"]
+        ["recommend", *images, "--model", str(tiny_build[0]), "-k", "4", "--format", "csv"]
     )
     out = capsys.readouterr().out
     assert status == 1  # a bad image, and the others still answered
@@ -356,7 +371,7 @@ def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, datase
     [bad_row] = [r for r in rows if r["error"]]
     assert bad_row["rank"] == bad_row["hashtag"] == "" and "not an image" in bad_row["error"]
     for photo in photos:
-        expected = demo_model.recommend(photo, k=4, blocklist=load_blocklist())
+        expected = tiny_model.recommend(photo, k=4, blocklist=load_blocklist())
         got = [r for r in rows if r["image"] == str(photo)]
         assert [r["rank"] for r in got] == ["1", "2", "3", "4"]
         assert [r["hashtag"] for r in got] == expected.tags
@@ -367,15 +382,15 @@ def test_recommend_csv_one_row_per_image_and_rank(demo_build, demo_model, datase
         assert [r["tier"] for r in got] == [t.tier for t in expected.hashtags]
 
 
-def test_recommend_many_images_shows_progress_on_stderr(demo_build, dataset_path, capsys):
+def test_recommend_many_images_shows_progress_on_stderr(tiny_build, tmp_path, capsys):
     from recommender import cli
     from recommender.query.recommender import EMBED_BATCH
 
-    photos = sorted((dataset_path / "test").glob("*.jpg"))
+    photos = [tiny_photo(tmp_path / f"{t}.jpg", t) for t in ("red", "green", "blue")]
     images = [str(photos[i % len(photos)]) for i in range(EMBED_BATCH + 3)]
-    assert cli.main(["recommend", *images, "--model", str(demo_build[0]), "--json"]) == 0
+    assert cli.main(["recommend", *images, "--model", str(tiny_build[0]), "--json"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == len(images)
     assert f"{len(images)}/{len(images)}" in captured.err  # the bar reached the end
-    cli.main(["recommend", images[0], "--model", str(demo_build[0]), "--json"])
+    cli.main(["recommend", images[0], "--model", str(tiny_build[0]), "--json"])
     assert capsys.readouterr().err == ""  # one batch: no bar
