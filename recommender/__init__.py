@@ -11,6 +11,8 @@ Heavy libraries (TensorFlow, implicit) load only when a function needs them.
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 from recommender.errors import (  # noqa: E402
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Lazy so that `import recommender` and `python -m recommender --help` stay fast.
     if name in ("HashtagRecommender", "Recommendation", "BuildConfig"):
         from recommender.query import recommender as _r

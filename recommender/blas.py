@@ -21,11 +21,12 @@ import contextlib
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 _lock = threading.Lock()
 _users = 0
 _limiters: list = []  # applied in order, undone in reverse
-_controller = None  # threadpoolctl's view of the loaded libraries ...
+_controller: Any = None  # threadpoolctl's view of the loaded libraries ...
 _modules_seen = -1  # ... made when sys.modules had this many entries
 
 

@@ -23,9 +23,9 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recommender import __version__
 from recommender.data.datasets import Dataset, ReadOptions, load_dataset
@@ -37,6 +37,9 @@ from recommender.fit.calibration import fit_hedging
 from recommender.fit.training import Fitted, fit_model
 from recommender.query.recommender import BuildConfig, HashtagRecommender
 from recommender.store import model_io
+
+if TYPE_CHECKING:
+    from recommender.vision.backbones import Backbone
 
 __all__ = [
     "BuildProgress",
@@ -50,7 +53,7 @@ __all__ = [
 ]
 
 
-def _stage(progress: BuildProgress | None, stage: str):
+def _stage(progress: BuildProgress | None, stage: str) -> Callable[[int, int], None] | None:
     return (lambda d, t: progress(stage, d, t)) if progress else None
 
 
@@ -72,7 +75,7 @@ def embed_stage(
     use_cache: bool = True,
     shard_size: int | None = None,
     progress: BuildProgress | None = None,
-    backbone=None,
+    backbone: Backbone | None = None,
 ) -> DatasetFeatures:
     """Embed stage: every image to feature shards (resumable), joined to the posts.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,11 @@ CHUNK_ROWS = 8192
 
 def _read_only_map(array: np.ndarray) -> mmap.mmap | None:
     """The ``mmap`` behind ``array`` if it is (a view of) a read-only ``np.memmap``."""
-    seen = array
+    seen: Any = array
     while seen is not None:
         if isinstance(seen, np.memmap):
-            if seen.mode == "r" and isinstance(getattr(seen, "_mmap", None), mmap.mmap):
-                return seen._mmap
-            return None
+            view = getattr(seen, "_mmap", None)
+            return view if seen.mode == "r" and isinstance(view, mmap.mmap) else None
         seen = getattr(seen, "base", None)
         if isinstance(seen, mmap.mmap):  # np.frombuffer over a map: its access is unknown
             return None

@@ -35,10 +35,29 @@ def _normalised(requirement: str) -> str:
 
 
 def test_declared_dependencies_are_requirements_txt():
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"]
     pinned = _requirement_lines(REPO / "requirements.txt")
     assert sorted(map(_normalised, declared)) == sorted(map(_normalised, pinned))
     assert not any(d.lower().startswith("pyspark") for d in declared)
+    extras = project["optional-dependencies"]
+    for extra, path in (("spark", "requirements-spark.txt"), ("dev", "requirements-dev.txt")):
+        pinned = _requirement_lines(REPO / path)
+        assert sorted(map(_normalised, extras[extra])) == sorted(map(_normalised, pinned))
+
+
+def test_the_version_is_written_once():
+    """pyproject reads it from the package; the pre-commit hook pins the ruff of the dev list."""
+    import recommender
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    attr = pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert attr == "recommender.__version__" and recommender.__version__.count(".") == 2
+    ruff = [r for r in _requirement_lines(REPO / "requirements-dev.txt") if r.startswith("ruff")]
+    hooks = (REPO / ".pre-commit-config.yaml").read_text()
+    assert ruff == [f"ruff=={ruff[0].split('==')[1]}"]
+    assert f"rev: v{ruff[0].split('==')[1]}" in hooks
 
 
 def test_default_model_folder_in_a_checkout_outside_it_and_from_the_environment(

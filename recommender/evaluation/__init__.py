@@ -103,12 +103,12 @@ def precision_at_k(ranked, truth, k: int) -> np.ndarray:
 
 def recall_at_k(ranked, truth, k: int) -> np.ndarray:
     """Per post: hits in the top ``k`` divided by the number of true hashtags."""
-    return hits(ranked, truth, k).sum(axis=1) / _sizes(truth)
+    return np.asarray(hits(ranked, truth, k).sum(axis=1) / _sizes(truth))
 
 
 def hit_rate_at_k(ranked, truth, k: int) -> np.ndarray:
     """Per post: 1 if any of the top ``k`` is a true hashtag, else 0."""
-    return hits(ranked, truth, k).any(axis=1).astype(np.float64)
+    return np.asarray(hits(ranked, truth, k).any(axis=1), dtype=np.float64)
 
 
 def ndcg_at_k(ranked, truth, k: int) -> np.ndarray:
@@ -242,8 +242,8 @@ def probe_categories(posts: Sequence[Post], image_rows: Sequence[int]) -> list[s
 def check_split(
     posts: Sequence[Post],
     image_rows: Sequence[int],
-    train: Sequence[int],
-    test: Sequence[int],
+    train: Sequence[int] | np.ndarray,
+    test: Sequence[int] | np.ndarray,
     image_keys: Sequence[str | None] | None = None,
 ) -> None:
     """Refuse a split whose train and test share a post, a post id, an image or an image file.
@@ -475,7 +475,7 @@ class EvaluationResult:
     def paired_table(self, a: str, b: str) -> str:
         """The paired differences ``a - b`` as plain text, one metric a line."""
         rows = self.paired(a, b)
-        n = max((r["splits"] for r in rows.values()), default=0)
+        n = max((int(r["splits"] or 0) for r in rows.values()), default=0)
         lines = [f"paired difference {a} - {b} over {n} splits (mean ± standard error):"]
         width = max((len(m) for m in rows), default=0)
         for metric, r in rows.items():
@@ -817,7 +817,7 @@ def plot_recall_curves(result: EvaluationResult, path: str | Path) -> Path:
             label=key + (" (default)" if bold else ""),
         )[0]
         colours.setdefault(method, line.get_color())
-    ax.axhline(np.mean(result.ceiling), color="grey", ls="--", lw=1, label="ceiling @10")
+    ax.axhline(float(np.mean(result.ceiling)), color="grey", ls="--", lw=1, label="ceiling @10")
     ax.set_xlabel("k (hashtags recommended)")
     ax.set_ylabel("recall@k (mean over splits)")
     ax.set_xticks(ks)

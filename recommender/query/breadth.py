@@ -78,7 +78,8 @@ def breadth_from_counts(
 
 
 class _Tiered(Protocol):
-    tier: str
+    @property
+    def tier(self) -> str: ...
 
 
 T = TypeVar("T", bound=_Tiered)

@@ -48,7 +48,7 @@ from recommender.store.arrays import (
     write_parts,
 )
 from recommender.vision import images
-from recommender.vision.backbones import DEFAULT_BACKBONE
+from recommender.vision.backbones import DEFAULT_BACKBONE, Backbone
 from recommender.vision.content import class_tag_matrix
 from recommender.vision.content import seen as seen_classes
 
@@ -282,7 +282,7 @@ class HashtagRecommender:
 
     # ------------------------------------------------------------------ queries
     @property
-    def backbone(self):
+    def backbone(self) -> Backbone:
         """The model's own backbone (loaded on first use, then shared).
 
         Raises :class:`~recommender.errors.ModelError` if the installed weights or
