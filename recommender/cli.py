@@ -7,6 +7,7 @@ Each subcommand is one plain function; the argparse defaults are the configurati
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -110,6 +111,47 @@ def _progress_bar(disable: bool):
     return progress
 
 
+# ------------------------------------------------------- options from the config
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    only: Sequence[str] | None = None,
+    **overrides: dict[str, Any],
+) -> None:
+    """One option per field of the config dataclass ``cls`` that has a ``"help"`` in its
+    metadata (or per field named in ``only``): ``--field-name`` (or ``metadata["flag"]``),
+    the field's default, a type checking ``metadata["range"]`` or ``metadata["choices"]``.
+    ``overrides[name]`` adds or replaces argparse keywords of one field's option. The
+    option's value lands in ``args.<field name>`` (read back by :func:`config_from_args`)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "help" not in meta or (only is not None and f.name not in only):
+            continue
+        kwargs: dict[str, Any] = {"default": f.default, "help": meta["help"], "dest": f.name}
+        if "range" in meta:
+            lo, hi = meta["range"]
+            is_int = f.type in (int, "int")
+            kwargs["type"] = (
+                int_in_range(lo, hi)
+                if is_int
+                else float_in_range(lo, hi, open_lo=meta.get("open_lo", False))
+            )
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        kwargs.update(overrides.get(f.name, {}))
+        if "choices" not in kwargs:  # the field's name, not argparse's dest, in the usage
+            kwargs.setdefault("metavar", flag[2:].upper().replace("-", "_"))
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **given: Any) -> Any:
+    """``cls`` from the options :func:`add_config_options` made (and ``given`` fields)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**values, **given})
+
+
 # ---------------------------------------------------------------------- build
 def _spark_conf(pairs: list[str]) -> dict[str, str]:
     conf = {}
@@ -163,23 +205,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _start_spark(args)
     elif args.spark_master or args.spark_conf or args.spark_wait is not None:
         raise ConfigError("--spark-master, --spark-conf and --spark-wait need --engine spark")
-    config = BuildConfig(
-        backbone=args.backbone,
-        weights=args.weights,
-        als=ALSParams(
-            factors=args.factors,
-            iterations=args.iterations,
-            regularization=args.regularization,
-            alpha=args.alpha,
-            weighting=args.weighting,
-            min_support=args.min_support,
-            random_state=args.seed,
-        ),
-        method=args.method,
-        thumb_size=args.thumb_size,
-        batch_size=args.batch_size,
-        workers=args.workers,
-    )
+    config = config_from_args(BuildConfig, args, als=config_from_args(ALSParams, args))
     from recommender.data.datasets import ReadOptions
 
     _rec, summary = build_model(
@@ -344,7 +370,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         candidates = default_candidates(args.method, list(args.neighbors), args.methods)
         sweep = {}
-    config = BuildConfig(backbone=args.backbone, weights=args.weights, method=method)
+    config = config_from_args(BuildConfig, args, method=method)
     result = evaluate_dataset(
         args.data,
         config,
@@ -477,18 +503,14 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recommender.config import BuildConfig
     from recommender.data.datasets import FORMATS, ReadOptions
     from recommender.data.formats import COMMENT_HASHTAGS
     from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
-    from recommender.fit.als import WEIGHTINGS, ALSParams
-    from recommender.query.recommender import (
-        BATCH_SIZE_RANGE,
-        MAX_NEIGHBORS,
-        THUMB_SIZE_RANGE,
-        WORKERS_RANGE,
-    )
-    from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS
-    from recommender.vision.backbones import BACKBONES, DEFAULT_BACKBONE
+    from recommender.fit.als import ALSParams
+    from recommender.query.recommender import MAX_NEIGHBORS
+    from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
+    from recommender.vision.backbones import BACKBONES
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
         f"{', '.join(sorted(METHODS))}, or a variant name:field=value,... "
@@ -528,55 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="instaloader download with --comments: a post also gets the hashtags of its "
         "owner's own comments (owner), of everyone's comments (all), or none",
     )
-    b.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
-    b.add_argument(
-        "--weights",
-        default="default",
-        help="'default' (pretrained ImageNet) or a Keras weights file",
+    # BuildConfig's and ALSParams' fields: defaults and help written once, in the dataclasses
+    method_help = BuildConfig.__dataclass_fields__["method"].metadata["help"]
+    add_config_options(
+        b,
+        BuildConfig,
+        backbone={"choices": BACKBONES},
+        method={"type": method_name, "help": f"{method_help}: {METHOD_CHOICES}"},
     )
-    d = ALSParams()
-    b.add_argument(
-        "--factors", type=int_in_range(1, 1024), default=d.factors, help="ALS latent factors"
-    )
-    b.add_argument(
-        "--iterations", type=int_in_range(1, 1000), default=d.iterations, help="ALS iterations"
-    )
-    b.add_argument("--regularization", type=float_in_range(0.0), default=d.regularization)
-    b.add_argument(
-        "--alpha",
-        type=float_in_range(0.0, open_lo=True),
-        default=d.alpha,
-        help="ALS confidence scale (implicit: alpha*value; Spark: 1+alpha*value)",
-    )
-    b.add_argument(
-        "--weighting",
-        default=d.weighting,
-        choices=WEIGHTINGS,
-        help="weighting of the post x hashtag matrix before ALS",
-    )
-    b.add_argument(
-        "--min-support",
-        type=int_in_range(1),
-        default=d.min_support,
-        help="drop hashtags used by fewer posts",
-    )
-    b.add_argument("--seed", type=int_in_range(0, MAX_SEED), default=d.random_state)
-    b.add_argument(
-        "--method",
-        default=DEFAULT_METHOD,
-        type=method_name,
-        help="default scoring method stored in the model: " + METHOD_CHOICES,
-    )
-    b.add_argument(
-        "--thumb-size",
-        type=int_in_range(*THUMB_SIZE_RANGE),
-        default=128,
-        help="thumbnail side in pixels",
-    )
-    b.add_argument("--batch-size", type=int_in_range(*BATCH_SIZE_RANGE), default=32)
-    b.add_argument(
-        "--workers", type=int_in_range(*WORKERS_RANGE), default=2, help="image decoding threads"
-    )
+    add_config_options(b, ALSParams)
     b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
     from recommender.engines import DEFAULT_ENGINE, ENGINES
     from recommender.features.shards import DEFAULT_SHARD_SIZE
@@ -652,13 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--format", default="auto", choices=FORMATS, help="data set layout (README's table)"
     )
-    e.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
-    e.add_argument("--weights", default="default", help="as for build")
-    e.add_argument(
-        "--method",
-        default=DEFAULT_METHOD,
-        type=method_name,
-        help="the default method: " + METHOD_CHOICES,
+    add_config_options(
+        e,
+        BuildConfig,
+        only=("backbone", "weights", "method"),
+        backbone={"choices": BACKBONES},
+        method={"type": method_name, "help": "the default method: " + METHOD_CHOICES},
     )
     e.add_argument(
         "--methods",

@@ -20,13 +20,27 @@ WORKERS_RANGE = (1, 64)
 class BuildConfig:
     """Everything that decides what ``build`` makes; defaults are the documented defaults."""
 
-    backbone: str = DEFAULT_BACKBONE
-    weights: str | None = "default"
-    als: ALSParams = field(default_factory=ALSParams)
-    method: str = DEFAULT_METHOD
-    thumb_size: int = 128
-    batch_size: int = 32
-    workers: int = 2
+    # metadata: the CLI's option for the field (recommender/cli.py: help, accepted range)
+    backbone: str = field(
+        default=DEFAULT_BACKBONE, metadata={"help": "the network that turns photos into vectors"}
+    )
+    weights: str | None = field(
+        default="default",
+        metadata={"help": "'default' (pretrained ImageNet) or a Keras weights file"},
+    )
+    als: ALSParams = field(default_factory=ALSParams)  # its fields are options of their own
+    method: str = field(
+        default=DEFAULT_METHOD, metadata={"help": "default scoring method stored in the model"}
+    )
+    thumb_size: int = field(
+        default=128, metadata={"help": "thumbnail side in pixels", "range": THUMB_SIZE_RANGE}
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "images per network batch", "range": BATCH_SIZE_RANGE}
+    )
+    workers: int = field(
+        default=2, metadata={"help": "image decoding threads", "range": WORKERS_RANGE}
+    )
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in (

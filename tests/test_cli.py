@@ -83,6 +83,28 @@ def test_help_lists_the_subcommands_and_defaults(capsys):
     assert code == 0 and "--factors" in out and "(default: " in out
 
 
+def test_every_option_says_what_it_is_and_build_defaults_are_the_config_defaults():
+    """The build and evaluate options come from BuildConfig's and ALSParams' fields."""
+    import argparse
+
+    from recommender.config import BuildConfig
+    from recommender.fit.als import ALSParams
+
+    parser = cli.build_parser()
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    args = parser.parse_args(["build"])
+    als = cli.config_from_args(ALSParams, args)
+    assert cli.config_from_args(BuildConfig, args, als=als) == BuildConfig()
+    args = parser.parse_args(["build", "--seed", "7", "--thumb-size", "64", "--weighting", "none"])
+    config = cli.config_from_args(BuildConfig, args, als=cli.config_from_args(ALSParams, args))
+    assert (config.als.random_state, config.thumb_size, config.als.weighting) == (7, 64, "none")
+    args = parser.parse_args(["evaluate", "--seed", "3"])  # evaluate's seed: its splits'
+    assert args.seed == 3 and cli.config_from_args(BuildConfig, args) == BuildConfig()
+
+
 def test_build_reports_what_it_read(small_dataset, tmp_path, capsys, feature_cache_dir):
     out = tmp_path / "model"
     code, stdout, _ = run(capsys, "build", small_dataset, "--out", out, "--factors", "4",

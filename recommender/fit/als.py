@@ -11,7 +11,7 @@ import math
 import warnings
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,13 +32,33 @@ class ALSParams:
     then spends on fewer off-topic tags (benchmarks/README.md, issue 13, sixth session).
     """
 
-    factors: int = 64
-    iterations: int = 20
-    regularization: float = 0.05
-    alpha: float = 5.0
-    weighting: str = "bm25"
-    min_support: int = 1
-    random_state: int = 42
+    # metadata: the CLI's option for the field (recommender/cli.py: help, accepted range)
+    factors: int = field(default=64, metadata={"help": "ALS latent factors", "range": (1, 1024)})
+    iterations: int = field(default=20, metadata={"help": "ALS iterations", "range": (1, 1000)})
+    regularization: float = field(
+        default=0.05, metadata={"help": "ALS L2 regularisation", "range": (0.0, None)}
+    )
+    alpha: float = field(
+        default=5.0,
+        metadata={
+            "help": "ALS confidence scale (implicit: alpha*value; Spark: 1+alpha*value)",
+            "range": (0.0, None),
+            "open_lo": True,
+        },
+    )
+    weighting: str = field(
+        default="bm25",
+        metadata={
+            "help": "weighting of the post x hashtag matrix before ALS",
+            "choices": WEIGHTINGS,
+        },
+    )
+    min_support: int = field(
+        default=1, metadata={"help": "drop hashtags used by fewer posts", "range": (1, None)}
+    )
+    random_state: int = field(
+        default=42, metadata={"help": "the ALS seed", "flag": "--seed", "range": (0, 2**32 - 1)}
+    )
 
     def __post_init__(self) -> None:
         if self.factors < 1 or self.iterations < 1:
