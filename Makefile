@@ -8,7 +8,7 @@ HASHTAG_MODEL ?= $(abspath models/demo)
 PORT ?= 8501
 export HASHTAG_DATASET HASHTAG_MODEL
 
-.PHONY: install install-spark run model test test-fast lint bench
+.PHONY: install install-spark run model test test-fast lint
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -220,7 +220,7 @@ def test_serial_blas_nests_and_restores_the_thread_count_across_threads():
     import threading
 
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from recommender.query.neighbours import serial_blas
+    from recommender.blas import serial_blas
 
     def blas_threads():  # numpy's own BLAS (faiss may bring another one, left alone)
         return [

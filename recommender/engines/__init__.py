@@ -1,9 +1,9 @@
 """Build engines by name: who runs the embed stage and the ALS fit.
 
 ``python -m recommender build DATA --engine NAME`` picks one from :data:`ENGINES`; ``local``
-(the default) runs everything in this process. Another engine (``spark``, issue 11)
-registers itself with :func:`register_engine` and must honour the same contract, so the
-stages after it cannot tell which engine ran:
+(the default) runs everything in this process; ``spark`` is the other entry of
+:data:`ENGINES`. Every engine honours the same contract, so the stages after it cannot tell
+which engine ran:
 
 ``embed(job: EmbedJob, progress=None) -> EmbedStats``
     Write the feature shards of ``job.paths`` into ``job.store``
@@ -49,7 +49,6 @@ __all__ = [
     "Progress",
     "engine_info",
     "get_engine",
-    "register_engine",
 ]
 
 
@@ -103,11 +102,6 @@ def _spark_engine(**options: Any) -> Engine:
 
 ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "spark": _spark_engine}
 DEFAULT_ENGINE = "local"
-
-
-def register_engine(name: str, factory: Callable[..., Engine]) -> None:
-    """Make ``factory(**options)`` available as ``--engine name``."""
-    ENGINES[name] = factory
 
 
 def get_engine(name: str = DEFAULT_ENGINE, **options: Any) -> Engine:

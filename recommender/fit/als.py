@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.errors import ConfigError, FitError  # FitError: importable from here as before
+from recommender.errors import ConfigError, FitError
 from recommender.mapped import chunks
 
 WEIGHTINGS = ("none", "bm25")

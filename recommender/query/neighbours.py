@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from recommender.blas import serial_blas  # noqa: F401 - also importable from here, as before
+from recommender.blas import serial_blas
 from recommender.mapped import chunks
 
 INDEX_KINDS = ("auto", "exact", "ivf")

@@ -223,9 +223,9 @@ def model_facts(info: Mapping[str, Any]) -> list[tuple[str, str]]:
 def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] | None:
     """The method and recall@k of the model against the popularity baseline, if evaluated.
 
-    Reads ``info["evaluation"]`` (as ``build --evaluate`` writes it: flat keys ``method``,
+    Reads ``info["evaluation"]`` as ``build --evaluate`` writes it (flat keys ``method``,
     ``recall@10``, ``beyond_recall@10``, ``popularity_recall@10``, ``splits``,
-    ``test_posts``) defensively: also under a ``"summary"`` key or with ``_at_`` spellings.
+    ``test_posts``), a missing or non-numeric figure as None.
     Returns None when there is no usable evaluation; otherwise a dict with ``method`` (str or
     None), ``recall``, ``beyond`` and ``popularity`` (float or None), ``off_topic`` (other
     categories' search tags per top ``k``, key ``off_topic@10``) and ``own_category_hit``
@@ -237,31 +237,20 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
     evaluation = _mapping(info.get("evaluation"))
     if not evaluation:
         return None
-    sources = [evaluation, _mapping(evaluation.get("summary"))]
-
-    def find(*keys: str) -> Any:
-        for source in sources:
-            for key in keys:
-                if key in source:
-                    return source[key]
-        return None
-
-    recall = _number(find(f"recall@{k}", f"recall_at_{k}"))
-    method = find("method")
-    if isinstance(method, Mapping):
-        method = method.get("name")
+    recall = _number(evaluation.get(f"recall@{k}"))
+    method = evaluation.get("method")
     if recall is None and method is None:
         return None
-    counts = {key: _number(find(key)) for key in ("splits", "test_posts")}
+    counts = {key: _number(evaluation.get(key)) for key in ("splits", "test_posts")}
     return {
         "method": None if method is None else str(method),
         "recall": recall,
-        "beyond": _number(find(f"beyond_recall@{k}", f"beyond_recall_at_{k}")),
-        "popularity": _number(find(f"popularity_recall@{k}", f"popularity_recall_at_{k}")),
-        "off_topic": _number(find(f"off_topic@{k}", f"off_topic_at_{k}")),
-        "off_topic_top": _number(find(f"off_topic@{INSTAGRAM_MAX_HASHTAGS}")),
+        "beyond": _number(evaluation.get(f"beyond_recall@{k}")),
+        "popularity": _number(evaluation.get(f"popularity_recall@{k}")),
+        "off_topic": _number(evaluation.get(f"off_topic@{k}")),
+        "off_topic_top": _number(evaluation.get(f"off_topic@{INSTAGRAM_MAX_HASHTAGS}")),
         "original": method_recall(info, "original", k),
-        "own_category_hit": _number(find(f"own_category_hit@{k}", f"own_category_hit_at_{k}")),
+        "own_category_hit": _number(evaluation.get(f"own_category_hit@{k}")),
         **{key: None if value is None else int(value) for key, value in counts.items()},
         "k": k,
     }
