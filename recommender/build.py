@@ -10,8 +10,8 @@
    features (:func:`recommender.fit.training.fit_model`);
 4. :func:`index_and_write_stage` -- the neighbour index and the model folder, atomically.
 
-The engine (``local`` or one registered in :mod:`recommender.engines`) runs the embed
-stage and the ALS fit. Progress: ``progress(stage, done, total)`` with the stages
+The engine (``local`` or ``spark``, :mod:`recommender.engines`) runs the embed stage and
+the ALS fit. Progress: ``progress(stage, done, total)`` with the stages
 ``features``, ``evaluate``, ``als``, ``prior`` and ``write`` (see
 :data:`recommender.ui.presentation.BUILD_STAGES`).
 """

@@ -1,38 +1,13 @@
 """Offline evaluation: hold posts out, train as ``build`` does on the rest, rank their hashtags.
 
-Protocol (``python -m recommender evaluate DATA``):
-
-- Test posts are posts with a usable image and a real hashtag list (2+ hashtags). Each
-  split holds out ``test_fraction`` of them per search hashtag (``Post.category``) with a
-  fixed seed; ``n_splits`` splits. Categories with (almost) no such post (in the demo
-  data: architecture, babies, cars, fitness, nature, wedding, whose images carry only
-  their search tag) have ``test_fraction`` of their single-tag images held out as *probe*
-  posts, which only ``own_category_hit@10`` scores. Everything else, including posts
-  without an image and images known only by one hashtag, trains the model exactly as
-  ``build`` would (same :class:`~recommender.query.recommender.BuildConfig`). Test and probe
-  posts leave both the ALS model and the image index, and so does any training post
-  showing the very same image file.
-- Image features are computed once for the whole data set (cached by content hash).
-- Per test post, the method ranks hashtags from the post's image; the ranking is scored
-  against the post's hashtags with the metrics below, averaged over test posts, then
-  mean and standard deviation over splits.
-
-Metrics (per-post arrays, each checked against a slow reference in the tests):
-precision, recall, hit rate and nDCG at k; the same "beyond category" (the post's search
-hashtag removed from its truth and from the ranked list before cutting to k); catalogue
-coverage (share of the training hashtags recommended to anyone); generic rate (share of
-recommended hashtags among the 20 most frequent training hashtags); the recall ceiling
-(what recall@k could be if every hashtag ever seen in training were ranked first);
-``off_topic@10`` (and ``off_topic@5``, the same count in the top 5, the hashtags a person
-pastes), per test post the number of top-10 hashtags that are another category's
-search tag (or its singular form, :func:`recommender.query.hedging.category_forms`) and not
-among the post's own hashtags (a data set without categories: the 10 most frequent
-training hashtags instead); ``own_category_hit@10``, the share of probe posts whose own
-search tag is in their top 10.
-
-``--compare A B`` reports, per metric, the mean over splits of the paired difference
-A - B (both ranked on the same split) and its standard error: far finer than the
-split-to-split standard deviation of either.
+``python -m recommender evaluate DATA``: :func:`stratified_splits` holds out posts per
+search hashtag, :func:`evaluate` trains every candidate method on the rest (the same
+:class:`~recommender.query.recommender.BuildConfig` as ``build``) and scores its ranking of
+the held-out posts' hashtags with the per-post metrics here (precision, recall, hit rate,
+nDCG at k, their "beyond category" forms, coverage, generic rate, the recall ceiling,
+``off_topic@10`` and ``@5``, ``own_category_hit@10``; each checked against a slow reference in the
+tests); :class:`EvaluationResult` gives mean and spread over splits and, for ``--compare
+A B``, the paired difference A - B with its standard error.
 """
 
 from __future__ import annotations
@@ -283,8 +258,13 @@ def stratified_splits(
     """``n_splits`` random splits, each holding out ``test_fraction`` of the evaluable posts
     of every category (split ``s`` uses seed ``seed + s``).
 
-    Training posts whose ``image_keys`` equal a test post's (the same image file under two
-    posts) are dropped from that split's training set.
+    Evaluable (test) posts have a usable image and 2+ hashtags. Categories with (almost)
+    no such post (in the demo data, those whose images carry only their search tag) have
+    ``test_fraction`` of their single-tag images held out as *probe* posts, which only
+    ``own_category_hit@10`` scores. Test and probe posts leave both the ALS model and the
+    image index; everything else, posts without an image included, trains. Training posts
+    whose ``image_keys`` equal a test post's (the same image file under two posts) are
+    dropped from that split's training set.
     """
     if n_splits < 1:
         raise ConfigError("n_splits must be >= 1")

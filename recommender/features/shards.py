@@ -11,31 +11,7 @@ shards through this module only::
     shard.thumbnail(i), shard.hashes[i], shard.extra["class_ids"], shard.meta
     store.shards()                             # numbers of the committed shards
 
-A shard holds ``n`` images (``DEFAULT_SHARD_SIZE`` in a build; any ``n >= 0`` here):
-
-- ``hashes``: the sha256 of each image file's bytes
-  (:func:`recommender.vision.images.content_hash`);
-- ``features``: (n, d) float16, L2-normalised image features;
-- ``thumbnails``: n JPEG byte strings (``b""`` for none), stored concatenated + offsets;
-- any extra per-image arrays (first dimension n, plain dtypes), by name: the embed stage
-  stores ``position`` (the image's place in the job) and, for a backbone with an ImageNet
-  head, ``class_ids`` (n, 5) int16 and ``class_probs`` (n, 5) float16, the top classes of
-  the same forward pass (:class:`recommender.vision.content.TopClasses`);
-- ``meta``: a small JSON-able dict (the embed stage records its unreadable images there).
-
-On disk, shard ``7`` of a store is two files::
-
-    000007.json               the commit record: format, key, count, file name, sha256, size
-    000007-<sha256[:16]>.bin  the data: magic, a JSON header of array names, dtypes, shapes
-                              and offsets, then each array raw and 64-byte aligned
-
-The data file is written under a temporary name, fsynced and renamed; then the JSON record
-is written the same way. Renaming the record is the commit: a process killed at any point
-leaves either the previous shard or the new one, never a mix. Data files are named by their
-content, so two processes writing the same shard at once cannot pair one's record with the
-other's data. :meth:`ShardStore.read_shard` checks the size and sha256 of the data against
-the record (and the store's key) and returns ``None`` for anything that does not match: a
-damaged shard is treated as missing (re-embedded), never used. Nothing is unpickled.
+The shard format (what a shard holds, its two files, the commit) is :class:`ShardStore`'s.
 """
 
 from __future__ import annotations
@@ -196,6 +172,32 @@ class ShardStore:
     preprocessing version, thumbnail size); a shard recorded under another key is treated
     as missing. Safe for several processes at once: every write is atomic and every read
     verified.
+
+    A shard holds ``n`` images (``DEFAULT_SHARD_SIZE`` in a build; any ``n >= 0`` here):
+
+    - ``hashes``: the sha256 of each image file's bytes
+      (:func:`recommender.vision.images.content_hash`);
+    - ``features``: (n, d) float16, L2-normalised image features;
+    - ``thumbnails``: n JPEG byte strings (``b""`` for none), stored concatenated + offsets;
+    - any extra per-image arrays (first dimension n, plain dtypes), by name: the embed stage
+      stores ``position`` (the image's place in the job) and, for a backbone with an ImageNet
+      head, ``class_ids`` (n, 5) int16 and ``class_probs`` (n, 5) float16, the top classes of
+      the same forward pass (:class:`recommender.vision.content.TopClasses`);
+    - ``meta``: a small JSON-able dict (the embed stage records its unreadable images there).
+
+    On disk, shard ``7`` of a store is two files::
+
+        000007.json               the commit record: format, key, count, file name, sha256, size
+        000007-<sha256[:16]>.bin  the data: magic, a JSON header of array names, dtypes, shapes
+                                  and offsets, then each array raw and 64-byte aligned
+
+    The data file is written under a temporary name, fsynced and renamed; then the JSON record
+    is written the same way. Renaming the record is the commit: a process killed at any point
+    leaves either the previous shard or the new one, never a mix. Data files are named by their
+    content, so two processes writing the same shard at once cannot pair one's record with the
+    other's data. :meth:`ShardStore.read_shard` checks the size and sha256 of the data against
+    the record (and the store's key) and returns ``None`` for anything that does not match: a
+    damaged shard is treated as missing (re-embedded), never used. Nothing is unpickled.
     """
 
     def __init__(self, folder: str | Path, key: str) -> None:

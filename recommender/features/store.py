@@ -20,12 +20,8 @@ and verified on read (:mod:`recommender.features.shards`); a build holds a share
 (:class:`lease`) and pruning skips folders someone holds. Never rewritten whole: a build
 writes only the shards that changed.
 
-Why shards rather than sqlite/LMDB/diskcache: the shards are what the build reads anyway
-(float16 features read or memory-mapped in place, thumbnails read by offset), and one file
-per 10k images with one rename as its commit gives atomicity, safe concurrent writers and
-checksums without a new dependency or a second copy of 6.5 KB per image in a database.
-``python -m benchmarks.bench_build --sections shards`` measures what writing them costs
-against the plain pipeline, and what a SIGKILL at 50% loses.
+Shards rather than sqlite/LMDB: they are what the build reads anyway, and one rename per
+shard commits it, without a new dependency (benchmarks/README.md has the reasons and costs).
 """
 
 from __future__ import annotations
