@@ -36,10 +36,10 @@ def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 300) -> None
     raise AssertionError(f"timed out waiting for {needle!r}")
 
 
-def test_killed_while_writing_the_files(demo_build, tmp_path):
+def test_killed_while_writing_the_files(tiny_build, tmp_path):
     """SIGKILL after the first data file of the new model is on disk."""
     target = tmp_path / "model"
-    before = _copy_model(demo_build[0], target)
+    before = _copy_model(tiny_build[0], target)
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -52,7 +52,7 @@ def test_killed_while_writing_the_files(demo_build, tmp_path):
             time.sleep(60)
             return out
         mio._write_stream = slow
-        HashtagRecommender.load({str(demo_build[0])!r}).save({str(target)!r})
+        HashtagRecommender.load({str(tiny_build[0])!r}).save({str(target)!r})
         """
     )
     proc = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""The recommender on the real data set: the model built once per run (see conftest.py)."""
+"""The recommender on the real data set: the model built once per run (see conftest.py); the
+checks that hold for any model run on the tiny known-answer one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import TINY_DIM, tiny_photo
 from PIL import Image
 
 from recommender import HashtagRecommender, ImageError
@@ -150,11 +152,11 @@ def test_what_the_network_sees_is_scored_and_explained(demo_model, dataset_path)
     assert bare.seen == [] and all(t.content == 0.0 for t in bare.hashtags)
 
 
-def test_path_bytes_file_and_pil_give_the_same_result(demo_model, dataset_path):
-    photo = dataset_path / "test" / "cars.jpg"
+def test_path_bytes_file_and_pil_give_the_same_result(tiny_model, tmp_path):
+    photo = tiny_photo(tmp_path / "green.jpg", "green", 1)
     data = photo.read_bytes()
     results = [
-        demo_model.recommend(src, 5, 10)
+        tiny_model.recommend(src, 5, 10)
         for src in (photo, str(photo), data, io.BytesIO(data), Image.open(io.BytesIO(data)))
     ]
     assert all(r == results[0] for r in results[1:])
@@ -173,18 +175,19 @@ def test_blocklist_removes_spam_tags(demo_model, dataset_path):
     assert clean.tags[: len(kept)] == kept
 
 
-def test_bad_images_raise_image_error_and_the_next_query_works(demo_model, dataset_path):
+def test_bad_images_raise_image_error_and_the_next_query_works(tiny_model, tmp_path):
     for bad in (b"", b"<html>not an image</html>", np.random.default_rng(0).bytes(5000)):
         with pytest.raises(ImageError):
-            demo_model.recommend(bad)
-    assert demo_model.recommend(dataset_path / "test" / "food.jpg").hashtags
+            tiny_model.recommend(bad)
+    assert tiny_model.recommend(tiny_photo(tmp_path / "red.jpg", "red")).hashtags
 
 
-def test_parameters_out_of_range_are_refused(demo_model):
-    features = np.ones(1280, dtype=np.float32) / np.sqrt(1280)
+def test_parameters_out_of_range_are_refused(tiny_model):
+    features = np.ones(TINY_DIM, dtype=np.float32) / np.sqrt(TINY_DIM)
+    assert tiny_model.recommend_features(features, 5, 5).hashtags  # the features are fine
     for n, k in ((0, 5), (51, 5), (5, 0), (5, 101)):
         with pytest.raises(ValueError):
-            demo_model.recommend_features(features, n, k)
+            tiny_model.recommend_features(features, n, k)
 
 
 def test_many_threads_get_exactly_the_sequential_results(demo_model, dataset_path):
