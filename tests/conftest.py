@@ -19,13 +19,14 @@ DATASET = Path(
 )
 
 
-# Which marker a test gets when it uses one of these fixtures (directly or through another
-# fixture: item.fixturenames is the whole closure).
+# The markers a test gets when it uses one of these fixtures (directly or through another
+# fixture: item.fixturenames is the whole closure). The demo model is built and queried
+# with the real network.
 FIXTURE_MARKERS = {
-    "dataset_path": "dataset",
-    "demo_build": "dataset",
-    "demo_model": "dataset",
-    "spark_session": "spark",
+    "dataset_path": ("dataset",),
+    "demo_build": ("dataset", "tensorflow"),
+    "demo_model": ("dataset", "tensorflow"),
+    "spark_session": ("spark",),
 }
 
 
@@ -34,12 +35,10 @@ def pytest_collection_modifyitems(config, items):
     use TensorFlow or a browser without a fixture carry the marker themselves."""
     for item in items:
         names = set(item.fixturenames)
-        for fixture, marker in FIXTURE_MARKERS.items():
+        for fixture, markers in FIXTURE_MARKERS.items():
             if fixture in names:
-                item.add_marker(marker)
-        # the browser test drives the page, which needs the demo model, hence TensorFlow
-        if item.get_closest_marker("browser") or item.get_closest_marker("dataset"):
-            item.add_marker("tensorflow")
+                for marker in markers:
+                    item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
