@@ -32,6 +32,8 @@ def test_a_photo_of_a_theme_gets_its_hashtags(tiny_model, theme, tmp_path):
     for method in ("original", "knn_vote"):
         result = tiny_model.recommend(photo, n_neighbors=4, k=3, method=method)
         assert set(result.tags) == set(TINY_THEMES[theme][1]), method
-        # the nearest posts are the theme's own four
-        assert [n.image.split("/")[-1][: len(theme)] for n in result.neighbors] == [theme] * 4
-        assert result.neighbors[-1].similarity > 0.99
+        # the nearest posts are the theme's own four (the original method always takes its
+        # own 5 neighbours, so a fifth from another theme follows them)
+        nearest = result.neighbors[:4]
+        assert [n.image.split("/")[-1][: len(theme)] for n in nearest] == [theme] * 4
+        assert nearest[-1].similarity > 0.99
