@@ -6,6 +6,8 @@ catch :class:`RecommenderError` and show its message; anything else is a bug.
 
 from __future__ import annotations
 
+import os
+
 
 class RecommenderError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -40,7 +42,9 @@ class DiskFullError(RecommenderError):
     are removed."""
 
 
-def disk_full(exc: BaseException, folder: object, needed: int, hint: str) -> DiskFullError | None:
+def disk_full(
+    exc: BaseException, folder: str | os.PathLike[str], needed: int, hint: str
+) -> DiskFullError | None:
     """A :class:`DiskFullError` naming ``folder`` and the space needed when ``exc`` says the
     disk (or the user's quota) is full, else None. ``hint`` says what to do."""
     import errno

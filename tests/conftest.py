@@ -27,6 +27,7 @@ FIXTURE_MARKERS = {
     "demo_build": ("dataset", "tensorflow"),
     "demo_model": ("dataset", "tensorflow"),
     "spark_session": ("spark",),
+    "spark_cluster": ("spark",),
 }
 
 
