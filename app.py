@@ -128,7 +128,10 @@ def link_ui(examples: list[str]) -> None:
     if st.session_state.get("link_read"):
         return
     st.session_state["link_read"] = True
-    view = pres.view_from_query(st.query_params.to_dict(), examples)
+    params = st.query_params.to_dict()
+    view = pres.view_from_query(params, examples)
+    for note in pres.query_notes(params, examples):
+        st.toast(pres.escape_markdown(note), icon=":material/link_off:")
     st.session_state.setdefault("n", view.get("n", pres.N_DEFAULT))
     st.session_state.setdefault("k", view.get("k", pres.K_DEFAULT))
     if "example" in view:
