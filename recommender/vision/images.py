@@ -19,11 +19,13 @@ threads at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import operator
 import os
 import re
+import stat
 import threading
 import warnings
 import zipfile
@@ -450,7 +452,7 @@ def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
 def _read_path(path: str | os.PathLike, limit: int) -> bytes:
     shown = os.fsdecode(path)
     try:
-        with open(path, "rb") as file:
+        with _open_regular(path) as file:
             size = os.fstat(file.fileno()).st_size
             if size > limit:
                 raise ImageError(_too_many_bytes(size, limit))
@@ -468,6 +470,26 @@ def _read_path(path: str | os.PathLike, limit: int) -> bytes:
         raise ImageError(f"The file '{shown}' cannot be read: {_reason(exc)}.") from exc
     except ValueError as exc:  # a NUL character in the path
         raise ImageError(f"There is no file at '{shown}'.") from exc
+
+
+def _open_regular(path: str | os.PathLike) -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file, checked on the opened
+    descriptor (a FIFO would block ``open`` and ``read``; a device never ends; a name
+    checked before opening can be swapped before it is opened)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder", os.fsdecode(path))
+            raise ImageError(
+                f"The path '{os.fsdecode(path)}' is not a regular file (a pipe, device or "
+                "socket); give the path of an image file."
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_member(member: zipfile.Path, limit: int) -> bytes:
