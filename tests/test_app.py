@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from conftest import rewrite_manifest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -327,7 +328,7 @@ def test_evaluation_is_shown_when_the_model_has_one(
         "test_posts": 220,
         "seconds": 7.3,
     }
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
 
     at = new_page(model, dataset_path, monkeypatch)
     sidebar = [md.value for md in at.sidebar.markdown]
@@ -358,7 +359,7 @@ def test_evaluation_missing_a_baseline_is_still_shown(
     shutil.copytree(demo_build[0], model)
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     manifest["evaluation"] = {"recall@10": 0.2, "popularity_recall@10": None}
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
     at = new_page(model, dataset_path, monkeypatch)
     assert "**20 of every 100** hashtags people really used are in its top 10." in [
         md.value for md in at.sidebar.markdown
@@ -601,7 +602,7 @@ def evaluated_copy(demo_build, tmp_path) -> Path:
             "original": {"recall@5": 0.0819, "recall@10": 0.1286},
         },
     }
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
     return model
 
 
