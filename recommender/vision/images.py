@@ -6,7 +6,14 @@ checked before any pixel data is decoded:
 
 * files or uploads larger than :data:`MAX_BYTES` are refused before they are read fully;
 * images declaring more than :data:`MAX_PIXELS` pixels are refused after the header is
-  read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes).
+  read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes);
+* images whose decoding would hold more than :data:`MAX_DECODED_BYTES` (pixels times the
+  bytes per pixel of their mode and of the RGB copy made from them: a 40 MP float TIFF
+  needs 13 bytes a pixel) are refused before decoding, after any reduced JPEG decode;
+* JPEGs of more than :data:`MAX_JPEG_SCANS` scans are refused before decoding (each scan
+  of a progressive JPEG is a pass over the whole image: 20,000 of them took 50 s of CPU);
+* all decodes in the process at once hold at most :data:`DECODE_BUDGET` bytes: a decode
+  that would go over waits its turn (up to :data:`DECODE_WAIT_SECONDS`, then refused).
 
 Only the formats in :data:`SUPPORTED` are opened, whatever the file name says (HEIC/HEIF, the
 iPhone's format, through the ``pillow-heif`` plugin, under the same limits); a file of another
@@ -47,7 +54,10 @@ except ImportError:  # pragma: no cover - a declared dependency
     register_heif_opener = None
 
 __all__ = [
+    "DECODE_BUDGET",
     "MAX_BYTES",
+    "MAX_DECODED_BYTES",
+    "MAX_JPEG_SCANS",
     "MAX_PIXELS",
     "SUPPORTED",
     "ImageSource",
@@ -65,6 +75,20 @@ MAX_PIXELS = 40_000_000
 
 MAX_BYTES = 50 * 1024 * 1024
 """Largest file or upload, in bytes, that is read."""
+
+MAX_DECODED_BYTES = 4 * MAX_PIXELS + 8_000_000
+"""Most memory one decode may hold: the decoded pixels, their RGB copy and the decoder's
+rows (a 40 MP RGB photo, stored by Pillow at 4 bytes a pixel, fits; a 40 MP float TIFF or
+a 1 x 40,000,000 PNG does not)."""
+
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may have (a baseline JPEG has 1, a usual progressive one about 10)."""
+
+DECODE_BUDGET = 400_000_000
+"""Most bytes all decodes of the process hold at once (see :data:`MAX_DECODED_BYTES`)."""
+
+DECODE_WAIT_SECONDS = 60.0
+"""How long a decode waits for the others to leave room in :data:`DECODE_BUDGET`."""
 
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF" + (", HEIC/HEIF" if register_heif_opener else "")
 """The formats accepted, as shown to users."""
@@ -340,10 +364,113 @@ def _decode(
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data), formats=_FORMATS)
         _check_pixels(img.size, max_pixels)
+        if img.format in ("JPEG", "MPO"):
+            scans = _jpeg_scans(data, MAX_JPEG_SCANS)
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(
+                    f"The JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); "
+                    "decoding it would take minutes. Save it again as a normal JPEG."
+                )
         if draft is not None:
             img.draft("RGB", draft)
-        img.load()
-        return img, _upright_rgb(img)
+        cost = decode_cost(img.mode, img.size, "transparency" in img.info)
+        if cost > MAX_DECODED_BYTES:
+            raise ImageError(
+                f"The image is too large to decode: {img.size[0]}x{img.size[1]} pixels in "
+                f"mode {img.mode} need {_format_bytes(cost)}; the limit is "
+                f"{_format_bytes(MAX_DECODED_BYTES)}. Save it as an 8-bit JPEG or PNG, or "
+                "smaller."
+            )
+        with _BUDGET.hold(cost):
+            img.load()
+            return img, _upright_rgb(img)
+
+
+# Bytes a pixel takes in Pillow's memory, by mode (RGB is stored in 4 bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16L": 2}
+_MODE_BYTES.update({"I;16B": 2, "I;16N": 2})
+
+
+def decode_cost(mode: str, size: tuple[int, int], transparency: bool = False) -> int:
+    """Bytes a decode of an image of ``mode`` and ``size`` holds: its pixels as Pillow
+    stores them, the RGB copy (and, for alpha, the RGBA one) :func:`open_image` makes, and
+    the decoder's row buffers (which make a 1 x 40,000,000 PNG cost more than its pixels)."""
+    width, height = size
+    pixels = width * height
+    stored = _MODE_BYTES.get(mode, 4)
+    if mode == "RGB" and not transparency:
+        extra = 0
+    elif mode in _SIXTEEN_BIT or mode in ("I", "F"):
+        extra = 4 + 1 + 4  # numpy's copy, the 8-bit array (scaled a block at a time), RGB
+    elif mode in _WITH_ALPHA or transparency:
+        extra = 4 + 4  # RGBA, then RGB
+    else:
+        extra = 4
+    lines = 2 * width * 4  # a decoder's current and previous row (a PNG's filters)
+    return pixels * (stored + extra) + lines
+
+
+class _Budget:
+    """Bytes all decodes of the process may hold at once; a decode waits for room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, cost: int) -> Iterator[None]:
+        cost = min(cost, self.limit)  # one decode alone always fits
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self.held + cost <= self.limit, timeout=DECODE_WAIT_SECONDS
+            ):
+                raise ImageError(
+                    "The server is busy decoding other large images; try again in a minute."
+                )
+            self.held += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.held -= cost
+                self._cond.notify_all()
+
+
+_BUDGET = _Budget(DECODE_BUDGET)
+
+
+def _jpeg_scans(data: bytes, limit: int) -> int:
+    """How many scans (SOS markers) the first JPEG in ``data`` has, counting up to
+    ``limit + 1``. Segments are skipped by their length, so an EXIF thumbnail's scans are not
+    counted; in the entropy-coded data a 0xFF byte is a marker only when not followed by 0."""
+    n = len(data)
+    i = 2  # after SOI
+    scans = 0
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2  # stuffed byte, restart marker, TEM: no length
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if i + 3 >= n:
+            break
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker == 0xDA:
+            scans += 1
+            if scans > limit:
+                break
+        i += 2 + length
+    return scans
 
 
 @contextlib.contextmanager
@@ -433,11 +560,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
-    """Map greyscale wider than 8 bits onto 0..255 without clipping."""
+    """Map greyscale wider than 8 bits onto 0..255 without clipping, a block of values at a
+    time (a float image is never copied whole in float)."""
+    flat = values.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.uint8)
+    block = 1 << 20
     if mode in _SIXTEEN_BIT:
-        return (values >> 8).astype(np.uint8)
-    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
+        for start in range(0, flat.size, block):
+            out[start : start + block] = flat[start : start + block] >> 8
+        return out.reshape(values.shape)
+    low, high = np.inf, -np.inf
+    for start in range(0, flat.size, block):
+        part = _finite(flat[start : start + block])
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
     if low >= 0 and high <= 1 and mode == "F":
         scale, low = 255.0, 0.0
     elif low >= 0 and high <= 255:
@@ -446,7 +581,14 @@ def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
         scale, low = 1 / 257, 0.0
     else:  # an unusual range: stretch what is there
         scale = 255 / (high - low) if high > low else 0.0
-    return np.clip(np.rint((values - low) * scale), 0, 255).astype(np.uint8)
+    for start in range(0, flat.size, block):
+        part = _finite(flat[start : start + block])
+        out[start : start + block] = np.clip(np.rint((part - low) * scale), 0, 255)
+    return out.reshape(values.shape)
+
+
+def _finite(part: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(part.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _read_path(path: str | os.PathLike, limit: int) -> bytes:
