@@ -192,6 +192,8 @@ def unchanged(files: dict[Path, bytes]) -> bool:
 
 # A real standalone Spark cluster (a master and two workers) for the tests that need one.
 from spark_cluster import spark_cluster  # noqa: E402, F401
+
+
 def rewrite_manifest(folder: Path, manifest: dict) -> None:
     """Edit a model's manifest by hand as a user could: the manifest and its checksum file
     (``manifest.sha256``) together, so that what a test changes is read, not refused as

@@ -706,3 +706,37 @@ def test_a_bad_link_is_ignored(demo_build, dataset_path, monkeypatch, query):
     assert [s.value for s in at.sidebar.slider] == [pres.N_DEFAULT, pres.K_DEFAULT]
     assert at.pills[0].value is None and "Drop photos" in at.info[0].value
     assert at.query_params == {"n": str(pres.N_DEFAULT), "k": str(pres.K_DEFAULT)}
+
+
+@pytest.mark.parametrize("query", [{"n": "²"}, {"k": "³"}, {"n": "١٢", "k": "7"}])
+def test_a_link_with_a_digit_int_cannot_read_is_ignored_with_a_note(
+    demo_build, dataset_path, monkeypatch, query
+):
+    # '²'.isdigit() is True but int('²') raises: /?n=² crashed every load of the page.
+    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
+    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception and not at.error
+    notes = [t.value for t in at.toast]
+    assert any("was ignored" in note for note in notes), notes
+
+
+def test_each_upload_is_decoded_once_and_the_limits_are_shown(page, photos, monkeypatch):
+    from recommender.ui import uploads
+    from recommender.vision import images
+
+    assert any(uploads.limits_line() in c.value for c in page.caption)
+    calls = []
+    decode = images._decode
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return decode(*args, **kw)
+
+    monkeypatch.setattr(images, "_decode", counted)
+    upload(page, "food.jpg", (photos / "food.jpg").read_bytes() + b"decode-once")
+    assert len(calls) == 1 and not errors(page)  # before: the model, then the preview
+    page.sidebar.slider[0].set_value(12).run()
+    assert len(calls) == 1  # a rerun decodes nothing

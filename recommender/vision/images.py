@@ -65,6 +65,7 @@ __all__ = [
     "decode_thumbnail",
     "load_for_model",
     "open_image",
+    "open_reduced",
     "read_bytes",
     "thumbnail_jpeg",
     "to_model_input",
@@ -284,14 +285,24 @@ def load_for_model(source: ImageSource, size: int, max_pixels: int = MAX_PIXELS)
     ValueError
         If ``size`` is less than 1.
     """
+    return to_model_input(open_reduced(source, size, max_pixels), size)
+
+
+def open_reduced(source: ImageSource, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The upright RGB image :func:`load_for_model` turns into the model input: a JPEG
+    decoded by libjpeg at 1/2, 1/4 or 1/8 scale while still at least ``2 * size`` pixels on
+    each side. ``to_model_input(open_reduced(s, size), size)`` is ``load_for_model(s,
+    size)``: one decode gives both the model input and a preview.
+
+    Raises :class:`ImageError` as :func:`open_image` does; ``ValueError`` if ``size`` < 1.
+    """
     size = _positive(size, "size")
     if isinstance(source, Image.Image):
         with _mapped_errors(max_pixels):
             _check_pixels(source.size, max_pixels)
-            rgb = _upright_rgb(source)
-    else:
-        _, rgb = _decode(read_bytes(source), max_pixels, draft=(2 * size, 2 * size))
-    return to_model_input(rgb, size)
+            return _upright_rgb(source)
+    _, rgb = _decode(read_bytes(source), max_pixels, draft=(2 * size, 2 * size))
+    return rgb
 
 
 def thumbnail_jpeg(img: Image.Image, size: int = 128, quality: int = 80) -> bytes:
