@@ -22,6 +22,7 @@ from recommender.query.breadth import BALANCED_POOL
 from recommender.store.model_io import model_version, output_problem
 from recommender.ui import preload
 from recommender.ui import presentation as pres
+from recommender.ui import uploads as limits
 from recommender.vision.images import content_hash
 
 st.set_page_config(
@@ -71,6 +72,12 @@ def blocklist() -> frozenset[str]:
 
 
 @st.cache_resource(show_spinner=False)
+def upload_limits() -> bool:
+    """Bound the files and bytes each session holds, and free closed sessions' uploads."""
+    return limits.install_limits()
+
+
+@st.cache_resource(show_spinner=False)
 def build_lock() -> threading.Lock:
     """One build at a time per server, whichever session asks."""
     return threading.Lock()
@@ -84,14 +91,26 @@ def feature_memo() -> pres.Memo:
     return pres.Memo(max_items=512)
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def prepared_photo(digest: str, _data: bytes, size: int) -> limits.PreparedPhoto:
+    """The photo decoded once: model input, preview and thumbnail (or why not)."""
+    return limits.prepare_photo(_data, size)
+
+
 def features_ui(
-    rec: HashtagRecommender, version: str, photos: list[tuple[str, bytes, str]]
+    rec: HashtagRecommender,
+    version: str,
+    photos: list[tuple[str, bytes, str]],
+    prepared: list[limits.PreparedPhoto],
 ) -> list[tuple[np.ndarray | None, np.ndarray | None, str]]:
     """(features, ImageNet class probabilities or None, "") of each photo, from one forward
     pass, or (None, None, why it cannot be used); new photos are embedded in batches with a
     progress bar."""
     memo = feature_memo()
     found = {i: memo.get((version, digest)) for i, (_, _, digest) in enumerate(photos)}
+    for i, ready in enumerate(prepared):
+        if found[i] is None and ready.error:
+            found[i] = (None, None, ready.error)
     todo = [i for i, hit in found.items() if hit is None]
     if todo:
         bar = st.progress(0.0, text="Looking at the photo…" if len(todo) == 1 else None)
@@ -101,7 +120,7 @@ def features_ui(
                 bar.progress(done / total, text=f"Looking at the photos: {done} of {total}")
 
         features, classes, problems = rec.embed_many(
-            [photos[i][1] for i in todo], progress=progress
+            [prepared[i].model_input() for i in todo], progress=progress
         )
         for j, i in enumerate(todo):
             if problems[j]:
@@ -113,22 +132,16 @@ def features_ui(
     return [found[i] for i in range(len(photos))]
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def photo_preview(digest: str, _data: bytes, side: int = 640) -> bytes:
-    """A small upright JPEG of the photo for the page (b"" if it cannot be made)."""
-    try:
-        return pres.preview_jpeg(_data, max_side=side)
-    except RecommenderError:
-        return b""
-
-
 # ------------------------------------------------------------------------------ helpers
 def link_ui(examples: list[str]) -> None:
     """Seed the view from the link once per session: ``?example=food&n=5&k=10``."""
     if st.session_state.get("link_read"):
         return
     st.session_state["link_read"] = True
-    view = pres.view_from_query(st.query_params.to_dict(), examples)
+    params = st.query_params.to_dict()
+    view = pres.view_from_query(params, examples)
+    for note in pres.query_notes(params, examples):
+        st.toast(pres.escape_markdown(note), icon=":material/link_off:")
     st.session_state.setdefault("n", view.get("n", pres.N_DEFAULT))
     st.session_state.setdefault("k", view.get("k", pres.K_DEFAULT))
     if "example" in view:
@@ -274,9 +287,10 @@ def photo_ui(examples: list[Path]) -> list[tuple[str, bytes]]:
         accept_multiple_files=True,
         key=uploader_key,
         on_change=_forget_example,
-        help="JPEG, PNG, WebP or HEIC, up to 20 MB each. Several photos give a table with the "
-        "hashtags of each, and a CSV to download.",
+        help="JPEG, PNG, WebP or HEIC. Several photos give a table with the hashtags of each, "
+        "and a CSV to download. " + limits.limits_line(),
     )
+    st.caption(limits.limits_line())
     if examples:
         st.pills(
             "…or try an example photo",
@@ -443,14 +457,13 @@ def batch_ui(names: list[str], rows: list[pres.PhotoRow], previews: list[bytes])
     return len(rows) - 1
 
 
-def detail_ui(rec, name, data, digest, result, ranked_ms, query, n, blocked, top) -> None:
+def detail_ui(rec, name, preview, digest, result, ranked_ms, query, n, blocked, top) -> None:
     """Everything about one photo: its hashtags, the charts, its neighbours."""
     # The hashtags first: on a phone the columns stack, and the 5 to paste lead the screen.
     tags_col, photo_col = st.columns([2, 1], gap="large")
     with tags_col:
         hashtags_ui(result, top, rec.breadth)
     with photo_col:
-        preview = photo_preview(digest, data)
         if preview:
             st.image(preview, width="stretch")
         st.caption(
@@ -483,6 +496,7 @@ def main() -> None:
     the photos of a run are freed when the run ends.
     """
     keep_tensorflow_kernels()
+    upload_limits()
     st.title("Hashtag recommender")
 
     model_path = default_model()
@@ -528,7 +542,9 @@ def main() -> None:
         st.stop()
 
     photos_hashed = [(name, data, content_hash(data)) for name, data in photos]
-    found = features_ui(rec, version, photos_hashed)
+    size = rec.backbone.input_size
+    prepared = [prepared_photo(digest, data, size) for _, data, digest in photos_hashed]
+    found = features_ui(rec, version, photos_hashed, prepared)
     use_blocklist = blocked if hide_spam else None
     pool = max(k, BALANCED_POOL) if balanced_mix else k
     results, rows, timings = [], [], []
@@ -550,10 +566,10 @@ def main() -> None:
 
     chosen = 0
     if len(photos) > 1:
-        previews = [photo_preview(digest, data, THUMB_SIDE) for _, data, digest in photos_hashed]
+        previews = [p.thumb for p in prepared]
         chosen = batch_ui([name for name, _, _ in photos_hashed], rows, previews)
 
-    name, data, digest = photos_hashed[chosen]
+    name, _, digest = photos_hashed[chosen]
     ranked = results[chosen]
     if ranked is None:
         st.error(f"{pres.escape_markdown(name)}: {pres.escape_markdown(rows[chosen].error)}")
@@ -561,7 +577,7 @@ def main() -> None:
     detail_ui(
         rec,
         name,
-        data,
+        prepared[chosen].preview,
         digest,
         pres.shown(ranked, k),
         timings[chosen],

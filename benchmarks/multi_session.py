@@ -16,8 +16,18 @@ copies, so no photo's features are already cached. Reports results received, err
 to results per session (median and max), and the peak resident memory of the server's
 process tree (read from /proc). Only loopback traffic; bounded in sessions and time.
 
+With ``--hostile``, one visitor plays normal (uploads ``--normal-uploads`` new photos one
+after the other, their time to results measured) while ``--sessions`` hostile sessions each
+upload the costly images of :mod:`benchmarks.hostile_images` (a 40 MP float TIFF named
+``.png``, a 1 x 40,000,000 PNG, a progressive JPEG of 20,000 scans) and one more session
+drops 100 files of 19 MB at once. It reports the server's peak memory during the attack,
+the normal visitor's p95 time to results against the same visitor on the idle server
+before, and the server's memory after the hostile tabs are closed and Streamlit has
+forgotten their sessions (``--settle`` seconds).
+
     python benchmarks/multi_session.py                 # 6 sessions, models/demo
     python benchmarks/multi_session.py --sessions 3 --model models/demo
+    python benchmarks/multi_session.py --hostile --sessions 8 --model models/demo
 """
 
 from __future__ import annotations
@@ -333,6 +343,201 @@ async def drive(server: Server, rounds: list[list[Path]], sampler: Sampler, time
     return results
 
 
+# ---------------------------------------------------------------- the hostile visitors
+def distinct_photos(photos: list[Path], count: int, folder: Path) -> list[Path]:
+    """``count`` photos of new content (mirrored, flipped, rotated copies), so no cached
+    features apply to any of them."""
+    from PIL import Image, ImageOps
+
+    turns = (ImageOps.mirror, ImageOps.flip, lambda im: im.rotate(180), lambda im: im)
+    out = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        turn = turns[(i // len(photos)) % len(turns)]
+        target = folder / f"{photo.stem}-v{i}.jpg"
+        with Image.open(photo) as img:
+            turn(ImageOps.exif_transpose(img).convert("RGB")).save(target, quality=88 + i % 5)
+        out.append(target)
+    return out
+
+
+def hostile_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(the costly images, 100 files of 19 MB) written into ``folder``."""
+    from benchmarks.hostile_images import float_tiff, many_scan_jpeg, wide_png
+
+    costly = []
+    for name, make in (
+        ("holiday.png", float_tiff),  # a TIFF: Pillow opens by content
+        ("panorama.png", wide_png),
+        ("progressive.jpg", many_scan_jpeg),
+    ):
+        (folder / name).write_bytes(make())
+        costly.append(folder / name)
+    first = folder / "flood-000.jpg"
+    first.write_bytes(os.urandom(19 * 1024 * 1024))
+    flood = [first]
+    for i in range(1, 100):
+        flood.append(folder / f"flood-{i:03d}.jpg")
+        os.link(first, flood[-1])
+    return costly, flood
+
+
+async def settle(page, timeout_ms: int) -> None:
+    await page.wait_for_function(PAGE_SETTLED, timeout=timeout_ms, polling=100)
+
+
+async def new_session(browser, url: str, timeout_ms: int):
+    context = await browser.new_context(viewport=PAGE_SIZE)
+    page = await context.new_page()
+    await page.goto(url, timeout=timeout_ms)
+    await page.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
+    return context, page
+
+
+async def normal_visitor(browser, url: str, photos: list[Path], timeout_ms: int) -> list[Outcome]:
+    context, page = await new_session(browser, url, timeout_ms)
+    outcomes = []
+    try:
+        for photo in photos:
+            outcomes.append(await one_upload(page, 0, photo, timeout_ms))
+    finally:
+        await context.close()
+    return outcomes
+
+
+async def hostile_visitor(browser, url: str, files: list[Path], timeout_ms: int) -> str:
+    """Upload ``files`` at once, wait until the page has answered them (an error for the
+    newest, the others in the table) and settled; what the page and the upload box said."""
+    context, page = await new_session(browser, url, timeout_ms)
+    try:
+        await page.locator("input[type=file]").set_input_files(files)
+        answer = page.locator(
+            "[data-testid=stMain] [data-testid=stAlertContentError], "
+            "[data-testid=stMain] [data-testid=stException]"
+        )
+        await answer.first.wait_for(timeout=timeout_ms)
+        for _ in range(2):  # uploads still arriving start new runs: wait them out
+            await page.wait_for_timeout(2000)
+            await settle(page, timeout_ms)
+        shown = await answer.all_inner_texts()
+        box = await page.locator("[data-testid=stFileUploader]").inner_text()
+        return "\n".join(shown + box.splitlines())
+    except Exception as exc:  # a benchmark reports every failure and carries on
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+    finally:
+        await context.close()
+
+
+@dataclass
+class Attack:
+    idle: list[Outcome]
+    loaded: list[Outcome]
+    hostile_pages: list[str]
+    peak_rss: int
+    before_rss: int
+    closed_rss: int = 0
+    settled_rss: int = 0
+    seconds: float = 0.0
+    server_cpu: float = 0.0  # CPU seconds of the server during the attack
+    browser_cpu: float = 0.0  # and of the browser playing every visitor
+
+
+async def attack(
+    server: Server,
+    sampler: Sampler,
+    normal: list[Path],
+    costly: list[Path],
+    flood: list[Path],
+    sessions: int,
+    timeout: float,
+    settle_seconds: float,
+) -> Attack:
+    from playwright.async_api import async_playwright
+
+    timeout_ms = int(timeout * 1000)
+    half = len(normal) // 2
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # The model is loaded by a first visit; then the idle server's latency.
+            await normal_visitor(browser, server.url, normal[:1], timeout_ms)
+            idle = await normal_visitor(browser, server.url, normal[1 : half + 1], timeout_ms)
+            sampler.sample()
+            before = sampler.last
+            sampler.reset_peak()
+            cpu = (sampler.server_cpu, sampler.browser_cpu)
+            start = time.perf_counter()
+            hostile = [
+                hostile_visitor(browser, server.url, costly, timeout_ms) for _ in range(sessions)
+            ]
+            hostile.append(hostile_visitor(browser, server.url, flood, timeout_ms))
+            results = await asyncio.gather(
+                normal_visitor(browser, server.url, normal[half + 1 :], timeout_ms), *hostile
+            )
+            seconds = time.perf_counter() - start
+            sampler.sample()
+            out = Attack(idle, results[0], list(results[1:]), sampler.peak, before)
+            out.seconds = seconds
+            out.server_cpu = sampler.server_cpu - cpu[0]
+            out.browser_cpu = sampler.browser_cpu - cpu[1]
+            out.closed_rss = sampler.last
+        finally:
+            await browser.close()
+    # Streamlit forgets a closed tab's session after two minutes; the sweep frees its files.
+    deadline = time.perf_counter() + settle_seconds
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(1.0)
+    sampler.sample()
+    out.settled_rss = sampler.last
+    return out
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def print_attack(result: Attack, sessions: int, settle_seconds: float) -> None:
+    mib = 1024 * 1024
+    print(f"hostile run: {sessions} sessions each uploading the costly images, one dropping")
+    print("100 files of 19 MB, while one normal visitor uploads new photos one by one")
+    for label, outcomes in (("idle server", result.idle), ("under attack", result.loaded)):
+        times = [o.seconds for o in outcomes if o.seconds is not None and not o.error]
+        errors = [o.error for o in outcomes if o.error]
+        line = f"  normal visitor, {label}: {len(times)}/{len(outcomes)} results"
+        if times:
+            line += (
+                f", median {statistics.median(times):.2f} s, p95 {p95(times):.2f} s, "
+                f"max {max(times):.2f} s"
+            )
+        print(line + (f"; errors: {errors[:2]}" if errors else ""))
+    idle = [o.seconds for o in result.idle if o.seconds and not o.error]
+    loaded = [o.seconds for o in result.loaded if o.seconds and not o.error]
+    if idle and loaded:
+        print(f"  p95 under attack / idle: {p95(loaded) / p95(idle):.2f}x (target: under 3x)")
+    print(
+        f"  server RSS: {result.before_rss / mib:.0f} MiB before the attack, peak "
+        f"{result.peak_rss / mib:.0f} MiB during it (target: under 2.5 GB = 2384 MiB), "
+        f"{result.closed_rss / mib:.0f} MiB when the tabs closed, "
+        f"{result.settled_rss / mib:.0f} MiB {settle_seconds:.0f} s later"
+    )
+    print(
+        f"  attack wall time {result.seconds:.1f} s; CPU time in it: server "
+        f"{result.server_cpu:.1f} s, browser {result.browser_cpu:.1f} s ({os.cpu_count()} cores)"
+    )
+    for i, shown in enumerate(result.hostile_pages, 1):
+        lines = [line.strip() for line in shown.splitlines() if line.strip()]
+        refusals = sorted(
+            {
+                line[:100]
+                for line in lines
+                if not line.startswith("Up to")
+                and any(w in line for w in ("too large", "scans", "At most", "not an image"))
+            }
+        )
+        print(f"  hostile session {i}: {'; '.join(refusals) or shown.strip()[:150]!r}")
+
+
 # -------------------------------------------------------------------------- reporting
 def print_report(server: Server, results: list[Round], baseline_rss: int) -> None:
     mib = 1024 * 1024
@@ -376,6 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="default: $HASHTAG_MODEL")
     parser.add_argument("--photos", type=Path, default=None, help="default: <data set>/test")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
+    parser.add_argument("--hostile", action="store_true", help="the hostile-visitor run")
+    parser.add_argument(
+        "--normal-uploads", type=int, default=20, help="the normal visitor's, idle + attacked"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=160.0, help="seconds to wait after the tabs close"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
@@ -390,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = example_photos(args.photos or default_dataset() / "test")
     if not photos:
         parser.error("no photos: pass --photos DIR")
+    if args.hostile:
+        return hostile_main(args, model, photos)
     chosen = [photos[i % len(photos)] for i in range(args.sessions)]
     with tempfile.TemporaryDirectory(prefix="multi-session-") as tmp:
         second = mirrored_copies(
@@ -413,6 +627,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {model}   sessions: {args.sessions}   cores: {os.cpu_count()}")
     print_report(server, results, baseline)
     return 0 if all(not o.error for r in results for o in r.outcomes) else 1
+
+
+def hostile_main(args, model: Path, photos: list[Path]) -> int:
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
+    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
+        folder = Path(tmp)
+        normal = distinct_photos(photos, args.normal_uploads + 1, folder)
+        costly, flood = hostile_files(folder)
+        log = folder / "server.log"
+        try:
+            with streamlit_server(model, None, log, args.timeout) as server:
+                sampler = Sampler(server.process.pid)
+                sampler.start()
+                try:
+                    result = asyncio.run(
+                        attack(
+                            server,
+                            sampler,
+                            normal,
+                            costly,
+                            flood,
+                            args.sessions,
+                            args.timeout,
+                            args.settle,
+                        )
+                    )
+                finally:
+                    sampler.stop()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            return 1
+    print(f"model: {model}   cores: {os.cpu_count()}   load average before: {load}")
+    print_attack(result, args.sessions, args.settle)
+    ok = result.peak_rss < 2.5e9 and all(not o.error for o in result.idle + result.loaded)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from recommender.data.datasets import Dataset, ReadOptions, load_dataset
 from recommender.engines import DEFAULT_ENGINE, engine_info, get_engine
 from recommender.engines.embed_stage import dataset_features
 from recommender.errors import DatasetError
+from recommender.features import store as feature_store
 from recommender.features.pipeline import BuildProgress, DatasetFeatures
 from recommender.fit.calibration import fit_hedging
 from recommender.fit.training import Fitted, fit_model
@@ -271,6 +272,9 @@ def build_model(
     """
     config = config or BuildConfig()
     model_io.check_output(out)  # before any work: never build for a folder it cannot write
+    if use_cache:  # and refuse a bad feature store setting before any work
+        feature_store.check_cache_dir(feature_store.default_cache_dir())
+        feature_store.max_bytes()
     start = time.perf_counter()
     dataset = read_stage(data, format, read_options)
     feats = embed_stage(

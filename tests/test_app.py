@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, rewrite_manifest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -328,7 +328,7 @@ def test_evaluation_is_shown_when_the_model_has_one(
         "test_posts": 220,
         "seconds": 7.3,
     }
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
 
     at = new_page(model, dataset_path, monkeypatch)
     sidebar = [md.value for md in at.sidebar.markdown]
@@ -359,7 +359,7 @@ def test_evaluation_missing_a_baseline_is_still_shown(
     shutil.copytree(demo_build[0], model)
     manifest = json.loads((model / "manifest.json").read_text(encoding="utf-8"))
     manifest["evaluation"] = {"recall@10": 0.2, "popularity_recall@10": None}
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
     at = new_page(model, dataset_path, monkeypatch)
     assert "**20 of every 100** hashtags people really used are in its top 10." in [
         md.value for md in at.sidebar.markdown
@@ -499,7 +499,8 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
     ]
     page.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files]).run()
     assert not page.exception
-    assert batches == [4]  # new photos are embedded together, in one call
+    # new photos are embedded together, in one call; notes.jpg is refused when decoded
+    assert batches == [3]
 
     expected = {
         name: demo_model.recommend(
@@ -543,7 +544,7 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
     page.run()
     assert len(errors(page)) == 1 and "notes" in errors(page)[0]
     assert len(page.dataframe) == 1  # the table stays, to pick another row
-    assert batches == [4]  # selecting rows never recomputes features
+    assert batches == [3]  # selecting rows never recomputes features
 
 
 def test_a_single_photo_has_no_table(page, photos):
@@ -603,7 +604,7 @@ def evaluated_copy(demo_build, tmp_path) -> Path:
             "original": {"recall@5": 0.0819, "recall@10": 0.1286},
         },
     }
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
     return model
 
 
@@ -707,3 +708,37 @@ def test_a_bad_link_is_ignored(demo_build, dataset_path, monkeypatch, query):
     assert [s.value for s in at.sidebar.slider] == [pres.N_DEFAULT, pres.K_DEFAULT]
     assert at.pills[0].value is None and "Drop photos" in at.info[0].value
     assert at.query_params == {"n": str(pres.N_DEFAULT), "k": str(pres.K_DEFAULT)}
+
+
+@pytest.mark.parametrize("query", [{"n": "²"}, {"k": "³"}, {"n": "١٢", "k": "7"}])
+def test_a_link_with_a_digit_int_cannot_read_is_ignored_with_a_note(
+    demo_build, dataset_path, monkeypatch, query
+):
+    # '²'.isdigit() is True but int('²') raises: /?n=² crashed every load of the page.
+    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
+    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception and not at.error
+    notes = [t.value for t in at.toast]
+    assert any("was ignored" in note for note in notes), notes
+
+
+def test_each_upload_is_decoded_once_and_the_limits_are_shown(page, photos, monkeypatch):
+    from recommender.ui import uploads
+    from recommender.vision import images
+
+    assert any(uploads.limits_line() in c.value for c in page.caption)
+    calls = []
+    decode = images._decode
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return decode(*args, **kw)
+
+    monkeypatch.setattr(images, "_decode", counted)
+    upload(page, "food.jpg", (photos / "food.jpg").read_bytes() + b"decode-once")
+    assert len(calls) == 1 and not errors(page)  # before: the model, then the preview
+    page.sidebar.slider[0].set_value(12).run()
+    assert len(calls) == 1  # a rerun decodes nothing

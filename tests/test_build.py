@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, rewrite_manifest
 from PIL import Image
 
 from recommender import DatasetError, HashtagRecommender
@@ -127,7 +127,7 @@ def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path,
 
     retrained = "0123456789abcdef" * 4
     manifest["backbone"]["weights_sha256"] = retrained
-    (model / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(model, manifest)
     with pytest.raises(ModelError) as err:
         HashtagRecommender.load(model, warm=True)
     message = str(err.value)
@@ -138,11 +138,11 @@ def test_a_model_records_its_backbone_and_refuses_other_weights(messy, tmp_path,
         lazy.recommend(photo)
 
     del manifest["backbone"]["weights_sha256"], manifest["backbone"]["preprocessing"]
-    (model / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(model, manifest)
     assert HashtagRecommender.load(model, warm=True).recommend(photo).hashtags  # predates them
 
     manifest["backbone"]["preprocessing"] = backbones.PREPROCESSING_VERSION
-    (model / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(model, manifest)
     monkeypatch.setattr(backbones, "PREPROCESSING_VERSION", "p-next")
     with pytest.raises(ModelError, match="preprocessing .* p-next"):
         HashtagRecommender.load(model).embed(photo)

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import check_hedged_is_plain_without
+from conftest import check_hedged_is_plain_without, rewrite_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -330,12 +330,12 @@ def test_a_damaged_calibration_refuses_the_model_and_an_old_model_has_none(demo_
         **manifest,
         "hedge_calibration": {**manifest["hedge_calibration"], "weights": [[1.0]]},
     }
-    manifest_path.write_text(json.dumps(damaged), encoding="utf-8")
+    rewrite_manifest(model, damaged)
     with pytest.raises(ModelError, match="calibration is damaged") as info:
         HashtagRecommender.load(model)
     assert isinstance(info.value, RecommenderError) and "\n" not in str(info.value)
     old = {k: v for k, v in manifest.items() if k != "hedge_calibration"}
-    manifest_path.write_text(json.dumps(old), encoding="utf-8")
+    rewrite_manifest(model, old)
     rec = HashtagRecommender.load(model)  # built before calibration: nothing to hedge with
     assert rec.hedge.calibration is None
     q = np.asarray(rec.arrays.features[0], np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -349,3 +350,23 @@ def test_the_fingerprint_follows_the_members(zipped, tmp_path):
             new.writestr(info, data)
     assert load_dataset(changed).posts == load_dataset(zipped).posts
     assert load_dataset(changed).fingerprint() != first
+
+
+def test_duplicate_member_names_in_the_zip_are_counted_and_reported(zipped, tmp_path):
+    # A zip may hold two members of one name (zipfile warns "Duplicate name" and writes
+    # both); readers then see only the last, silently.
+    import warnings
+
+    path = tmp_path / "with-duplicates.zip"
+    shutil.copy(zipped, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("media/posts/202301/17912345.jpg", jpeg_bytes((1, 2, 3)))
+            archive.writestr("media/posts/202301/17912345.jpg", jpeg_bytes((4, 5, 6)))
+    dataset = load_dataset(path)
+    assert dataset.report.counts["skipped_duplicate_member"] == 2
+    problems = "\n".join(dataset.report.problems)
+    assert "'media/posts/202301/17912345.jpg' appears more than once" in problems
+    assert "2 duplicate member" in dataset.report.summary()
+    assert load_dataset(zipped).report.counts["skipped_duplicate_member"] == 0

@@ -26,9 +26,17 @@ def test_arrays_round_trip_through_a_model_folder_with_their_extras(tmp_path):
     arrays.extra["imagenet_top5"] = np.arange(20, dtype=np.int32).reshape(4, 5)
     index = {"tags": ["a", "b", "c"], "images": []}
     thumbs = {"data": np.frombuffer(b"abcdef", np.uint8), "offsets": np.array([0, 2, 3, 3, 6])}
-    write_parts(tmp_path / "m", ModelParts({"x": 1}, arrays, index, thumbs))
+    manifest = {  # what a model's manifest must hold (recommender.store.model_io)
+        "created": "2026-01-01",
+        "config": {"backbone": "b", "weights": None, "method": "blend"},
+        "counts": {},
+        "categories": [],
+        "single_tag_categories": [],
+        "neighbours": {"kind": "exact"},
+    }
+    write_parts(tmp_path / "m", ModelParts(manifest, arrays, index, thumbs))
     back = read_parts(tmp_path / "m")
-    assert back.manifest["x"] == 1 and back.index == index
+    assert back.manifest["created"] == "2026-01-01" and back.index == index
     for name, value in arrays.to_dict().items():
         assert np.array_equal(back.arrays.to_dict()[name], value), name
     assert np.array_equal(back.arrays.extra["imagenet_top5"], arrays.extra["imagenet_top5"])

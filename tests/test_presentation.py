@@ -429,3 +429,18 @@ def test_batch_table_has_no_none_text_and_says_why_a_photo_failed():
     assert pres.short_reason(long) == "This file is not an image in a supported format"
     assert len(pres.short_reason("x" * 200)) == pres.TABLE_REASON_CHARS
     assert "None" not in repr(table["to paste"] + table["more"])
+
+
+@pytest.mark.parametrize("value", ["²", "³", "١٢", "½", "1e3", "99999999999999999999"])
+def test_a_link_with_a_unicode_or_huge_number_is_ignored_with_a_note(value):
+    # '²'.isdigit() is True but int('²') raises: /?n=² crashed every load of the page.
+    for key in ("n", "k"):
+        assert pres.view_from_query({key: value}, []) == {}
+        (note,) = pres.query_notes({key: value}, [])
+        assert f"{key}=" in note and "ignored" in note
+
+
+def test_query_notes_name_each_ignored_part():
+    notes = pres.query_notes({"n": "0", "example": "nope", "zzz": "1", "k": "7"}, ["food"])
+    assert len(notes) == 3
+    assert pres.query_notes({"n": "5", "example": "food", "embed": "true"}, ["food"]) == []

@@ -49,6 +49,7 @@ COUNT_KEYS = (
     "skipped_missing_image",
     "skipped_no_hashtags",
     "skipped_duplicate_post",
+    "skipped_duplicate_member",
     "skipped_video",
     "skipped_unsupported_media",
     "tags_kept",

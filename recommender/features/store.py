@@ -29,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import math
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from recommender.errors import ConfigError
 from recommender.features.shards import SHARD_VERSION, ShardStore
 
 DEFAULT_MAX_GB = 20.0
@@ -48,12 +50,40 @@ def default_cache_dir() -> Path:
 
 
 def max_bytes() -> int:
-    """The store's bound: ``$HASHTAG_CACHE_MAX_GB`` gigabytes (default 20)."""
+    """The store's bound: ``$HASHTAG_CACHE_MAX_GB`` gigabytes (default 20).
+
+    Raises :class:`~recommender.errors.ConfigError` for a value that is not a finite number
+    of at least 0 (a negative one would empty the whole store, nan or inf would never bound
+    it).
+    """
+    raw = os.environ.get("HASHTAG_CACHE_MAX_GB", "").strip()
+    if not raw:
+        return int(DEFAULT_MAX_GB * 1e9)
     try:
-        gb = float(os.environ.get("HASHTAG_CACHE_MAX_GB", DEFAULT_MAX_GB))
+        gb = float(raw)
     except ValueError:
-        gb = DEFAULT_MAX_GB
-    return int(max(gb, 0.0) * 1e9)
+        gb = math.nan
+    if not math.isfinite(gb) or gb < 0:
+        raise ConfigError(
+            f"HASHTAG_CACHE_MAX_GB={raw[:40]!r} is not a size: set it to a number of gigabytes "
+            f"of at least 0 (default {DEFAULT_MAX_GB:g}), or unset it."
+        )
+    return int(gb * 1e9)
+
+
+def check_cache_dir(root: str | Path) -> Path:
+    """``root`` if the feature store can live there; a :class:`ConfigError` in one line if it
+    is a file or anything else that is not a folder."""
+    root = Path(root)
+    for parent in (root, *root.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"The feature store's folder {root} cannot be made: {parent} is not a "
+                    "folder. Point HASHTAG_CACHE at a folder (or unset it)."
+                )
+            break
+    return root
 
 
 def store_key(backbone, thumb_size: int) -> str:
@@ -70,7 +100,8 @@ def run_store(
     key: str, dataset_root: str | Path, cache_dir: str | Path | None = None
 ) -> ShardStore:
     """The shard store of the data set at ``dataset_root`` under ``key``."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = check_cache_dir(cache_dir if cache_dir is not None else default_cache_dir())
+    max_bytes()  # refuse a bad bound now, not after the embedding
     dataset_id = hashlib.sha256(str(Path(dataset_root).resolve()).encode()).hexdigest()[:16]
     return ShardStore(root / "shards" / _safe(key) / dataset_id, key)
 

@@ -1,9 +1,10 @@
 """The model folder: plain data on disk, written atomically, checked on load.
 
-Layout of a model folder (format version 2)::
+Layout of a model folder (format version 3)::
 
     manifest.json    format name and version, how and from what it was built, and the
                      sha256 and size of every other file
+    manifest.sha256  the sha256 of manifest.json itself (``sha256sum -c`` reads it)
     arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
                      offsets; see recommender.store.arrays), no object arrays
     features.npy     the training images' features, (N, d) float32 or float16: written
@@ -14,7 +15,12 @@ Layout of a model folder (format version 2)::
     neighbours.faiss only for large models: the approximate neighbour index, faiss' own
                      serialisation (its parameters are in the manifest under "neighbours")
 
-Version 1 folders (features inside arrays.npz, thumbnails.npz) still load.
+Version 1 folders (features inside arrays.npz, thumbnails.npz) and version 2 folders
+(no manifest.sha256: their manifest is checked by its format version and schema only)
+still load. On load the manifest's keys are checked against :data:`MANIFEST_KEYS`: an
+unknown or (from version 3 on) missing key is a :class:`ModelError`, never a silent
+default. Weights named in ``config.weights`` must sit in the model folder or an installed
+package, or in a folder the user lists in ``$HASHTAG_WEIGHTS_DIRS``.
 
 Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
 matched, JSON with the standard parser; the neighbour index reaches faiss only after its
@@ -23,6 +29,8 @@ checksum matched. A model folder cannot run code.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -41,8 +49,9 @@ from recommender.errors import ModelError, disk_full
 from recommender.mapped import chunks
 
 FORMAT_NAME = "hashtag-recommender-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"  # from format version 3
 ARRAYS = "arrays.npz"
 FEATURES = "features.npy"
 INDEX = "index.json"
@@ -52,6 +61,43 @@ NEIGHBOURS = "neighbours.faiss"  # optional
 DATA_FILES = (ARRAYS, FEATURES, INDEX, THUMBNAILS)
 THUMB_OFFSETS = "thumbnail_offsets"  # the key in arrays.npz
 _CHUNK_ROWS = 65536  # feature rows per write
+WEIGHTS_DIRS_ENV = "HASHTAG_WEIGHTS_DIRS"
+
+# Every key a manifest may hold, with its JSON type. A key this program does not know (a
+# renamed one, a flipped byte) is refused: read as a default, a renamed hedging key once
+# turned off the hedging without a word.
+MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "format_version": int,
+    "files": dict,
+    "config": dict,
+    "counts": dict,
+    "categories": list,
+    "single_tag_categories": list,
+    "neighbours": dict,
+    "created": str,
+    "library_version": str,
+    "dataset": dict,
+    "backbone": dict,
+    "engine": dict,
+    "fit_timings": dict,
+    "timings": dict,
+    "evaluation": dict,
+    "hedge_calibration": (dict, type(None)),
+}
+# What a version 3 manifest must hold (older ones may lack all but the first four).
+REQUIRED_KEYS = ("format", "format_version", "files", "config", "counts", "categories")
+REQUIRED_KEYS_V3 = (*REQUIRED_KEYS, "single_tag_categories", "neighbours")
+REQUIRED_CONFIG_KEYS = ("backbone", "weights", "method")  # what loading reads from config
+CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "backbone": str,
+    "weights": (str, type(None)),
+    "als": dict,
+    "method": (str, dict),
+    "thumb_size": int,
+    "batch_size": int,
+    "workers": int,
+}
 
 
 def _rebuild_hint(path: Path) -> str:
@@ -136,9 +182,20 @@ def output_problem(path: str | Path) -> str | None:
     A model may go only where nothing of anyone else's would be lost: a missing or empty
     folder, or a folder that is this project's model (its manifest names this format and
     every other entry is a file that manifest lists). A web app's ``manifest.json`` beside
-    someone's files is not a model.
+    someone's files is not a model. A folder that another build swaps while it is looked at
+    is looked at again (a save racing a save is not refused).
     """
     path = Path(path).absolute()
+    for _attempt in range(50):
+        before = _folder_id(path)
+        problem = _output_problem_once(path)
+        if problem is None or _folder_id(path) == before:
+            return problem
+        time.sleep(0.001)
+    return problem
+
+
+def _output_problem_once(path: Path) -> str | None:
     if not path.exists():
         return None
     if not path.is_dir():
@@ -150,6 +207,8 @@ def output_problem(path: str | Path) -> str | None:
     )
     try:
         entries = {e.name for e in path.iterdir()}
+    except FileNotFoundError:
+        return None  # gone while listed: a swap, or nothing there any more
     except OSError as exc:
         return f"{path} cannot be listed ({exc.strerror}); choose another output path."
     if not entries:
@@ -160,7 +219,7 @@ def output_problem(path: str | Path) -> str | None:
         manifest = read_manifest(path)
     except ModelError:
         return refuse.format(f"its {MANIFEST} is not this project's")
-    others = sorted(entries - {MANIFEST} - set(manifest["files"]))
+    others = sorted(entries - {MANIFEST, MANIFEST_DIGEST} - set(manifest["files"]))
     if others:
         return refuse.format(f"it also holds {others[0]!r}, which no model writes")
     return None
@@ -183,12 +242,48 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _sibling_pid(path: Path, sibling: Path, kind: str) -> int | None:
+    pid = sibling.name[len(f".{path.name}.{kind}-") :].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def restore_swapped_out(path: str | Path) -> bool:
+    """Put back a model that a build killed between the two renames of its swap left aside.
+
+    :func:`write_model` moves the old model to ``.NAME.old-PID-*/model`` and then its new
+    folder to ``path``; a crash between the two leaves nothing at ``path``. When ``path`` is
+    missing and the build that moved the old copy is gone, the newest such copy is renamed
+    back. Returns True if one was.
+    """
+    path = Path(path).absolute()
+    if path.exists() or path.is_symlink():
+        return False
+    copies = []
+    for sibling in path.parent.glob(f".{path.name}.old-*"):
+        pid = _sibling_pid(path, sibling, "old")
+        if pid is not None and not _pid_alive(pid) and (sibling / "model").is_dir():
+            with contextlib.suppress(OSError):
+                copies.append(((sibling / "model").stat().st_mtime, sibling))
+    for _mtime, sibling in sorted(copies, reverse=True):
+        try:
+            os.rename(sibling / "model", path)
+        except OSError:
+            continue  # another process restored it first, or the folder is read-only
+        shutil.rmtree(sibling, ignore_errors=True)
+        return True
+    return False
+
+
 def _remove_stale_siblings(path: Path) -> None:
-    """Remove what builds killed half-way left beside ``path`` (their process is gone)."""
+    """Remove what builds killed half-way left beside ``path`` (their process is gone),
+    after putting back a model a killed swap left aside (:func:`restore_swapped_out`)."""
+    restore_swapped_out(path)
+    if not path.exists():
+        return  # no model to fall back on: keep any copy rather than delete it
     for kind in ("tmp", "old"):
         for leftover in path.parent.glob(f".{path.name}.{kind}-*"):
-            pid = leftover.name[len(f".{path.name}.{kind}-") :].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            pid = _sibling_pid(path, leftover, kind)
+            if pid is not None and not _pid_alive(pid):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -212,6 +307,7 @@ def write_model(
     ``path`` must not exist, be empty, or already be a model folder.
     """
     path = Path(path).absolute()
+    restore_swapped_out(path)
     check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(arrays)
@@ -242,15 +338,14 @@ def write_model(
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
         full.update({k: v for k, v in manifest.items() if k not in own})
         full["files"] = files
-        _write_stream(tmp, MANIFEST, (json.dumps(full, indent=2, ensure_ascii=False).encode(),))
+        problem = manifest_problem(full)
+        if problem:
+            raise ValueError(f"the manifest to write is not this format's: {problem}")
+        manifest_bytes = json.dumps(full, indent=2, ensure_ascii=False).encode()
+        _write_stream(tmp, MANIFEST, (manifest_bytes,))
+        _write_stream(tmp, MANIFEST_DIGEST, (_digest_line(manifest_bytes),))
         os.chmod(tmp, 0o755)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
-            os.rename(path, old / "model")
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
+        _swap_in(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         needed = (
@@ -270,6 +365,51 @@ def write_model(
             raise full from None
         raise
     return path
+
+
+def _digest_line(manifest_bytes: bytes) -> bytes:
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST}\n".encode()
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Move the finished folder ``tmp`` to ``path``, the model there (if any) aside first.
+
+    Builds saving to one folder at once may each find ``path`` gone (another moved it
+    aside) or filled again (another's model arrived between our two renames): each then
+    tries again, and the last to arrive wins. Every copy set aside is removed at the end.
+    """
+    set_aside: list[Path] = []
+    try:
+        for _attempt in range(1000):
+            if path.exists():
+                old = Path(
+                    tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent)
+                )
+                set_aside.append(old)
+                with contextlib.suppress(FileNotFoundError):  # another build moved it first
+                    os.rename(path, old / "model")
+            try:
+                os.rename(tmp, path)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # another build's model arrived between our two renames: set it aside too
+        else:
+            raise ModelError(f"{path} kept changing while this model was saved; save it again.")
+    except BaseException:
+        # Never leave nothing at ``path`` when a copy is set aside: put the newest back.
+        for old in reversed(set_aside):
+            if path.exists():
+                break
+            with contextlib.suppress(OSError):
+                os.rename(old / "model", path)
+        for old in set_aside:
+            if not (old / "model").exists() or path.exists():
+                shutil.rmtree(old, ignore_errors=True)
+        raise
+    for old in set_aside:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _expected_sha256(path: Path, name: str, entry: Any) -> str:
@@ -352,7 +492,9 @@ def _load_npz(path: Path, name: str, data: bytes) -> dict[str, np.ndarray]:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Read and check ``manifest.json`` of a model folder (not the data files)."""
+    """Read and check ``manifest.json`` of a model folder (not the data files): its format
+    and version, its own checksum (``manifest.sha256``, from version 3 on), its keys and
+    the weights it names."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(
@@ -360,7 +502,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"python -m recommender build <your data set> --out {path}"
         )
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        raw = (path / MANIFEST).read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(
             f"{path} has no {MANIFEST}: it is not a model folder. {_rebuild_hint(path)}"
@@ -383,9 +526,114 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ModelError(
             f"The model {path} has an unknown format version {version}. {_rebuild_hint(path)}"
         )
-    if not isinstance(manifest.get("files"), dict):
-        raise ModelError(f"{MANIFEST} in {path} lists no files. {_rebuild_hint(path)}")
+    _check_manifest_digest(path, raw, version)
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ModelError(f"{MANIFEST} in {path} is damaged: {problem}. {_rebuild_hint(path)}")
+    weights = weights_problem(manifest, path)
+    if weights:
+        raise ModelError(weights)
     return manifest
+
+
+def _check_manifest_digest(path: Path, raw: bytes, version: int) -> None:
+    """The manifest's own checksum: required from version 3 on, checked whenever present
+    (so a flipped version number cannot skip it)."""
+    try:
+        line = (path / MANIFEST_DIGEST).read_bytes()
+    except FileNotFoundError:
+        if version >= 3:
+            raise ModelError(
+                f"The model {path} is missing {MANIFEST_DIGEST}. {_rebuild_hint(path)}"
+            ) from None
+        return
+    except OSError as exc:
+        raise ModelError(
+            f"Cannot read {path / MANIFEST_DIGEST}: {exc.strerror}. {_rebuild_hint(path)}"
+        ) from None
+    if line != _digest_line(raw):
+        raise ModelError(
+            f"{MANIFEST} in {path} is damaged (its checksum in {MANIFEST_DIGEST} does not "
+            f"match: truncated or modified). {_rebuild_hint(path)}"
+        )
+
+
+def _type_problem(where: str, value: Any, kind: type | tuple[type, ...]) -> str | None:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return f"{where} is {value!r}"
+    if not isinstance(value, kinds):
+        return f"{where} is a {type(value).__name__}"
+    return None
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the keys of a manifest (:data:`MANIFEST_KEYS`), or None."""
+    unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+    if unknown:
+        return f"it holds the unknown key {unknown[0]!r}"
+    version = manifest.get("format_version")
+    required = REQUIRED_KEYS_V3 if isinstance(version, int) and version >= 3 else REQUIRED_KEYS[:4]
+    missing = [key for key in required if key not in manifest]
+    if missing:
+        return f"it has no {missing[0]!r}"
+    for key, value in manifest.items():
+        problem = _type_problem(repr(key), value, MANIFEST_KEYS[key])
+        if problem:
+            return problem
+    config = manifest["config"]
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        return f"its config holds the unknown key {unknown[0]!r}"
+    if isinstance(version, int) and version >= 3:
+        missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+        if missing:
+            return f"its config has no {missing[0]!r}"
+    for key, value in config.items():
+        problem = _type_problem(f"config {key!r}", value, CONFIG_KEYS[key])
+        if problem:
+            return problem
+    return None
+
+
+def _installed_package_dirs() -> list[Path]:
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    dirs.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    dirs.add(str(Path(__file__).resolve().parent.parent))  # this package's own assets
+    return [Path(d).resolve() for d in dirs if d]
+
+
+def weights_problem(manifest: dict[str, Any], path: str | Path) -> str | None:
+    """Why the weights file a manifest names must not be read, or None.
+
+    A model names only the library's own weights (``"default"``, ``None``) or a file in its
+    folder or in an installed package; any other path is read only when the user lists its
+    folder in ``$HASHTAG_WEIGHTS_DIRS`` (separated by ``os.pathsep``).
+    """
+    config = manifest.get("config")
+    weights = config.get("weights") if isinstance(config, dict) else None
+    if weights in (None, "default", "imagenet") or not isinstance(weights, str):
+        return None
+    folder = Path(path).absolute()
+    file = Path(os.path.expanduser(weights))
+    file = (file if file.is_absolute() else folder / file).resolve()
+    user = [
+        Path(os.path.expanduser(d)).resolve()
+        for d in os.environ.get(WEIGHTS_DIRS_ENV, "").split(os.pathsep)
+        if d.strip()
+    ]
+    allowed = [folder.resolve(), *_installed_package_dirs(), *user]
+    if any(file.is_relative_to(d) for d in allowed):
+        return None
+    return (
+        f"The model {folder} names weights outside its folder and the installed packages "
+        f"({file}); a model cannot make the page read any file. If you trust it, add that "
+        f"folder to {WEIGHTS_DIRS_ENV} (e.g. {WEIGHTS_DIRS_ENV}={file.parent}), or rebuild "
+        "the model."
+    )
 
 
 def read_model(
@@ -475,6 +723,8 @@ def _across_a_swap(path: Path, read):
     in progress (then it waits up to :data:`SWAP_WAIT_SECONDS` for the new folder). Any
     other problem raises :class:`~recommender.errors.ModelError` at once.
     """
+    if not path.exists() and not _writer_busy(path):
+        restore_swapped_out(path)
     for attempt in range(SWAP_RETRIES + 1):
         first, folder = _manifest_bytes(path), _folder_id(path)
         try:

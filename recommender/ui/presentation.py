@@ -574,17 +574,47 @@ def view_from_query(params: Mapping[str, Any], examples: Sequence[str]) -> dict[
     """The view a link asks for (``?example=food&n=5&k=10``): only the valid parts.
 
     Returns a dict with some of ``example`` (one of ``examples``), ``n`` and ``k`` (ints in
-    :data:`N_RANGE` and :data:`K_RANGE`); anything else in the link is ignored.
+    :data:`N_RANGE` and :data:`K_RANGE`); anything else in the link is ignored
+    (:func:`query_notes` says what).
     """
+    return _read_query(params, examples)[0]
+
+
+def query_notes(params: Mapping[str, Any], examples: Sequence[str]) -> list[str]:
+    """One line for each part of a link that :func:`view_from_query` ignored."""
+    return _read_query(params, examples)[1]
+
+
+_ASCII_INT = re.compile(r"\s*([0-9]{1,9})\s*")  # not str.isdigit(): '²' is a digit to it
+
+
+def _read_query(params: Mapping[str, Any], examples: Sequence[str]):
     out: dict[str, Any] = {}
+    notes: list[str] = []
     for key, (low, high) in (("n", N_RANGE), ("k", K_RANGE)):
         value = _first(params.get(key))
-        if value is not None and value.strip().isdigit() and low <= int(value) <= high:
-            out[key] = int(value)
+        if value is None:
+            continue
+        match = _ASCII_INT.fullmatch(value)
+        if match and low <= int(match.group(1)) <= high:
+            out[key] = int(match.group(1))
+        else:
+            notes.append(
+                f"The link's {key}={value[:20]!r} was ignored: {key} is a whole number "
+                f"from {low} to {high}."
+            )
     example = _first(params.get("example"))
     if example in examples:
         out["example"] = example
-    return out
+    elif example is not None:
+        notes.append(f"The link's example={example[:40]!r} was ignored: there is no such example.")
+    known = {"n", "k", "example", "embed", "embed_options"}  # the last two are Streamlit's
+    notes.extend(
+        f"The link's {str(key)[:20]!r} was ignored: links know only n, k and example."
+        for key in params
+        if key not in known
+    )
+    return out, notes
 
 
 def view_to_query(example: str | None, n: int, k: int) -> dict[str, str]:

@@ -6,7 +6,14 @@ checked before any pixel data is decoded:
 
 * files or uploads larger than :data:`MAX_BYTES` are refused before they are read fully;
 * images declaring more than :data:`MAX_PIXELS` pixels are refused after the header is
-  read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes).
+  read and before the pixels are decoded (a 6000x4000 = 24 MP phone photo passes);
+* images whose decoding would hold more than :data:`MAX_DECODED_BYTES` (pixels times the
+  bytes per pixel of their mode and of the RGB copy made from them: a 40 MP float TIFF
+  needs 13 bytes a pixel) are refused before decoding, after any reduced JPEG decode;
+* JPEGs of more than :data:`MAX_JPEG_SCANS` scans are refused before decoding (each scan
+  of a progressive JPEG is a pass over the whole image: 20,000 of them took 50 s of CPU);
+* all decodes in the process at once hold at most :data:`DECODE_BUDGET` bytes: a decode
+  that would go over waits its turn (up to :data:`DECODE_WAIT_SECONDS`, then refused).
 
 Only the formats in :data:`SUPPORTED` are opened, whatever the file name says (HEIC/HEIF, the
 iPhone's format, through the ``pillow-heif`` plugin, under the same limits); a file of another
@@ -19,11 +26,13 @@ threads at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import operator
 import os
 import re
+import stat
 import threading
 import warnings
 import zipfile
@@ -45,7 +54,10 @@ except ImportError:  # pragma: no cover - a declared dependency
     register_heif_opener = None
 
 __all__ = [
+    "DECODE_BUDGET",
     "MAX_BYTES",
+    "MAX_DECODED_BYTES",
+    "MAX_JPEG_SCANS",
     "MAX_PIXELS",
     "SUPPORTED",
     "ImageSource",
@@ -53,6 +65,7 @@ __all__ = [
     "decode_thumbnail",
     "load_for_model",
     "open_image",
+    "open_reduced",
     "read_bytes",
     "thumbnail_jpeg",
     "to_model_input",
@@ -63,6 +76,20 @@ MAX_PIXELS = 40_000_000
 
 MAX_BYTES = 50 * 1024 * 1024
 """Largest file or upload, in bytes, that is read."""
+
+MAX_DECODED_BYTES = 4 * MAX_PIXELS + 8_000_000
+"""Most memory one decode may hold: the decoded pixels, their RGB copy and the decoder's
+rows (a 40 MP RGB photo, stored by Pillow at 4 bytes a pixel, fits; a 40 MP float TIFF or
+a 1 x 40,000,000 PNG does not)."""
+
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may have (a baseline JPEG has 1, a usual progressive one about 10)."""
+
+DECODE_BUDGET = 400_000_000
+"""Most bytes all decodes of the process hold at once (see :data:`MAX_DECODED_BYTES`)."""
+
+DECODE_WAIT_SECONDS = 60.0
+"""How long a decode waits for the others to leave room in :data:`DECODE_BUDGET`."""
 
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF" + (", HEIC/HEIF" if register_heif_opener else "")
 """The formats accepted, as shown to users."""
@@ -258,14 +285,24 @@ def load_for_model(source: ImageSource, size: int, max_pixels: int = MAX_PIXELS)
     ValueError
         If ``size`` is less than 1.
     """
+    return to_model_input(open_reduced(source, size, max_pixels), size)
+
+
+def open_reduced(source: ImageSource, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The upright RGB image :func:`load_for_model` turns into the model input: a JPEG
+    decoded by libjpeg at 1/2, 1/4 or 1/8 scale while still at least ``2 * size`` pixels on
+    each side. ``to_model_input(open_reduced(s, size), size)`` is ``load_for_model(s,
+    size)``: one decode gives both the model input and a preview.
+
+    Raises :class:`ImageError` as :func:`open_image` does; ``ValueError`` if ``size`` < 1.
+    """
     size = _positive(size, "size")
     if isinstance(source, Image.Image):
         with _mapped_errors(max_pixels):
             _check_pixels(source.size, max_pixels)
-            rgb = _upright_rgb(source)
-    else:
-        _, rgb = _decode(read_bytes(source), max_pixels, draft=(2 * size, 2 * size))
-    return to_model_input(rgb, size)
+            return _upright_rgb(source)
+    _, rgb = _decode(read_bytes(source), max_pixels, draft=(2 * size, 2 * size))
+    return rgb
 
 
 def thumbnail_jpeg(img: Image.Image, size: int = 128, quality: int = 80) -> bytes:
@@ -338,10 +375,113 @@ def _decode(
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data), formats=_FORMATS)
         _check_pixels(img.size, max_pixels)
+        if img.format in ("JPEG", "MPO"):
+            scans = _jpeg_scans(data, MAX_JPEG_SCANS)
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(
+                    f"The JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); "
+                    "decoding it would take minutes. Save it again as a normal JPEG."
+                )
         if draft is not None:
             img.draft("RGB", draft)
-        img.load()
-        return img, _upright_rgb(img)
+        cost = decode_cost(img.mode, img.size, "transparency" in img.info)
+        if cost > MAX_DECODED_BYTES:
+            raise ImageError(
+                f"The image is too large to decode: {img.size[0]}x{img.size[1]} pixels in "
+                f"mode {img.mode} need {_format_bytes(cost)}; the limit is "
+                f"{_format_bytes(MAX_DECODED_BYTES)}. Save it as an 8-bit JPEG or PNG, or "
+                "smaller."
+            )
+        with _BUDGET.hold(cost):
+            img.load()
+            return img, _upright_rgb(img)
+
+
+# Bytes a pixel takes in Pillow's memory, by mode (RGB is stored in 4 bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16L": 2}
+_MODE_BYTES.update({"I;16B": 2, "I;16N": 2})
+
+
+def decode_cost(mode: str, size: tuple[int, int], transparency: bool = False) -> int:
+    """Bytes a decode of an image of ``mode`` and ``size`` holds: its pixels as Pillow
+    stores them, the RGB copy (and, for alpha, the RGBA one) :func:`open_image` makes, and
+    the decoder's row buffers (which make a 1 x 40,000,000 PNG cost more than its pixels)."""
+    width, height = size
+    pixels = width * height
+    stored = _MODE_BYTES.get(mode, 4)
+    if mode == "RGB" and not transparency:
+        extra = 0
+    elif mode in _SIXTEEN_BIT or mode in ("I", "F"):
+        extra = 4 + 1 + 4  # numpy's copy, the 8-bit array (scaled a block at a time), RGB
+    elif mode in _WITH_ALPHA or transparency:
+        extra = 4 + 4  # RGBA, then RGB
+    else:
+        extra = 4
+    lines = 2 * width * 4  # a decoder's current and previous row (a PNG's filters)
+    return pixels * (stored + extra) + lines
+
+
+class _Budget:
+    """Bytes all decodes of the process may hold at once; a decode waits for room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, cost: int) -> Iterator[None]:
+        cost = min(cost, self.limit)  # one decode alone always fits
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self.held + cost <= self.limit, timeout=DECODE_WAIT_SECONDS
+            ):
+                raise ImageError(
+                    "The server is busy decoding other large images; try again in a minute."
+                )
+            self.held += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.held -= cost
+                self._cond.notify_all()
+
+
+_BUDGET = _Budget(DECODE_BUDGET)
+
+
+def _jpeg_scans(data: bytes, limit: int) -> int:
+    """How many scans (SOS markers) the first JPEG in ``data`` has, counting up to
+    ``limit + 1``. Segments are skipped by their length, so an EXIF thumbnail's scans are not
+    counted; in the entropy-coded data a 0xFF byte is a marker only when not followed by 0."""
+    n = len(data)
+    i = 2  # after SOI
+    scans = 0
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2  # stuffed byte, restart marker, TEM: no length
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if i + 3 >= n:
+            break
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker == 0xDA:
+            scans += 1
+            if scans > limit:
+                break
+        i += 2 + length
+    return scans
 
 
 @contextlib.contextmanager
@@ -431,11 +571,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
-    """Map greyscale wider than 8 bits onto 0..255 without clipping."""
+    """Map greyscale wider than 8 bits onto 0..255 without clipping, a block of values at a
+    time (a float image is never copied whole in float)."""
+    flat = values.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.uint8)
+    block = 1 << 20
     if mode in _SIXTEEN_BIT:
-        return (values >> 8).astype(np.uint8)
-    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
+        for start in range(0, flat.size, block):
+            out[start : start + block] = flat[start : start + block] >> 8
+        return out.reshape(values.shape)
+    low, high = np.inf, -np.inf
+    for start in range(0, flat.size, block):
+        part = _finite(flat[start : start + block])
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
     if low >= 0 and high <= 1 and mode == "F":
         scale, low = 255.0, 0.0
     elif low >= 0 and high <= 255:
@@ -444,13 +592,20 @@ def _scale_to_uint8(mode: str, values: np.ndarray) -> np.ndarray:
         scale, low = 1 / 257, 0.0
     else:  # an unusual range: stretch what is there
         scale = 255 / (high - low) if high > low else 0.0
-    return np.clip(np.rint((values - low) * scale), 0, 255).astype(np.uint8)
+    for start in range(0, flat.size, block):
+        part = _finite(flat[start : start + block])
+        out[start : start + block] = np.clip(np.rint((part - low) * scale), 0, 255)
+    return out.reshape(values.shape)
+
+
+def _finite(part: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(part.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _read_path(path: str | os.PathLike, limit: int) -> bytes:
     shown = os.fsdecode(path)
     try:
-        with open(path, "rb") as file:
+        with _open_regular(path) as file:
             size = os.fstat(file.fileno()).st_size
             if size > limit:
                 raise ImageError(_too_many_bytes(size, limit))
@@ -468,6 +623,26 @@ def _read_path(path: str | os.PathLike, limit: int) -> bytes:
         raise ImageError(f"The file '{shown}' cannot be read: {_reason(exc)}.") from exc
     except ValueError as exc:  # a NUL character in the path
         raise ImageError(f"There is no file at '{shown}'.") from exc
+
+
+def _open_regular(path: str | os.PathLike) -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file, checked on the opened
+    descriptor (a FIFO would block ``open`` and ``read``; a device never ends; a name
+    checked before opening can be swapped before it is opened)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder", os.fsdecode(path))
+            raise ImageError(
+                f"The path '{os.fsdecode(path)}' is not a regular file (a pipe, device or "
+                "socket); give the path of an image file."
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_member(member: zipfile.Path, limit: int) -> bytes:

@@ -128,6 +128,7 @@ class _Part:
         self.path = path
         self.archive: zipfile.ZipFile | None = None
         self.refused: list[str] = []  # zip members that leave the archive
+        self.duplicates: list[str] = []  # names a zip holds twice (zipfile reads the last)
         self.infos: dict[str, zipfile.ZipInfo] = {}
         if path.is_file():
             try:
@@ -138,6 +139,8 @@ class _Part:
                 if unsafe_member(info.filename):
                     self.refused.append(info.filename)
                 elif not info.is_dir():
+                    if info.filename in self.infos:
+                        self.duplicates.append(info.filename)
                     self.infos[info.filename] = info
             names = list(self.infos)
         else:
@@ -380,6 +383,7 @@ def _load_single(part: _Part, options: ReadOptions) -> Dataset:
                 "skipped_outside_root",
                 f"archive member {name!r} leaves the archive (zip slip); refused",
             )
+        _count_duplicates(builder, part, "")
         base = part.base
     else:
         builder = DatasetBuilder((path / part.base).resolve() if part.base else path.resolve())
@@ -391,6 +395,15 @@ def _load_single(part: _Part, options: ReadOptions) -> Dataset:
     reader = _Reader(builder, base, head, options)
     _read_lists(reader, part)
     return reader.finish(path)
+
+
+def _count_duplicates(builder: DatasetBuilder, part: _Part, where: str) -> None:
+    """Members of one name twice in a zip: only the last is read, the others never seen."""
+    for name in part.duplicates:
+        builder.skip(
+            "skipped_duplicate_member",
+            f"{where}archive member {name!r} appears more than once; the last copy is read",
+        )
 
 
 def _file_head(path: Path) -> bytes | None:
@@ -494,6 +507,7 @@ def _load_merged(parts: list[_Part], options: ReadOptions, shown: Path) -> Datas
                 "skipped_outside_root",
                 f"{part.path.name}: archive member {name!r} leaves the archive (zip slip); refused",
             )
+        _count_duplicates(builder, part, f"{part.path.name}: ")
 
     def head(rel: str) -> bytes | None:
         index, inner = where[rel]
