@@ -322,7 +322,7 @@ def hashtags_ui(result, top, breadth) -> None:
         return
     st.markdown(
         f"**{'Balanced ' if top != tags[: len(top)] else 'Top '}{len(top)}** to paste "
-        f"(Instagram takes at most {pres.INSTAGRAM_MAX_HASHTAGS}):"
+        f"(Instagram takes at most {pres.TO_PASTE}):"
     )
     st.code(pres.hashtag_line(t.tag for t in top), language=None, wrap_lines=True)
     if len(tags) > len(top) or top != tags[: len(top)]:

@@ -50,7 +50,8 @@ MAX_TAG_LENGTH = 150
 """Longest hashtag kept, in characters (instaloader's limit; longer runs are dropped)."""
 
 INSTAGRAM_MAX_HASHTAGS = 30
-"""Instagram accepts at most this many hashtags on a post: the most ``recommend -k`` gives."""
+"""Instagram's long-standing cap of hashtags on a post (older posts carry up to this many;
+new posts take 5 since December 2025): the most ``recommend -k`` and the page's k give."""
 
 MAX_DROPPED_EXAMPLES = 10
 _EXAMPLE_CHARS = 60

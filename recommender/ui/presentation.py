@@ -23,8 +23,10 @@ from recommender.query.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
 from recommender.query.recommender import Neighbor, Recommendation, TagScore
 from recommender.query.scoring import DEFAULT_NEIGHBORS
 
-INSTAGRAM_MAX_HASHTAGS = 5
-"""Instagram accepts at most this many hashtags on a post."""
+TO_PASTE = 5
+"""Hashtags in the block to paste: Instagram has taken at most 5 on a new post since its
+December 2025 change (:data:`recommender.data.hashtags.TO_PASTE` is the older
+cap of 30, the most a ranking shows)."""
 
 PAGE_ICON = Path(__file__).resolve().parent.parent / "assets" / "favicon.png"
 """The page's tab icon, a file the page serves itself (an icon name would be fetched from
@@ -33,7 +35,7 @@ an outside host)."""
 PHOTO_TYPES = ("jpg", "jpeg", "png", "webp", "heic", "heif")
 """File types the page offers to upload and lists as example photos."""
 
-HIGHLIGHT = "#d62976"  # the theme's primary colour: the first INSTAGRAM_MAX_HASHTAGS bars
+HIGHLIGHT = "#d62976"  # the theme's primary colour: the first TO_PASTE bars
 MUTED = "#e9b3cb"  # the rest
 NEGATIVE = "#9e9aa7"
 
@@ -74,7 +76,7 @@ def neighbour_label(rank: int, similarity: float) -> str:
     return f"{rank}. sim {similarity:.2f}"
 
 
-def score_figure(hashtags: Sequence[TagScore], highlight: int = INSTAGRAM_MAX_HASHTAGS):
+def score_figure(hashtags: Sequence[TagScore], highlight: int = TO_PASTE):
     """Horizontal bar chart of hashtag scores, best at the top, the first ``highlight`` marked.
 
     Hovering a bar shows the hashtag and its score.
@@ -248,7 +250,7 @@ def evaluation_summary(info: Mapping[str, Any], k: int = 10) -> dict[str, Any] |
         "beyond": _number(evaluation.get(f"beyond_recall@{k}")),
         "popularity": _number(evaluation.get(f"popularity_recall@{k}")),
         "off_topic": _number(evaluation.get(f"off_topic@{k}")),
-        "off_topic_top": _number(evaluation.get(f"off_topic@{INSTAGRAM_MAX_HASHTAGS}")),
+        "off_topic_top": _number(evaluation.get(f"off_topic@{TO_PASTE}")),
         "original": method_recall(info, "original", k),
         "own_category_hit": _number(evaluation.get(f"own_category_hit@{k}")),
         **{key: None if value is None else int(value) for key, value in counts.items()},
@@ -300,7 +302,7 @@ def exact_figures(evaluation: Mapping[str, Any]) -> list[tuple[str, str]]:
         (f"recall@{k} beyond the search tag", evaluation["beyond"]),
         (f"popularity recall@{k}", evaluation["popularity"]),
         (f"original method recall@{k}", evaluation.get("original")),
-        (f"off_topic@{INSTAGRAM_MAX_HASHTAGS}", evaluation.get("off_topic_top")),
+        (f"off_topic@{TO_PASTE}", evaluation.get("off_topic_top")),
         (f"off_topic@{k}", evaluation["off_topic"]),
         (f"own_category_hit@{k}", evaluation["own_category_hit"]),
     ]
@@ -441,11 +443,11 @@ def shown(result: Recommendation, k: int) -> Recommendation:
 
 
 def to_paste(hashtags: Sequence[TagScore], balanced_mix: bool = False) -> list[TagScore]:
-    """The hashtags to paste on a post: the best :data:`INSTAGRAM_MAX_HASHTAGS`, or, with
+    """The hashtags to paste on a post: the best :data:`TO_PASTE`, or, with
     ``balanced_mix``, a mix of broad and more specific ones (:func:`breadth.balanced`)."""
     if balanced_mix:
-        return balanced(hashtags, INSTAGRAM_MAX_HASHTAGS)
-    return list(hashtags[:INSTAGRAM_MAX_HASHTAGS])
+        return balanced(hashtags, TO_PASTE)
+    return list(hashtags[:TO_PASTE])
 
 
 # ---------------------------------------------------------------------- many photos
