@@ -303,7 +303,15 @@ def test_a_matching_pth_still_loads_with_its_shapes_checked(tmp_path):
 def _small_model(path: Path) -> None:
     rng = np.random.default_rng(0)
     arrays = {"features": rng.standard_normal((4, 8)).astype(np.float32), "x": np.arange(5)}
-    model_io.write_model(path, {"note": "first"}, arrays, {"tags": ["a"]}, [b"j"] * 4)
+    manifest = {
+        "created": "first",
+        "config": {"backbone": "tiny", "weights": None, "method": "knn_vote"},
+        "counts": {},
+        "categories": [],
+        "single_tag_categories": [],
+        "neighbours": {},
+    }
+    model_io.write_model(path, manifest, arrays, {"tags": ["a"]}, [b"j"] * 4)
 
 
 def test_a_full_disk_while_writing_the_model_is_one_line_and_keeps_the_earlier_model(
@@ -324,7 +332,7 @@ def test_a_full_disk_while_writing_the_model_is_one_line_and_keeps_the_earlier_m
         _small_model(out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no partial folder
-    assert model_io.read_manifest(out)["note"] == "first"
+    assert model_io.read_manifest(out)["created"] == "first"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     TINY_BACKBONE,
+    rewrite_manifest,
     someones_project,
     tiny_photo,
     unchanged,
@@ -156,7 +157,7 @@ def test_info_shows_the_evaluation_in_readable_lines(small_model, tmp_path, caps
         "test_posts": 220,
         "methods": {"original": {"recall@10": 0.1523}},
     }
-    (model / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rewrite_manifest(model, manifest)
     code, out, err = run(capsys, "info", model)
     assert code == 0, err
     lines = out[out.index("evaluation:") :].splitlines()

@@ -22,7 +22,11 @@ from recommender.fit.als import ALSParams
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=sorted(ENGINES))
+@pytest.fixture(
+    params=[
+        pytest.param(n, marks=[pytest.mark.spark] if n == "spark" else []) for n in sorted(ENGINES)
+    ]
+)
 def engine(request):
     if request.param == "spark":
         request.getfixturevalue("spark_session")  # skips without pyspark / Java
