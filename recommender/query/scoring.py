@@ -28,6 +28,11 @@ adds the prior with ``prior_weight`` and the content term with ``content_weight`
 ``calibrated_hedge`` takes other categories' search tags out of the ranking
 (:mod:`recommender.query.hedging`; tags are removed, scores never change).
 
+Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
+therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
+those with another term, then the rest by the length of their ALS factors until their
+bound falls below the k-th best), with the same scores and the same top k as scoring all.
+
 A method is named by its registry key, optionally with changed fields after a colon:
 ``profiles_prior:calibrated_hedge=0.3,prior_weight=0.5`` (for comparing variants).
 """
