@@ -11,11 +11,19 @@ the demo model's real ones) and synthetic posts (``bench_als``' Zipf generator; 
 Measured, in a fresh child process: every stage after embedding, as ``build`` runs them
 (``read``: the posts table; ``join``: the shards read back as one float16 memory map;
 ``als``; ``profiles`` + ``prior``; ``index``: the neighbour index; ``write``: the model
-folder), then ``load`` the model and answer 100 queries. Peak RSS is the child's VmHWM
-(it counts the pages of memory-mapped files it touched); peak anon is its heap only.
+folder), then ``load`` the model and answer 1,000 held-out queries as the page does
+(:func:`measure_queries`: the query, a slider re-rank, and the agreement of the top 10 with
+scoring every hashtag). Peak RSS is the child's VmHWM (it counts the pages of
+memory-mapped files it touched); peak anon is its heap only.
 
 ``--json``: the last line is one JSON object with ``images``, ``posts``, ``peak_rss_mb``,
-``peak_anon_mb``, ``seconds`` (all stages), ``stages`` (seconds each) and ``query_p50_ms``.
+``peak_anon_mb``, ``seconds`` (all stages), ``stages`` (seconds each), ``query_p50_ms``,
+``queries`` (:func:`measure_queries`) and ``rss_after_load_mb``.
+
+    python -m benchmarks.bench_scale --model models/demo [--queries 1000] [--json]
+
+measures only the page's side of an existing model folder: load time, memory after loading
+and after the queries, and :func:`measure_queries` on queries made from its own images.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from benchmarks.common import (  # noqa: E402
 MODULE = "benchmarks.bench_scale"
 KEY = "synthetic-clustered-t128"
 THUMB_BYTES = 4_300  # mean size of the demo model's 128 px JPEG thumbnails
-QUERIES = 100
+QUERIES = 1000
 
 
 def _paths(workdir: Path, images: int, posts: int, shard_size: int) -> dict[str, Path]:
@@ -196,13 +204,10 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
         t = time.perf_counter()
         loaded = HashtagRecommender.load(paths["model"])
         stages["load"] = time.perf_counter() - t
-        queries = np.load(paths["queries"])
-        times = []
-        for q in queries:
-            start = time.perf_counter()
-            loaded.recommend_features(q, 5, 10)
-            times.append(time.perf_counter() - start)
-        stages["queries"] = float(sum(times))
+        rss_loaded = _rss_mb()
+        t = time.perf_counter()
+        served = measure_queries(loaded, np.load(paths["queries"]))
+        stages["queries"] = time.perf_counter() - t
         mark("load+queries")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
@@ -215,8 +220,108 @@ def worker(workdir: Path, images: int, posts: int, shard_size: int) -> dict:
         "seconds": round(sum(stages.values()), 1),
         "stages": {k: round(v, 2) for k, v in stages.items()},
         "peak_mb_by_stage": peaks,
-        "query_p50_ms": round(percentiles(times)["p50_ms"], 2),
+        "query_p50_ms": served["query_p50_ms"],
+        "queries": served,
+        "rss_after_load_mb": rss_loaded,
         "model_mb": round(sum(f.stat().st_size for f in paths["model"].iterdir()) / 2**20),
+        "load_average": load_average(),
+    }
+
+
+def _rss_mb() -> int:
+    """This process' resident memory now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def measure_queries(rec, queries: np.ndarray, n: int = 5, k: int = 10) -> dict:
+    """Serve ``queries`` (image features) as the page does, and check the answers.
+
+    Per query, wall and CPU time (``thread_time``: what the query cost, without the time
+    a busy machine keeps it waiting) of ``recommend_features(q, n, k)`` (neighbour search,
+    scoring, hedging, explanation; no image network), then of a slider re-rank (the same
+    features with ``n`` neighbours moved to 15 and to 30), then the ranking with every
+    hashtag scored (``rank(..., candidates=False)``) for the ratio and the agreement:
+    ``recall_at_k`` is the share of the exhaustive top ``k`` in the served top ``k``;
+    ``tied_at_k`` the share whose score equals the exhaustive one at the same place (the
+    answers differ only in which of several equal scores is shown).
+    """
+    from recommender.blas import serial_blas
+
+    def timed(fn) -> tuple[object, float, float]:
+        start, cpu = time.perf_counter(), time.thread_time()
+        out = fn()
+        return out, time.perf_counter() - start, time.thread_time() - cpu
+
+    wall, cpu, rerank, rerank_cpu, full, full_cpu = [], [], [], [], [], []
+    found = tied = 0
+    m = rec.method
+    for q in queries:
+        _, w, c = timed(lambda q=q: rec.recommend_features(q, n, k))
+        wall.append(w)
+        cpu.append(c)
+        for moved in (15, 30):
+            _, w, c = timed(lambda q=q, moved=moved: rec.recommend_features(q, moved, k))
+            rerank.append(w)
+            rerank_cpu.append(c)
+        with serial_blas():
+            served = rec.rank(q, n, k, m)
+            every, w, c = timed(lambda q=q: rec.rank(q, n, k, m, candidates=False))
+        full.append(w)
+        full_cpu.append(c)
+        found += len(set(served.best.tolist()) & set(every.best.tolist()))
+        tied += int(
+            np.sum(served.at(served.scores, served.best) == every.at(every.scores, every.best))
+        )
+    total = k * len(queries)
+
+    def p50(values: list[float]) -> float:
+        return round(percentiles(values)["p50_ms"], 2)
+
+    return {
+        "n": len(queries),
+        "hashtags": len(rec.tags),
+        "query_p50_ms": p50(wall),
+        "query_cpu_p50_ms": p50(cpu),
+        "query_p95_ms": round(percentiles(wall)["p95_ms"], 2),
+        "rerank_p50_ms": p50(rerank),
+        "rerank_cpu_p50_ms": p50(rerank_cpu),
+        "exhaustive_rank_p50_ms": p50(full),
+        "exhaustive_rank_cpu_p50_ms": p50(full_cpu),
+        "recall_at_k": round(found / total, 4),
+        "tied_at_k": round(tied / total, 4),
+        "k": k,
+        "neighbours": n,
+    }
+
+
+def model_queries(model: Path, count: int, seed: int = 0) -> dict:
+    """Load a model folder as the page does and :func:`measure_queries` on ``count`` of its
+    own images' features, slightly moved (a new photo of a known scene)."""
+    from recommender.query.recommender import HashtagRecommender
+
+    before = _rss_mb()
+    start = time.perf_counter()
+    rec = HashtagRecommender.load(model)
+    load_seconds = time.perf_counter() - start
+    loaded = _rss_mb()
+    rng = np.random.default_rng(seed)
+    n_images = len(rec.image_paths)
+    rows = np.sort(rng.choice(n_images, min(count, n_images), replace=False))
+    queries = np.asarray(rec.arrays.features[rows], dtype=np.float32)
+    queries += rng.normal(0, 0.02, queries.shape).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    result = measure_queries(rec, queries)
+    return {
+        "model": str(model),
+        "images": n_images,
+        "load_seconds": round(load_seconds, 2),
+        "rss_after_load_mb": loaded,
+        "rss_before_load_mb": before,
+        "rss_after_queries_mb": _rss_mb(),
+        **result,
         "load_average": load_average(),
     }
 
@@ -269,7 +374,28 @@ def main(argv: list[str] | None = None) -> None:
         help="plot the JSON results given as RESULTS instead of running",
     )
     parser.add_argument("results", nargs="*", type=Path, help="JSON result files for --plot")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="measure only the queries of this model folder (load, memory, 1000 queries "
+        "from its own images) instead of building",
+    )
+    parser.add_argument("--queries", type=int, default=QUERIES, help="with --model")
+    parser.add_argument(
+        "--candidate-min-tags",
+        type=int,
+        help="with --model: score only candidates from this many hashtags on (default: "
+        "recommender.query.scoring.CANDIDATE_MIN_TAGS)",
+    )
     args = parser.parse_args(argv)
+    if args.candidate_min_tags is not None:
+        from recommender.query import scoring
+
+        scoring.CANDIDATE_MIN_TAGS = args.candidate_min_tags
+    if args.model:
+        result = model_queries(args.model, args.queries)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+        return
     if args.plot:
         found = [json.loads(p.read_text().strip().splitlines()[-1]) for p in args.results]
         print(plot(found, args.plot))
@@ -310,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{result['peak_rss_mb']:,} MB (heap {result['peak_anon_mb']:,} MB), query p50 "
         f"{result['query_p50_ms']} ms"
     )
+    print("  queries:", json.dumps(result["queries"]))
     for stage, seconds in result["stages"].items():
         print(f"  {stage:<9} {seconds:9.2f} s")
 

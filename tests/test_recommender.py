@@ -253,3 +253,37 @@ def test_every_hashtag_carries_its_posts_and_tier(demo_model, dataset_path):
         assert t.tier == demo_model.breadth.tier(t.posts)
         assert t.to_dict()["posts"] == t.posts and t.to_dict()["tier"] == t.tier
     assert len({t.tier for t in result.hashtags}) >= 2
+
+
+def test_candidate_scoring_gives_the_demo_models_answers(demo_model, dataset_path, monkeypatch):
+    """Scoring only the hashtags that can reach the top k (what a large model does) gives
+    every shown hashtag the same score as scoring them all, and explanations that add up."""
+    from recommender.query import scoring
+
+    photos = sorted((dataset_path / "test").glob("*.jpg"))
+    assert len(photos) == 10
+    seen = [demo_model.embed_with_classes(p) for p in photos]
+    every = {}
+    for method in (None, "als_weighted", "knn_vote", "blend"):
+        for i, (features, classes) in enumerate(seen):
+            every[method, i] = demo_model.recommend_features(
+                features, 15, 10, method, None, classes
+            )
+    monkeypatch.setattr(scoring, "CANDIDATE_MIN_TAGS", 0)  # the demo model scores them all
+    scored = []
+    for (method, i), expected in every.items():
+        features, classes = seen[i]
+        m = demo_model.method if method is None else get_method(method)
+        ranked = demo_model.rank(features, 15, 10, m, None, classes)
+        got = demo_model.recommend_features(features, 15, 10, method, None, classes)
+        if ranked.tags is not None:
+            scored.append(len(ranked.tags))
+        # the same scores in the same order; among equal scores either hashtag may show
+        assert [t.score for t in got.hashtags] == [t.score for t in expected.hashtags]
+        assert got.left_out == expected.left_out
+        same = [t.tag for t in got.hashtags] == [t.tag for t in expected.hashtags]
+        assert same or len({t.score for t in got.hashtags}) < len(got.hashtags)
+        for t in got.hashtags:
+            explained = sum(t.contributions) + t.prior + t.content
+            assert explained == pytest.approx(t.score, rel=1e-4, abs=1e-6)
+    assert scored and max(scored) < len(demo_model.tags)

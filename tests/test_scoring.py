@@ -216,3 +216,135 @@ def test_votes_equal_the_summed_vote_rows_of_mixed_neighbours():
         np.testing.assert_array_equal(total, s.scores(nbrs, w, m, query))
         np.testing.assert_array_equal(prior, s.prior(query, m))
         assert not content.any()  # no classes, no content term
+
+
+# ------------------------------------------------------------------ candidate scoring
+@pytest.fixture(scope="module")
+def zipf_scorer() -> Scorer:
+    return _zipf_scorer()
+
+
+def _zipf_scorer(seed: int = 0, n_tags: int = 60_000, n_images: int = 3000) -> Scorer:
+    """A larger model shaped like a real one: Zipf-popular hashtags (a few carried by many
+    posts, most by one or two), ALS factors whose norm grows with popularity, profiles for
+    the single-hashtag posts, a prior over the most popular hashtags and a content table."""
+    rng = np.random.default_rng(seed)
+    f, d = 16, 24
+    popularity = 1.0 / np.arange(1, n_tags + 1) ** 1.1
+    popularity /= popularity.sum()
+    per_post = rng.integers(1, 25, n_images)
+    rows = np.repeat(np.arange(n_images), per_post)
+    cols = rng.choice(n_tags, size=len(rows), p=popularity)
+    image_tags = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(n_images, n_tags)
+    )
+    image_tags.sum_duplicates()
+    image_tags.data[:] = 1
+    norms = 0.05 + 2.0 * np.sqrt(popularity / popularity.max())
+    tag_factors = rng.normal(size=(n_tags, f)) * (norms / np.sqrt(f))[:, None]
+    image_factors = rng.normal(size=(n_images, f)) * 0.5
+    single = np.flatnonzero(np.diff(image_tags.indptr) == 1)
+    profiles = sp.random(40, n_tags, density=0.002, random_state=seed, format="csr")
+    image_profile = np.full(n_images, -1)
+    image_profile[single] = rng.integers(0, 40, len(single))
+    prior_tags = rng.permutation(np.arange(3000))  # the most popular, in no order
+    prior_weights = rng.normal(size=(d, len(prior_tags))) * 0.1
+    class_tags = sp.random(1000, n_tags, density=0.0002, random_state=seed + 1, format="csr")
+    class_tags.data[:] = 1
+    return Scorer(
+        image_factors,
+        tag_factors,
+        image_tags,
+        profiles,
+        image_profile,
+        prior_weights,
+        prior_tags,
+        class_tags,
+    )
+
+
+def _same_top(full: np.ndarray, tags, scores, k: int, exclude: np.ndarray) -> None:
+    """The candidates' top k is every hashtag's: the same hashtags, except that among equal
+    scores at the k-th place either may be shown (top_k leaves that to argpartition)."""
+    expected = top_k(full, k, exclude)
+    got = tags[top_k(scores, k, exclude[tags])]
+    np.testing.assert_array_equal(full[got], full[expected])  # the same scores, best first
+    if len(expected) == k and (full[~exclude] == full[expected[-1]]).sum() == 1:
+        assert got.tolist() == expected.tolist()  # no tie at the k-th place
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_candidates_give_every_hashtags_top_k_on_a_larger_model(zipf_scorer, name, monkeypatch):
+    from recommender.query import scoring
+
+    # small blocks: the scan by factor norm stops where its bound says, not a block later
+    monkeypatch.setattr(scoring, "_SCAN_BLOCK", 64)
+    s = zipf_scorer
+    method = METHODS[name]
+    rng = np.random.default_rng(1)
+    always = np.array([5, 17, 40_000])  # hashtags hedging may take out
+    scanned = []
+    for trial in range(12):
+        nbrs = rng.choice(s.image_factors.shape[0], 15, replace=False)
+        w = neighbour_weights(np.sort(rng.uniform(0.2, 0.9, 15))[::-1].astype(np.float32), method)
+        query = rng.normal(size=24).astype(np.float32)
+        classes = rng.dirichlet(np.ones(1000) * 0.05)
+        exclude = np.zeros(s.n_tags, bool)
+        exclude[rng.choice(s.n_tags, 50 * (trial % 3), replace=False)] = True
+        k = (1, 10, 30)[trial % 3]
+        full, prior, content = s.score_parts(nbrs, w, method, query, classes)
+        tags, scores, c_prior, c_content = s.score_top(
+            nbrs, w, method, query, classes, k, exclude, always, candidates=True
+        )
+        if tags is None:  # scoring every hashtag was cheaper: the same arrays
+            np.testing.assert_array_equal(scores, full)
+            continue
+        scanned.append(len(tags))
+        assert np.all(np.diff(tags) > 0) and np.isin(always, tags).all()
+        # every score, and its parts, to the last bit
+        np.testing.assert_array_equal(scores, full[tags])
+        np.testing.assert_array_equal(c_prior, prior[tags])
+        np.testing.assert_array_equal(c_content, content[tags])
+        # every hashtag left out scores below the k best that no ranking can leave out
+        stays = ~exclude
+        stays[always] = False
+        outside = np.ones(s.n_tags, bool)
+        outside[tags] = False
+        kth = np.sort(full[tags][stays[tags]])[-k]
+        assert full[outside].max() < kth
+        for hedged in (exclude, exclude | ~stays):  # without, and with, hedging's removals
+            _same_top(full, tags, scores, k, hedged)
+    # far fewer than every hashtag is scored (the model has 60,000)
+    assert scanned and max(scanned) < s.n_tags / 4
+
+
+def test_candidates_fall_back_to_every_hashtag_when_they_cannot_decide():
+    s = _zipf_scorer(n_tags=5000, n_images=300)
+    vote = METHODS["knn_vote"]  # without ALS every other hashtag scores 0, winning ties
+    nbrs = np.array([0])
+    w = neighbour_weights(np.array([0.5], np.float32), vote)
+    votes = s.image_tags[0].nnz + (
+        s.profiles[s.image_profile[0]].nnz if s.image_profile[0] >= 0 else 0
+    )
+    tags, scores, _, _ = s.score_top(nbrs, w, vote, k=votes + 5, candidates=True)
+    assert tags is None and scores.shape == (s.n_tags,)
+    np.testing.assert_array_equal(scores, s.scores(nbrs, w, vote))
+    # a small model scores every hashtag unless asked
+    assert s.score_top(nbrs, w, vote, k=3)[0] is None
+
+
+def test_scored_reads_candidates_like_every_hashtag():
+    from recommender.query.scoring import Scored
+
+    one = np.array([1.0], np.float32)
+    full = np.array([0.1, 0.9, 0.3, 0.9, 0.0], np.float32)
+    every = Scored(np.array([0]), np.array([0]), one, one, full, full * 0, full * 0)
+    tags = np.array([1, 2, 3])
+    some = Scored(
+        np.array([0]), np.array([0]), one, one, full[tags], full[tags] * 0, full[tags] * 0, tags
+    )
+    ids = np.array([3, 1])
+    np.testing.assert_array_equal(some.at(some.scores, ids), every.at(every.scores, ids))
+    assert some.top(2).tolist() == every.top(2).tolist() == [1, 3]
+    exclude = np.array([False, True, False, False, False])
+    assert some.top(2, exclude).tolist() == every.top(2, exclude).tolist() == [3, 2]

@@ -327,11 +327,11 @@ class CategoryHedge:
         known = self.category_tag >= 0
         value = np.zeros(n_cats, dtype=np.float64)
         if method.prior_weight > 0:
-            value[known] = np.asarray(query.prior)[self.category_tag[known]] / method.prior_weight
+            value[known] = query.at(query.prior, self.category_tag[known]) / method.prior_weight
         score = np.zeros(n_cats)
-        score[known] = np.asarray(query.scores, np.float64)[self.category_tag[known]]
+        score[known] = query.at(query.scores, self.category_tag[known])
         if query.content is not None:
-            score[known] -= np.asarray(query.content, np.float64)[self.category_tag[known]]
+            score[known] -= query.at(query.content, self.category_tag[known])
         n = len(query.weights)
         share = np.zeros(n_cats, dtype=np.float64)
         around: dict[str, np.ndarray | float] = {}

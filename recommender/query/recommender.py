@@ -37,7 +37,6 @@ from recommender.query.scoring import (
     Scorer,
     get_method,
     neighbour_weights,
-    top_k,
 )
 from recommender.store import model_io
 from recommender.store.arrays import (
@@ -212,6 +211,8 @@ class HashtagRecommender:
                 manifest["hedge_calibration"], self.hedge.n_categories
             )
         self.breadth = breadth_from_counts(self.tag_counts)
+        # hashtags hedging may take out of a ranking (every form of every category)
+        self._hedge_tags = np.flatnonzero(self.hedge.tag_category >= 0)
         self.manifest = manifest
         # Exact search for small models, an approximate index for large ones; a saved
         # index (``parts.neighbours``: its checked bytes) is restored rather than rebuilt.
@@ -379,15 +380,16 @@ class HashtagRecommender:
             contrib = self.original.contributions(r, r.best)
         else:
             if r.hedged is not exclude:  # what the same top k would have held unhedged
-                left_out = [self.tags[t] for t in top_k(r.scores, int(k), exclude) if r.hedged[t]]
+                left_out = [self.tags[t] for t in r.top(int(k), exclude) if r.hedged[t]]
             contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
+        scores, priors, contents = (r.at(v, r.best) for v in (r.scores, r.prior, r.content))
         tags = [
             TagScore(
                 self.tags[t],
-                float(r.scores[t]),
+                float(scores[j]),
                 tuple(float(c) for c in contrib[:, j]),
-                float(r.prior[t]),
-                float(r.content[t]),
+                float(priors[j]),
+                float(contents[j]),
                 int(self.tag_counts[t]),
                 self.breadth.tier(int(self.tag_counts[t])),
             )
@@ -414,17 +416,22 @@ class HashtagRecommender:
         method: Method,
         exclude: np.ndarray | None = None,
         classes: np.ndarray | None = None,
+        candidates: bool | None = None,
     ) -> Ranked:
         """The steps every query takes, without explanations: neighbour search, weights,
         scores and their terms, hedging, the top ``k``. :meth:`recommend_features` explains
         the result; the evaluation (:func:`recommender.evaluation.rank_features`) keeps only
-        ``best``, so it measures exactly what a user is shown. The caller sets the BLAS
-        threads (see :meth:`recommend_features`)."""
+        ``best``, so it measures exactly what a user is shown. A large model scores only
+        the hashtags that can reach the top ``k`` (``candidates``: see
+        :meth:`Scorer.score_top`). The caller sets the BLAS threads (see
+        :meth:`recommend_features`)."""
         if method.name == ORIGINAL:
             return self._rank_original(features, k)
         n = int(n_neighbors)
         nearest, sims = self.index.search(features, max(n, self.hedge.wide_neighbours(method)))
-        s = self.score_nearest(features, nearest, sims, n, method, classes)
+        s = self.score_nearest(
+            features, nearest, sims, n, method, classes, int(k), exclude, candidates
+        )
         hedging = self.hedge.removed(method, s)
         hedged = exclude
         if hedging.removed is not None:
@@ -432,7 +439,7 @@ class HashtagRecommender:
         return Ranked(
             **vars(s),
             hedged=hedged,
-            best=top_k(s.scores, int(k), hedged),
+            best=s.top(int(k), hedged),
             probability=hedging.probability,
         )
 
@@ -444,14 +451,26 @@ class HashtagRecommender:
         n_neighbors: int,
         method: Method,
         classes: np.ndarray | None = None,
+        k: int | None = None,
+        exclude: np.ndarray | None = None,
+        candidates: bool | None = None,
     ) -> Scored:
         """Score every hashtag for the query ``features`` from its ``nearest`` indexed images
-        (with their ``similarities``, most similar first), the first ``n_neighbors`` voting."""
+        (with their ``similarities``, most similar first), the first ``n_neighbors`` voting.
+
+        With ``k``: only enough hashtags that the top ``k`` (without ``exclude``, (T,)
+        boolean, and whatever hedging takes out) is exactly that of every hashtag
+        (``Scored.tags``; see :meth:`Scorer.score_top`, ``candidates`` as there)."""
         n = int(n_neighbors)
         idx, sims = nearest[:n], similarities[:n]
         weights = neighbour_weights(sims, method)
-        scores, prior, content = self.scorer.score_parts(idx, weights, method, features, classes)
-        return Scored(nearest, idx, sims, weights, scores, prior, content)
+        if k is None:
+            parts = self.scorer.score_parts(idx, weights, method, features, classes)
+            return Scored(nearest, idx, sims, weights, *parts)
+        tags, *parts = self.scorer.score_top(
+            idx, weights, method, features, classes, k, exclude, self._hedge_tags, candidates
+        )
+        return Scored(nearest, idx, sims, weights, *parts, tags=tags)
 
     def _rank_original(self, features: np.ndarray, k: int) -> Ranked:
         """The original project's ranking (:mod:`recommender.query.original`): its own

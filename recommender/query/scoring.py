@@ -28,6 +28,11 @@ adds the prior with ``prior_weight`` and the content term with ``content_weight`
 ``calibrated_hedge`` takes other categories' search tags out of the ranking
 (:mod:`recommender.query.hedging`; tags are removed, scores never change).
 
+Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
+therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
+those with another term, then the rest by the length of their ALS factors until their
+bound falls below the k-th best), with the same scores and the same top k as scoring all.
+
 A method is named by its registry key, optionally with changed fields after a colon:
 ``profiles_prior:calibrated_hedge=0.3,prior_weight=0.5`` (for comparing variants).
 """
@@ -43,6 +48,16 @@ import scipy.sparse as sp
 from recommender.errors import ConfigError
 
 NEIGHBOUR_WEIGHTINGS = ("uniform", "similarity")
+# From this many hashtags on, a query scores only candidates (Scorer.score_top); below it,
+# scoring every hashtag costs less than finding them (measured in benchmarks/bench_scale.py).
+CANDIDATE_MIN_TAGS = 50_000
+# Hashtags outside the first candidates are scanned this many at a time, largest ALS
+# factors first, until none left can reach the k best (Scorer.score_top).
+_SCAN_BLOCK = 2048
+# Rows per block of OpenBLAS' float32 matrix-vector kernel (see Scorer._als_of).
+_GEMV_ROWS = 4
+# The scan may cover this share of the hashtags before scoring all of them is cheaper.
+_SCAN_MAX_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -257,9 +272,27 @@ class Scored:
     neighbours: np.ndarray  # (n,) the first n of them, those that vote
     similarities: np.ndarray  # (n,)
     weights: np.ndarray  # (n,) each neighbour's share of the votes
-    scores: np.ndarray  # (T,) every hashtag's score
-    prior: np.ndarray  # (T,) the image prior's part of each score
-    content: np.ndarray  # (T,) the content term's part of each score
+    scores: np.ndarray  # (T,) every hashtag's score, or (S,): those of ``tags``
+    prior: np.ndarray  # the image prior's part of each score (shaped as ``scores``)
+    content: np.ndarray  # the content term's part of each score (shaped as ``scores``)
+    # The hashtags scored, ascending (None: every hashtag). Only candidates are scored when
+    # the model is large (Scorer.score_top): every other hashtag scores below the k best.
+    tags: np.ndarray | None = None
+
+    def at(self, values: np.ndarray, tags: np.ndarray) -> np.ndarray:
+        """``values`` (``scores``, ``prior`` or ``content``) of the hashtag ids ``tags``,
+        each of them scored."""
+        values = np.asarray(values)
+        if self.tags is None:
+            return values[tags]
+        return values[np.searchsorted(self.tags, tags)]
+
+    def top(self, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Hashtag ids of the ``k`` best scores, best first, as :func:`top_k` of every
+        hashtag's score; ``exclude``: (T,) boolean mask of hashtags never to return."""
+        if self.tags is None:
+            return top_k(self.scores, k, exclude)
+        return self.tags[top_k(self.scores, k, None if exclude is None else exclude[self.tags])]
 
 
 class Scorer:
@@ -330,6 +363,13 @@ class Scorer:
         self.tag_classes = sp.csr_matrix(sp.csr_matrix(class_tags, dtype=np.float32).T)
         if self.tag_classes.shape[0] != n_tags:
             raise ValueError("class_tags do not match the hashtags")
+        self.class_tags = sp.csr_matrix(self.tag_classes.T)  # (C, T): a class's hashtags
+        # For Scorer.score_top: the hashtags by the norm of their ALS factors, largest first
+        # (int32 ids and float32 norms: 8 bytes a hashtag), and the prior's hashtags' factors.
+        norms = np.linalg.norm(self.tag_factors, axis=1)
+        self._by_norm = np.argsort(-norms, kind="stable").astype(np.int32)
+        self._norms = norms[self._by_norm].astype(np.float32)
+        self._prior_order = np.argsort(self.prior_tags, kind="stable")
 
     @property
     def n_tags(self) -> int:
@@ -373,6 +413,158 @@ class Scorer:
             out += rows.T @ weights[positions]
         return out
 
+    def _votes_on(
+        self, neighbours: np.ndarray, weights: np.ndarray, method: Method
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(tags, votes)``: the hashtags the neighbours vote for (ascending) and their
+        :meth:`_votes`, summed in the same order (so equal to the last bit)."""
+        sources = self._vote_sources(neighbours, method)
+        ids = [rows.indices for _, rows in sources]
+        tags = _unique(np.concatenate(ids)) if ids else np.empty(0, np.int64)
+        out = np.zeros(len(tags), dtype=np.float32)
+        for (positions, rows), cols in zip(sources, ids, strict=True):
+            part = np.zeros(len(tags), dtype=np.float32)
+            per_row = np.repeat(weights[positions].astype(np.float32), np.diff(rows.indptr))
+            np.add.at(part, np.searchsorted(tags, cols), rows.data * per_row)
+            out += part
+        return tags.astype(np.int64), out
+
+    def score_top(
+        self,
+        neighbours: np.ndarray,
+        weights: np.ndarray,
+        method: Method,
+        query: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+        k: int = 10,
+        exclude: np.ndarray | None = None,
+        always: np.ndarray | None = None,
+        candidates: bool | None = None,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """``(tags, scores, prior, content)`` as :meth:`score_parts` of the hashtags ``tags``
+        only: enough of them that every other hashtag scores below the ``k`` best of them
+        (``tags`` None: every hashtag was scored).
+
+        A hashtag's score has parts other than the ALS term only if the neighbours vote
+        for it, the prior predicts it or the content term names it: those are scored, with
+        ``always`` (hashtag ids). Every other hashtag scores ``als_weight * (h . u)``, at
+        most ``|als_weight| * |h| |u|``; they are scanned in the order of ``|h|`` until that
+        bound is below the ``k``-th best score, so the top ``k`` is exactly that of every
+        hashtag. ``exclude`` ((T,) boolean) and ``always`` are hashtags the ranking may
+        leave out: the ``k`` best are counted without them. ``candidates``: None scores
+        candidates from :data:`CANDIDATE_MIN_TAGS` hashtags on, True/False always/never
+        (every hashtag is scored whenever that is cheaper).
+        """
+        if candidates is None:
+            candidates = self.n_tags >= CANDIDATE_MIN_TAGS
+        found = (
+            self._score_candidates(neighbours, weights, method, query, classes, k, exclude, always)
+            if candidates and len(neighbours)
+            else None
+        )
+        if found is None:
+            return (None, *self.score_parts(neighbours, weights, method, query, classes))
+        return found
+
+    def _score_candidates(self, neighbours, weights, method, query, classes, k, exclude, always):
+        parts = []
+        a = float(method.als_weight)
+        votes = None
+        if a < 1:
+            vote_tags, votes = self._votes_on(neighbours, weights, method)
+            parts.append(vote_tags)
+        prior_values = None
+        if query is not None and method.prior_weight != 0 and self.has_prior:
+            prior_values = self._prior_values(query, method)
+            parts.append(self.prior_tags)
+        probs = None
+        if classes is not None and method.content_weight != 0 and self.has_content:
+            from recommender.vision.content import keep_top
+
+            probs = keep_top(classes)
+            parts.append(self.class_tags[np.flatnonzero(probs)].indices)
+        if always is not None:
+            parts.append(np.asarray(always, dtype=np.int64))
+        tags = _unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+        user = weights @ self.image_factors[neighbours] if a > 0 else None
+
+        def score(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # The same float32 operations, in the same order, as score_parts.
+            total = np.zeros(len(ids), dtype=np.float32)
+            if a > 0:
+                total += a * self._als_of(ids, user)
+            if a < 1 and votes is not None:
+                total += (1.0 - a) * _values_at(vote_tags, votes, ids)
+            prior = np.zeros(len(ids), dtype=np.float32)
+            if prior_values is not None:
+                prior = _values_at(self.prior_tags, prior_values, ids, self._prior_order)
+            content = np.zeros(len(ids), dtype=np.float32)
+            if probs is not None:
+                content = (method.content_weight * (self.tag_classes[ids] @ probs)).astype(
+                    np.float32
+                )
+            return total + prior + content, prior, content
+
+        scores, prior, content = score(tags)
+        # The k-th best score among the hashtags no ranking can leave out.
+        stays = np.ones(len(tags), dtype=bool)
+        if exclude is not None:
+            stays &= ~exclude[tags]
+        if always is not None:
+            stays &= ~np.isin(tags, always)
+        kept = scores[stays]
+        kth = _kth(kept, k)
+        if a == 0:
+            # every other hashtag scores exactly 0, and would win a tie by a lower id
+            return (tags, scores, prior, content) if kth > 0 else None
+        reach = abs(a) * float(np.linalg.norm(user)) * (1 + 1e-4)
+        start, limit = 0, int(_SCAN_MAX_SHARE * self.n_tags)
+        found = [(tags, scores, prior, content)]
+        while start < len(self._norms) and reach * float(self._norms[start]) + 1e-12 >= kth:
+            if start >= limit:
+                return None
+            block = self._by_norm[start : start + _SCAN_BLOCK].astype(np.int64)
+            start += len(block)
+            block = np.sort(block[~np.isin(block, tags)])
+            if len(block):
+                extra = score(block)
+                found.append((block, *extra))
+                kept = np.concatenate(
+                    [kept, extra[0] if exclude is None else extra[0][~exclude[block]]]
+                )
+                kth = _kth(kept, k)
+        if len(found) == 1:
+            return found[0]
+        tags, scores, prior, content = (np.concatenate(x) for x in zip(*found, strict=True))
+        order = np.argsort(tags, kind="stable")
+        return tags[order], scores[order], prior[order], content[order]
+
+    def _als_of(self, ids: np.ndarray, user: np.ndarray) -> np.ndarray:
+        """``tag_factors[ids] @ user``, equal to the last bit to the same rows of
+        ``tag_factors @ user``: OpenBLAS' float32 matrix-vector kernel sums rows
+        :data:`_GEMV_ROWS` at a time, and the last ``len % _GEMV_ROWS`` rows one at a time
+        in another order, so the rows are gathered in whole blocks (zeros after them) and
+        those of the full product's last partial block are computed as there."""
+        tail = self.n_tags - self.n_tags % _GEMV_ROWS
+        out = np.empty(len(ids), dtype=np.float32)
+        body = ids < tail
+        n = int(body.sum())
+        rows = np.zeros((n + -n % _GEMV_ROWS, self.tag_factors.shape[1]), dtype=np.float32)
+        rows[:n] = self.tag_factors[ids[body]]
+        out[body] = (rows @ user)[:n]
+        if n < len(ids):
+            out[~body] = (self.tag_factors[tail:] @ user)[ids[~body] - tail]
+        return out
+
+    def _prior_values(self, query: np.ndarray, method: Method) -> np.ndarray:
+        """The prior term of the hashtags ``prior_tags``, shape (Q,)."""
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.prior_weights.shape[0]:
+            raise ValueError(
+                f"query has {query.shape[0]} features, the prior {self.prior_weights.shape[0]}"
+            )
+        return (method.prior_weight * (query @ self.prior_weights)).astype(np.float32)
+
     def scores(self, *args, **kwargs) -> np.ndarray:
         """Score of every hashtag, shape (T,): the first of :meth:`score_parts` (same
         arguments)."""
@@ -409,12 +601,7 @@ class Scorer:
         out = np.zeros(self.n_tags, dtype=np.float32)
         if query is None or method.prior_weight == 0 or not self.has_prior:
             return out
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.prior_weights.shape[0]:
-            raise ValueError(
-                f"query has {query.shape[0]} features, the prior {self.prior_weights.shape[0]}"
-            )
-        out[self.prior_tags] = method.prior_weight * (query @ self.prior_weights)
+        out[self.prior_tags] = self._prior_values(query, method)
         return out
 
     def content(self, classes: np.ndarray | None, method: Method) -> np.ndarray:
@@ -466,3 +653,37 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
         return np.empty(0, dtype=np.int64)
     top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     return top[np.lexsort((top, -scores[top]))].astype(np.int64)
+
+
+def _values_at(
+    keys: np.ndarray, values: np.ndarray, ids: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
+    """``values`` of the ``ids`` among ``keys`` (ascending unless ``order`` sorts them), 0
+    for an id not among them."""
+    if order is not None:
+        keys, values = keys[order], values[order]
+    out = np.zeros(len(ids), dtype=np.float32)
+    if not len(keys):
+        return out
+    at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    hit = keys[at] == ids
+    out[hit] = values[at[hit]]
+    return out
+
+
+def _kth(scores: np.ndarray, k: int) -> float:
+    """The ``k``-th largest of ``scores`` (-inf if fewer)."""
+    if len(scores) < k or k < 1:
+        return -np.inf
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
+def _unique(ids: np.ndarray) -> np.ndarray:
+    """The distinct ``ids``, ascending, as int64 (by sorting: a few thousand ids)."""
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    if len(ids) < 2:
+        return ids
+    keep = np.empty(len(ids), dtype=bool)
+    keep[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=keep[1:])
+    return ids[keep]
