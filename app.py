@@ -472,8 +472,8 @@ def detail_ui(rec, name, preview, digest, result, ranked_ms, query, n, blocked, 
         )
         if result.seen:
             st.caption(pres.escape_markdown(pres.network_sees(result.seen)))
-        if result.left_out:
-            st.caption(pres.escape_markdown(pres.left_out_line(result.left_out)))
+        if result.search_tags:
+            st.caption(pres.escape_markdown(pres.search_tags_line(result.search_tags)))
     if st.toggle(
         "Compare with the original method",
         key="compare",

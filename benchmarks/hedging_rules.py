@@ -35,20 +35,28 @@ Rules:
 - ``x&y``: remove a category only if every part says so; ``x|y``: if either does;
   ``+boost=w``: also add ``w`` times
   the ``carry`` probability to each category's search tag (this one changes scores: a
-  lever to win back own-category hits).
+  lever to win back own-category hits);
+- ``x>demote=t/s``: after rule ``x``, what ``Method.calibrated_demote=t,
+  calibrated_demote_single=s`` does: move a category's tags below the top 5
+  (:func:`recommender.query.hedging.moved_below`, not out of the ranking) when the
+  calibration gives it less than ``t`` (a single-tag category: ``s``).
 
-For each rule: ``off_topic@10``, ``own_category_hit@10``, recall@10, hit@10 and
-beyond-category recall@10 (means over splits), and the mean paired difference against no
-rule with its standard error. A rule may become the default only if it lowers
-``off_topic@10`` without lowering ``own_category_hit@10``.
+For each rule: ``off_topic@5``, ``off_topic@10``, ``own_category_hit@10`` and ``@5``,
+recall@10, recall@5, precision@5, hit@10 and beyond-category recall@10 (means over splits), and the
+mean paired difference against ``--against`` (no rule by default) with its standard error.
+A rule may become the default only if it lowers ``off_topic@10`` without lowering
+``own_category_hit@10``.
 
-    .venv/bin/python -m benchmarks.hedging_rules [--splits 5] [--data DATA]  # $HASHTAG_DATASET
+    .venv/bin/python -m benchmarks.hedging_rules [--splits 5] [--seed 0] [--data DATA]
+        [--rules R1,R2,...] [--against RULE] [--json OUT]   # DATA: $HASHTAG_DATASET
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.optimize
@@ -64,6 +72,7 @@ from recommender.evaluation import (
     off_topic_at_k,
     off_topic_tags,
     own_category_hit_at_k,
+    precision_at_k,
     recall_at_k,
     stratified_splits,
 )
@@ -71,11 +80,13 @@ from recommender.fit.als import fit_image_prior
 from recommender.fit.training import fit_recommender
 from recommender.paths import default_dataset
 from recommender.query.hedging import (
+    DEMOTE_TOP,
     WIDE_NEIGHBOURS,
     calibrated_hedge_mask,
     category_forms,
     category_tags_mask,
     dataset_categories,
+    moved_below,
 )
 from recommender.query.recommender import BuildConfig
 from recommender.query.scoring import DEFAULT_NEIGHBORS, get_method, top_k
@@ -103,6 +114,11 @@ RULES = (
         f"evidence=0.3/0.07|calibrated={t}/{s}"
         for t in (0.25, 0.3, 0.325)
         for s in (0.08, 0.1, 0.105)
+    ]
+    + [
+        f"calibrated=0.325/0.105>demote={t}/{s}"
+        for t in (0.4, 0.5, 0.6, 0.7)
+        for s in (0.105, 0.2, 0.3, 0.4)
     ]
 )
 K = 21  # as the evaluation ranks: one more than its recall curve needs
@@ -209,7 +225,7 @@ def rule_mask(rule: str, scores, tag_category, signals) -> np.ndarray | None:
         masks = [m for m in masks if m is not None]
         return np.logical_or.reduce(masks) if masks else None
     parts = dict(p.split("=") for p in rule.split("&"))
-    n_cats = len(signals["probe"])
+    n_cats = len(signals["calibrated"])
     drop = np.ones(n_cats, dtype=bool)
     for name, value in parts.items():
         if name == "calibrated":
@@ -250,6 +266,21 @@ def removed_categories(mask: np.ndarray | None, tag_category: np.ndarray, n_cats
     return out
 
 
+def demoted_ranking(rule: str, scores, k: int, removed, tag_category, signals) -> np.ndarray:
+    """The top ``k`` of ``scores`` without the ``removed`` tags, after the rule's demotion
+    (``>demote=t/s``; none: plain order), as the recommender ranks."""
+    _, arrow, demote = rule.partition(">")
+    if not arrow:
+        return top_k(scores, k, removed)
+    threshold, single = (float(v) for v in demote.partition("=")[2].split("/"))
+    down = calibrated_hedge_mask(
+        signals["calibrated"], tag_category, signals["single_tag"], threshold, single
+    )
+    if down is None:
+        return top_k(scores, k, removed)
+    return moved_below(top_k(scores, k + DEMOTE_TOP, removed), down)[:k]
+
+
 def boosted(rule: str, scores: np.ndarray, category_tag: np.ndarray, carry: np.ndarray):
     """``scores`` with ``w * carry`` added to each category's search tag (``+boost=w``)."""
     _, plus, boost = rule.partition("+")
@@ -265,61 +296,67 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(default_dataset()))
     parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="split s uses seed + s")
+    parser.add_argument("--rules", help="comma-separated rules (default: the built-in list)")
+    parser.add_argument("--against", default="none", help="the rule paired differences take")
+    parser.add_argument("--json", help="also write every rule's per-split metrics there")
     args = parser.parse_args()
+    rules = list(dict.fromkeys(args.rules.split(","))) if args.rules else list(RULES)
+    rules = list(dict.fromkeys(["none", args.against, *rules]))
+    # the regressions over every training image are fitted only for the rules that read them
+    fitted = {name for name in ("probe", "softmax", "carry") if any(name in r for r in rules)}
+    fitted |= {"carry" for r in rules if "+boost" in r}
     config = BuildConfig()
     method = get_method(config.method)
     dataset = load_dataset(args.data)
     feats = dataset_features(dataset, config)
     posts, rows = dataset.posts, feats.image_rows
     splits = stratified_splits(
-        posts, rows, args.splits, image_keys=image_keys(dataset, posts, rows)
+        posts, rows, args.splits, seed=args.seed, image_keys=image_keys(dataset, posts, rows)
     )
     categories = dataset_categories(p.category for p in posts)
     position = {c: i for i, c in enumerate(categories)}
-    results: dict[str, dict[str, list[float]]] = {r: {} for r in RULES}
+    results: dict[str, dict[str, list[float]]] = {r: {} for r in rules}
     for s, split in enumerate(splits):
         start = time.perf_counter()
         train = [int(i) for i in split.train]
         rec = fit_recommender(
             [posts[i] for i in train], feats.features, [rows[i] for i in train], config
         )
-        # the category probe: training images only
-        known = [i for i in train if rows[i] >= 0 and posts[i].category]
-        onehot = sp.csr_matrix(
-            (
-                np.ones(len(known)),
-                (np.arange(len(known)), [position[posts[i].category] for i in known]),
-            ),
-            shape=(len(known), len(categories)),
-        )
-        weights, columns = fit_image_prior(feats.features[[rows[i] for i in known]], onehot)
-        x_known = np.asarray(feats.features[[rows[i] for i in known]], dtype=np.float32)
-        softmax = logistic(x_known, np.array([position[posts[i].category] for i in known]), True)
-        forms = [category_forms(c) for c in categories]
-        imaged = [i for i in train if rows[i] >= 0]
-        carries = np.array([[bool(f & set(posts[i].hashtags)) for f in forms] for i in imaged])
-        carry = logistic(
-            np.asarray(feats.features[[rows[i] for i in imaged]], np.float32), carries, False
-        )
         held = np.concatenate([split.test, split.probe])
         queries = feats.features[[rows[i] for i in held]]
+        x_queries = np.asarray(queries, np.float32)
         held_classes = feats.classes.take([rows[i] for i in held]) if feats.classes else None
-        shares = np.zeros((len(held), len(categories)), dtype=np.float32)
-        shares[:, columns] = queries @ weights
+        signals = {
+            name: np.zeros((len(held), len(categories)))
+            for name in ("probe", "softmax", "carry", "nb", "nb15", "evidence")
+        }
+        signals["calibrated"] = np.full((len(held), len(categories)), np.nan)
+        if "probe" in fitted:  # the category probe: training images only
+            known = [i for i in train if rows[i] >= 0 and posts[i].category]
+            onehot = sp.csr_matrix(
+                (
+                    np.ones(len(known)),
+                    (np.arange(len(known)), [position[posts[i].category] for i in known]),
+                ),
+                shape=(len(known), len(categories)),
+            )
+            weights, columns = fit_image_prior(feats.features[[rows[i] for i in known]], onehot)
+            signals["probe"][:, columns] = queries @ weights
+        if "softmax" in fitted:
+            known = [i for i in train if rows[i] >= 0 and posts[i].category]
+            x_known = np.asarray(feats.features[[rows[i] for i in known]], dtype=np.float32)
+            y_known = np.array([position[posts[i].category] for i in known])
+            signals["softmax"] = predict(x_queries, logistic(x_known, y_known, True), True)
+        if "carry" in fitted:
+            forms = [category_forms(c) for c in categories]
+            imaged = [i for i in train if rows[i] >= 0]
+            carries = np.array([[bool(f & set(posts[i].hashtags)) for f in forms] for i in imaged])
+            x_imaged = np.asarray(feats.features[[rows[i] for i in imaged]], np.float32)
+            signals["carry"] = predict(x_queries, logistic(x_imaged, carries, False), False)
         # the model's own view of its categories: the same ones, in the same order
         assert rec.manifest["categories"] == categories
         tag_category, category_tag = rec.hedge.tag_category, rec.hedge.category_tag
-        signals = {
-            "probe": shares,
-            "softmax": predict(np.asarray(queries, np.float32), softmax, True),
-            "carry": predict(np.asarray(queries, np.float32), carry, False),
-            "nb": np.zeros((len(held), len(categories))),
-            "nb15": np.zeros((len(held), len(categories))),
-            "evidence": np.zeros((len(held), len(categories))),
-            "calibrated": np.full((len(held), len(categories)), np.nan),
-        }
-        truth_category = np.array([position.get(posts[i].category, -1) for i in held])
-        named = float((signals["softmax"].argmax(axis=1) == truth_category).mean())
         with serial_blas():
             scores = []
             for j, q in enumerate(queries):
@@ -337,19 +374,24 @@ def main() -> None:
         own = [posts[i].category for i in split.test]
         off = off_topic_tags(own, categories, rec.tags[:10])
         targets = [str(posts[i].category) for i in split.probe]
-        for rule in RULES:
+        for rule in rules:
             ranked = []
             for j, sc in enumerate(scores):
                 sig = {name: value[j] for name, value in signals.items()}
                 sig["single_tag"] = rec.hedge.single_tag
                 sc = boosted(rule, sc, category_tag, sig["carry"])
-                best = top_k(sc, K, rule_mask(rule, sc, tag_category, sig))
+                removed = rule_mask(rule.partition(">")[0], sc, tag_category, sig)
+                best = demoted_ranking(rule, sc, K, removed, tag_category, sig)
                 ranked.append([rec.tags[t] for t in best])
             b_ranked, b_truth, keep = beyond_category(ranked[:n_test], truth, own)
             values = {
+                "off_topic@5": off_topic_at_k(ranked[:n_test], truth, off, 5).mean(),
                 "off_topic@10": off_topic_at_k(ranked[:n_test], truth, off, 10).mean(),
                 "own_category_hit@10": own_category_hit_at_k(ranked[n_test:], targets, 10).mean(),
+                "own_category_hit@5": own_category_hit_at_k(ranked[n_test:], targets, 5).mean(),
                 "recall@10": recall_at_k(ranked[:n_test], truth, 10).mean(),
+                "recall@5": recall_at_k(ranked[:n_test], truth, 5).mean(),
+                "precision@5": precision_at_k(ranked[:n_test], truth, 5).mean(),
                 "hit@10": hit_rate_at_k(ranked[:n_test], truth, 10).mean(),
                 "beyond_recall@10": recall_at_k(
                     [r for r, k in zip(b_ranked, keep, strict=True) if k],
@@ -359,24 +401,25 @@ def main() -> None:
             }
             for metric, value in values.items():
                 results[rule].setdefault(metric, []).append(float(value))
-        print(
-            f"split {s + 1}/{len(splits)}: {time.perf_counter() - start:.1f} s; the softmax "
-            f"names the held-out photo's category for {named:.0%} of them",
-            flush=True,
-        )
+        print(f"split {s + 1}/{len(splits)}: {time.perf_counter() - start:.1f} s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seed": args.seed, "results": results}, indent=1))
     metrics = list(results["none"])
-    print(f"\n{len(splits)} splits; paired difference against no rule: mean (standard error)")
-    header = f"{'rule':<22}" + "".join(f"{m:>22}" for m in metrics)
-    print(header + "".join(f"{'d ' + m:>26}" for m in metrics))
-    base = results["none"]
-    for rule in RULES:
-        cells = "".join(f"{np.mean(results[rule][m]):>22.4f}" for m in metrics)
+    width = max(len(r) for r in rules) + 2
+    print(f"\n{len(splits)} splits (seeds {args.seed}-{args.seed + len(splits) - 1}): means")
+    print(f"{'rule':<{width}}" + "".join(f"{m:>20}" for m in metrics))
+    for rule in rules:
+        print(f"{rule:<{width}}" + "".join(f"{np.mean(results[rule][m]):>20.4f}" for m in metrics))
+    print(f"\npaired difference against {args.against}: mean (standard error)")
+    print(f"{'rule':<{width}}" + "".join(f"{m:>20}" for m in metrics))
+    base = results[args.against]
+    for rule in rules:
         diffs = ""
         for m in metrics:
             d = np.array(results[rule][m]) - np.array(base[m])
             se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            diffs += f"{f'{d.mean():+.4f} ({se:.4f})':>26}"
-        print(f"{rule:<22}{cells}{diffs}")
+            diffs += f"{f'{d.mean():+.4f} ({se:.4f})':>20}"
+        print(f"{rule:<{width}}{diffs}")
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     from recommender.data.hashtags import load_blocklist
     from recommender.query.recommender import EMBED_BATCH, HashtagRecommender
-    from recommender.ui.presentation import left_out_line, network_sees
+    from recommender.ui.presentation import network_sees, search_tags_line
 
     fmt = "json" if args.json else args.format
     rec = HashtagRecommender.load(args.model)
@@ -335,10 +335,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
         if result.seen:
             print(f"  {network_sees(result.seen)}")
-        if result.left_out:
-            print(f"  {left_out_line(result.left_out)}")
+        if result.search_tags:
+            print(f"  {search_tags_line(result.search_tags)}")
         for t in result.hashtags:
-            print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}")
+            moved = "  (moved below the top 5)" if t.moved_down else ""
+            print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}{moved}")
         print("  nearest training images:")
         for nb in result.neighbors:
             tags = " ".join(f"#{t}" for t in nb.hashtags[:8])

@@ -180,22 +180,38 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
         assert line == html.escape(pres.neighbour_tags(nb.hashtags, blocked))
 
 
-def test_the_page_says_which_other_categories_tags_were_left_out(page, photos, demo_model):
-    # the demo photo whose top 10 loses the most other categories' search tags
+def test_the_note_under_the_photo_agrees_with_the_list(page, photos, demo_model):
+    # the demo photo whose list and left-out tags hold the most category search tags
     blocked = load_blocklist()
     results = {
         p.name: demo_model.recommend(p, n_neighbors=pres.N_DEFAULT, k=10, blocklist=blocked)
         for p in sorted(photos.glob("*.jpg"))
     }
-    name = max(results, key=lambda n: len(results[n].left_out))
-    left = results[name].left_out
-    assert left  # the default method hedges, and some demo photo has something to hedge
+    name = max(results, key=lambda n: (len(results[n].search_tags), len(results[n].left_out)))
+    result = results[name]
+    assert result.left_out  # the default method hedges, and some demo photo has something to hedge
     upload(page, name, (photos / name).read_bytes())
     assert not errors(page)
-    assert all_block(page) == [f"#{t}" for t in results[name].tags]
-    assert not set(left) & set(results[name].tags)
-    line = pres.escape_markdown(pres.left_out_line(left))
-    assert line in [c.value for c in page.main.caption]
+    assert all_block(page) == [f"#{t}" for t in result.tags]
+    note = pres.search_tags_line(result.search_tags)
+    assert pres.escape_markdown(note) in [c.value for c in page.main.caption]
+    # Every category search tag the list keeps is named as kept, with its probability; the
+    # ones left out are not in the list, and are named as left out.
+    is_search_tag = {t: c >= 0 for t, c in zip(demo_model.tags, demo_model.hedge.tag_category)}
+    kept = [s for s in result.search_tags if s.kept]
+    assert [s.tag for s in kept] == [t for t in result.tags if is_search_tag[t]]
+    assert [s.tag for s in result.search_tags if not s.kept] == result.left_out
+    assert not set(result.left_out) & set(result.tags)
+    kept_part, _, left_part = note.partition("left out as unlikely")
+    for s in kept:
+        assert f"#{s.tag} {s.probability:.0%}" in kept_part
+    for tag in result.left_out:
+        assert f"#{tag} " in left_part
+    # a tag moved below the top 5 is in the list, not in the 5 to paste
+    for s in kept:
+        if s.moved_down:
+            assert f"#{s.tag}" not in top_block(page)
+        assert (f"#{s.tag} {s.probability:.0%} (moved below the top 5)" in note) == s.moved_down
 
 
 def test_sliders_rerank_without_recomputing_features(page, photos, monkeypatch):

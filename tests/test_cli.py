@@ -182,8 +182,16 @@ def test_recommend_json_schema_on_the_demo_model(demo_build, dataset_path, capsy
             assert {"tag", "score", "prior", "content"} <= set(tag)
             assert not tag["tag"].startswith("#")
         assert line["seen"] and {"class", "probability"} == set(line["seen"][0])
-        scores = [t["score"] for t in line["hashtags"]]
+        # best first, except that hedging may move an uncertain other category's search tag
+        # below the top 5 with its score (and says so, with its probability)
+        scores = [t["score"] for t in line["hashtags"] if not t["moved_down"]]
         assert scores == sorted(scores, reverse=True)
+        moved = [t["tag"] for t in line["hashtags"][:5] if t["moved_down"]]
+        assert not moved or all(t["moved_down"] for t in line["hashtags"][:5])
+        explained = {s["tag"]: s for s in line["search_tags"] if s["kept"]}
+        for tag in line["hashtags"]:
+            if tag["moved_down"]:
+                assert explained[tag["tag"]]["moved_down"] and explained[tag["tag"]]["probability"]
         for nb in line["neighbors"]:
             assert (dataset_path / nb["image"]).is_file()
             assert -1 <= nb["similarity"] <= 1 and isinstance(nb["hashtags"], list)

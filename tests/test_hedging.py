@@ -12,9 +12,11 @@ from recommender.errors import ConfigError, ModelError
 from recommender.fit.als import ALSParams
 from recommender.fit.training import fit_recommender
 from recommender.query.hedging import (
+    DEMOTE_TOP,
     CategoryHedge,
     category_forms,
     form_categories,
+    moved_below,
     single_tag_categories,
     tag_categories,
 )
@@ -37,6 +39,22 @@ def test_tag_categories_index_sorted_categories():
     tags = ["food", "dog", "animal", "animals", "foods"]
     assert tag_categories(tags, ["food", "animals"]).tolist() == [1, -1, 0, 0, -1]
     assert tag_categories(tags, []).tolist() == [-1] * 5
+
+
+def test_demotion_is_a_method_option_checked_and_old_methods_load_without_it():
+    m = get_method("profiles_prior:calibrated_demote=0.5,calibrated_demote_single=0.2")
+    assert (m.calibrated_demote, m.calibrated_demote_single) == (0.5, 0.2)
+    assert Method.from_dict(m.to_dict()) == m
+    assert get_method("profiles_prior:calibrated_demote=none").calibrated_demote is None
+    saved = m.to_dict()
+    del saved["calibrated_demote"], saved["calibrated_demote_single"]  # saved before them
+    assert Method.from_dict(saved).calibrated_demote is None
+    for bad, says in (
+        ("calibrated_demote=1.5", "calibrated_demote must lie"),
+        ("calibrated_demote_single=-1", "calibrated_demote_single must lie"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            get_method(f"profiles_prior:{bad}")
 
 
 def test_method_variants_by_name():
@@ -135,6 +153,78 @@ def test_a_hedged_ranking_is_the_plain_one_without_the_removed_categories(catego
         hedged = rec.recommend_features(q, 8, 30, method)
         removed_any |= check_hedged_is_plain_without(plain, hedged, rec, gone) > 0
     assert removed_any  # the case is built so that hedging has something to remove
+
+
+def ref_moved_below(ranking, demoted, top):
+    """The slow reference: fill the top places one by one with the best tag not demoted
+    (a demoted one only when none is left), then the rest in their order."""
+    rest = list(ranking)
+    first = []
+    while len(first) < top and rest:
+        pick = next((t for t in rest if not demoted[t]), rest[0])
+        first.append(pick)
+        rest.remove(pick)
+    return first + rest
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_moved_below_matches_the_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 12))
+    ranking = rng.permutation(15)[:n]
+    demoted = rng.random(15) < rng.random()
+    top = int(rng.integers(0, 7))
+    out = moved_below(ranking, demoted, top)
+    assert out.tolist() == ref_moved_below(ranking.tolist(), demoted, top)
+    assert sorted(out.tolist()) == sorted(ranking.tolist())  # moved, never removed
+    assert moved_below(ranking, None, top).tolist() == ranking.tolist()
+
+
+def test_moved_below_on_a_known_case():
+    demoted = np.zeros(10, bool)
+    demoted[[1, 4]] = True
+    # 1 and 4 leave the top 3 and follow it at once, in their order; 7 and 8 move up
+    assert moved_below(np.array([1, 2, 4, 7, 8, 9]), demoted, 3).tolist() == [2, 7, 8, 1, 4, 9]
+    assert moved_below(np.array([2, 7, 8, 1]), demoted, 3).tolist() == [2, 7, 8, 1]
+    assert moved_below(np.array([1, 4, 2]), demoted, 3).tolist() == [2, 1, 4]  # too few others
+
+
+def test_demoted_tags_move_below_the_top_5_with_their_scores_and_say_why(category_model):
+    rec, queries = category_model
+    hedged = get_method("blend_profiles:calibrated_hedge=0.2")
+    method = get_method("blend_profiles:calibrated_hedge=0.2,calibrated_demote=0.9")
+    assert method.calibrated_demote_single == 0.0  # single-tag categories stay unless asked
+    moved_any = False
+    for q in queries:
+        plain = rec.recommend_features(q, 8, 12, hedged)
+        r = rec.rank(q, 8, 12, method)
+        out = rec.recommend_features(q, 8, 12, method)
+        p = r.probability
+        limit = np.where(rec.hedge.single_tag, 0.0, 0.9)
+        down = {c for c in range(len(p)) if np.isfinite(p[c]) and p[c] < limit[c]}
+        cat_of = rec.hedge.tag_category
+        ids = {t: i for i, t in enumerate(rec.tags)}
+        # the same tags as without demotion (a tag from below may enter the top k when one
+        # moves down and a tag at the end leaves), each with its own exact score
+        longer = rec.recommend_features(q, 8, 12 + DEMOTE_TOP, hedged)
+        scores = {t.tag: t.score for t in longer.hashtags}
+        for t in out.hashtags:
+            assert t.score == pytest.approx(scores[t.tag], abs=1e-6)
+            assert sum(t.contributions) + t.prior + t.content == pytest.approx(t.score, abs=1e-5)
+            assert t.moved_down == (cat_of[ids[t.tag]] in down)
+        expected = moved_below(
+            np.array([ids[t] for t in longer.tags]), np.isin(cat_of, list(down)) & (cat_of >= 0)
+        )[:12]
+        assert out.tags == [rec.tags[t] for t in expected]
+        moved_any |= any(cat_of[ids[t]] in down for t in plain.tags[:DEMOTE_TOP])
+        # every category search tag in the list is explained, with its probability
+        named = [s for s in out.search_tags if s.kept]
+        assert [s.tag for s in named] == [t for t in out.tags if cat_of[ids[t]] >= 0]
+        for s in named:
+            assert s.probability == pytest.approx(p[cat_of[ids[s.tag]]])
+            assert s.moved_down == (cat_of[ids[s.tag]] in down)
+        assert [s.tag for s in out.search_tags if not s.kept] == out.left_out
+    assert moved_any  # the case is built so that some top 5 holds an uncertain category
 
 
 # -- retired rules: margin, head and evidence hedging -----------------------------------

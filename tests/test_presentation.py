@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from recommender import ImageError
-from recommender.query.recommender import Neighbor, TagScore
+from recommender.query.recommender import Neighbor, SearchTag, TagScore
 from recommender.ui import presentation as pres
 
 HOSTILE = [
@@ -444,3 +444,30 @@ def test_query_notes_name_each_ignored_part():
     notes = pres.query_notes({"n": "0", "example": "nope", "zzz": "1", "k": "7"}, ["food"])
     assert len(notes) == 3
     assert pres.query_notes({"n": "5", "example": "food", "embed": "true"}, ["food"]) == []
+
+
+def test_the_search_tags_note_says_what_was_kept_moved_and_left_out_and_why():
+    tags = [
+        SearchTag("food", 0.957, True),
+        SearchTag("babies", 0.414, True, moved_down=True),
+        SearchTag("travel", None, True),  # a category too thin to calibrate
+        SearchTag("animals", 0.031, False),
+        SearchTag("animal", 0.031, False),
+    ]
+    assert pres.search_tags_line(tags) == (
+        "search tags of the data set's categories, by how likely a post like this photo "
+        "carries them: kept #food 96%, #babies 41% (moved below the top 5), #travel not "
+        "calibrated; left out as unlikely #animals 3%, #animal 3%"
+    )
+    assert pres.search_tags_line(tags[:1]).endswith("carries them: kept #food 96%")
+    assert pres.search_tags_line(tags[3:]).endswith(
+        "carries them: left out as unlikely #animals 3%, #animal 3%"
+    )
+    assert pres.search_tags_line([]) == ""
+
+
+def test_the_score_chart_says_which_bar_was_moved_down():
+    tags = [TagScore("food", 0.9, ()), TagScore("babies", 0.8, (), moved_down=True)]
+    bar = pres.score_figure(tags).data[0]
+    assert list(bar.x) == [0.9, 0.8]  # in the list's order, each with its own score
+    assert bar.customdata[0] == "" and "moved below the top 5" in bar.customdata[1]

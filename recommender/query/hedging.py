@@ -5,8 +5,10 @@ very well, so a photo often gets several of them at once (#animals and #food on 
 photo). :class:`CategoryHedge` holds a model's categories (which hashtags name one, see
 :func:`category_forms`), weighs the evidence of one query about each (:data:`EVIDENCE_FEATURES`)
 with the model's :class:`HedgeCalibration`, and names the tags a method's
-``calibrated_hedge`` removes. It only removes tags, never changes a score, so every shown
-score stays exact. The calibration is fitted at build time (:mod:`recommender.fit.calibration`).
+``calibrated_hedge`` removes and those its ``calibrated_demote`` moves below the top
+:data:`DEMOTE_TOP` (an uncertain other category's tag may belong in the list without leading
+it). It removes and reorders tags, never changes a score, so every shown score stays exact.
+The calibration is fitted at build time (:mod:`recommender.fit.calibration`).
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def calibrated_hedge_mask(
     threshold: float | None,
     single_threshold: float,
 ) -> np.ndarray | None:
-    """Boolean mask of the category tags calibrated hedging removes, or None (remove none).
+    """Boolean mask of the category tags calibrated hedging removes (or, given a method's
+    ``calibrated_demote`` thresholds, moves down), or None (none).
 
     ``probability``: per category, how likely a post that looks like the query carries one
     of its forms (:meth:`HedgeCalibration.probability`; NaN: not calibrated, kept). A
@@ -168,6 +171,30 @@ def calibrated_hedge_mask(
     removed = np.isfinite(p) & (p < limit)
     mask = category_tags_mask(removed, tag_category)
     return mask if mask.any() else None
+
+
+# The top of a ranking a person pastes: calibrated demotion keeps uncertain other
+# categories' search tags out of it (see moved_below).
+DEMOTE_TOP = 5
+
+
+def moved_below(
+    ranking: np.ndarray, demoted: np.ndarray | None, top: int = DEMOTE_TOP
+) -> np.ndarray:
+    """``ranking`` (hashtag ids, best first) with the ``demoted`` ones ((T,) boolean mask;
+    None: none) moved below its first ``top`` places.
+
+    Those places go to the best ``top`` tags not demoted; every other tag keeps its order
+    after them, so a demoted tag follows them at once. Nothing is removed. With fewer than
+    ``top`` tags not demoted, demoted ones fill the rest of the top in their order.
+    """
+    ranking = np.asarray(ranking, dtype=np.int64)
+    if demoted is None or not demoted[ranking[:top]].any():
+        return ranking
+    first = np.flatnonzero(~demoted[ranking])[:top]
+    rest = np.ones(len(ranking), dtype=bool)
+    rest[first] = False
+    return np.concatenate([ranking[first], ranking[rest]])
 
 
 @dataclass(frozen=True)
@@ -295,8 +322,10 @@ class CategoryHedge:
         return len(self.categories)
 
     def active(self, method: Method) -> bool:
-        """Whether ``method`` hedges on this model (it asks, and the model is calibrated)."""
-        return method.calibrated_hedge is not None and self.calibration is not None
+        """Whether ``method`` hedges on this model (it asks to remove or to move tags, and
+        the model is calibrated)."""
+        asks = method.calibrated_hedge is not None or method.calibrated_demote is not None
+        return asks and self.calibration is not None
 
     def wide_neighbours(self, method: Method) -> int:
         """How many nearest images a query under ``method`` should fetch for its evidence
@@ -372,7 +401,8 @@ class CategoryHedge:
         }
 
     def removed(self, method: Method, query: Scored) -> Hedging:
-        """Which tags ``method``'s hedging takes out of the ranking of ``query``, and why."""
+        """Which tags ``method``'s hedging takes out of the ranking of ``query``, which it
+        moves below the top :data:`DEMOTE_TOP`, and why."""
         if not self.active(method):
             return Hedging(None, None)
         probability = self.calibration.probability(self.evidence(method, query))
@@ -383,14 +413,24 @@ class CategoryHedge:
             method.calibrated_hedge,
             method.calibrated_single,
         )
-        return Hedging(mask, probability)
+        demoted = calibrated_hedge_mask(
+            probability,
+            self.tag_category,
+            self.single_tag,
+            method.calibrated_demote,
+            method.calibrated_demote_single,
+        )
+        return Hedging(mask, probability, demoted)
 
 
 @dataclass(frozen=True, eq=False)
 class Hedging:
     """What hedging did to one ranking: ``removed``, the (T,) mask of the tags it took out
-    (None: none), and why: ``probability``, the calibration's (C,) chance that a post like
-    the query carries each category (None: no hedging asked or possible)."""
+    (None: none), ``demoted``, the (T,) mask of those it moves below the top
+    :data:`DEMOTE_TOP` (None: none), and why: ``probability``, the calibration's (C,)
+    chance that a post like the query carries each category (None: no hedging asked or
+    possible)."""
 
     removed: np.ndarray | None
     probability: np.ndarray | None
+    demoted: np.ndarray | None = None

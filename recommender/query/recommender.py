@@ -24,7 +24,7 @@ from recommender.blas import serial_blas
 from recommender.config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
 from recommender.errors import ConfigError, ModelError
 from recommender.query.breadth import breadth_from_counts
-from recommender.query.hedging import CategoryHedge, HedgeCalibration
+from recommender.query.hedging import DEMOTE_TOP, CategoryHedge, HedgeCalibration, moved_below
 from recommender.query.neighbours import make_index, restore_index
 from recommender.query.original import NAME as ORIGINAL
 from recommender.query.original import OriginalModel
@@ -60,6 +60,7 @@ __all__ = [
     "ModelArrays",
     "Neighbor",
     "Recommendation",
+    "SearchTag",
     "TagScore",
 ]
 
@@ -98,6 +99,9 @@ class TagScore:
     ``content`` is what the ImageNet head sees in the image (0 without its classes).
     ``sum(contributions) + prior + content == score``. ``posts`` is how many training posts
     use the hashtag, ``tier`` how broad that is (see :mod:`recommender.query.breadth`).
+    ``moved_down``: another category's search tag that hedging moved below the top
+    :data:`~recommender.query.hedging.DEMOTE_TOP` (its score unchanged: the list is then
+    not in score order there; :attr:`Recommendation.search_tags` says why).
     """
 
     tag: str
@@ -107,6 +111,7 @@ class TagScore:
     content: float = 0.0
     posts: int = 0
     tier: str = ""
+    moved_down: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +121,33 @@ class TagScore:
             "content": round(float(self.content), 6),
             "posts": int(self.posts),
             "tier": self.tier,
+            "moved_down": self.moved_down,
+        }
+
+
+@dataclass(frozen=True)
+class SearchTag:
+    """A search tag of the data set's categories (or a form of it, #animal for #animals)
+    that hedging weighed for one photo, and what it did with it.
+
+    ``probability``: the calibration's chance that a post like the photo carries the
+    category (None: the category is not calibrated, so never removed or moved); ``kept``:
+    in the list (False: left out as unlikely); ``moved_down``: kept, but below the top
+    :data:`~recommender.query.hedging.DEMOTE_TOP`.
+    """
+
+    tag: str
+    probability: float | None
+    kept: bool
+    moved_down: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.probability
+        return {
+            "tag": self.tag,
+            "probability": None if p is None else round(float(p), 4),
+            "kept": self.kept,
+            "moved_down": self.moved_down,
         }
 
 
@@ -130,6 +162,9 @@ class Recommendation:
     seen: list[tuple[str, float]] = field(default_factory=list)
     # Other categories' search tags the method's hedging took out of this top k (best first).
     left_out: list[str] = field(default_factory=list)
+    # Every category search tag hedging weighed for this list: those in it (in its order),
+    # then those it left out, each with its probability (empty without hedging).
+    search_tags: list[SearchTag] = field(default_factory=list)
 
     @property
     def tags(self) -> list[str]:
@@ -142,6 +177,7 @@ class Recommendation:
             "neighbors": [n.to_dict() for n in self.neighbors],
             "seen": [{"class": c, "probability": round(p, 4)} for c, p in self.seen],
             "left_out": list(self.left_out),
+            "search_tags": [s.to_dict() for s in self.search_tags],
         }
 
 
@@ -153,6 +189,8 @@ class Ranked(Scored):
     best: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # top k, best first
     # per category, the calibration's chance a post like the query carries it (None: no hedging)
     probability: np.ndarray | None = None
+    # (T,) the tags hedging moves below the top DEMOTE_TOP (None: none)
+    demoted: np.ndarray | None = None
 
 
 def _saved_method(manifest: dict[str, Any]) -> Method:
@@ -383,6 +421,7 @@ class HashtagRecommender:
                 left_out = [self.tags[t] for t in r.top(int(k), exclude) if r.hedged[t]]
             contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
         scores, priors, contents = (r.at(v, r.best) for v in (r.scores, r.prior, r.content))
+        down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
         tags = [
             TagScore(
                 self.tags[t],
@@ -392,6 +431,7 @@ class HashtagRecommender:
                 float(contents[j]),
                 int(self.tag_counts[t]),
                 self.breadth.tier(int(self.tag_counts[t])),
+                bool(down[t]),
             )
             for j, t in enumerate(r.best)
         ]
@@ -406,7 +446,28 @@ class HashtagRecommender:
             )
             for i, s, w in zip(r.neighbours, r.similarities, r.weights, strict=False)
         ]
-        return Recommendation(tags, neighbors, m.name, seen_classes(classes), left_out)
+        return Recommendation(
+            tags, neighbors, m.name, seen_classes(classes), left_out, self._search_tags(r, left_out)
+        )
+
+    def _search_tags(self, r: Ranked, left_out: list[str]) -> list[SearchTag]:
+        """What hedging did with each category search tag of ``r``'s list and ``left_out``."""
+        if r.probability is None:
+            return []
+        down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
+
+        def probability(t: int) -> float | None:
+            p = float(r.probability[self.hedge.tag_category[t]])
+            return p if np.isfinite(p) else None
+
+        out = [
+            SearchTag(self.tags[t], probability(t), True, bool(down[t]))
+            for t in r.best
+            if self.hedge.tag_category[t] >= 0
+        ]
+        for tag in left_out:
+            out.append(SearchTag(tag, probability(self._tag_ids[tag]), False))
+        return out
 
     def rank(
         self,
@@ -436,11 +497,18 @@ class HashtagRecommender:
         hedged = exclude
         if hedging.removed is not None:
             hedged = hedging.removed if exclude is None else exclude | hedging.removed
+        if hedging.demoted is None:
+            best = s.top(int(k), hedged)
+        else:  # the tags that fill the top when demoted ones move down come from below k
+            # (exact with candidate scoring: demoted tags are category forms, always scored,
+            # and the list holds at most the k best of the others)
+            best = moved_below(s.top(int(k) + DEMOTE_TOP, hedged), hedging.demoted)[: int(k)]
         return Ranked(
             **vars(s),
             hedged=hedged,
-            best=s.top(int(k), hedged),
+            best=best,
             probability=hedging.probability,
+            demoted=hedging.demoted,
         )
 
     def score_nearest(

@@ -25,8 +25,9 @@ the image itself" is exact.
 
 A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
 adds the prior with ``prior_weight`` and the content term with ``content_weight``;
-``calibrated_hedge`` takes other categories' search tags out of the ranking
-(:mod:`recommender.query.hedging`; tags are removed, scores never change).
+``calibrated_hedge`` takes other categories' search tags out of the ranking and
+``calibrated_demote`` moves uncertain ones below the top 5 (:mod:`recommender.query.hedging`;
+tags are removed or moved, scores never change).
 
 Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
 therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
@@ -87,6 +88,12 @@ class Method:
     calibrated_single : float
         With ``calibrated_hedge``: the threshold for a category whose photos carry only
         their search tag (removing one of those can cost a photo of it its own tag).
+    calibrated_demote : float or None
+        Demotion: move another category's search tags below the top 5 (not out of the
+        ranking) when the calibration gives a post like the query less than this
+        probability of carrying one of its forms (None: off).
+    calibrated_demote_single : float
+        With ``calibrated_demote``: the threshold for a single-tag category.
     """
 
     name: str
@@ -98,6 +105,8 @@ class Method:
     content_weight: float = 0.0
     calibrated_hedge: float | None = None
     calibrated_single: float = 0.06
+    calibrated_demote: float | None = None
+    calibrated_demote_single: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.als_weight <= 1.0:
@@ -114,6 +123,10 @@ class Method:
             raise ConfigError("calibrated_hedge must lie in [0, 1] (or none)")
         if not 0.0 <= self.calibrated_single <= 1.0:
             raise ConfigError("calibrated_single must lie in [0, 1]")
+        if self.calibrated_demote is not None and not 0.0 <= self.calibrated_demote <= 1.0:
+            raise ConfigError("calibrated_demote must lie in [0, 1] (or none)")
+        if not 0.0 <= self.calibrated_demote_single <= 1.0:
+            raise ConfigError("calibrated_demote_single must lie in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from recommender.query.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
-from recommender.query.recommender import Neighbor, Recommendation, TagScore
+from recommender.query.hedging import DEMOTE_TOP
+from recommender.query.recommender import Neighbor, Recommendation, SearchTag, TagScore
 from recommender.query.scoring import DEFAULT_NEIGHBORS
 
 TO_PASTE = 5
@@ -77,20 +78,23 @@ def neighbour_label(rank: int, similarity: float) -> str:
 
 
 def score_figure(hashtags: Sequence[TagScore], highlight: int = TO_PASTE):
-    """Horizontal bar chart of hashtag scores, best at the top, the first ``highlight`` marked.
+    """Horizontal bar chart of hashtag scores in the list's order (best first, but a tag
+    hedging moved below the top 5 keeps its score), the first ``highlight`` marked.
 
-    Hovering a bar shows the hashtag and its score.
+    Hovering a bar shows the hashtag and its score, and whether it was moved down.
     """
     import plotly.graph_objects as go
 
     labels = [plotly_text(f"#{t.tag}") for t in hashtags]
+    moved = f"<br>moved below the top {DEMOTE_TOP}: another category's uncertain search tag"
     fig = go.Figure(
         go.Bar(
             x=[t.score for t in hashtags],
             y=labels,
             orientation="h",
             marker_color=[HIGHLIGHT if i < highlight else MUTED for i in range(len(hashtags))],
-            hovertemplate="<b>%{y}</b><br>score %{x:.3f}<extra></extra>",
+            customdata=[moved if t.moved_down else "" for t in hashtags],
+            hovertemplate="<b>%{y}</b><br>score %{x:.3f}%{customdata}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -129,12 +133,28 @@ def network_sees(seen: Sequence[tuple[str, float]], sure: float = SEEN_SURE) -> 
     return f"the network is not sure (maybe: {seen[0][0]})"
 
 
-def left_out_line(tags: Sequence[str]) -> str:
-    """``"left out as unlikely for this photo: #nature, #fitness"`` ("" when none was)."""
-    if not tags:
+def search_tags_line(search_tags: Sequence[SearchTag]) -> str:
+    """What hedging did with the data set's category search tags, and why, in one line
+    (:attr:`~recommender.query.recommender.Recommendation.search_tags`; "" when none):
+    ``"search tags of the data set's categories, by how likely a post like this photo
+    carries them: kept #food 96%, #babies 41% (moved below the top 5); left out as unlikely
+    #animals 3%"``."""
+    if not search_tags:
         return ""
-    return "left out as unlikely for this photo (other categories' search tags): " + ", ".join(
-        f"#{t}" for t in tags
+
+    def odds(s: SearchTag) -> str:
+        likely = "not calibrated" if s.probability is None else f"{s.probability:.0%}"
+        moved = f" (moved below the top {DEMOTE_TOP})" if s.moved_down else ""
+        return f"#{s.tag} {likely}{moved}"
+
+    kept = [odds(s) for s in search_tags if s.kept]
+    left = [odds(s) for s in search_tags if not s.kept]
+    parts = (["kept " + ", ".join(kept)] if kept else []) + (
+        ["left out as unlikely " + ", ".join(left)] if left else []
+    )
+    return (
+        "search tags of the data set's categories, by how likely a post like this photo "
+        "carries them: " + "; ".join(parts)
     )
 
 
