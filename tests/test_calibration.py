@@ -236,6 +236,8 @@ def test_a_calibrated_method_is_saved_restored_and_checked():
     assert Method.from_dict(method.to_dict()) == method
     default = METHODS["profiles_prior"]  # the default hedges so
     assert (default.calibrated_hedge, default.calibrated_single) == (0.325, 0.105)
+    # and moves an uncertain one below the top 5 (benchmarks/README.md, "Demotion")
+    assert (default.calibrated_demote, default.calibrated_demote_single) == (0.4, 0.3)
     saved = default.to_dict()
     del saved["calibrated_hedge"], saved["calibrated_single"]  # a model saved before them
     assert Method.from_dict(saved).calibrated_hedge is None
@@ -294,7 +296,7 @@ def test_calibrated_hedging_on_the_demo_photos_removes_tags_and_changes_no_score
     demo_model, dataset_path
 ):
     rec = demo_model
-    plain_m = get_method("profiles_prior:calibrated_hedge=none")
+    plain_m = get_method("profiles_prior:calibrated_hedge=none,calibrated_demote=none")
     # the default's calibrated hedging, without its demotion (which only reorders; see
     # tests/test_hedging.py)
     hedged_m = get_method("profiles_prior:calibrated_demote=none")

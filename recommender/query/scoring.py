@@ -196,8 +196,9 @@ METHODS: dict[str, Method] = {
     "vote_profiles": Method("vote_profiles", als_weight=0.0, profiles=True),
     "blend_profiles": Method("blend_profiles", als_weight=0.3, profiles=True),
     # The default: its numbers were chosen by paired comparisons over 20 splits
-    # (benchmarks/README.md, "More neighbours, sharper weights" and "Calibrated hedging by
-    # the photos a category's posts are like").
+    # (benchmarks/README.md, "More neighbours, sharper weights", "Calibrated hedging by
+    # the photos a category's posts are like" and "Demotion: uncertain search tags below
+    # the top 5").
     "profiles_prior": Method(
         "profiles_prior",
         als_weight=0.5,
@@ -207,6 +208,8 @@ METHODS: dict[str, Method] = {
         content_weight=0.4,
         calibrated_hedge=0.325,
         calibrated_single=0.105,
+        calibrated_demote=0.4,
+        calibrated_demote_single=0.3,
     ),
 }
 DEFAULT_METHOD = "profiles_prior"
