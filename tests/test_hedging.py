@@ -224,6 +224,10 @@ def test_demoted_tags_move_below_the_top_5_with_their_scores_and_say_why(categor
             assert s.probability == pytest.approx(p[cat_of[ids[s.tag]]])
             assert s.moved_down == (cat_of[ids[s.tag]] in down)
         assert [s.tag for s in out.search_tags if not s.kept] == out.left_out
+        # scoring only candidate hashtags (large models) ranks the same
+        for k in (3, 5, 12):
+            every = rec.rank(q, 8, k, method, candidates=False).best
+            assert rec.rank(q, 8, k, method, candidates=True).best.tolist() == every.tolist()
     assert moved_any  # the case is built so that some top 5 holds an uncertain category
 
 
