@@ -424,6 +424,18 @@ def _no_posts(path: Path, part: _Part) -> DatasetError:
     return DatasetError(f"{path} has no your_instagram_activity/media/posts_1.json")
 
 
+def _opened(reader, name: str, open_member):
+    """``open_member(name)`` (a part's ``read`` or ``stream``), or None when the file is
+    outside the export or cannot be read: skipped and counted."""
+    try:
+        return open_member(name)
+    except _Outside as exc:
+        reader.builder.skip("skipped_outside_root", str(exc))
+    except (*_READ_ERRORS, KeyError) as exc:
+        reader.builder.skip("unreadable_files", f"{name}: cannot read: {exc}")
+    return None
+
+
 def _read_lists(reader: _Reader, part: _Part) -> None:
     """Read the part's posts lists (or media.json) into ``reader``."""
     for name in part.posts if not part.legacy else [part.legacy]:
@@ -432,25 +444,15 @@ def _read_lists(reader: _Reader, part: _Part) -> None:
         reader.builder.counts["files"] += 1
         if name != part.legacy and "archived_posts" not in name:
             # A posts list: read item by item, so memory holds one post (issue 25).
-            try:
-                stream = part.stream(name)
-            except _Outside as exc:
-                reader.builder.skip("skipped_outside_root", str(exc))
-                continue
-            except (*_READ_ERRORS, KeyError) as exc:
-                reader.builder.skip("unreadable_files", f"{name}: cannot read: {exc}")
+            stream = _opened(reader, name, part.stream)
+            if stream is None:
                 continue
             with stream:
                 for index, entry in json_list_items(reader.builder, stream.read, name):
                     reader.entry(entry, f"{name} entry {index}")
             continue
-        try:
-            data = part.read(name)
-        except _Outside as exc:
-            reader.builder.skip("skipped_outside_root", str(exc))
-            continue
-        except (*_READ_ERRORS, KeyError) as exc:
-            reader.builder.skip("unreadable_files", f"{name}: cannot read: {exc}")
+        data = _opened(reader, name, part.read)
+        if data is None:
             continue
         if name == part.legacy:
             reader.legacy(data, name)
