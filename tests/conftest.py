@@ -357,3 +357,15 @@ def rewrite_manifest(folder: Path, manifest: dict) -> None:
     digest = Path(folder) / "manifest.sha256"
     if digest.exists() or manifest.get("format_version", 0) >= 3:
         digest.write_text(f"{hashlib.sha256(raw).hexdigest()}  manifest.json\n")
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``cli.main`` on ``args``: (exit code, stdout, stderr); argparse's exits included."""
+    try:
+        from recommender import cli
+
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -119,6 +119,19 @@ def streamlit_server(env: dict[str, str], log: Path) -> Iterator[str]:
                 proc.wait()
 
 
+def upload_and_wait(page, url: str, photo, expected):
+    """Open the page, upload ``photo`` and wait for its 5 to paste; the hashtag blocks."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    uploader = page.locator("input[type=file]")
+    uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
+    uploader.set_input_files(photo)
+    blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
+    expect(blocks.first).to_have_text(hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS)
+    return blocks
+
+
 def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
@@ -140,15 +153,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
             leaving = outside_requests(context, url)
             page = context.new_page()
-            page.goto(url)
-            uploader = page.locator("input[type=file]")
-            uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
-            uploader.set_input_files(photo)
-
-            blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
-            expect(blocks.first).to_have_text(
-                hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
-            )
+            blocks = upload_and_wait(page, url, photo, expected)
             expect(blocks.nth(1)).to_have_text(hashtag_line(expected.tags))
             expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=RESULT_TIMEOUT_MS)
             expect(
@@ -171,7 +176,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             # Several photos: one table row each. The uploader keeps the photo dropped
             # before, so these three make four.
             photos = sorted((dataset_path / "test").glob("*.jpg"))[:3]
-            uploader.set_input_files(photos)
+            page.locator("input[type=file]").set_input_files(photos)
             expect(page.get_by_text("4 photos")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
             expect(page.get_by_role("button", name="Download CSV")).to_be_visible(
                 timeout=RESULT_TIMEOUT_MS  # the rest of the page follows the table's heading
@@ -207,14 +212,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
             # After an upload on the phone, the 5 to paste and their copy button are on the
             # first screen, without scrolling.
             page = phone.new_page()
-            page.goto(url)
-            uploader = page.locator("input[type=file]")
-            uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
-            uploader.set_input_files(photo)
-            blocks = page.locator("[data-testid=stMain] [data-testid=stCode]")
-            expect(blocks.first).to_have_text(
-                hashtag_line(expected.tags[:5]), timeout=RESULT_TIMEOUT_MS
-            )
+            blocks = upload_and_wait(page, url, photo, expected)
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(500)
             top = blocks.first.bounding_box()

@@ -21,21 +21,14 @@ from conftest import (
     unchanged,
     write_tiny_dataset,
 )
+from conftest import (
+    run_cli as run,
+)
 from PIL import Image
 
 from recommender import cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    """``cli.main`` on ``args``: (exit code, stdout, stderr); argparse's exits included."""
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # The tiny known-answer data set (tests/conftest.py: 12 flat-colour photos in three themes,

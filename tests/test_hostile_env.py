@@ -9,21 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as run
 from PIL import Image
 
-from recommender import cli
 from recommender.errors import ConfigError, ImageError
 from recommender.features import store as feature_store
 from recommender.vision import images
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "-0.5", "lots"])
