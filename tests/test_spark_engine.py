@@ -404,3 +404,43 @@ def test_the_local_engine_refuses_uris_it_cannot_open_naming_the_spark_engine(tm
     assert "\n" not in message and "--engine spark" in message
     assert "s3a://bucket/photos/1.jpg" in message
     assert not (tmp_path / "store").exists()
+
+
+def test_the_shards_of_one_embed_run_on_every_task_slot_at_once(se, spark):
+    """Each partition (a shard's task) sleeps a second and says when it ran: on local[2]
+    two of them overlap. ``toLocalIterator``, used before, ran one job per partition, one
+    after the other, so a cluster embedded one shard at a time."""
+    import time
+
+    from recommender.engines.spark.embed import _collect_with_progress
+
+    done = spark.sparkContext.accumulator(0)
+
+    def task(batches):
+        import pandas as pd
+
+        start = time.time()
+        rows = sum(len(b) for b in batches)
+        time.sleep(1.0)
+        done.add(rows)
+        yield pd.DataFrame({"rows": [rows], "start": [start], "stop": [time.time()]})
+
+    frame = spark.range(0, 40, numPartitions=2).mapInPandas(
+        task, "rows long, start double, stop double"
+    )
+    seen = []
+    out = _collect_with_progress(spark, frame, done, 40, lambda d, t: seen.append((d, t)))
+    assert sorted(r["rows"] for r in out) == [20, 20]
+    first, second = sorted((r["start"], r["stop"]) for r in out)
+    assert second[0] < first[1]  # the second started before the first ended
+    assert seen and seen[-1] == (40, 40) and seen == sorted(seen)
+
+
+def test_the_spark_engine_gives_every_task_slot_two_shards_when_it_chooses(se, spark):
+    from recommender.features.shards import DEFAULT_SHARD_SIZE, MIN_AUTO_SHARD_SIZE
+
+    engine = se.SparkEngine(spark=spark)
+    slots = spark.sparkContext.defaultParallelism
+    assert engine.shard_size(4499) == -(-4499 // (2 * slots))  # the demo data set
+    assert engine.shard_size(10) == MIN_AUTO_SHARD_SIZE
+    assert engine.shard_size(10**8) == DEFAULT_SHARD_SIZE

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,9 +93,12 @@ SHARD_SCHEMA = "shard long, position long, path string, content binary"
 SHARD_RESULT_SCHEMA = "shard long, images long, embedded long, reused long, written boolean"
 
 
-def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
+def _shard_task(
+    job, settings: dict[str, Any], done=None
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The ``mapInPandas`` function of :meth:`SparkEngine.embed`: a partition holds the
-    rows of one shard; it embeds them and writes the shard into the store itself."""
+    rows of one shard; it embeds them and writes the shard into the store itself, then adds
+    its images to the accumulator ``done`` (the driver's progress)."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         import pandas as pd
@@ -114,6 +118,8 @@ def _shard_task(job, settings: dict[str, Any]) -> Callable[[Iterator[Any]], Iter
                 )
             except OSError as exc:  # the store (images' errors are ImageErrors, recorded)
                 raise RuntimeError(f"{_UNWRITABLE}{job.store.folder}: {exc}") from exc
+            if done is not None:
+                done.add(len(sources))
             yield pd.DataFrame({
                 "shard": [int(number)], "images": [len(sources)], "embedded": [embedded],
                 "reused": [reused], "written": [bool(written)],
@@ -150,20 +156,52 @@ def embed_shards(spark, job, progress=None):
         .toDF(SHARD_SCHEMA)
     )
     # The paths travel in the DataFrame, not with every task.
-    task = _shard_task(dataclasses.replace(job, paths=[]), settings)
-    done, total = 0, len(job.paths)
+    done = spark.sparkContext.accumulator(0)
+    task = _shard_task(dataclasses.replace(job, paths=[]), settings, done)
+    results = frame.mapInPandas(task, SHARD_RESULT_SCHEMA)
     with Watch(spark) as watch:
         try:
-            for row in frame.mapInPandas(task, SHARD_RESULT_SCHEMA).toLocalIterator():
-                stats.embedded += int(row["embedded"])
-                stats.reused += int(row["reused"])
-                if row["written"]:
-                    stats.shards_written += 1
-                else:
-                    stats.shards_kept += 1
-                done += int(row["images"])
-                if progress:
-                    progress(done, total)
+            rows = _collect_with_progress(spark, results, done, len(job.paths), progress)
         except Exception as exc:  # noqa: BLE001 - a Spark job failure, said in one line
             raise _embed_failed(watch, exc) from None
+    for row in rows:
+        stats.embedded += int(row["embedded"])
+        stats.reused += int(row["reused"])
+        if row["written"]:
+            stats.shards_written += 1
+        else:
+            stats.shards_kept += 1
     return stats
+
+
+def _collect_with_progress(spark, frame, done, total: int, progress=None) -> list:
+    """``frame.collect()``, one job whose tasks (one a shard) run on every executor at once,
+    while this thread reports the images of the finished tasks (the accumulator ``done``)
+    every half second. Not ``toLocalIterator``: it runs one job per partition, one after
+    the other, so a cluster would embed one shard at a time."""
+    out: list = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.extend(frame.collect())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failed.append(exc)
+
+    job = threading.Thread(target=run, name="spark-embed", daemon=True)
+    job.start()
+    shown = -1
+    try:
+        while job.is_alive():
+            job.join(0.5)
+            if progress and done.value != shown:
+                shown = done.value
+                progress(min(shown, total), total)
+    except BaseException:  # Ctrl-C: stop the executors' work too
+        spark.sparkContext.cancelAllJobs()
+        raise
+    if failed:
+        raise failed[0]
+    if progress and shown != total:
+        progress(total, total)
+    return out
