@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(b, ALSParams)
     b.add_argument("--no-cache", action="store_true", help="ignore the feature cache")
     from recommender.engines import DEFAULT_ENGINE, ENGINES
-    from recommender.features.shards import DEFAULT_SHARD_SIZE
+    from recommender.features.shards import DEFAULT_SHARD_SIZE, MIN_AUTO_SHARD_SIZE
 
     b.add_argument(
         "--engine",
@@ -596,8 +596,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--shard-size",
         type=int_in_range(1, 1_000_000),
-        default=DEFAULT_SHARD_SIZE,
-        help="images per feature shard: a killed build re-embeds at most one shard",
+        default=None,
+        help=f"images per feature shard: a killed build re-embeds at most one shard (default: "
+        f"{DEFAULT_SHARD_SIZE:,}; with --engine spark fewer, down to {MIN_AUTO_SHARD_SIZE}, when "
+        "that gives every task slot two shards)",
     )
     b.add_argument(
         "--skip-existing",

@@ -59,6 +59,10 @@ def dataset_features(
     with_image = [i for i, p in enumerate(dataset.posts) if p.image]
     paths = [dataset.image_path(dataset.posts[i]) for i in with_image]
     key = feature_store.store_key(backbone, config.thumb_size)
+    runner = get_engine(engine, **({"backbone": backbone} if engine == "local" else {}))
+    if shard_size is None:  # the engine's choice (Spark: enough shards for its task slots)
+        choose = getattr(runner, "shard_size", None)
+        shard_size = choose(len(paths)) if choose else DEFAULT_SHARD_SIZE
     private = None if use_cache else tempfile.mkdtemp(prefix="hashtag-shards-")
     store = feature_store.run_store(key, dataset.root, private or cache_dir)
     job = EmbedJob(
@@ -69,13 +73,12 @@ def dataset_features(
         thumb_size=config.thumb_size,
         batch_size=config.batch_size,
         workers=config.workers,
-        shard_size=shard_size or DEFAULT_SHARD_SIZE,
+        shard_size=shard_size,
     )
     start = time.perf_counter()
     try:
         with feature_store.lease(store):
-            options = {"backbone": backbone} if engine == "local" else {}
-            stats = get_engine(engine, **options).embed(
+            stats = runner.embed(
                 job, (lambda d, t: progress("features", d, t)) if progress else None
             )
             job.store.sweep()  # what a killed writer (a worker, an earlier build) left

@@ -33,6 +33,9 @@ from recommender.checksums import sha256_file
 from recommender.errors import RecommenderError, disk_full
 
 DEFAULT_SHARD_SIZE = 10_000
+# The smallest shard an engine picks by itself (the Spark engine, for its task slots): a
+# task's fixed cost (a few hundred ms) stays small against its images' (~30 ms each a core).
+MIN_AUTO_SHARD_SIZE = 256
 SHARD_FORMAT = "hashtag-recommender-shard"
 # 2: the embed stage keeps each image's top ImageNet classes. Part of the store's key
 # (recommender.features.store.store_key), so shards of version 1 are left to the code that

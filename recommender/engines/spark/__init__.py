@@ -62,6 +62,7 @@ from recommender.engines.spark.session import (
     require_pyspark,
     spark_version,
 )
+from recommender.features.shards import DEFAULT_SHARD_SIZE, MIN_AUTO_SHARD_SIZE
 from recommender.fit.als import ALSParams
 
 __all__ = [
@@ -108,6 +109,15 @@ class SparkEngine:
             "spark_version": spark_version(self.spark),
             "master": str(self.spark.sparkContext.master),
         }
+
+    def shard_size(self, images: int) -> int:
+        """Images per shard when the user did not choose: two shards for every task slot
+        (below ``2 x slots x DEFAULT_SHARD_SIZE`` images, default shards would leave
+        executors idle: the demo data set is one shard of 10,000), at least
+        ``MIN_AUTO_SHARD_SIZE`` images, at most ``DEFAULT_SHARD_SIZE``. The same cluster
+        gives the same size, so a rerun resumes at the first missing shard."""
+        slots = max(1, int(self.spark.sparkContext.defaultParallelism))
+        return max(MIN_AUTO_SHARD_SIZE, min(DEFAULT_SHARD_SIZE, -(-int(images) // (2 * slots))))
 
     def fit_als(self, matrix, params: ALSParams, progress=None) -> tuple[np.ndarray, np.ndarray]:
         return fit_als(matrix, params, progress, spark=self.spark)
