@@ -492,6 +492,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         str(REPO_ROOT / "app.py"),
         f"--server.address={args.address}",
         f"--server.port={args.port}",
+        # No source watcher when serving: after every script run that imported modules it
+        # resolved the path of each of the thousands loaded (TensorFlow's), on the server's
+        # event loop: 0.3 s of a first upload. `streamlit run app.py` keeps it for editing.
+        "--server.fileWatcherType=none",
     ]
     return streamlit_cli.main()
 

@@ -45,3 +45,26 @@ def test_a_preload_of_a_damaged_model_fails_the_same_way_a_load_would(loads, tmp
     preload.start(tmp_path / "damaged", "v1")
     with pytest.raises(ModelError, match="rebuild"):
         preload.take(tmp_path / "damaged", "v1")
+
+
+def test_serve_starts_streamlit_on_the_address_given_without_a_source_watcher(
+    monkeypatch, tmp_path
+):
+    """``serve`` is how the page is served (``make run``): no file watcher, whose walk over
+    every loaded module after a run cost a first upload 0.3 s on the server's event loop."""
+    import sys
+
+    from streamlit.web import cli as streamlit_cli
+
+    from recommender import cli
+
+    seen = []
+    monkeypatch.setattr(streamlit_cli, "main", lambda: seen.append(list(sys.argv)) or 0)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setenv("HASHTAG_MODEL", str(tmp_path))  # serve sets it; restored after
+    args = ["serve", "--model", str(tmp_path / "none"), "--port", "8765"]
+    assert cli.main([*args, "--address", "127.0.0.1"]) == 0
+    (argv,) = seen
+    assert argv[:2] == ["streamlit", "run"] and argv[2].endswith("app.py")
+    assert "--server.fileWatcherType=none" in argv
+    assert {"--server.address=127.0.0.1", "--server.port=8765"} <= set(argv)
