@@ -20,7 +20,10 @@ With ``--hostile``, one visitor plays normal (uploads ``--normal-uploads`` new p
 after the other, their time to results measured) while ``--sessions`` hostile sessions each
 upload the costly images of :mod:`benchmarks.hostile_images` (a 40 MP float TIFF named
 ``.png``, a 1 x 40,000,000 PNG, a progressive JPEG of 20,000 scans) and one more session
-drops 100 files of 19 MB at once. It reports the server's peak memory during the attack,
+drops 100 files of 19 MB at once, all from a browser of their own at nice 19
+(``--attacker-nice``: on one machine their nine tabs would otherwise take more CPU than the
+server, where a real attacker's browser runs on the attacker's machine). The server is
+started as ``make run`` starts it. It reports the server's peak memory during the attack,
 the normal visitor's p95 time to results against the same visitor on the idle server
 before, and the server's memory after the hostile tabs are closed and Streamlit has
 forgotten their sessions (``--settle`` seconds).
@@ -95,6 +98,15 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def niceness(pid: int) -> int:
+    """The nice value of process ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def usage(pids: list[int]) -> tuple[int, float]:
     """(resident bytes, CPU seconds so far) summed over ``pids`` that are still alive."""
     rss, cpu = 0, 0.0
@@ -119,7 +131,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.server_pid, self.interval = server_pid, interval
         self.peak = self.last = 0
-        self.server_cpu = self.browser_cpu = 0.0
+        self.server_cpu = self.browser_cpu = self.attacker_cpu = 0.0
         self._halt = threading.Event()
 
     def sample(self) -> None:
@@ -127,7 +139,9 @@ class Sampler(threading.Thread):
         self.last, self.server_cpu = usage(server)
         self.peak = max(self.peak, self.last)
         others = [p for p in process_tree(os.getpid()) if p not in server and p != os.getpid()]
-        self.browser_cpu = max(self.browser_cpu, usage(others)[1])
+        niced = [p for p in others if niceness(p) > 0]  # the attackers' browser, if apart
+        self.browser_cpu = max(self.browser_cpu, usage([p for p in others if p not in niced])[1])
+        self.attacker_cpu = max(self.attacker_cpu, usage(niced)[1])
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -439,7 +453,8 @@ class Attack:
     settled_rss: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of the server during the attack
-    browser_cpu: float = 0.0  # and of the browser playing every visitor
+    browser_cpu: float = 0.0  # and of the browser playing the normal visitor (or everyone)
+    attacker_cpu: float = 0.0  # and of the attackers' own browser, when niced apart
 
 
 async def attack(
@@ -451,6 +466,8 @@ async def attack(
     sessions: int,
     timeout: float,
     settle_seconds: float,
+    attacker_nice: int = 0,
+    folder: Path | None = None,
 ) -> Attack:
     from playwright.async_api import async_playwright
 
@@ -458,6 +475,14 @@ async def attack(
     half = len(normal) // 2
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        attackers = browser
+        if attacker_nice:  # the attackers' tabs in a browser of their own, at low priority
+            wrapper = (folder or Path(tempfile.gettempdir())) / "chromium-niced"
+            wrapper.write_text(f'#!/bin/sh\nexec nice -n {attacker_nice} {CHROMIUM} "$@"\n')
+            wrapper.chmod(0o755)
+            attackers = await playwright.chromium.launch(
+                executable_path=str(wrapper), args=CHROMIUM_ARGS
+            )
         try:
             # The model is loaded by a first visit; then the idle server's latency.
             await normal_visitor(browser, server.url, normal[:1], timeout_ms)
@@ -465,12 +490,12 @@ async def attack(
             sampler.sample()
             before = sampler.last
             sampler.reset_peak()
-            cpu = (sampler.server_cpu, sampler.browser_cpu)
+            cpu = (sampler.server_cpu, sampler.browser_cpu, sampler.attacker_cpu)
             start = time.perf_counter()
             hostile = [
-                hostile_visitor(browser, server.url, costly, timeout_ms) for _ in range(sessions)
+                hostile_visitor(attackers, server.url, costly, timeout_ms) for _ in range(sessions)
             ]
-            hostile.append(hostile_visitor(browser, server.url, flood, timeout_ms))
+            hostile.append(hostile_visitor(attackers, server.url, flood, timeout_ms))
             results = await asyncio.gather(
                 normal_visitor(browser, server.url, normal[half + 1 :], timeout_ms), *hostile
             )
@@ -480,8 +505,11 @@ async def attack(
             out.seconds = seconds
             out.server_cpu = sampler.server_cpu - cpu[0]
             out.browser_cpu = sampler.browser_cpu - cpu[1]
+            out.attacker_cpu = sampler.attacker_cpu - cpu[2]
             out.closed_rss = sampler.last
         finally:
+            if attackers is not browser:
+                await attackers.close()
             await browser.close()
     # Streamlit forgets a closed tab's session after two minutes; the sweep frees its files.
     deadline = time.perf_counter() + settle_seconds
@@ -521,9 +549,15 @@ def print_attack(result: Attack, sessions: int, settle_seconds: float) -> None:
         f"{result.closed_rss / mib:.0f} MiB when the tabs closed, "
         f"{result.settled_rss / mib:.0f} MiB {settle_seconds:.0f} s later"
     )
+    attackers = (
+        f", the attackers' browser (niced) {result.attacker_cpu:.1f} s"
+        if result.attacker_cpu
+        else ""
+    )
     print(
         f"  attack wall time {result.seconds:.1f} s; CPU time in it: server "
-        f"{result.server_cpu:.1f} s, browser {result.browser_cpu:.1f} s ({os.cpu_count()} cores)"
+        f"{result.server_cpu:.1f} s, browser {result.browser_cpu:.1f} s{attackers} "
+        f"({os.cpu_count()} cores)"
     )
     for i, shown in enumerate(result.hostile_pages, 1):
         lines = [line.strip() for line in shown.splitlines() if line.strip()]
@@ -588,6 +622,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settle", type=float, default=160.0, help="seconds to wait after the tabs close"
     )
+    parser.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=19,
+        help="with --hostile: run the attackers' tabs in a browser of their own at this nice "
+        "value, standing in for their own machine (0: one browser for every visitor)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.sessions <= MAX_SESSIONS:
         parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
@@ -611,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = Path(tmp) / "server.log"
         try:
-            with streamlit_server(model, None, log, args.timeout) as server:
+            # served as make run serves it (python -m recommender serve)
+            with streamlit_server(model, None, log, args.timeout, serve=True) as server:
                 sampler = Sampler(server.process.pid)
                 sampler.start()
                 time.sleep(0.3)
@@ -638,7 +680,8 @@ def hostile_main(args, model: Path, photos: list[Path]) -> int:
         costly, flood = hostile_files(folder)
         log = folder / "server.log"
         try:
-            with streamlit_server(model, None, log, args.timeout) as server:
+            # served as make run serves it (python -m recommender serve)
+            with streamlit_server(model, None, log, args.timeout, serve=True) as server:
                 sampler = Sampler(server.process.pid)
                 sampler.start()
                 try:
@@ -652,6 +695,8 @@ def hostile_main(args, model: Path, photos: list[Path]) -> int:
                             args.sessions,
                             args.timeout,
                             args.settle,
+                            args.attacker_nice,
+                            folder,
                         )
                     )
                 finally:
