@@ -348,3 +348,71 @@ def test_scored_reads_candidates_like_every_hashtag():
     assert some.top(2).tolist() == every.top(2).tolist() == [1, 3]
     exclude = np.array([False, True, False, False, False])
     assert some.top(2, exclude).tolist() == every.top(2, exclude).tolist() == [3, 2]
+
+
+def test_rows_dot_is_the_full_products_rows_to_the_last_bit_at_the_features_width():
+    """Some hashtags' prior (1,280 weights each) equals the same entries of every hashtag's
+    prior, whichever rows are asked for, including the full product's last partial block.
+    On one BLAS thread, as queries run (several threads split the rows where they like)."""
+    from recommender.blas import serial_blas
+    from recommender.query.scoring import _rows_dot
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(5003, 1280)).astype(np.float32)
+    vector = rng.normal(size=1280).astype(np.float32)
+    with serial_blas():
+        full = rows @ vector
+        for size in (1, 3, 4, 5, 97, 1000, 5003):
+            ids = np.sort(rng.choice(len(rows), size, replace=False))
+            np.testing.assert_array_equal(_rows_dot(rows, ids, vector), full[ids])
+        last = _rows_dot(rows, np.array([5000, 5002]), vector)
+    np.testing.assert_array_equal(last, full[5000:][::2])
+
+
+def test_the_prior_bound_is_above_every_score_it_stands_for():
+    """ALS + prior of the prior's hashtags never exceed _PriorBound's bound, for queries in
+    and out of the directions the weights lie in, and either sign of the weights."""
+    from recommender.query.scoring import _PriorBound
+
+    rng = np.random.default_rng(2)
+    q, d, f, n_tags = 3000, 256, 16, 5000
+    # weights mostly in a few directions, as a ridge prior's are, plus noise
+    rows = rng.normal(size=(q, 8)) @ rng.normal(size=(8, d)) + 0.05 * rng.normal(size=(q, d))
+    rows = rows.astype(np.float32)
+    tag_factors = rng.normal(size=(n_tags, f)).astype(np.float32)
+    tags = rng.choice(n_tags, q, replace=False)
+    bound = _PriorBound(rows, tag_factors, tags, n_tags)
+    assert bound.is_prior.sum() == q and bound.is_prior[tags].all()
+    for trial in range(20):
+        query = rng.normal(size=d).astype(np.float32)
+        query /= np.linalg.norm(query)
+        user = rng.normal(size=f).astype(np.float32)
+        a, p = (0.5, 1.0) if trial % 2 else (1.0, -0.7)
+        exact = a * (tag_factors[tags] @ user) + p * (rows @ query)
+        upper = bound.scores(query, user, a, p)
+        assert np.all(upper >= exact)
+        assert np.median(upper - exact) < np.median(np.abs(exact))  # and not vacuous
+
+
+@pytest.mark.parametrize("name", ["knn_vote", "profiles_prior"])
+def test_contributions_are_each_neighbours_vote_and_als_part_on_a_larger_model(zipf_scorer, name):
+    """Against a slow reference: each neighbour's row of votes (its hashtags, or its single
+    hashtag's profile), read tag by tag, blended with its ALS dot products."""
+    from recommender.fit.als import vote_targets
+
+    s, method = zipf_scorer, METHODS[name]
+    rng = np.random.default_rng(3)
+    targets = vote_targets(s.image_tags, s.profiles, s.image_profile) if method.profiles else None
+    for _ in range(5):
+        nbrs = rng.choice(s.image_factors.shape[0], 15, replace=False)
+        w = neighbour_weights(np.sort(rng.uniform(0.2, 0.9, 15))[::-1].astype(np.float32), method)
+        voted = np.flatnonzero(np.asarray(s.image_tags[nbrs].sum(axis=0)).ravel())
+        tags = rng.permutation(np.concatenate([voted[:20], rng.choice(s.n_tags, 10)]))
+        got = s.contributions(nbrs, w, tags, method)
+        rows = (targets if targets is not None else s.image_tags)[nbrs].toarray()
+        a = method.als_weight
+        expected = np.zeros((len(nbrs), len(tags)), np.float32)
+        for i, n in enumerate(nbrs):
+            for j, t in enumerate(tags):
+                expected[i, j] = a * (s.image_factors[n] @ s.tag_factors[t]) + (1 - a) * rows[i, t]
+        np.testing.assert_allclose(got, expected * w[:, None], rtol=1e-5, atol=1e-6)

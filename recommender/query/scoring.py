@@ -31,8 +31,9 @@ tags are removed or moved, scores never change).
 
 Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
 therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
-those with another term, then the rest by the length of their ALS factors until their
-bound falls below the k-th best), with the same scores and the same top k as scoring all.
+those with a vote or a content term, the prior's where a bound says they can, then the
+rest by the length of their ALS factors until their bound falls below the k-th best),
+with the same scores and the same top k as scoring all.
 
 A method is named by its registry key, optionally with changed fields after a colon:
 ``profiles_prior:calibrated_hedge=0.3,prior_weight=0.5`` (for comparing variants).
@@ -55,7 +56,7 @@ CANDIDATE_MIN_TAGS = 50_000
 # Hashtags outside the first candidates are scanned this many at a time, largest ALS
 # factors first, until none left can reach the k best (Scorer.score_top).
 _SCAN_BLOCK = 2048
-# Rows per block of OpenBLAS' float32 matrix-vector kernel (see Scorer._als_of).
+# Rows per block of OpenBLAS' float32 matrix-vector kernel (see _rows_dot).
 _GEMV_ROWS = 4
 # The scan may cover this share of the hashtags before scoring all of them is cheaper.
 _SCAN_MAX_SHARE = 0.25
@@ -367,7 +368,9 @@ class Scorer:
             raise ValueError("image_profile points past the last profile")
         if prior_weights is None or prior_tags is None:
             prior_weights, prior_tags = np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float32)
+        # Stored as rows, one a hashtag (Q, d): the prior of some hashtags is then the same
+        # matrix-vector kernel on some rows (Scorer._rows_dot), equal to the last bit.
+        self._prior_rows = np.ascontiguousarray(np.asarray(prior_weights, np.float32).T)
         self.prior_tags = np.asarray(prior_tags, dtype=np.int64)
         if self.prior_weights.shape[1] != len(self.prior_tags) or (
             len(self.prior_tags) and self.prior_tags.max() >= n_tags
@@ -386,6 +389,13 @@ class Scorer:
         self._by_norm = np.argsort(-norms, kind="stable").astype(np.int32)
         self._norms = norms[self._by_norm].astype(np.float32)
         self._prior_order = np.argsort(self.prior_tags, kind="stable")
+        self._prior_sorted = self.prior_tags[self._prior_order]
+        self._prior_bound: _PriorBound | None = None  # built by the first candidate query
+
+    @property
+    def prior_weights(self) -> np.ndarray:
+        """(d, Q): the ridge weights of the prior (a view of the stored rows)."""
+        return self._prior_rows.T
 
     @property
     def n_tags(self) -> int:
@@ -462,14 +472,17 @@ class Scorer:
         (``tags`` None: every hashtag was scored).
 
         A hashtag's score has parts other than the ALS term only if the neighbours vote
-        for it, the prior predicts it or the content term names it: those are scored, with
-        ``always`` (hashtag ids). Every other hashtag scores ``als_weight * (h . u)``, at
-        most ``|als_weight| * |h| |u|``; they are scanned in the order of ``|h|`` until that
-        bound is below the ``k``-th best score, so the top ``k`` is exactly that of every
-        hashtag. ``exclude`` ((T,) boolean) and ``always`` are hashtags the ranking may
-        leave out: the ``k`` best are counted without them. ``candidates``: None scores
-        candidates from :data:`CANDIDATE_MIN_TAGS` hashtags on, True/False always/never
-        (every hashtag is scored whenever that is cheaper).
+        for it, the prior predicts it or the content term names it. Those the neighbours
+        vote for or the content term names are scored, with ``always`` (hashtag ids); the
+        prior's other hashtags (up to 20,000, each 1,280 weights) only where an upper bound
+        of their ALS + prior (:class:`_PriorBound`) reaches the ``k``-th best score. Every
+        other hashtag scores ``als_weight * (h . u)``, at most ``|als_weight| * |h| |u|``;
+        they are scanned in the order of ``|h|`` until that bound is below the ``k``-th best
+        score, so the top ``k`` is exactly that of every hashtag. ``exclude`` ((T,)
+        boolean) and ``always`` are hashtags the ranking may leave out: the ``k`` best are
+        counted without them. ``candidates``: None scores candidates from
+        :data:`CANDIDATE_MIN_TAGS` hashtags on, True/False always/never (every hashtag is
+        scored whenever that is cheaper).
         """
         if candidates is None:
             candidates = self.n_tags >= CANDIDATE_MIN_TAGS
@@ -489,10 +502,9 @@ class Scorer:
         if a < 1:
             vote_tags, votes = self._votes_on(neighbours, weights, method)
             parts.append(vote_tags)
-        prior_values = None
-        if query is not None and method.prior_weight != 0 and self.has_prior:
-            prior_values = self._prior_values(query, method)
-            parts.append(self.prior_tags)
+        use_prior = query is not None and method.prior_weight != 0 and self.has_prior
+        if use_prior:
+            query = self._as_query(query)
         probs = None
         if classes is not None and method.content_weight != 0 and self.has_content:
             from recommender.vision.content import keep_top
@@ -508,12 +520,12 @@ class Scorer:
             # The same float32 operations, in the same order, as score_parts.
             total = np.zeros(len(ids), dtype=np.float32)
             if a > 0:
-                total += a * self._als_of(ids, user)
+                total += a * _rows_dot(self.tag_factors, ids, user)
             if a < 1 and votes is not None:
                 total += (1.0 - a) * _values_at(vote_tags, votes, ids)
             prior = np.zeros(len(ids), dtype=np.float32)
-            if prior_values is not None:
-                prior = _values_at(self.prior_tags, prior_values, ids, self._prior_order)
+            if use_prior:
+                prior = self._prior_of(ids, query, method)
             content = np.zeros(len(ids), dtype=np.float32)
             if probs is not None:
                 content = (method.content_weight * (self.tag_classes[ids] @ probs)).astype(
@@ -522,6 +534,7 @@ class Scorer:
             return total + prior + content, prior, content
 
         scores, prior, content = score(tags)
+        found = [(tags, scores, prior, content)]
         # The k-th best score among the hashtags no ranking can leave out.
         stays = np.ones(len(tags), dtype=bool)
         if exclude is not None:
@@ -530,18 +543,34 @@ class Scorer:
             stays &= ~np.isin(tags, always)
         kept = scores[stays]
         kth = _kth(kept, k)
+        if use_prior:
+            # The prior's other hashtags score ALS + prior: bounded from above, and scored
+            # only where that bound reaches the k-th best.
+            reach = self._bound().scores(query, user, a, method.prior_weight) >= kth
+            if len(tags):  # those scored already
+                at = np.searchsorted(self._prior_sorted, tags).clip(0, len(self.prior_tags) - 1)
+                reach[self._prior_order[at[self._prior_sorted[at] == tags]]] = False
+            need = np.sort(self.prior_tags[reach])
+            if len(need):
+                extra = score(need)
+                found.append((need, *extra))
+                kept = np.concatenate(
+                    [kept, extra[0] if exclude is None else extra[0][~exclude[need]]]
+                )
+                kth = _kth(kept, k)
         if a == 0:
             # every other hashtag scores exactly 0, and would win a tie by a lower id
-            return (tags, scores, prior, content) if kth > 0 else None
+            return _merged(found) if kth > 0 else None
         reach = abs(a) * float(np.linalg.norm(user)) * (1 + 1e-4)
         start, limit = 0, int(_SCAN_MAX_SHARE * self.n_tags)
-        found = [(tags, scores, prior, content)]
+        # With a prior, its hashtags were bounded above: the scan covers the others.
+        skip = self._bound().is_prior if use_prior else np.zeros(self.n_tags, dtype=bool)
         while start < len(self._norms) and reach * float(self._norms[start]) + 1e-12 >= kth:
             if start >= limit:
                 return None
             block = self._by_norm[start : start + _SCAN_BLOCK].astype(np.int64)
             start += len(block)
-            block = np.sort(block[~np.isin(block, tags)])
+            block = np.sort(block[~np.isin(block, tags) & ~skip[block]])
             if len(block):
                 extra = score(block)
                 found.append((block, *extra))
@@ -549,37 +578,41 @@ class Scorer:
                     [kept, extra[0] if exclude is None else extra[0][~exclude[block]]]
                 )
                 kth = _kth(kept, k)
-        if len(found) == 1:
-            return found[0]
-        tags, scores, prior, content = (np.concatenate(x) for x in zip(*found, strict=True))
-        order = np.argsort(tags, kind="stable")
-        return tags[order], scores[order], prior[order], content[order]
+        return _merged(found)
 
-    def _als_of(self, ids: np.ndarray, user: np.ndarray) -> np.ndarray:
-        """``tag_factors[ids] @ user``, equal to the last bit to the same rows of
-        ``tag_factors @ user``: OpenBLAS' float32 matrix-vector kernel sums rows
-        :data:`_GEMV_ROWS` at a time, and the last ``len % _GEMV_ROWS`` rows one at a time
-        in another order, so the rows are gathered in whole blocks (zeros after them) and
-        those of the full product's last partial block are computed as there."""
-        tail = self.n_tags - self.n_tags % _GEMV_ROWS
-        out = np.empty(len(ids), dtype=np.float32)
-        body = ids < tail
-        n = int(body.sum())
-        rows = np.zeros((n + -n % _GEMV_ROWS, self.tag_factors.shape[1]), dtype=np.float32)
-        rows[:n] = self.tag_factors[ids[body]]
-        out[body] = (rows @ user)[:n]
-        if n < len(ids):
-            out[~body] = (self.tag_factors[tail:] @ user)[ids[~body] - tail]
+    def _bound(self) -> _PriorBound:
+        if self._prior_bound is None:  # two threads may both build it: the same
+            self._prior_bound = _PriorBound(
+                self._prior_rows, self.tag_factors, self.prior_tags, self.n_tags
+            )
+        return self._prior_bound
+
+    def _as_query(self, query: np.ndarray) -> np.ndarray:
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self._prior_rows.shape[1]:
+            raise ValueError(
+                f"query has {query.shape[0]} features, the prior {self._prior_rows.shape[1]}"
+            )
+        return query
+
+    def _prior_of(self, ids: np.ndarray, query: np.ndarray, method: Method) -> np.ndarray:
+        """The prior term of the hashtags ``ids`` (0 for those the prior does not predict),
+        equal to the last bit to the same entries of :meth:`prior`."""
+        out = np.zeros(len(ids), dtype=np.float32)
+        sorted_tags = self._prior_sorted
+        at = np.minimum(np.searchsorted(sorted_tags, ids), len(sorted_tags) - 1)
+        hit = sorted_tags[at] == ids
+        if hit.any():
+            rows = self._prior_order[at[hit]]
+            out[hit] = (method.prior_weight * _rows_dot(self._prior_rows, rows, query)).astype(
+                np.float32
+            )
         return out
 
     def _prior_values(self, query: np.ndarray, method: Method) -> np.ndarray:
         """The prior term of the hashtags ``prior_tags``, shape (Q,)."""
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.prior_weights.shape[0]:
-            raise ValueError(
-                f"query has {query.shape[0]} features, the prior {self.prior_weights.shape[0]}"
-            )
-        return (method.prior_weight * (query @ self.prior_weights)).astype(np.float32)
+        query = self._as_query(query)
+        return (method.prior_weight * (self._prior_rows @ query)).astype(np.float32)
 
     def scores(self, *args, **kwargs) -> np.ndarray:
         """Score of every hashtag, shape (T,): the first of :meth:`score_parts` (same
@@ -649,10 +682,94 @@ class Scorer:
             out += method.als_weight * dots
         if method.als_weight < 1:
             votes = np.zeros_like(out)
+            order = np.argsort(tags, kind="stable")
+            ordered = np.asarray(tags)[order]
             for positions, rows in self._vote_sources(neighbours, method):
-                votes[positions] = rows[:, tags].toarray()
+                # rows[:, tags].toarray() without scipy's column indexing, which builds an
+                # array as long as the hashtags on every call
+                at = np.searchsorted(ordered, rows.indices).clip(0, len(tags) - 1)
+                hit = ordered[at] == rows.indices
+                row = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))[hit]
+                np.add.at(votes, (positions[row], order[at[hit]]), rows.data[hit])
             out += (1.0 - method.als_weight) * votes
         return out * weights[:, None]
+
+
+def _rows_dot(matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``matrix[ids] @ vector``, equal to the last bit to the same rows of ``matrix @
+    vector``: OpenBLAS' float32 matrix-vector kernel sums rows :data:`_GEMV_ROWS` at a time,
+    and the last ``len % _GEMV_ROWS`` rows one at a time in another order, so the rows are
+    gathered in whole blocks (zeros after them) and those of the full product's last
+    partial block are computed as there."""
+    n_rows = matrix.shape[0]
+    tail = n_rows - n_rows % _GEMV_ROWS
+    out = np.empty(len(ids), dtype=np.float32)
+    body = ids < tail
+    n = int(body.sum())
+    rows = np.empty((n + -n % _GEMV_ROWS, matrix.shape[1]), dtype=np.float32)
+    np.take(matrix, ids[body], axis=0, out=rows[:n])
+    rows[n:] = 0
+    out[body] = (rows @ vector)[:n]
+    if n < len(ids):
+        out[~body] = (matrix[tail:] @ vector)[ids[~body] - tail]
+    return out
+
+
+def _merged(found: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(tags, scores, prior, content)`` parts of ``found`` as one, by hashtag."""
+    if len(found) == 1:
+        return found[0]
+    tags, scores, prior, content = (np.concatenate(x) for x in zip(*found, strict=True))
+    order = np.argsort(tags, kind="stable")
+    return tags[order], scores[order], prior[order], content[order]
+
+
+class _PriorBound:
+    """Upper bounds of ``als_weight * (h . u) + prior_weight * (x . w)`` for the prior's
+    hashtags, cheaper than the prior itself (a (Q, d) product per query).
+
+    The ALS part is the product over a contiguous copy of the prior hashtags' factors (Q x
+    f); the prior part splits ``w`` along an orthonormal basis ``B`` of the directions
+    the prior's weights mostly lie in (``r`` of them, from a randomized range finder):
+    ``x . w = (B^T x) . (B^T w) + x_r . w_r`` with ``|x_r . w_r| <= |x_r| |w_r|``. A margin
+    covers float32 rounding. Built once per model, on the first query that needs it.
+    """
+
+    RANK = 32
+
+    def __init__(
+        self, rows: np.ndarray, tag_factors: np.ndarray, tags: np.ndarray, n_tags: int
+    ) -> None:
+        q, d = rows.shape
+        r = min(self.RANK, q, d)
+        probe = np.random.default_rng(0).standard_normal((q, r)).astype(np.float32)
+        basis = np.linalg.qr(rows.T @ probe)[0]  # (d, r): range of the weights
+        basis = np.linalg.qr(rows.T @ (rows @ basis))[0]  # one power iteration
+        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
+        self.coords = np.ascontiguousarray(rows @ self.basis)  # (Q, r)
+        norms = np.linalg.norm(rows, axis=1)
+        inside = np.linalg.norm(self.coords, axis=1)
+        self.residual = np.sqrt(np.maximum(norms**2 - inside**2, 0)).astype(np.float32)
+        self.norms = norms.astype(np.float32)
+        self.factors = np.ascontiguousarray(tag_factors[tags], dtype=np.float32)  # (Q, f)
+        self.factor_norms = np.linalg.norm(self.factors, axis=1).astype(np.float32)
+        self.is_prior = np.zeros(n_tags, dtype=bool)  # (T,): the prior's hashtags
+        self.is_prior[tags] = True
+
+    def scores(self, query: np.ndarray, user: np.ndarray | None, a: float, p: float) -> np.ndarray:
+        """Upper bounds of the scores of the prior's hashtags, by column (without votes and
+        content terms: the hashtags a query has those for are scored, not bounded)."""
+        z = query @ self.basis
+        out_of = float(np.sqrt(max(float(query @ query) - float(z @ z), 0.0)))
+        q_norm = float(np.linalg.norm(query))
+        bound = self.coords @ (p * z)
+        bound += (abs(p) * out_of * (1 + 1e-3)) * self.residual
+        bound += (1e-4 * abs(p) * q_norm) * self.norms
+        if user is not None and a != 0:
+            bound += self.factors @ (a * user)
+            bound += (1e-4 * abs(a) * float(np.linalg.norm(user))) * self.factor_norms
+        bound += 1e-6
+        return bound
 
 
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
