@@ -30,6 +30,7 @@ from recommender import evaluation
 from recommender.data.hashtags import load_blocklist
 from recommender.fit.training import fit_recommender
 from recommender.query.breadth import BALANCED_POOL, BROAD, balanced
+from recommender.query.hedging import dataset_categories
 from recommender.query.recommender import BuildConfig
 from recommender.query.scoring import DEFAULT_NEIGHBORS
 
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if has_off_topic:
             off = evaluation.off_topic_tags(
                 categories,
-                evaluation.dataset_categories(p.category for p in posts),
+                dataset_categories(p.category for p in posts),
                 rec.tags[: evaluation.OFF_TOPIC_GENERIC],
             )
         per_split.append(split_figures(rec, query, truth, categories, off, blocked))

@@ -1,56 +1,59 @@
 """Offline evaluation: hold posts out, train as ``build`` does on the rest, rank their hashtags.
 
-``python -m recommender evaluate DATA``. The names below are the package's API; the code
-lives in :mod:`recommender.evaluation.run`.
+``python -m recommender evaluate DATA``. :mod:`.splits` chooses the held-out posts,
+:mod:`.run` trains and ranks, :mod:`.metrics` scores each post, :mod:`.report` sums up
+over splits. The names below are the package's API.
 """
 
-from recommender.evaluation.run import (
+from recommender.evaluation.metrics import (
     CURVE_K,
-    DEFAULT_SEED,
-    DEFAULT_SPLITS,
-    DEFAULT_TEST_FRACTION,
     GENERIC_TOP,
     KS,
-    N_SWEEP,
     OFF_TOPIC,
     OFF_TOPIC_5,
     OFF_TOPIC_GENERIC,
     OFF_TOPIC_K,
     OFF_TOPIC_TOP,
-    ORIGINAL_NEIGHBOURS,
-    OVERLAP_MESSAGE,
     OWN_HIT,
     POPULARITY,
-    Candidate,
-    EvaluationResult,
-    Progress,
-    Split,
     beyond_category,
-    candidate,
     catalogue_coverage,
-    check_split,
-    dataset_categories,
-    default_candidates,
-    evaluable_posts,
-    evaluate,
-    evaluate_dataset,
     generic_rate,
     hit_rate_at_k,
     hits,
-    image_keys,
     ndcg_at_k,
     off_topic_at_k,
     off_topic_tags,
     own_category_hit_at_k,
-    plot_recall_curves,
     precision_at_k,
-    probe_categories,
-    rank_features,
     recall_at_k,
     recall_ceiling,
     score_rankings,
-    stratified_splits,
     unseen_share,
+)
+from recommender.evaluation.report import EvaluationResult, plot_recall_curves
+from recommender.evaluation.run import (
+    N_SWEEP,
+    ORIGINAL_NEIGHBOURS,
+    Candidate,
+    Progress,
+    candidate,
+    default_candidates,
+    evaluate,
+    evaluate_dataset,
+    rank_features,
+)
+from recommender.evaluation.splits import (
+    DEFAULT_SEED,
+    DEFAULT_SPLITS,
+    DEFAULT_TEST_FRACTION,
+    OVERLAP_MESSAGE,
+    Split,
+    check_split,
+    evaluable_posts,
+    image_keys,
+    probe_categories,
+    stratified_splits,
 )
 
 __all__ = [
@@ -78,7 +81,6 @@ __all__ = [
     "candidate",
     "catalogue_coverage",
     "check_split",
-    "dataset_categories",
     "default_candidates",
     "evaluable_posts",
     "evaluate",
