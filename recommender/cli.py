@@ -310,7 +310,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 raise ImageError(problem)
             result = rec.recommend_features(
                 features[i],
-                n_neighbors=args.n,
+                n_neighbours=args.n,
                 k=args.k,
                 method=args.method,
                 blocklist=blocklist,
@@ -331,7 +331,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if fmt == "csv":
             writer.writerows(recommendation_rows(image, result))
             continue
-        print(f"{image}  ({result.method}, {len(result.neighbors)} neighbours)")
+        print(f"{image}  ({result.method}, {len(result.neighbours)} neighbours)")
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
         if result.seen:
             print(f"  {network_sees(result.seen)}")
@@ -341,7 +341,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             moved = "  (moved below the top 5)" if t.moved_down else ""
             print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}{moved}")
         print("  nearest training images:")
-        for nb in result.neighbors:
+        for nb in result.neighbours:
             tags = " ".join(f"#{t}" for t in nb.hashtags[:8])
             print(f"    {nb.similarity:6.3f}  {nb.image}  {tags}")
     return status
@@ -369,7 +369,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method = next((c.method for c in compared if c.key != POPULARITY), method)
         sweep: dict = {"n_sweep": ()}
     else:
-        candidates = default_candidates(args.method, list(args.neighbors), args.methods)
+        candidates = default_candidates(args.method, list(args.neighbours), args.methods)
         sweep = {}
     config = config_from_args(BuildConfig, args, method=method)
     result = evaluate_dataset(
@@ -509,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     from recommender.data.formats import COMMENT_HASHTAGS
     from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
     from recommender.fit.als import ALSParams
-    from recommender.query.recommender import MAX_NEIGHBORS
-    from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
+    from recommender.query.recommender import MAX_NEIGHBOURS
+    from recommender.query.scoring import DEFAULT_NEIGHBOURS, METHODS
     from recommender.vision.backbones import BACKBONES
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
@@ -651,9 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--neighbors",
+        "--neighbours",
+        dest="neighbours",
+        metavar="N",
         nargs="+",
-        type=int_in_range(1, MAX_NEIGHBORS),
-        default=[DEFAULT_NEIGHBORS, 30],
+        type=int_in_range(1, MAX_NEIGHBOURS),
+        default=[DEFAULT_NEIGHBOURS, 30],
         help="numbers of neighbours to evaluate every method at",
     )
     e.add_argument(
@@ -690,17 +693,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
     r.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, ...)")
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
-    for short, name, default, most, what in (
+    for short, names, default, most, what in (
         (
             "-n",
-            "--neighbors",
-            DEFAULT_NEIGHBORS,
-            MAX_NEIGHBORS,
+            ("--neighbors", "--neighbours"),
+            DEFAULT_NEIGHBOURS,
+            MAX_NEIGHBOURS,
             "nearest training images that vote (the original method always uses 5)",
         ),
         (
             "-k",
-            "--hashtags",
+            ("--hashtags",),
             10,
             INSTAGRAM_MAX_HASHTAGS,
             "hashtags to recommend (Instagram's most)",
@@ -708,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         r.add_argument(
             short,
-            name,
+            *names,
             dest=short[1],
             type=int_in_range(1, most),
             default=default,

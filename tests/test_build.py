@@ -83,8 +83,8 @@ def test_messy_folder_builds_and_reports_what_it_skipped(messy, tmp_path, featur
     assert "broken.jpg" in problems and "notes.jpg" in problems
 
     loaded = HashtagRecommender.load(tmp_path / "model")
-    result = loaded.recommend(messy / "img" / "red3.jpg", n_neighbors=3, k=3, method="knn_vote")
-    assert result.neighbors[0].image == "img/red3.jpg"
+    result = loaded.recommend(messy / "img" / "red3.jpg", n_neighbours=3, k=3, method="knn_vote")
+    assert result.neighbours[0].image == "img/red3.jpg"
     assert {"sunset", "red"} <= set(result.tags)
 
 

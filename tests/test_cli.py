@@ -27,6 +27,7 @@ from conftest import (
 from PIL import Image
 
 from recommender import cli
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -293,6 +294,16 @@ def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
     code, _, err = run(capsys, *args)
     assert code == 2 and "Traceback" not in err
     assert ": error: " in err.strip().splitlines()[-1]
+
+
+def test_both_spellings_of_the_neighbours_flag_set_the_same_option():
+    """The API says "neighbour"; the flags --neighbors (as before) and --neighbours are one."""
+    parser = cli.build_parser()
+    for flag in ("-n", "--neighbors", "--neighbours"):
+        assert parser.parse_args(["recommend", "x.jpg", flag, "7"]).n == 7
+    for flag in ("--neighbors", "--neighbours"):
+        assert parser.parse_args(["evaluate", "x", flag, "5", "9"]).neighbours == [5, 9]
+    assert parser.parse_args(["evaluate", "x"]).neighbours == [DEFAULT_NEIGHBOURS, 30]
 
 
 def test_recommend_offers_as_many_hashtags_as_instagram_takes_and_the_page_offers():

@@ -57,8 +57,8 @@ def test_fit_learns_what_the_tiny_data_says():
     assert rec.manifest["counts"] == {"posts": 13, "images": 12, "hashtags": 19, "pairs": 50}
     query = np.array([1.0, 0.02, 0.0, 0.0], dtype=np.float32)
     query /= np.linalg.norm(query)
-    result = rec.recommend_features(query, n_neighbors=4, k=3, method="knn_vote")
-    assert {n.post_id for n in result.neighbors} <= {"p0", "p2", "p4", "p6", "p8", "p10"}
+    result = rec.recommend_features(query, n_neighbours=4, k=3, method="knn_vote")
+    assert {n.post_id for n in result.neighbours} <= {"p0", "p2", "p4", "p6", "p8", "p10"}
     assert set(result.tags) == {"cat", "kitten", "pets"}
     for t in result.hashtags:
         assert sum(t.contributions) == pytest.approx(t.score, rel=1e-5)

@@ -42,7 +42,7 @@ from recommender.fit.als import ALSParams
 from recommender.query.hedging import dataset_categories
 from recommender.query.original import NAME as ORIGINAL
 from recommender.query.original import NEIGHBOURS as ORIGINAL_NEIGHBOURS
-from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBORS, METHODS, get_method
+from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBOURS, METHODS, get_method
 
 if TYPE_CHECKING:
     from recommender.vision.content import TopClasses
@@ -63,25 +63,25 @@ class Candidate:
 
     key: str
     method: str | None
-    n_neighbors: int = DEFAULT_NEIGHBORS
+    n_neighbours: int = DEFAULT_NEIGHBOURS
     als: ALSParams | None = None
 
 
 def default_candidates(
     default_method: str = DEFAULT_METHOD,
-    neighbors: Sequence[int] = (DEFAULT_NEIGHBORS, 30),
+    neighbours: Sequence[int] = (DEFAULT_NEIGHBOURS, 30),
     methods: Sequence[str] | None = None,
 ) -> list[Candidate]:
-    """Popularity, then every scoring method at each of ``neighbors``.
+    """Popularity, then every scoring method at each of ``neighbours``.
 
-    Keys are the method name at the first ``neighbors`` value and ``name/nN`` at the
+    Keys are the method name at the first ``neighbours`` value and ``name/nN`` at the
     others; ``original`` is the original project's method, once, at its own 5 neighbours.
     """
     names = list(methods) if methods is not None else list(METHODS)
     if default_method not in names:
         names.append(default_method)
     out = [Candidate(POPULARITY, None)]
-    for j, n in enumerate(neighbors):
+    for j, n in enumerate(neighbours):
         for name in names:
             if name == ORIGINAL:
                 if j == 0:
@@ -95,7 +95,7 @@ def candidate(key: str) -> Candidate:
     """The candidate a table key names: ``popularity``, a method (``name`` or
     ``name:field=value,...``, see :func:`recommender.query.scoring.get_method`), optionally
     followed by ``/nN`` for N neighbours (default
-    :data:`~recommender.query.scoring.DEFAULT_NEIGHBORS`; ``original`` always takes its
+    :data:`~recommender.query.scoring.DEFAULT_NEIGHBOURS`; ``original`` always takes its
     own 5)."""
     if key == POPULARITY:
         return Candidate(POPULARITY, None)
@@ -110,14 +110,14 @@ def candidate(key: str) -> Candidate:
         if n is not None:
             raise ConfigError(f"{key!r}: the original method always uses its 5 neighbours")
         n = ORIGINAL_NEIGHBOURS
-    return Candidate(key, method.name, n or DEFAULT_NEIGHBORS)
+    return Candidate(key, method.name, n or DEFAULT_NEIGHBOURS)
 
 
 def rank_features(
     rec,
     features: np.ndarray,
     method: str,
-    n_neighbors: int,
+    n_neighbours: int,
     k: int,
     exclude: np.ndarray | None = None,
     classes: TopClasses | None = None,
@@ -138,7 +138,7 @@ def rank_features(
     with serial_blas():
         for i, query in enumerate(features):
             probs = None if classes is None else classes.dense(i)
-            best = rec.rank(query, n_neighbors, k, m, exclude, probs).best
+            best = rec.rank(query, n_neighbours, k, m, exclude, probs).best
             out[i, : len(best)] = best
     return out
 
@@ -268,7 +268,7 @@ def evaluate(
         test_sizes.append(len(split.test))
         probe_sizes.append(len(split.probe))
         for j, cand in enumerate(candidates):
-            metrics, curve = run.score(run.model(cand.als), cand.method, cand.n_neighbors)
+            metrics, curve = run.score(run.model(cand.als), cand.method, cand.n_neighbours)
             for name, value in metrics.items():
                 per_split[cand.key].setdefault(name, []).append(value)
             curves[cand.key].append(curve)

@@ -23,7 +23,7 @@ import numpy as np
 
 from recommender.blas import serial_blas
 from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, HedgeCalibration
-from recommender.query.scoring import DEFAULT_NEIGHBORS, Method
+from recommender.query.scoring import DEFAULT_NEIGHBOURS, Method
 
 if TYPE_CHECKING:
     from recommender.query.recommender import HashtagRecommender
@@ -133,11 +133,11 @@ def calibrate(
     rec: HashtagRecommender,
     sample: CalibrationSample,
     method: Method,
-    n_neighbors: int,
+    n_neighbours: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> HedgeCalibration | None:
     """Query ``sample``'s images of ``rec`` as if new (see the module notes) and fit the
-    calibration for ``method`` with ``n_neighbors`` neighbours; None when the model has no
+    calibration for ``method`` with ``n_neighbours`` neighbours; None when the model has no
     categories or no sample. Each image goes through the recommender's own query
     (:meth:`~recommender.query.recommender.HashtagRecommender.score_nearest` and
     :meth:`~recommender.query.hedging.CategoryHedge.evidence`); only its neighbour search
@@ -150,13 +150,13 @@ def calibrate(
     features = np.zeros((len(images), hedge.n_categories, len(EVIDENCE_FEATURES)))
     leverage = np.clip(np.asarray(sample.leverage, np.float64), 0.0, 0.999)
     targets = np.asarray(sample.prior_targets, np.float64)
-    wide = max(n_neighbors, WIDE_NEIGHBOURS)
+    wide = max(n_neighbours, WIDE_NEIGHBOURS)
     with serial_blas():
         for j, i in enumerate(images):
             query = np.asarray(rec.arrays.features[i], dtype=np.float32)
             idx, sims = rec.index.search(query, wide + DUPLICATE_SLACK)
             keep = (idx != i) & (sims < DUPLICATE_SIMILARITY)
-            s = rec.score_nearest(query, idx[keep][:wide], sims[keep][:wide], n_neighbors, method)
+            s = rec.score_nearest(query, idx[keep][:wide], sims[keep][:wide], n_neighbours, method)
             h, target = leverage[j], targets[j]
             features[j] = hedge.evidence(
                 method,
@@ -180,7 +180,7 @@ def fit_hedging(
     method and the default number of neighbours, and hand it to ``rec`` (kept in its
     manifest, with the seconds it took)."""
     start = time.perf_counter()
-    calibration = calibrate(rec, sample, rec.method, DEFAULT_NEIGHBORS, progress)
+    calibration = calibrate(rec, sample, rec.method, DEFAULT_NEIGHBOURS, progress)
     timings = rec.manifest.setdefault("fit_timings", {})
     timings["calibration_seconds"] = round(time.perf_counter() - start, 3)
     rec.use_calibration(calibration)

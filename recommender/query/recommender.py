@@ -6,7 +6,7 @@ out (:mod:`recommender.query.hedging`) and explains the top ``k``. Models are fi
 :func:`recommender.fit.training.fit_recommender`.
 
 >>> rec = HashtagRecommender.load("models/demo")                       # doctest: +SKIP
->>> result = rec.recommend("photo.jpg", n_neighbors=15, k=10)          # doctest: +SKIP
+>>> result = rec.recommend("photo.jpg", n_neighbours=15, k=10)          # doctest: +SKIP
 >>> [(t.tag, round(t.score, 3)) for t in result.hashtags]              # doctest: +SKIP
 """
 
@@ -31,7 +31,7 @@ from recommender.query.original import OriginalModel
 from recommender.query.original import require as require_original
 from recommender.query.scoring import (
     DEFAULT_METHOD,
-    DEFAULT_NEIGHBORS,
+    DEFAULT_NEIGHBOURS,
     Method,
     Scored,
     Scorer,
@@ -58,19 +58,19 @@ __all__ = [
     "BuildConfig",
     "HashtagRecommender",
     "ModelArrays",
-    "Neighbor",
+    "Neighbour",
     "Recommendation",
     "SearchTag",
     "TagScore",
 ]
 
-MAX_NEIGHBORS = 50
+MAX_NEIGHBOURS = 50
 MAX_HASHTAGS = 100
 EMBED_BATCH = 32  # images per forward pass in embed_many (as the build's default)
 
 
 @dataclass(frozen=True)
-class Neighbor:
+class Neighbour:
     """A training image close to the query."""
 
     index: int  # row in the model's image index
@@ -156,7 +156,7 @@ class Recommendation:
     """Result of one query."""
 
     hashtags: list[TagScore]
-    neighbors: list[Neighbor]
+    neighbours: list[Neighbour]
     method: str
     # What the network sees: its top ImageNet classes (name, probability), if given.
     seen: list[tuple[str, float]] = field(default_factory=list)
@@ -174,7 +174,7 @@ class Recommendation:
         return {
             "method": self.method,
             "hashtags": [t.to_dict() for t in self.hashtags],
-            "neighbors": [n.to_dict() for n in self.neighbors],
+            "neighbors": [n.to_dict() for n in self.neighbours],
             "seen": [{"class": c, "probability": round(p, 4)} for c, p in self.seen],
             "left_out": list(self.left_out),
             "search_tags": [s.to_dict() for s in self.search_tags],
@@ -381,20 +381,20 @@ class HashtagRecommender:
     def recommend(
         self,
         image: images.ImageSource,
-        n_neighbors: int = DEFAULT_NEIGHBORS,
+        n_neighbours: int = DEFAULT_NEIGHBOURS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
     ) -> Recommendation:
-        """Top-``k`` hashtags for ``image`` from its ``n_neighbors`` nearest training images."""
+        """Top-``k`` hashtags for ``image`` from its ``n_neighbours`` nearest training images."""
         features, classes = self.embed_with_classes(image)
-        return self.recommend_features(features, n_neighbors, k, method, blocklist, classes)
+        return self.recommend_features(features, n_neighbours, k, method, blocklist, classes)
 
     @serial_blas()  # a query's products are small: one BLAS thread is several times faster
     def recommend_features(
         self,
         features: np.ndarray,
-        n_neighbors: int = DEFAULT_NEIGHBORS,
+        n_neighbours: int = DEFAULT_NEIGHBOURS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
@@ -406,13 +406,13 @@ class HashtagRecommender:
         ``classes`` (from :meth:`embed_with_classes`) adds what the network sees; without
         them the content term is 0.
         """
-        if not 1 <= int(n_neighbors) <= MAX_NEIGHBORS:
-            raise ConfigError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
+        if not 1 <= int(n_neighbours) <= MAX_NEIGHBOURS:
+            raise ConfigError(f"n_neighbours must be between 1 and {MAX_NEIGHBOURS}")
         if not 1 <= int(k) <= MAX_HASHTAGS:
             raise ConfigError(f"k must be between 1 and {MAX_HASHTAGS}")
         m = get_method(method) if method is not None else self.method
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        r = self.rank(features, n_neighbors, k, m, exclude, classes)
+        r = self.rank(features, n_neighbours, k, m, exclude, classes)
         left_out: list[str] = []
         if m.name == ORIGINAL:  # the original's own factors, nothing left out
             contrib = self.original.contributions(r, r.best)
@@ -435,8 +435,8 @@ class HashtagRecommender:
             )
             for j, t in enumerate(r.best)
         ]
-        neighbors = [
-            Neighbor(
+        neighbours = [
+            Neighbour(
                 int(i),
                 self.image_paths[i],
                 self.image_post_ids[i],
@@ -446,8 +446,9 @@ class HashtagRecommender:
             )
             for i, s, w in zip(r.neighbours, r.similarities, r.weights, strict=False)
         ]
+        search_tags = self._search_tags(r, left_out)
         return Recommendation(
-            tags, neighbors, m.name, seen_classes(classes), left_out, self._search_tags(r, left_out)
+            tags, neighbours, m.name, seen_classes(classes), left_out, search_tags
         )
 
     def _search_tags(self, r: Ranked, left_out: list[str]) -> list[SearchTag]:
@@ -472,7 +473,7 @@ class HashtagRecommender:
     def rank(
         self,
         features: np.ndarray,
-        n_neighbors: int,
+        n_neighbours: int,
         k: int,
         method: Method,
         exclude: np.ndarray | None = None,
@@ -488,7 +489,7 @@ class HashtagRecommender:
         :meth:`recommend_features`)."""
         if method.name == ORIGINAL:
             return self._rank_original(features, k)
-        n = int(n_neighbors)
+        n = int(n_neighbours)
         nearest, sims = self.index.search(features, max(n, self.hedge.wide_neighbours(method)))
         s = self.score_nearest(
             features, nearest, sims, n, method, classes, int(k), exclude, candidates
@@ -516,7 +517,7 @@ class HashtagRecommender:
         features: np.ndarray,
         nearest: np.ndarray,
         similarities: np.ndarray,
-        n_neighbors: int,
+        n_neighbours: int,
         method: Method,
         classes: np.ndarray | None = None,
         k: int | None = None,
@@ -524,12 +525,12 @@ class HashtagRecommender:
         candidates: bool | None = None,
     ) -> Scored:
         """Score every hashtag for the query ``features`` from its ``nearest`` indexed images
-        (with their ``similarities``, most similar first), the first ``n_neighbors`` voting.
+        (with their ``similarities``, most similar first), the first ``n_neighbours`` voting.
 
         With ``k``: only enough hashtags that the top ``k`` (without ``exclude``, (T,)
         boolean, and whatever hedging takes out) is exactly that of every hashtag
         (``Scored.tags``; see :meth:`Scorer.score_top`, ``candidates`` as there)."""
-        n = int(n_neighbors)
+        n = int(n_neighbours)
         idx, sims = nearest[:n], similarities[:n]
         weights = neighbour_weights(sims, method)
         if k is None:

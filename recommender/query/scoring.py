@@ -216,7 +216,7 @@ DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
 # -n, the evaluation's default): more neighbours with sharply similarity-weighted votes
 # (power 5 above) find more of a post's hashtags than 5 plainly weighted ones.
-DEFAULT_NEIGHBORS = 15
+DEFAULT_NEIGHBOURS = 15
 
 
 def get_method(method: str | Method) -> Method:
