@@ -177,7 +177,7 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
 def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     import dataclasses
 
-    from recommender.query.scoring import METHODS
+    from recommender.config import METHODS
 
     default = METHODS["profiles_prior"]
     CALIBRATED, SINGLE = default.calibrated_hedge, default.calibrated_single  # noqa: N806

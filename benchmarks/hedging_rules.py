@@ -63,6 +63,7 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from recommender.blas import serial_blas
+from recommender.config import get_method
 from recommender.data.datasets import load_dataset
 from recommender.engines.embed_stage import dataset_features
 from recommender.evaluation import (
@@ -89,7 +90,7 @@ from recommender.query.hedging import (
     moved_below,
 )
 from recommender.query.recommender import BuildConfig
-from recommender.query.scoring import DEFAULT_NEIGHBOURS, get_method, top_k
+from recommender.query.scoring import DEFAULT_NEIGHBOURS, top_k
 
 RULES = (
     ["none"]

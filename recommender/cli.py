@@ -43,8 +43,8 @@ def int_in_range(lo: int, hi: int | None = None):
 
 def method_name(text: str) -> str:
     """An argparse ``type=``: a registered scoring method, or a variant of one
-    (``name:field=value,...``, see :func:`recommender.query.scoring.get_method`)."""
-    from recommender.query.scoring import get_method
+    (``name:field=value,...``, see :func:`recommender.config.get_method`)."""
+    from recommender.config import get_method
 
     try:
         get_method(text)
@@ -185,7 +185,7 @@ def _start_spark(args: argparse.Namespace) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
     from recommender.query.recommender import BuildConfig
 
     if args.skip_existing:
@@ -504,13 +504,12 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recommender.config import BuildConfig
+    from recommender.config import METHODS, ALSParams, BuildConfig
     from recommender.data.datasets import FORMATS, ReadOptions
     from recommender.data.formats import COMMENT_HASHTAGS
     from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
-    from recommender.fit.als import ALSParams
     from recommender.query.recommender import MAX_NEIGHBOURS
-    from recommender.query.scoring import DEFAULT_NEIGHBOURS, METHODS
+    from recommender.query.scoring import DEFAULT_NEIGHBOURS
     from recommender.vision.backbones import BACKBONES
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function

@@ -453,7 +453,7 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
 ):
     """A rebuild while the server runs: the next run shows the new model and says so."""
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
     from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(backbone=TINY_BACKBONE, als=ALSParams(factors=4, iterations=2))

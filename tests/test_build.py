@@ -12,7 +12,7 @@ from PIL import Image
 
 from recommender import DatasetError, HashtagRecommender
 from recommender.build import build_model
-from recommender.fit.als import ALSParams
+from recommender.config import ALSParams
 from recommender.query.recommender import BuildConfig
 
 

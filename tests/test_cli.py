@@ -83,8 +83,7 @@ def test_every_option_says_what_it_is_and_build_defaults_are_the_config_defaults
     """The build and evaluate options come from BuildConfig's and ALSParams' fields."""
     import argparse
 
-    from recommender.config import BuildConfig
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams, BuildConfig
 
     parser = cli.build_parser()
     [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

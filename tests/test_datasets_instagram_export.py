@@ -323,7 +323,7 @@ def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_d
     """What the data scientist does: build from their export as Instagram sent it."""
     from recommender import HashtagRecommender
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
     from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(als=ALSParams(factors=4, iterations=2))

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender.config import METHODS, ALSParams
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
@@ -38,10 +39,9 @@ from recommender.evaluation import (
     stratified_splits,
     unseen_share,
 )
-from recommender.fit.als import ALSParams
 from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig
-from recommender.query.scoring import DEFAULT_NEIGHBOURS, METHODS
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 from recommender.vision.content import TopClasses
 
 
@@ -395,10 +395,10 @@ def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
 def test_default_beats_popularity_and_the_original_on_the_real_data(
     dataset_path, feature_cache_dir
 ):
+    from recommender.config import DEFAULT_METHOD
     from recommender.data.datasets import load_dataset
     from recommender.engines.embed_stage import dataset_features
     from recommender.evaluation import image_keys
-    from recommender.query.scoring import DEFAULT_METHOD
 
     config = BuildConfig()
     dataset = load_dataset(dataset_path)

@@ -148,8 +148,8 @@ def test_float16_exact_search_matches_float32():
 
 # ------------------------------------------------------------ in a model, saved and loaded
 def _clustered_model(n_clusters=8, per_cluster=40, d=32):
+    from recommender.config import ALSParams
     from recommender.data.datasets import Post
-    from recommender.fit.als import ALSParams
     from recommender.fit.training import fit_recommender
     from recommender.query.recommender import BuildConfig
 

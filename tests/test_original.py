@@ -113,8 +113,7 @@ def test_a_model_built_before_the_original_says_to_rebuild():
 
 @pytest.fixture(scope="module")
 def small_model():
-    from recommender.config import BuildConfig
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams, BuildConfig
     from recommender.fit.training import fit_recommender
 
     rng = np.random.default_rng(3)

@@ -13,8 +13,8 @@ from conftest import TINY_DIM, tiny_photo
 from PIL import Image
 
 from recommender import HashtagRecommender, ImageError
+from recommender.config import get_method
 from recommender.query import original
-from recommender.query.scoring import get_method
 from recommender.vision import content
 
 FOOD = {

@@ -18,8 +18,9 @@ import scipy.sparse as sp
 from conftest import copy_real_photos
 from PIL import Image
 
+from recommender.config import ALSParams
 from recommender.features.pipeline import extract_features
-from recommender.fit.als import ALSParams, fit_als, weight_matrix
+from recommender.fit.als import fit_als, weight_matrix
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ which engine ran:
 
 ``fit_als(matrix, params, progress=None) -> (post_factors, tag_factors)``
     Implicit ALS on the posts x hashtags CSR ``matrix`` with
-    :class:`~recommender.fit.als.ALSParams`; float32 factors, finite or
+    :class:`~recommender.config.ALSParams`; float32 factors, finite or
     :class:`~recommender.fit.als.FitError`. ``progress(iteration, iterations)``.
 
 Every engine passes the shared contract test ``tests/test_engines.py``.
@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.config import ALSParams
 from recommender.errors import ConfigError, DatasetError
 from recommender.features.job import EmbedJob, EmbedStats, Progress
-from recommender.fit.als import ALSParams
 
 # EmbedJob, EmbedStats and Progress live in recommender.features.job (the engines import that,
 # never this registry); they are re-exported here, part of the engine contract above.

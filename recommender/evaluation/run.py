@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recommender.config import DEFAULT_METHOD, METHODS, ALSParams, get_method
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation.metrics import (
@@ -38,11 +39,10 @@ from recommender.evaluation.splits import (
     image_keys,
     stratified_splits,
 )
-from recommender.fit.als import ALSParams
 from recommender.query.hedging import dataset_categories
 from recommender.query.original import NAME as ORIGINAL
 from recommender.query.original import NEIGHBOURS as ORIGINAL_NEIGHBOURS
-from recommender.query.scoring import DEFAULT_METHOD, DEFAULT_NEIGHBOURS, METHODS, get_method
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 if TYPE_CHECKING:
     from recommender.vision.content import TopClasses
@@ -93,7 +93,7 @@ def default_candidates(
 
 def candidate(key: str) -> Candidate:
     """The candidate a table key names: ``popularity``, a method (``name`` or
-    ``name:field=value,...``, see :func:`recommender.query.scoring.get_method`), optionally
+    ``name:field=value,...``, see :func:`recommender.config.get_method`), optionally
     followed by ``/nN`` for N neighbours (default
     :data:`~recommender.query.scoring.DEFAULT_NEIGHBOURS`; ``original`` always takes its
     own 5)."""
@@ -131,7 +131,7 @@ def rank_features(
     (matrix-vector products are far faster so on a small machine).
     """
     from recommender.blas import serial_blas
-    from recommender.query.scoring import get_method
+    from recommender.config import get_method
 
     m = get_method(method)
     out = np.full((len(features), k), -1, dtype=np.int64)

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recommender.blas import serial_blas
+from recommender.config import Method
 from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, HedgeCalibration
-from recommender.query.scoring import DEFAULT_NEIGHBOURS, Method
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 if TYPE_CHECKING:
     from recommender.query.recommender import HashtagRecommender

@@ -23,7 +23,8 @@ import scipy.sparse as sp
 from recommender.errors import ModelError
 
 if TYPE_CHECKING:
-    from recommender.query.scoring import Method, Scored
+    from recommender.config import Method
+    from recommender.query.scoring import Scored
 
 # A category is "single-tag" when fewer than this share of its photos' posts carry a real
 # hashtag list (2+ hashtags): in the demo data architecture, babies, cars, fitness, nature

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from recommender.blas import serial_blas
-from recommender.config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
+from recommender.config import (
+    BATCH_SIZE_RANGE,
+    DEFAULT_BACKBONE,
+    DEFAULT_METHOD,
+    THUMB_SIZE_RANGE,
+    WORKERS_RANGE,
+    BuildConfig,
+    Method,
+    get_method,
+)
 from recommender.errors import ConfigError, ModelError
 from recommender.query.breadth import breadth_from_counts
 from recommender.query.hedging import DEMOTE_TOP, CategoryHedge, HedgeCalibration, moved_below
@@ -29,15 +38,7 @@ from recommender.query.neighbours import make_index, restore_index
 from recommender.query.original import NAME as ORIGINAL
 from recommender.query.original import OriginalModel
 from recommender.query.original import require as require_original
-from recommender.query.scoring import (
-    DEFAULT_METHOD,
-    DEFAULT_NEIGHBOURS,
-    Method,
-    Scored,
-    Scorer,
-    get_method,
-    neighbour_weights,
-)
+from recommender.query.scoring import DEFAULT_NEIGHBOURS, Scored, Scorer, neighbour_weights
 from recommender.store import model_io
 from recommender.store.arrays import (
     ModelArrays,
@@ -47,7 +48,7 @@ from recommender.store.arrays import (
     write_parts,
 )
 from recommender.vision import images
-from recommender.vision.backbones import DEFAULT_BACKBONE, Backbone
+from recommender.vision.backbones import Backbone
 from recommender.vision.content import class_tag_matrix
 from recommender.vision.content import seen as seen_classes
 

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from recommender.checksums import sha256_file
+from recommender.config import DEFAULT_BACKBONE
 from recommender.errors import BackboneError
 
 __all__ = [
     "BACKBONES",
-    "DEFAULT_BACKBONE",
     "REGISTRY",
     "Backbone",
     "BackboneSpec",
@@ -314,7 +314,6 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
 }
 BACKBONES = tuple(REGISTRY)
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def weights_installed(name: str) -> bool:

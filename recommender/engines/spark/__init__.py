@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender.config import ALSParams
 from recommender.engines.spark.als import (
     MIN_RATING,
     REG_SCALING,
@@ -62,7 +63,6 @@ from recommender.engines.spark.session import (
     require_pyspark,
     spark_version,
 )
-from recommender.fit.als import ALSParams
 
 __all__ = [
     "DEFAULT_MASTER",

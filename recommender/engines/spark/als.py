@@ -32,8 +32,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from recommender.config import ALSParams
 from recommender.engines.spark.session import SparkError, Watch, get_session, is_local
-from recommender.fit.als import ALSParams, FitError, weight_matrix
+from recommender.fit.als import FitError, weight_matrix
 
 REG_SCALING = "regularization / mean hashtags per post"
 # Ratings Spark receives for pairs whose implicit confidence alpha * value is <= 1.
