@@ -186,6 +186,7 @@ def _start_spark(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from recommender.build import build_model
     from recommender.config import ALSParams
+    from recommender.evaluation.run import BUILD_EVALUATION_ALS
     from recommender.query.recommender import BuildConfig
 
     if args.skip_existing:
@@ -205,6 +206,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         _start_spark(args)
     elif args.spark_master or args.spark_conf or args.spark_wait is not None:
         raise ConfigError("--spark-master, --spark-conf and --spark-wait need --engine spark")
+    if args.evaluate and args.engine != BUILD_EVALUATION_ALS:
+        print(
+            f"--evaluate fits its models with the {BUILD_EVALUATION_ALS} ALS (implicit), not "
+            f"the {args.engine} engine's; the manifest records it as evaluation.als",
+            file=sys.stderr,
+        )
     config = config_from_args(BuildConfig, args, als=config_from_args(ALSParams, args))
     from recommender.data.datasets import ReadOptions
 

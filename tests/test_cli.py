@@ -295,6 +295,31 @@ def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
     assert ": error: " in err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_build_evaluate_says_and_records_that_its_models_use_the_local_als(
+    engine, small_dataset, tmp_path, capsys, monkeypatch, feature_cache_dir
+):
+    """build --evaluate fits the evaluation's models with the local ALS whatever --engine
+    says: one line on stderr when the engine is another, and evaluation.als in the manifest.
+    (Spark stands in as the local engine here: only the choice of engine matters.)"""
+    from recommender import engines
+
+    monkeypatch.setattr(cli, "_start_spark", lambda args: None)
+    monkeypatch.setitem(engines.ENGINES, "spark", engines.LocalEngine)
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "build", small_dataset, "--out", out, "--engine", engine,
+                       "--evaluate", "2", "--factors", "4", "--quiet", *TINY)  # fmt: skip
+    assert code == 0
+    said = [line for line in err.splitlines() if "--evaluate fits its models" in line]
+    assert said == ([] if engine == "local" else [
+        "--evaluate fits its models with the local ALS (implicit), not the spark engine's; "
+        "the manifest records it as evaluation.als"
+    ])  # fmt: skip
+    evaluation = json.loads((out / "manifest.json").read_text())["evaluation"]
+    assert evaluation["als"] == "local" and evaluation["splits"] == 2
+    assert {"popularity", evaluation["method"], "original"} <= set(evaluation["methods"])
+
+
 def test_both_spellings_of_the_neighbours_flag_set_the_same_option():
     """The API says "neighbour"; the flags --neighbors (as before) and --neighbours are one."""
     parser = cli.build_parser()

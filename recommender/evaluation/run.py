@@ -45,9 +45,16 @@ from recommender.query.original import NEIGHBOURS as ORIGINAL_NEIGHBOURS
 from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 if TYPE_CHECKING:
+    from recommender.config import BuildConfig
+    from recommender.data.datasets import Dataset
+    from recommender.features.pipeline import DatasetFeatures
     from recommender.vision.content import TopClasses
 
 N_SWEEP = (1, 2, 3, 5, 10, 20, 30, 50)
+SUMMARY_METRICS = ("recall@5", "recall@10", "beyond_recall@10", "off_topic@5", "off_topic@10")
+"""Per-method figures ``build --evaluate`` keeps in the manifest's ``evaluation.methods``."""
+BUILD_EVALUATION_ALS = "local"
+"""The ALS that ``build --evaluate`` fits its models with, whatever the build's engine."""
 
 Progress = Callable[[str, int, int], None]
 
@@ -321,3 +328,53 @@ def evaluate_dataset(
     result.info["images_embedded"] = feats.counts.get("images_embedded", 0)
     result.info["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def build_evaluation(
+    dataset: Dataset,
+    feats: DatasetFeatures,
+    config: BuildConfig,
+    splits: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """``build --evaluate``: the build's method against popularity and the original
+    project's method on ``splits`` held-out splits of the build's own features.
+
+    Returns the manifest's ``"evaluation"``: :meth:`EvaluationResult.summary`, each
+    method's :data:`SUMMARY_METRICS` under ``"methods"``, and under ``"als"`` the ALS the
+    models were fitted with: always :data:`BUILD_EVALUATION_ALS` (implicit, in this
+    process), whatever engine builds the model, since a Spark ALS fit takes minutes and the
+    evaluation fits one model per split.
+    """
+    start = time.perf_counter()
+    candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
+    if config.method != ORIGINAL:  # the page compares the default with the original project
+        candidates.append(Candidate(ORIGINAL, ORIGINAL, ORIGINAL_NEIGHBOURS))
+    result = evaluate(
+        dataset.posts,
+        feats.features,
+        feats.image_rows,
+        config,
+        candidates=candidates,
+        n_splits=splits,
+        keys=image_keys(dataset, dataset.posts, feats.image_rows),
+        n_sweep=(),
+        progress=progress,
+        # what the network sees, kept by the embed stage: the figures are those of the
+        # method as the model serves it (content term and hedging included)
+        classes=feats.classes,
+    )
+    methods = {
+        c.key: {
+            metric: round(result.mean(c.key, metric), 4)
+            for metric in SUMMARY_METRICS
+            if metric in result.per_split[c.key]
+        }
+        for c in candidates
+    }
+    return {
+        **result.summary(),
+        "methods": methods,
+        "als": BUILD_EVALUATION_ALS,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
