@@ -649,7 +649,7 @@ def write_sample(folder: Path, posts: Sequence[SamplePost]) -> Path:
     """A zipped export: photos under ``media/posts/``, a video for a post without image,
     captions as mojibake, the posts split over ``posts_1.json`` and ``posts_2.json``."""
     path = folder / "instagram-sample-2023-01-31.zip"
-    entries = []
+    entries: list[dict[str, object]] = []
     with zipfile.ZipFile(path, "w") as archive:
         for number, post in enumerate(posts):
             uris = [f"media/posts/202301/{post.key}_{i}.jpg" for i in range(len(post.images))]

@@ -265,6 +265,7 @@ def _load_post(
 def _comments(
     builder: DatasetBuilder, options: ReadOptions, prefix: str, post: _Post, node: dict | None
 ) -> list[str]:
+    assert post.comments is not None  # the caller checks
     shown = f"{prefix}{post.comments}"
     owner = None
     if options.comment_hashtags == "owner":

@@ -235,7 +235,11 @@ def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) ->
             take = pa.array(good[start : start + max(fits, 1)])
             images = _plain(image_column.take(take)).to_pylist()
             lists = _plain(tags.take(take)).to_pylist()
-            ids = _plain(id_column.take(take)).to_pylist() if has_id else [None] * len(take)
+            ids = (
+                _plain(id_column.take(take)).to_pylist()
+                if id_column is not None
+                else [None] * len(take)
+            )
             for i, image, raw, value in zip(take.to_pylist(), images, lists, ids, strict=True):
                 where = f"{shown} row {row + i + 1}"
                 if cut[i]:
