@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class Backbone:
     load_seconds: float = 0.0
     weights_sha256: str = "random"
     # One compiled call: uint8 batch -> (features,) or (features, probabilities).
-    _forward: Callable[[Any], Any] = field(default=None, repr=False)
+    _forward: Callable[[Any], Any] | None = field(default=None, repr=False)
     _has_head: bool = field(default=False, repr=False)
     _keras_model: Any = field(default=None, repr=False)
 
@@ -166,9 +166,11 @@ class Backbone:
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = self._check(batch)
         if len(batch) == 0:
-            probs = np.zeros((0, N_CLASSES), np.float32) if self._has_head else None
-            return np.zeros((0, self.dim), dtype=np.float32), probs
-        feats, probs = [], []
+            none = np.zeros((0, N_CLASSES), np.float32) if self._has_head else None
+            return np.zeros((0, self.dim), dtype=np.float32), none
+        assert self._forward is not None, "a backbone is built with its network"
+        feats: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
         for i in range(0, len(batch), _CHUNK):
             out = self._forward(np.ascontiguousarray(batch[i : i + _CHUNK]))
             feats.append(out[0].numpy())
@@ -253,7 +255,7 @@ class Backbone:
                 f"backbone {self.name} with weights {self.weights} has no trained "
                 "ImageNet classification head"
             )
-        return self._run(batch)[1]
+        return cast(np.ndarray, self._run(batch)[1])  # a head gives probabilities
 
     @property
     def cache_key(self) -> str:

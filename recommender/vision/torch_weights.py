@@ -29,6 +29,7 @@ import pickle
 import struct
 import zipfile
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -316,7 +317,7 @@ def _load_legacy(
         raise BackboneError(f"unsupported PyTorch legacy protocol version {protocol!r}")
     sys_info = _unpickle(stream)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-    order = "<" if little else ">"
+    order: Literal["<", ">"] = "<" if little else ">"
     storages: dict[str, _StorageRef] = {}
     result = _unpickle(stream, storages)
     _check_expected(result, storages, expected)
@@ -355,7 +356,7 @@ def _load_zip(
             if pkl is None:
                 raise BackboneError("the zip weights file has no data.pkl")
             prefix = pkl[: -len("data.pkl")]
-            order = "<"
+            order: Literal["<", ">"] = "<"
             if prefix + "byteorder" in names:
                 text = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
                 order = ">" if text == "big" else "<"
