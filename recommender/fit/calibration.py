@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -130,6 +131,12 @@ def fit_calibration(
     return HedgeCalibration(mean, scale, weights, fitted, n_s, tuple(names))
 
 
+def _left_out(value: np.ndarray, h: float, target: np.ndarray) -> np.ndarray:
+    """The prior of a training image as if it had not trained the prior (leave-one-out,
+    with its leverage ``h``)."""
+    return value - h * (target - value) / (1.0 - h)
+
+
 def calibrate(
     rec: HashtagRecommender,
     sample: CalibrationSample,
@@ -162,7 +169,7 @@ def calibrate(
             features[j] = hedge.evidence(
                 method,
                 s,
-                prior_of=lambda value, h=h, t=target: value - h * (t - value) / (1.0 - h),
+                prior_of=partial(_left_out, h=h, target=target),
             )
             if progress is not None and ((j + 1) % 100 == 0 or j + 1 == len(images)):
                 progress(j + 1, len(images))

@@ -270,7 +270,7 @@ class IVFIndex:
         if n == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         k = n if self.vectors is None else min(len(self), max(_RERANK_MIN, n * _RERANK_FACTOR))
-        params = self._faiss.SearchParametersIVF(nprobe=self.nprobe)
+        params = self._faiss.SearchParametersIVF(nprobe=self.nprobe)  # type: ignore[call-arg]
         dist, ids = self._index.search(query[None], k, params=params)
         found = ids[0] >= 0
         ids = ids[0][found]
