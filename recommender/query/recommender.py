@@ -281,7 +281,7 @@ class HashtagRecommender:
         self._parts = parts
         self._thumbnails = thumbnail_list(parts.thumbnails)
         self._tag_ids = {t: i for i, t in enumerate(self.tags)}
-        self._backbone = None
+        self._backbone: Backbone | None = None
         self._backbone_lock = threading.Lock()
         self.path: Path | None = None
 
@@ -416,10 +416,11 @@ class HashtagRecommender:
         r = self.rank(features, n_neighbours, k, m, exclude, classes)
         left_out: list[str] = []
         if m.name == ORIGINAL:  # the original's own factors, nothing left out
-            contrib = self.original.contributions(r, r.best)
+            contrib = require_original(self.original).contributions(r, r.best)
         else:
-            if r.hedged is not exclude:  # what the same top k would have held unhedged
-                left_out = [self.tags[t] for t in r.top(int(k), exclude) if r.hedged[t]]
+            hedged = r.hedged
+            if hedged is not None and hedged is not exclude:  # the same top k unhedged
+                left_out = [self.tags[t] for t in r.top(int(k), exclude) if hedged[t]]
             contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
         scores, priors, contents = (r.at(v, r.best) for v in (r.scores, r.prior, r.content))
         down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
@@ -454,12 +455,13 @@ class HashtagRecommender:
 
     def _search_tags(self, r: Ranked, left_out: list[str]) -> list[SearchTag]:
         """What hedging did with each category search tag of ``r``'s list and ``left_out``."""
-        if r.probability is None:
+        probabilities = r.probability
+        if probabilities is None:
             return []
         down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
 
         def probability(t: int) -> float | None:
-            p = float(r.probability[self.hedge.tag_category[t]])
+            p = float(probabilities[self.hedge.tag_category[t]])
             return p if np.isfinite(p) else None
 
         out = [
@@ -535,12 +537,12 @@ class HashtagRecommender:
         idx, sims = nearest[:n], similarities[:n]
         weights = neighbour_weights(sims, method)
         if k is None:
-            parts = self.scorer.score_parts(idx, weights, method, features, classes)
-            return Scored(nearest, idx, sims, weights, *parts)
-        tags, *parts = self.scorer.score_top(
+            terms = self.scorer.score_parts(idx, weights, method, features, classes)
+            return Scored(nearest, idx, sims, weights, *terms)
+        tags, scores, prior, content = self.scorer.score_top(
             idx, weights, method, features, classes, k, exclude, self._hedge_tags, candidates
         )
-        return Scored(nearest, idx, sims, weights, *parts, tags=tags)
+        return Scored(nearest, idx, sims, weights, scores, prior, content, tags=tags)
 
     def _rank_original(self, features: np.ndarray, k: int) -> Ranked:
         """The original project's ranking (:mod:`recommender.query.original`): its own

@@ -115,7 +115,7 @@ def _write_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> dict[s
     no copy of the whole archive in memory), fsynced; its sha256 and size, read back."""
     _check_plain(arrays)
     with open(folder / name, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # (numpy's stub: as if allow_pickle)
         fh.flush()
         os.fsync(fh.fileno())
     with open(folder / name, "rb") as back:
@@ -354,15 +354,15 @@ def write_model(
             + sum(lengths)
             + len(neighbours or b"")
         )
-        full = disk_full(
+        disk_error = disk_full(
             exc,
             path.parent,
             needed,
             "Free some space or choose another output folder (--out); any earlier model "
             f"at {path} is intact.",
         )
-        if full is not None:
-            raise full from None
+        if disk_error is not None:
+            raise disk_error from None
         raise
     return path
 
