@@ -1,40 +1,9 @@
 """Turning the nearest training images into hashtag scores, and explaining each score.
 
-Every method here is linear in the neighbours, plus at most one term that does not depend
-on them (the *prior*): a hashtag's score is the sum of one contribution per neighbour plus
-the prior, so the explanation "how much did each neighbour add, and how much came from
-the image itself" is exact.
-
-- ALS part: neighbour j adds ``w_j * (p_j . h_t)``, its post factors against the tag's
-  factors. With uniform weights and nothing else this is the original project's method
-  (the mean of the neighbours' post factors, dotted with every hashtag's factors).
-- Vote part: neighbour j adds ``w_j * [t in tags_j]``. With ``profiles``, a neighbour that
-  carries a single hashtag ``s`` (in the demo data: an image known only by the search
-  hashtag it was scraped under) votes with the *profile* of ``s`` instead: the share of
-  the training posts carrying ``s`` and other hashtags that also carry ``t`` (1 for ``s``
-  itself). Such a neighbour then brings the hashtags that usually go with its one tag.
-- Prior: ``prior_weight * (x . W_t)``, a ridge regression from the query's image features
-  ``x`` to what each training image votes for (its hashtags, or its single hashtag's
-  profile). It is not a neighbour's doing, so it is reported on its own
-  (``TagScore.prior``).
-- Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
-  ImageNet head gives the query's top classes that the curated table maps to ``t``
-  (:mod:`recommender.vision.content`: a cheeseburger photo adds to #burger). Also the image's own
-  doing, reported on its own (``TagScore.content``); 0 when the query's class
-  probabilities are not given.
-
-A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
-adds the prior with ``prior_weight`` and the content term with ``content_weight``;
-``calibrated_hedge`` takes other categories' search tags out of the ranking and
-``calibrated_demote`` moves uncertain ones below the top 5 (:mod:`recommender.query.hedging`;
-tags are removed or moved, scores never change).
-
-Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
-therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
-those with another term, then the rest by the length of their ALS factors until their
-bound falls below the k-th best), with the same scores and the same top k as scoring all.
-
-The methods' parameters and registry are :class:`recommender.config.Method` and
+A method blends an ALS part, a vote part, an image prior and a content term, each linear in
+the neighbours or independent of them, so every score splits exactly into what each
+neighbour added and what came from the image itself (:class:`Scorer` says how). The
+methods' parameters and registry are :class:`recommender.config.Method` and
 :data:`~recommender.config.METHODS`.
 """
 
@@ -114,6 +83,40 @@ class Scored:
 class Scorer:
     """Scores hashtags from the neighbours found in the image index.
 
+    Every method here is linear in the neighbours, plus at most one term that does not depend
+    on them (the *prior*): a hashtag's score is the sum of one contribution per neighbour plus
+    the prior, so the explanation "how much did each neighbour add, and how much came from
+    the image itself" is exact.
+
+    - ALS part: neighbour j adds ``w_j * (p_j . h_t)``, its post factors against the tag's
+      factors. With uniform weights and nothing else this is the original project's method
+      (the mean of the neighbours' post factors, dotted with every hashtag's factors).
+    - Vote part: neighbour j adds ``w_j * [t in tags_j]``. With ``profiles``, a neighbour that
+      carries a single hashtag ``s`` (in the demo data: an image known only by the search
+      hashtag it was scraped under) votes with the *profile* of ``s`` instead: the share of
+      the training posts carrying ``s`` and other hashtags that also carry ``t`` (1 for ``s``
+      itself). Such a neighbour then brings the hashtags that usually go with its one tag.
+    - Prior: ``prior_weight * (x . W_t)``, a ridge regression from the query's image features
+      ``x`` to what each training image votes for (its hashtags, or its single hashtag's
+      profile). It is not a neighbour's doing, so it is reported on its own
+      (``TagScore.prior``).
+    - Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
+      ImageNet head gives the query's top classes that the curated table maps to ``t``
+      (:mod:`recommender.vision.content`: a cheeseburger photo adds to #burger). Also the
+      image's own doing, reported on its own (``TagScore.content``); 0 when the query's
+      class probabilities are not given.
+
+    A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
+    adds the prior with ``prior_weight`` and the content term with ``content_weight``;
+    ``calibrated_hedge`` takes other categories' search tags out of the ranking and
+    ``calibrated_demote`` moves uncertain ones below the top 5 (:mod:`recommender.query.hedging`;
+    tags are removed or moved, scores never change).
+
+    Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
+    therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
+    those with another term, then the rest by the length of their ALS factors until their
+    bound falls below the k-th best), with the same scores and the same top k as scoring all.
+
     Parameters
     ----------
     image_factors : (N_images, f) array
@@ -123,7 +126,7 @@ class Scorer:
     image_tags : (N_images, T) sparse matrix
         Binary: which hashtags each indexed post carries.
     profiles : (P, T) sparse matrix, optional
-        Hashtag profiles (see the module notes); none by default.
+        Hashtag profiles (the vote part above); none by default.
     image_profile : (N_images,) int array, optional
         Row of ``profiles`` each indexed post votes with when a method uses profiles, -1
         for its own hashtags.
