@@ -1,26 +1,6 @@
 """The model folder: plain data on disk, written atomically, checked on load.
 
-Layout of a model folder (format version 3)::
-
-    manifest.json    format name and version, how and from what it was built, and the
-                     sha256 and size of every other file
-    manifest.sha256  the sha256 of manifest.json itself (``sha256sum -c`` reads it)
-    arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
-                     offsets; see recommender.store.arrays), no object arrays
-    features.npy     the training images' features, (N, d) float32 or float16: written
-                     chunk by chunk, memory-mapped on load
-    index.json       hashtags and the training images (relative path, post id, hashtags)
-    thumbnails.bin   small JPEG thumbnails of the training images, concatenated (offsets in
-                     arrays.npz under "thumbnail_offsets"): streamed in, memory-mapped on load
-    neighbours.faiss only for large models: the approximate neighbour index, faiss' own
-                     serialisation (its parameters are in the manifest under "neighbours")
-
-Version 1 folders (features inside arrays.npz, thumbnails.npz) and version 2 folders
-(no manifest.sha256: their manifest is checked by its format version and schema only)
-still load. On load the manifest's keys are checked against :data:`MANIFEST_KEYS`: an
-unknown or (from version 3 on) missing key is a :class:`ModelError`, never a silent
-default. Weights named in ``config.weights`` must sit in the model folder or an installed
-package, or in a folder the user lists in ``$HASHTAG_WEIGHTS_DIRS``.
+The files of a model folder and its format versions: :func:`write_model`.
 
 Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
 matched, JSON with the standard parser; the neighbour index reaches faiss only after its
@@ -296,6 +276,28 @@ def write_model(
     neighbours: bytes | None = None,
 ) -> Path:
     """Write a model folder atomically.
+
+    Layout of a model folder (format version 3)::
+
+        manifest.json    format name and version, how and from what it was built, and the
+                         sha256 and size of every other file
+        manifest.sha256  the sha256 of manifest.json itself (``sha256sum -c`` reads it)
+        arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
+                         offsets; see recommender.store.arrays), no object arrays
+        features.npy     the training images' features, (N, d) float32 or float16: written
+                         chunk by chunk, memory-mapped on load
+        index.json       hashtags and the training images (relative path, post id, hashtags)
+        thumbnails.bin   small JPEG thumbnails of the training images, concatenated (offsets in
+                         arrays.npz under "thumbnail_offsets"): streamed in, memory-mapped on load
+        neighbours.faiss only for large models: the approximate neighbour index, faiss' own
+                         serialisation (its parameters are in the manifest under "neighbours")
+
+    Version 1 folders (features inside arrays.npz, thumbnails.npz) and version 2 folders
+    (no manifest.sha256: their manifest is checked by its format version and schema only)
+    still load. On load the manifest's keys are checked against :data:`MANIFEST_KEYS`: an
+    unknown or (from version 3 on) missing key is a :class:`ModelError`, never a silent
+    default. Weights named in ``config.weights`` must sit in the model folder or an installed
+    package, or in a folder the user lists in ``$HASHTAG_WEIGHTS_DIRS``.
 
     ``arrays`` must hold ``"features"`` (written to its own file, chunk by chunk: it may be
     a memory map); ``thumbnails`` is an iterable of JPEG byte strings, one per image,
