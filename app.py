@@ -383,7 +383,7 @@ def charts_ui(result, digest: str) -> None:
         )
         tag = result.hashtags[choice or 0]
         st.plotly_chart(
-            pres.contribution_figure(tag, result.neighbors),
+            pres.contribution_figure(tag, result.neighbours),
             config={"displayModeBar": False},
             key="contributions",
         )
@@ -403,7 +403,7 @@ def charts_ui(result, digest: str) -> None:
 
 
 def neighbours_ui(rec: HashtagRecommender, result, blocked) -> None:
-    st.subheader(f"The {len(result.neighbors)} most similar training photos")
+    st.subheader(f"The {len(result.neighbours)} most similar training photos")
     st.caption(
         "Their hashtags vote for the suggestions, each with its weight: the more similar "
         "a photo, the more its vote counts (the weights add up to 100%)."
@@ -416,7 +416,7 @@ def neighbours_ui(rec: HashtagRecommender, result, blocked) -> None:
             nb.weight,
             pres.neighbour_tags(nb.hashtags, blocked),
         )
-        for rank, nb in enumerate(result.neighbors, 1)
+        for rank, nb in enumerate(result.neighbours, 1)
     ]
     st.html(pres.neighbour_grid_html(cards))
 
@@ -467,7 +467,7 @@ def detail_ui(rec, name, preview, digest, result, ranked_ms, query, n, blocked, 
         if preview:
             st.image(preview, width="stretch")
         st.caption(
-            f"{pres.escape_markdown(name)} · {len(result.neighbors)} neighbours · "
+            f"{pres.escape_markdown(name)} · {len(result.neighbours)} neighbours · "
             f"{pres.escape_markdown(result.method)} scoring · ranked in {ranked_ms:.0f} ms"
         )
         if result.seen:
@@ -556,7 +556,7 @@ def main() -> None:
         if features is not None:
             try:
                 ranked = rec.recommend_features(
-                    features, n_neighbors=n, k=pool, blocklist=use_blocklist, classes=classes
+                    features, n_neighbours=n, k=pool, blocklist=use_blocklist, classes=classes
                 )
             except RecommenderError as exc:
                 problem = str(exc)

@@ -30,8 +30,9 @@ from recommender import evaluation
 from recommender.data.hashtags import load_blocklist
 from recommender.fit.training import fit_recommender
 from recommender.query.breadth import BALANCED_POOL, BROAD, balanced
+from recommender.query.hedging import dataset_categories
 from recommender.query.recommender import BuildConfig
-from recommender.query.scoring import DEFAULT_NEIGHBORS
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 PASTED = 5
 
@@ -49,7 +50,7 @@ def balanced_ranking(ranked: Sequence[str], tiers: Sequence[str]) -> list[str]:
 
 def split_figures(rec, query, truth, categories, off, blocked) -> dict[str, dict[str, float]]:
     ids = evaluation.rank_features(
-        rec, query, rec.method.name, DEFAULT_NEIGHBORS, BALANCED_POOL, rec.blocked_mask(blocked)
+        rec, query, rec.method.name, DEFAULT_NEIGHBOURS, BALANCED_POOL, rec.blocked_mask(blocked)
     )
     out: dict[str, dict[str, float]] = {}
     plain = [[rec.tags[t] for t in row if t >= 0] for row in ids]
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if has_off_topic:
             off = evaluation.off_topic_tags(
                 categories,
-                evaluation.dataset_categories(p.category for p in posts),
+                dataset_categories(p.category for p in posts),
                 rec.tags[: evaluation.OFF_TOPIC_GENERIC],
             )
         per_split.append(split_figures(rec, query, truth, categories, off, blocked))
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = list(per_split[0]["plain"])
     print(
         f"{len(splits)} splits, {np.mean([len(s.test) for s in splits]):.0f} test posts each, "
-        f"method {config.method}, n={DEFAULT_NEIGHBORS}, spam filter on, pool "
+        f"method {config.method}, n={DEFAULT_NEIGHBOURS}, spam filter on, pool "
         f"{BALANCED_POOL}; {time.perf_counter() - start:.0f} s"
     )
     print(f"{'':16}{'plain':>10}{'balanced':>10}{'balanced - plain':>24}")

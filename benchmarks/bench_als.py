@@ -64,7 +64,8 @@ def real_matrix():
 
 
 def worker(size: str, zipf: float) -> dict:
-    from recommender.fit.als import ALSParams, fit_als
+    from recommender.config import ALSParams
+    from recommender.fit.als import fit_als
 
     matrix = real_matrix() if size == "real" else synthetic_matrix(int(size), zipf)
     before = proc_status("VmRSS")

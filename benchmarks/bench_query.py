@@ -6,7 +6,7 @@ warm      ``HashtagRecommender.recommend`` on the encoded bytes of an uploaded p
           photos (320 px). The stages are timed separately in the same loop. A 12 MP
           (4000 x 3000) JPEG, as a phone takes them, is timed too.
 rerank    ``recommend_features`` with the features already computed, as when a slider
-          moves: ``n_neighbors`` cycling over 5..50, k=10.
+          moves: ``n_neighbours`` cycling over 5..50, k=10.
 cold      A fresh Python process: import, load the model, compile the backbone, first
           result. Measured from outside (process start to the result line) and inside.
 classes   What naming the photo costs a query (issue 13), alternating in one loop: the
@@ -105,13 +105,13 @@ def rerank(rec, photos: list[bytes], queries: int) -> list[dict]:
     for i in range(queries):
         (f, c), n = seen[i % len(seen)], 5 + i % 46
         start = time.perf_counter()
-        rec.recommend_features(f, n_neighbors=n, k=10, classes=c)
+        rec.recommend_features(f, n_neighbours=n, k=10, classes=c)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
         rec.index.search(f, n)
         search.append(time.perf_counter() - start)
     return [
-        {"what": "recommend_features, n_neighbors 5..50, k=10", **percentiles(times)},
+        {"what": "recommend_features, n_neighbours 5..50, k=10", **percentiles(times)},
         {
             "what": f"  of which neighbour search ({rec.index.kind}, {len(rec.index):,} images)",
             **percentiles(search),
@@ -177,7 +177,7 @@ def classes_cost(rec, photos: list[bytes], queries: int, content_weight: float) 
 def hedging_cost(rec, photos: list[bytes], queries: int) -> list[dict]:
     import dataclasses
 
-    from recommender.query.scoring import METHODS
+    from recommender.config import METHODS
 
     default = METHODS["profiles_prior"]
     CALIBRATED, SINGLE = default.calibrated_hedge, default.calibrated_single  # noqa: N806

@@ -135,8 +135,9 @@ def _matrix(size: str):
 
 
 def als_worker(master: str, size: str) -> dict:
+    from recommender.config import ALSParams
     from recommender.engines import spark as se
-    from recommender.fit.als import ALSParams, fit_als
+    from recommender.fit.als import fit_als
 
     matrix = _matrix(size)
     params = ALSParams()

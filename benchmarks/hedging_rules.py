@@ -63,6 +63,7 @@ import scipy.optimize
 import scipy.sparse as sp
 
 from recommender.blas import serial_blas
+from recommender.config import get_method
 from recommender.data.datasets import load_dataset
 from recommender.engines.embed_stage import dataset_features
 from recommender.evaluation import (
@@ -89,7 +90,7 @@ from recommender.query.hedging import (
     moved_below,
 )
 from recommender.query.recommender import BuildConfig
-from recommender.query.scoring import DEFAULT_NEIGHBORS, get_method, top_k
+from recommender.query.scoring import DEFAULT_NEIGHBOURS, top_k
 
 RULES = (
     ["none"]
@@ -363,7 +364,7 @@ def main() -> None:
                 found, found_sims = rec.index.search(q, max(AGREEMENT_NEIGHBOURS, WIDE_NEIGHBOURS))
                 signals["nb"][j] = rec.hedge.carried(found[:AGREEMENT_NEIGHBOURS]).mean(axis=0)
                 probs = None if held_classes is None else held_classes.dense(j)
-                s_ = rec.score_nearest(q, found, found_sims, DEFAULT_NEIGHBORS, method, probs)
+                s_ = rec.score_nearest(q, found, found_sims, DEFAULT_NEIGHBOURS, method, probs)
                 scores.append(s_.scores)
                 evidence = rec.hedge.evidence(method, s_)  # "prior" and "share" first
                 signals["evidence"][j], signals["nb15"][j] = evidence[:, 0], evidence[:, 1]

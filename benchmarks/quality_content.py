@@ -25,11 +25,10 @@ METRICS = ("recall@10", "beyond_recall@10", "ndcg@10", "hit@10", "precision@5", 
 
 
 def per_split(backbone: str, weights: list[float], splits: int) -> dict[str, dict]:
-    from recommender.config import BuildConfig
+    from recommender.config import DEFAULT_METHOD, METHODS, BuildConfig
     from recommender.data.datasets import load_dataset
     from recommender.engines.embed_stage import dataset_features
     from recommender.evaluation import Candidate, evaluate, image_keys
-    from recommender.query.scoring import DEFAULT_METHOD, METHODS
 
     config = BuildConfig(backbone=backbone)
     dataset = load_dataset(DATASET)

@@ -4,7 +4,7 @@ The public API::
 
     from recommender import HashtagRecommender
     rec = HashtagRecommender.load("models/demo")
-    result = rec.recommend("photo.jpg", n_neighbors=15, k=10)
+    result = rec.recommend("photo.jpg", n_neighbours=15, k=10)
 
 Heavy libraries (TensorFlow, implicit) load only when a function needs them.
 """

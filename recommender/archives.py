@@ -121,6 +121,7 @@ class MemberReader:
         if info.flag_bits & 0x1:
             raise MemberError(f"{self.shown} is encrypted; an archive to read must not be")
         method = info.compress_type
+        self._d: _Zlib | bz2.BZ2Decompressor | _Lzma | None
         if method == zipfile.ZIP_DEFLATED:
             self._d = _Zlib()
         elif method == zipfile.ZIP_BZIP2:

@@ -188,59 +188,6 @@ def index_and_write_stage(
     return rec
 
 
-ORIGINAL = "original"
-SUMMARY_METRICS = ("recall@5", "recall@10", "beyond_recall@10", "off_topic@5", "off_topic@10")
-"""Per-method figures ``build --evaluate`` keeps in the manifest's ``evaluation.methods``."""
-
-
-def _evaluation_summary(
-    dataset: Dataset,
-    feats: DatasetFeatures,
-    config: BuildConfig,
-    splits: int,
-    progress: BuildProgress | None,
-) -> dict[str, Any]:
-    from recommender.evaluation import (
-        ORIGINAL_NEIGHBOURS,
-        POPULARITY,
-        Candidate,
-        evaluate,
-        image_keys,
-    )
-
-    start = time.perf_counter()
-    candidates = [Candidate(POPULARITY, None), Candidate(config.method, config.method)]
-    if config.method != ORIGINAL:  # the page compares the default with the original project
-        candidates.append(Candidate(ORIGINAL, ORIGINAL, ORIGINAL_NEIGHBOURS))
-    result = evaluate(
-        dataset.posts,
-        feats.features,
-        feats.image_rows,
-        config,
-        candidates=candidates,
-        n_splits=splits,
-        keys=image_keys(dataset, dataset.posts, feats.image_rows),
-        n_sweep=(),
-        progress=progress,
-        # what the network sees, kept by the embed stage: the figures are those of the
-        # method as the model serves it (content term and hedging included)
-        classes=feats.classes,
-    )
-    methods = {
-        c.key: {
-            metric: round(result.mean(c.key, metric), 4)
-            for metric in SUMMARY_METRICS
-            if metric in result.per_split[c.key]
-        }
-        for c in candidates
-    }
-    return {
-        **result.summary(),
-        "methods": methods,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-
-
 def build_model(
     data: str | Path,
     out: str | Path,
@@ -259,10 +206,9 @@ def build_model(
     ``data`` may be several paths, the parts of a split Instagram export; ``read_options``
     are the choices some layouts offer (:class:`~recommender.data.formats.ReadOptions`).
 
-    ``evaluate`` > 0 first runs that many evaluation splits (the default method against
-    popularity and the original project's method, see :mod:`recommender.evaluation`) and
-    stores the summary in the manifest under ``"evaluation"``, each method's figures
-    (:data:`SUMMARY_METRICS`) under ``"evaluation"]["methods"][name]``. ``engine`` names
+    ``evaluate`` > 0 first runs that many evaluation splits and stores their summary in the
+    manifest under ``"evaluation"``
+    (:func:`recommender.evaluation.run.build_evaluation`). ``engine`` names
     who embeds and fits (:mod:`recommender.engines`); ``shard_size`` is the images per
     feature shard (:data:`recommender.features.shards.DEFAULT_SHARD_SIZE`).
 
@@ -285,9 +231,11 @@ def build_model(
         shard_size=shard_size,
         progress=progress,
     )
-    evaluation = (
-        _evaluation_summary(dataset, feats, config, evaluate, progress) if evaluate else None
-    )
+    evaluation = None
+    if evaluate:
+        from recommender.evaluation.run import build_evaluation
+
+        evaluation = build_evaluation(dataset, feats, config, evaluate, progress)
     fit_start = time.perf_counter()
     manifest = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -43,8 +43,8 @@ def int_in_range(lo: int, hi: int | None = None):
 
 def method_name(text: str) -> str:
     """An argparse ``type=``: a registered scoring method, or a variant of one
-    (``name:field=value,...``, see :func:`recommender.query.scoring.get_method`)."""
-    from recommender.query.scoring import get_method
+    (``name:field=value,...``, see :func:`recommender.config.get_method`)."""
+    from recommender.config import get_method
 
     try:
         get_method(text)
@@ -185,7 +185,8 @@ def _start_spark(args: argparse.Namespace) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
+    from recommender.evaluation.run import BUILD_EVALUATION_ALS
     from recommender.query.recommender import BuildConfig
 
     if args.skip_existing:
@@ -205,6 +206,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         _start_spark(args)
     elif args.spark_master or args.spark_conf or args.spark_wait is not None:
         raise ConfigError("--spark-master, --spark-conf and --spark-wait need --engine spark")
+    if args.evaluate and args.engine != BUILD_EVALUATION_ALS:
+        print(
+            f"--evaluate fits its models with the {BUILD_EVALUATION_ALS} ALS (implicit), not "
+            f"the {args.engine} engine's; the manifest records it as evaluation.als",
+            file=sys.stderr,
+        )
     config = config_from_args(BuildConfig, args, als=config_from_args(ALSParams, args))
     from recommender.data.datasets import ReadOptions
 
@@ -310,7 +317,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 raise ImageError(problem)
             result = rec.recommend_features(
                 features[i],
-                n_neighbors=args.n,
+                n_neighbours=args.n,
                 k=args.k,
                 method=args.method,
                 blocklist=blocklist,
@@ -331,7 +338,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if fmt == "csv":
             writer.writerows(recommendation_rows(image, result))
             continue
-        print(f"{image}  ({result.method}, {len(result.neighbors)} neighbours)")
+        print(f"{image}  ({result.method}, {len(result.neighbours)} neighbours)")
         print("  hashtags:  " + " ".join(f"#{t.tag}" for t in result.hashtags))
         if result.seen:
             print(f"  {network_sees(result.seen)}")
@@ -341,7 +348,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             moved = "  (moved below the top 5)" if t.moved_down else ""
             print(f"    #{t.tag:<30} {t.score:8.4f}  {t.posts:>6} posts  {t.tier}{moved}")
         print("  nearest training images:")
-        for nb in result.neighbors:
+        for nb in result.neighbours:
             tags = " ".join(f"#{t}" for t in nb.hashtags[:8])
             print(f"    {nb.similarity:6.3f}  {nb.image}  {tags}")
     return status
@@ -369,7 +376,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         method = next((c.method for c in compared if c.key != POPULARITY), method)
         sweep: dict = {"n_sweep": ()}
     else:
-        candidates = default_candidates(args.method, list(args.neighbors), args.methods)
+        candidates = default_candidates(args.method, list(args.neighbours), args.methods)
         sweep = {}
     config = config_from_args(BuildConfig, args, method=method)
     result = evaluate_dataset(
@@ -508,13 +515,12 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from recommender.config import BuildConfig
+    from recommender.config import METHODS, ALSParams, BuildConfig
     from recommender.data.datasets import FORMATS, ReadOptions
     from recommender.data.formats import COMMENT_HASHTAGS
     from recommender.data.hashtags import INSTAGRAM_MAX_HASHTAGS
-    from recommender.fit.als import ALSParams
-    from recommender.query.recommender import MAX_NEIGHBORS
-    from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
+    from recommender.query.recommender import MAX_NEIGHBOURS
+    from recommender.query.scoring import DEFAULT_NEIGHBOURS
     from recommender.vision.backbones import BACKBONES
 
     METHOD_CHOICES = (  # noqa: N806 - a constant of this function
@@ -657,9 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--neighbors",
+        "--neighbours",
+        dest="neighbours",
+        metavar="N",
         nargs="+",
-        type=int_in_range(1, MAX_NEIGHBORS),
-        default=[DEFAULT_NEIGHBORS, 30],
+        type=int_in_range(1, MAX_NEIGHBOURS),
+        default=[DEFAULT_NEIGHBOURS, 30],
         help="numbers of neighbours to evaluate every method at",
     )
     e.add_argument(
@@ -696,17 +705,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recommend", help="recommend hashtags for images", formatter_class=fmt)
     r.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, ...)")
     r.add_argument("--model", default=str(default_model()), help="model folder; $HASHTAG_MODEL")
-    for short, name, default, most, what in (
+    for short, names, default, most, what in (
         (
             "-n",
-            "--neighbors",
-            DEFAULT_NEIGHBORS,
-            MAX_NEIGHBORS,
+            ("--neighbors", "--neighbours"),
+            DEFAULT_NEIGHBOURS,
+            MAX_NEIGHBOURS,
             "nearest training images that vote (the original method always uses 5)",
         ),
         (
             "-k",
-            "--hashtags",
+            ("--hashtags",),
             10,
             INSTAGRAM_MAX_HASHTAGS,
             "hashtags to recommend (Instagram's most)",
@@ -714,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         r.add_argument(
             short,
-            name,
+            *names,
             dest=short[1],
             type=int_in_range(1, most),
             default=default,

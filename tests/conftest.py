@@ -207,8 +207,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def tiny_build(tiny_dataset, tiny_backbone, feature_cache_dir, tmp_path_factory):
     """The model built from the tiny data set with the stand-in backbone: (path, summary)."""
     from recommender.build import build_model
-    from recommender.config import BuildConfig
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams, BuildConfig
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     config = BuildConfig(backbone=TINY_BACKBONE, als=ALSParams(factors=4, iterations=10))

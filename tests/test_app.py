@@ -119,7 +119,7 @@ def page(demo_build, dataset_path, photos, monkeypatch) -> AppTest:
 def expected(demo_model, photos):
     """What the library itself recommends for food.jpg with the page's defaults."""
     return demo_model.recommend(
-        photos / "food.jpg", n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
+        photos / "food.jpg", n_neighbours=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
     )
 
 
@@ -163,7 +163,7 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     assert neighbour_ranks(page) == list(range(1, pres.N_DEFAULT + 1))
     # Each card shows the neighbour's similarity and its share of every score.
     assert neighbour_cards(page) == [
-        (f"{nb.similarity:.2f}", f"{nb.weight * 100:.0f}") for nb in expected.neighbors
+        (f"{nb.similarity:.2f}", f"{nb.weight * 100:.0f}") for nb in expected.neighbours
     ]
     # Each thumbnail at most its own size (never blown up), two to a row on a phone.
     grid = neighbour_grid(page)
@@ -176,7 +176,7 @@ def test_upload_shows_hashtags_charts_and_neighbours(page, photos, expected):
     blocked = load_blocklist()
     lines = neighbour_tags(page)
     assert len(lines) == pres.N_DEFAULT
-    for line, nb in zip(lines, expected.neighbors, strict=True):
+    for line, nb in zip(lines, expected.neighbours, strict=True):
         assert line == html.escape(pres.neighbour_tags(nb.hashtags, blocked))
 
 
@@ -184,7 +184,7 @@ def test_the_note_under_the_photo_agrees_with_the_list(page, photos, demo_model)
     # the demo photo whose list and left-out tags hold the most category search tags
     blocked = load_blocklist()
     results = {
-        p.name: demo_model.recommend(p, n_neighbors=pres.N_DEFAULT, k=10, blocklist=blocked)
+        p.name: demo_model.recommend(p, n_neighbours=pres.N_DEFAULT, k=10, blocklist=blocked)
         for p in sorted(photos.glob("*.jpg"))
     }
     name = max(results, key=lambda n: (len(results[n].search_tags), len(results[n].left_out)))
@@ -260,7 +260,7 @@ def test_spam_filter(page, photos, demo_model):
     assert shown and not shown & blocked
 
     page.sidebar.toggle[0].set_value(False).run()
-    unfiltered = demo_model.recommend(photos / "babies.jpg", n_neighbors=pres.N_DEFAULT, k=10)
+    unfiltered = demo_model.recommend(photos / "babies.jpg", n_neighbours=pres.N_DEFAULT, k=10)
     assert all_block(page) == [f"#{t}" for t in unfiltered.tags]
     assert set(unfiltered.tags) & blocked  # this photo does draw engagement bait
 
@@ -279,7 +279,7 @@ def test_an_iphone_heic_upload_is_read(page, photos, demo_model):
     upload(page, "IMG_0042.HEIC", out.getvalue(), "image/heic")
     assert not errors(page)
     expected = demo_model.recommend(
-        out.getvalue(), n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
+        out.getvalue(), n_neighbours=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
     )
     assert top_block(page) == [f"#{t}" for t in expected.tags[:5]]
 
@@ -453,7 +453,7 @@ def test_the_page_follows_a_model_rebuilt_at_the_same_path(
 ):
     """A rebuild while the server runs: the next run shows the new model and says so."""
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
     from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(backbone=TINY_BACKBONE, als=ALSParams(factors=4, iterations=2))
@@ -522,7 +522,7 @@ def test_a_batch_gets_a_table_and_a_csv_matching_the_per_photo_results(
 
     expected = {
         name: demo_model.recommend(
-            data, n_neighbors=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
+            data, n_neighbours=pres.N_DEFAULT, k=10, blocklist=load_blocklist()
         )
         for name, data in files
         if name != "notes.jpg"
@@ -592,7 +592,7 @@ def test_balanced_five_pastes_a_mix(page, demo_model, photos):
     toggle.set_value(True).run()
     pool = demo_model.recommend(
         photos / "nature.jpg",
-        n_neighbors=pres.N_DEFAULT,
+        n_neighbours=pres.N_DEFAULT,
         k=BALANCED_POOL,
         blocklist=load_blocklist(),
     )
@@ -698,7 +698,7 @@ def test_a_link_opens_the_same_view(demo_build, dataset_path, photos, demo_model
     assert at.pills[0].value == "animals"
     assert neighbour_ranks(at) == list(range(1, 13))
     want = demo_model.recommend(
-        photos / "animals.jpg", n_neighbors=12, k=7, blocklist=load_blocklist()
+        photos / "animals.jpg", n_neighbours=12, k=7, blocklist=load_blocklist()
     )
     assert all_block(at) == [f"#{t}" for t in want.tags]
 

@@ -13,15 +13,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from recommender.config import DEFAULT_BACKBONE
 from recommender.errors import BackboneError
 from recommender.vision import torch_weights
-from recommender.vision.backbones import (
-    BACKBONES,
-    DEFAULT_BACKBONE,
-    REGISTRY,
-    get_backbone,
-    weights_installed,
-)
+from recommender.vision.backbones import BACKBONES, REGISTRY, get_backbone, weights_installed
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug

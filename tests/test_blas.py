@@ -12,7 +12,8 @@ import pytest
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
 from recommender.blas import serial_blas  # noqa: E402
-from recommender.fit.als import ALSParams, fit_als, interaction_matrix  # noqa: E402
+from recommender.config import ALSParams  # noqa: E402
+from recommender.fit.als import fit_als, interaction_matrix  # noqa: E402
 
 
 def blas_threads() -> set[int]:

@@ -30,10 +30,9 @@ from test_embed_stage import MeanColour
 
 from recommender import archives, cli, limits
 from recommender.build import embed_stage, read_stage
-from recommender.config import BuildConfig
+from recommender.config import ALSParams, BuildConfig
 from recommender.data.datasets import load_dataset
 from recommender.errors import BackboneError, DatasetError, DiskFullError, ImageError
-from recommender.fit.als import ALSParams
 from recommender.store import model_io
 from recommender.vision import images, torch_weights
 

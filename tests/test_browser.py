@@ -140,7 +140,7 @@ def test_upload_in_a_real_browser(demo_build, demo_model, dataset_path, tmp_path
     photo = dataset_path / "test" / "food.jpg"
     if not photo.is_file():
         pytest.skip(f"the example photo {photo} is missing")
-    expected = demo_model.recommend(photo, n_neighbors=N_DEFAULT, k=10, blocklist=load_blocklist())
+    expected = demo_model.recommend(photo, n_neighbours=N_DEFAULT, k=10, blocklist=load_blocklist())
     env = {"HASHTAG_MODEL": str(demo_build[0]), "HASHTAG_DATASET": str(dataset_path)}
 
     with (

@@ -12,7 +12,7 @@ from PIL import Image
 
 from recommender import DatasetError, HashtagRecommender
 from recommender.build import build_model
-from recommender.fit.als import ALSParams
+from recommender.config import ALSParams
 from recommender.query.recommender import BuildConfig
 
 
@@ -83,8 +83,8 @@ def test_messy_folder_builds_and_reports_what_it_skipped(messy, tmp_path, featur
     assert "broken.jpg" in problems and "notes.jpg" in problems
 
     loaded = HashtagRecommender.load(tmp_path / "model")
-    result = loaded.recommend(messy / "img" / "red3.jpg", n_neighbors=3, k=3, method="knn_vote")
-    assert result.neighbors[0].image == "img/red3.jpg"
+    result = loaded.recommend(messy / "img" / "red3.jpg", n_neighbours=3, k=3, method="knn_vote")
+    assert result.neighbours[0].image == "img/red3.jpg"
     assert {"sunset", "red"} <= set(result.tags)
 
 
@@ -156,25 +156,25 @@ def test_the_stored_evaluation_is_the_one_evaluate_gives(
     those of `evaluate` on the same splits."""
     from conftest import real_photo_manifest
 
-    from recommender import evaluation
-    from recommender.build import SUMMARY_METRICS
     from recommender.evaluation import (
         ORIGINAL_NEIGHBOURS,
         POPULARITY,
         Candidate,
         evaluate_dataset,
+        run,
     )
+    from recommender.evaluation.run import SUMMARY_METRICS
     from recommender.vision import content
 
     data = real_photo_manifest(dataset_path, tmp_path / "posts", 10)
     seen = []
-    real_evaluate = evaluation.evaluate
+    real_evaluate = run.evaluate
 
     def spy(*args, **kwargs):
         seen.append((args[1], kwargs.get("classes")))
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluate", spy)
+    monkeypatch.setattr(run, "evaluate", spy)
     rec, _ = build_model(data, tmp_path / "model", evaluate=2)
     stored = rec.manifest["evaluation"]["methods"]
     config = BuildConfig()

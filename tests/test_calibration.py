@@ -13,6 +13,7 @@ from conftest import check_hedged_is_plain_without, rewrite_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender.config import METHODS, Method, get_method
 from recommender.errors import ConfigError, ModelError, RecommenderError
 from recommender.fit.als import fit_image_prior
 from recommender.fit.calibration import (
@@ -33,7 +34,6 @@ from recommender.query.hedging import (
     evidence_features,
 )
 from recommender.query.recommender import HashtagRecommender
-from recommender.query.scoring import METHODS, Method, get_method
 
 
 def test_the_prior_leverage_gives_the_exact_leave_one_out_prediction():

@@ -27,6 +27,7 @@ from conftest import (
 from PIL import Image
 
 from recommender import cli
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,8 +83,7 @@ def test_every_option_says_what_it_is_and_build_defaults_are_the_config_defaults
     """The build and evaluate options come from BuildConfig's and ALSParams' fields."""
     import argparse
 
-    from recommender.config import BuildConfig
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams, BuildConfig
 
     parser = cli.build_parser()
     [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -293,6 +293,41 @@ def test_other_commands_refuse_bad_options_in_one_line(args, capsys):
     code, _, err = run(capsys, *args)
     assert code == 2 and "Traceback" not in err
     assert ": error: " in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_build_evaluate_says_and_records_that_its_models_use_the_local_als(
+    engine, small_dataset, tmp_path, capsys, monkeypatch, feature_cache_dir
+):
+    """build --evaluate fits the evaluation's models with the local ALS whatever --engine
+    says: one line on stderr when the engine is another, and evaluation.als in the manifest.
+    (Spark stands in as the local engine here: only the choice of engine matters.)"""
+    from recommender import engines
+
+    monkeypatch.setattr(cli, "_start_spark", lambda args: None)
+    monkeypatch.setitem(engines.ENGINES, "spark", engines.LocalEngine)
+    out = tmp_path / "model"
+    code, _, err = run(capsys, "build", small_dataset, "--out", out, "--engine", engine,
+                       "--evaluate", "2", "--factors", "4", "--quiet", *TINY)  # fmt: skip
+    assert code == 0
+    said = [line for line in err.splitlines() if "--evaluate fits its models" in line]
+    assert said == ([] if engine == "local" else [
+        "--evaluate fits its models with the local ALS (implicit), not the spark engine's; "
+        "the manifest records it as evaluation.als"
+    ])  # fmt: skip
+    evaluation = json.loads((out / "manifest.json").read_text())["evaluation"]
+    assert evaluation["als"] == "local" and evaluation["splits"] == 2
+    assert {"popularity", evaluation["method"], "original"} <= set(evaluation["methods"])
+
+
+def test_both_spellings_of_the_neighbours_flag_set_the_same_option():
+    """The API says "neighbour"; the flags --neighbors (as before) and --neighbours are one."""
+    parser = cli.build_parser()
+    for flag in ("-n", "--neighbors", "--neighbours"):
+        assert parser.parse_args(["recommend", "x.jpg", flag, "7"]).n == 7
+    for flag in ("--neighbors", "--neighbours"):
+        assert parser.parse_args(["evaluate", "x", flag, "5", "9"]).neighbours == [5, 9]
+    assert parser.parse_args(["evaluate", "x"]).neighbours == [DEFAULT_NEIGHBOURS, 30]
 
 
 def test_recommend_offers_as_many_hashtags_as_instagram_takes_and_the_page_offers():

@@ -323,7 +323,7 @@ def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_d
     """What the data scientist does: build from their export as Instagram sent it."""
     from recommender import HashtagRecommender
     from recommender.build import build_model
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams
     from recommender.query.recommender import BuildConfig
 
     config = BuildConfig(als=ALSParams(factors=4, iterations=2))
@@ -332,9 +332,9 @@ def test_a_model_built_from_the_zip_recommends(zipped, tmp_path, feature_cache_d
     assert "1 video" in summary["dataset_report"] or "2 video" in summary["dataset_report"]
     rec = HashtagRecommender.load(tmp_path / "model")
     photo = PHOTOS["media/posts/202301/17912345.jpg"]
-    result = rec.recommend(photo, n_neighbors=1, k=3)
-    assert result.neighbors[0].image == "media/posts/202301/17912345.jpg"
-    assert result.neighbors[0].similarity == pytest.approx(1.0, abs=1e-3)
+    result = rec.recommend(photo, n_neighbours=1, k=3)
+    assert result.neighbours[0].image == "media/posts/202301/17912345.jpg"
+    assert result.neighbours[0].similarity == pytest.approx(1.0, abs=1e-3)
     assert {t.tag for t in result.hashtags} >= {"café"}
 
 

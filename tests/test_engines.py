@@ -14,10 +14,10 @@ import scipy.sparse as sp
 from conftest import copy_real_photos
 from PIL import Image
 
+from recommender.config import ALSParams
 from recommender.engines import ENGINES, EmbedJob, get_engine
 from recommender.features.pipeline import extract_features
 from recommender.features.shards import ShardStore
-from recommender.fit.als import ALSParams
 
 pytestmark = pytest.mark.slow
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recommender.config import ALSParams, Method, get_method
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError, DatasetError, FitError, RecommenderError
-from recommender.fit.als import ALSParams, fit_als, interaction_matrix
+from recommender.fit.als import fit_als, interaction_matrix
 from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig, HashtagRecommender
-from recommender.query.scoring import Method, get_method
 
 
 def test_fit_error_and_config_error_are_recommender_errors():

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender.config import METHODS, ALSParams
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError
 from recommender.evaluation import (
@@ -38,10 +39,9 @@ from recommender.evaluation import (
     stratified_splits,
     unseen_share,
 )
-from recommender.fit.als import ALSParams
 from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig
-from recommender.query.scoring import DEFAULT_NEIGHBORS, METHODS
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 from recommender.vision.content import TopClasses
 
 
@@ -227,7 +227,7 @@ def test_paired_difference_and_its_standard_error_by_hand():
 
 def test_candidates_by_key():
     assert candidate("popularity") == Candidate(POPULARITY, None)
-    assert candidate("blend") == Candidate("blend", "blend", DEFAULT_NEIGHBORS, None)
+    assert candidate("blend") == Candidate("blend", "blend", DEFAULT_NEIGHBOURS, None)
     assert candidate("blend/n20") == Candidate("blend/n20", "blend", 20, None)
     # the original project's method, always at its own 5 neighbours
     assert candidate("original") == Candidate("original", "original", ORIGINAL_NEIGHBOURS)
@@ -363,7 +363,7 @@ def test_rank_features_gives_the_pages_rankings(small_model, method, n):
     rec, queries = small_model
     ids = rank_features(rec, queries, method, n, 8)
     for row, q in zip(ids, queries):
-        page = rec.recommend_features(q, n_neighbors=n, k=8, method=method)
+        page = rec.recommend_features(q, n_neighbours=n, k=8, method=method)
         assert [rec.tags[t] for t in row if t >= 0] == page.tags
 
 
@@ -383,7 +383,7 @@ def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
     classes = TopClasses.of(dense)  # sparse, as the embed stage keeps them
     ids = rank_features(rec, queries, method, 5, 8, classes=classes)
     for row, q, c in zip(ids, queries, dense):
-        page = rec.recommend_features(q, n_neighbors=5, k=8, method=method, classes=c)
+        page = rec.recommend_features(q, n_neighbours=5, k=8, method=method, classes=c)
         assert [rec.tags[t] for t in row if t >= 0] == page.tags
         assert page.tags[0] == "sea"  # 2.0 * 0.9 outweighs any neighbour vote (<= 1)
     plain = rank_features(rec, queries, method, 5, 8)
@@ -395,10 +395,10 @@ def test_rank_features_adds_what_the_network_sees_as_the_page_does(small_model):
 def test_default_beats_popularity_and_the_original_on_the_real_data(
     dataset_path, feature_cache_dir
 ):
+    from recommender.config import DEFAULT_METHOD
     from recommender.data.datasets import load_dataset
     from recommender.engines.embed_stage import dataset_features
     from recommender.evaluation import image_keys
-    from recommender.query.scoring import DEFAULT_METHOD
 
     config = BuildConfig()
     dataset = load_dataset(dataset_path)

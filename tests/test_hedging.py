@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 from conftest import check_hedged_is_plain_without
 
+from recommender.config import METHODS, RETIRED_RULES, ALSParams, Method, get_method
 from recommender.data.datasets import Post
 from recommender.errors import ConfigError, ModelError
-from recommender.fit.als import ALSParams
 from recommender.fit.training import fit_recommender
 from recommender.query.hedging import (
     DEMOTE_TOP,
@@ -21,7 +21,7 @@ from recommender.query.hedging import (
     tag_categories,
 )
 from recommender.query.recommender import BuildConfig, HashtagRecommender, _saved_method
-from recommender.query.scoring import METHODS, RETIRED_RULES, Method, Scored, get_method
+from recommender.query.scoring import Scored
 
 
 def test_category_forms_are_the_plain_singulars():

@@ -8,8 +8,8 @@ import pytest
 from conftest import rewrite_manifest, someones_project, unchanged
 
 from recommender import HashtagRecommender, ModelError
+from recommender.config import ALSParams
 from recommender.data.datasets import Post
-from recommender.fit.als import ALSParams
 from recommender.fit.training import fit_recommender
 from recommender.query.recommender import BuildConfig
 from recommender.store.model_io import (
@@ -57,8 +57,8 @@ def test_fit_learns_what_the_tiny_data_says():
     assert rec.manifest["counts"] == {"posts": 13, "images": 12, "hashtags": 19, "pairs": 50}
     query = np.array([1.0, 0.02, 0.0, 0.0], dtype=np.float32)
     query /= np.linalg.norm(query)
-    result = rec.recommend_features(query, n_neighbors=4, k=3, method="knn_vote")
-    assert {n.post_id for n in result.neighbors} <= {"p0", "p2", "p4", "p6", "p8", "p10"}
+    result = rec.recommend_features(query, n_neighbours=4, k=3, method="knn_vote")
+    assert {n.post_id for n in result.neighbours} <= {"p0", "p2", "p4", "p6", "p8", "p10"}
     assert set(result.tags) == {"cat", "kitten", "pets"}
     for t in result.hashtags:
         assert sum(t.contributions) == pytest.approx(t.score, rel=1e-5)
@@ -290,15 +290,14 @@ def _edit_manifest(path, edit) -> None:
 
 def test_a_loaded_model_scores_with_the_method_it_saved_not_todays(saved, monkeypatch):
     """Retuning a method in METHODS must not change an old model's scores."""
-    from recommender.query import scoring
-    from recommender.query.scoring import DEFAULT_METHOD, Method
+    from recommender.config import DEFAULT_METHOD, METHODS, Method
 
     rec, path = saved
     query = np.array([0.1, 1.0, 0.0, 0.0], dtype=np.float32)
     query /= np.linalg.norm(query)
     before = rec.recommend_features(query, 5, 6)
     retuned = Method(DEFAULT_METHOD, als_weight=0.9, weighting="uniform")
-    monkeypatch.setitem(scoring.METHODS, DEFAULT_METHOD, retuned)
+    monkeypatch.setitem(METHODS, DEFAULT_METHOD, retuned)
     loaded = HashtagRecommender.load(path)
     assert loaded.method == rec.method != retuned
     assert loaded.recommend_features(query, 5, 6) == before

@@ -148,8 +148,8 @@ def test_float16_exact_search_matches_float32():
 
 # ------------------------------------------------------------ in a model, saved and loaded
 def _clustered_model(n_clusters=8, per_cluster=40, d=32):
+    from recommender.config import ALSParams
     from recommender.data.datasets import Post
-    from recommender.fit.als import ALSParams
     from recommender.fit.training import fit_recommender
     from recommender.query.recommender import BuildConfig
 
@@ -185,15 +185,15 @@ def test_a_model_over_the_threshold_uses_ivf_and_round_trips_it(monkeypatch, tmp
     assert loaded.index.kind == "ivf" and loaded.index.nprobe == 2
     same_vectors = make_index(rec.arrays.features, kind="exact")  # float16, exactly
     for q in centres:
-        want = exact.recommend_features(q, n_neighbors=10, k=3)
+        want = exact.recommend_features(q, n_neighbours=10, k=3)
         ref_idx, ref_sims = same_vectors.search(q, 10)
         for model in (rec, loaded):
-            got = model.recommend_features(q, n_neighbors=10, k=3)
-            assert [n.index for n in got.neighbors] == ref_idx.tolist()
-            np.testing.assert_allclose([n.similarity for n in got.neighbors], ref_sims)
+            got = model.recommend_features(q, n_neighbours=10, k=3)
+            assert [n.index for n in got.neighbours] == ref_idx.tolist()
+            np.testing.assert_allclose([n.similarity for n in got.neighbours], ref_sims)
             np.testing.assert_allclose(
-                [n.similarity for n in got.neighbors],
-                [n.similarity for n in want.neighbors],
+                [n.similarity for n in got.neighbours],
+                [n.similarity for n in want.neighbours],
                 atol=1e-3,
             )
             assert got.tags[0] == want.tags[0]

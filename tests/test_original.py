@@ -113,8 +113,7 @@ def test_a_model_built_before_the_original_says_to_rebuild():
 
 @pytest.fixture(scope="module")
 def small_model():
-    from recommender.config import BuildConfig
-    from recommender.fit.als import ALSParams
+    from recommender.config import ALSParams, BuildConfig
     from recommender.fit.training import fit_recommender
 
     rng = np.random.default_rng(3)
@@ -133,11 +132,11 @@ def small_model():
 def test_the_model_ranks_the_original_way_without_block_list_or_hedging(small_model):
     rec, queries, posts = small_model
     for q in queries:
-        got = rec.recommend_features(q, n_neighbors=20, k=10, method="original")
+        got = rec.recommend_features(q, n_neighbours=20, k=10, method="original")
         blocked = rec.recommend_features(q, k=10, method="original", blocklist=set(rec.tags))
         assert got.tags == blocked.tags  # the original had no block list
-        assert len(got.neighbors) == 5 and not got.left_out  # always 5, nothing hedged
-        assert all(has_own_hashtags(posts[nb.index]) for nb in got.neighbors)
+        assert len(got.neighbours) == 5 and not got.left_out  # always 5, nothing hedged
+        assert all(has_own_hashtags(posts[nb.index]) for nb in got.neighbours)
         own = rec.original.rank(q)
         assert [rec.tags[t] for t in own.best] == got.tags
         for t in got.hashtags:  # the explanation adds up: each neighbour's share of the mean

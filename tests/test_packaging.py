@@ -87,8 +87,8 @@ def test_the_block_list_is_package_data():
 
 
 def _tiny_model(path: Path) -> None:
+    from recommender.config import ALSParams
     from recommender.data.datasets import Post
-    from recommender.fit.als import ALSParams
     from recommender.fit.training import fit_recommender
     from recommender.query.recommender import BuildConfig
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from recommender import ImageError
-from recommender.query.recommender import Neighbor, SearchTag, TagScore
+from recommender.query.recommender import Neighbour, SearchTag, TagScore
 from recommender.ui import presentation as pres
 
 HOSTILE = [
@@ -70,7 +70,7 @@ def test_hashtag_line():
 def _result():
     tags = [TagScore(f"tag{i}", 1.0 - i / 10, (0.6 - i / 20, 0.4 - i / 20, 0.0)) for i in range(7)]
     neighbours = [
-        Neighbor(i, f"data/x/{i}.jpg", str(i), 0.9 - i / 10, 1 / 3, ("tag0",)) for i in range(3)
+        Neighbour(i, f"data/x/{i}.jpg", str(i), 0.9 - i / 10, 1 / 3, ("tag0",)) for i in range(3)
     ]
     return tags, neighbours
 

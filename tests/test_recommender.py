@@ -13,8 +13,8 @@ from conftest import TINY_DIM, tiny_photo
 from PIL import Image
 
 from recommender import HashtagRecommender, ImageError
+from recommender.config import get_method
 from recommender.query import original
-from recommender.query.scoring import get_method
 from recommender.vision import content
 
 FOOD = {
@@ -84,30 +84,30 @@ ANIMALS = {
 
 
 def test_food_photo_gets_food_hashtags(demo_model, dataset_path):
-    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbors=5, k=10)
+    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbours=5, k=10)
     assert len(result.hashtags) == 10
     assert result.tags[0] == "food" or "food" in result.tags[:3]
     assert len(FOOD & set(result.tags)) >= 4, result.tags
 
 
 def test_animal_photo_gets_animal_hashtags(demo_model, dataset_path):
-    result = demo_model.recommend(dataset_path / "test" / "animals.jpg", n_neighbors=5, k=10)
+    result = demo_model.recommend(dataset_path / "test" / "animals.jpg", n_neighbours=5, k=10)
     assert "animals" in result.tags[:3]
     assert len(ANIMALS & set(result.tags)) >= 4, result.tags
     assert not FOOD & set(result.tags[:5])
 
 
 def test_neighbours_are_real_training_images_ordered_by_similarity(demo_model, dataset_path):
-    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbors=7, k=5)
-    sims = [n.similarity for n in result.neighbors]
+    result = demo_model.recommend(dataset_path / "test" / "food.jpg", n_neighbours=7, k=5)
+    sims = [n.similarity for n in result.neighbours]
     assert len(sims) == 7 and sims == sorted(sims, reverse=True)
     assert all(-1.0 <= s <= 1.0 for s in sims)
-    for n in result.neighbors:
+    for n in result.neighbours:
         assert (dataset_path / n.image).is_file()
         assert not n.image.startswith("test/")
         thumb = Image.open(io.BytesIO(demo_model.thumbnail(n.index)))
         assert max(thumb.size) <= 256
-    assert sum(n.weight for n in result.neighbors) == pytest.approx(1.0, abs=1e-5)
+    assert sum(n.weight for n in result.neighbours) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_explanations_add_up(demo_model, dataset_path):
@@ -127,10 +127,10 @@ def test_sliders_rerank_from_features_without_the_image(demo_model, dataset_path
     photo = dataset_path / "test" / "nature.jpg"
     features, classes = demo_model.embed_with_classes(photo)
     assert features.shape == (1280,) and np.linalg.norm(features) == pytest.approx(1, abs=1e-4)
-    direct = demo_model.recommend(photo, n_neighbors=12, k=7)
-    assert demo_model.recommend_features(features, n_neighbors=12, k=7, classes=classes) == direct
-    fewer = demo_model.recommend_features(features, n_neighbors=3, k=4)
-    assert len(fewer.neighbors) == 3 and len(fewer.hashtags) == 4
+    direct = demo_model.recommend(photo, n_neighbours=12, k=7)
+    assert demo_model.recommend_features(features, n_neighbours=12, k=7, classes=classes) == direct
+    fewer = demo_model.recommend_features(features, n_neighbours=3, k=4)
+    assert len(fewer.neighbours) == 3 and len(fewer.hashtags) == 4
 
 
 def test_what_the_network_sees_is_scored_and_explained(demo_model, dataset_path):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender.query.scoring import METHODS, Method, Scorer, get_method, neighbour_weights, top_k
+from recommender.config import METHODS, Method, get_method
+from recommender.query.scoring import Scorer, neighbour_weights, top_k
 
 
 @pytest.fixture

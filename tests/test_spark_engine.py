@@ -18,8 +18,9 @@ import scipy.sparse as sp
 from conftest import copy_real_photos
 from PIL import Image
 
+from recommender.config import ALSParams
 from recommender.features.pipeline import extract_features
-from recommender.fit.als import ALSParams, fit_als, weight_matrix
+from recommender.fit.als import fit_als, weight_matrix
 
 pytestmark = pytest.mark.slow
 
@@ -306,8 +307,8 @@ def test_a_spark_built_model_is_the_local_one_but_for_als_and_info(
         b.thumbnail(i) for i in range(len(b.image_paths))
     ]
     query = str(small_dataset / "3.jpg")
-    assert [n.image for n in a.recommend(query).neighbors] == [
-        n.image for n in b.recommend(query).neighbors
+    assert [n.image for n in a.recommend(query).neighbours] == [
+        n.image for n in b.recommend(query).neighbours
     ]
     skip = {"created", "timings", "engine", "files"}
     assert {k for k in a.manifest if k not in skip} == {k for k in b.manifest if k not in skip}

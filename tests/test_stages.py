@@ -11,9 +11,8 @@ from test_embed_stage import MeanColour
 
 from recommender import HashtagRecommender
 from recommender.build import embed_stage, fit_stage, index_and_write_stage, read_stage
-from recommender.config import BuildConfig
+from recommender.config import ALSParams, BuildConfig
 from recommender.errors import DatasetError
-from recommender.fit.als import ALSParams
 from recommender.store.arrays import ModelParts
 
 CONFIG = BuildConfig(als=ALSParams(factors=4, iterations=3), thumb_size=16)

@@ -30,10 +30,10 @@ def test_the_tiny_model_counts_what_its_data_set_holds(tiny_model):
 def test_a_photo_of_a_theme_gets_its_hashtags(tiny_model, theme, tmp_path):
     photo = tiny_photo(tmp_path / "query.jpg", theme, 2)
     for method in ("original", "knn_vote"):
-        result = tiny_model.recommend(photo, n_neighbors=4, k=3, method=method)
+        result = tiny_model.recommend(photo, n_neighbours=4, k=3, method=method)
         assert set(result.tags) == set(TINY_THEMES[theme][1]), method
         # the nearest posts are the theme's own four (the original method always takes its
         # own 5 neighbours, so a fifth from another theme follows them)
-        nearest = result.neighbors[:4]
+        nearest = result.neighbours[:4]
         assert [n.image.split("/")[-1][: len(theme)] for n in nearest] == [theme] * 4
         assert nearest[-1].similarity > 0.99

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from recommender.data.formats import ReadOptions
 from recommender.data.records import (
@@ -139,7 +140,10 @@ def load_dataset(
     formats = registry()
     if format != "auto" and format not in formats:
         raise DatasetError(f"unknown data set format {format!r}; use one of {('auto', *formats)}")
-    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if isinstance(path, (list, tuple)):
+        paths = [Path(p) for p in path]
+    else:
+        paths = [Path(cast("str | Path", path))]
     if not paths:
         raise DatasetError(f"no data set given. {layouts_help()}")
     if len(paths) > 1:
@@ -172,14 +176,16 @@ def _load_parts(paths: list[Path], format: str, options: ReadOptions) -> Dataset
         if not given.exists():
             raise DatasetError(f"data set part {given} does not exist")
     splitting = [
-        f for f in registry().values() if f.load_parts is not None and format in ("auto", f.name)
+        f.load_parts
+        for f in registry().values()
+        if f.load_parts is not None and format in ("auto", f.name)
     ]
     if not splitting:
         raise DatasetError(
             f"several paths were given, but the {format} layout is one path; pass one"
         )
     try:
-        return splitting[0].load_parts(paths, options)
+        return splitting[0](paths, options)
     except (OSError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise

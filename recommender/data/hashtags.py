@@ -3,29 +3,8 @@
 Every hashtag that enters the recommender goes through :func:`normalize_tag`, so a tag has
 exactly one spelling everywhere: NFKC, lowercase, without ``#``.
 
-What a hashtag is. Instagram publishes no grammar; the reference is twitter-text's
-(twitter/twitter-text ``Regex.java`` ``VALID_HASHTAG`` and ``conformance/extract.yml``):
-
-* a hash sign, ``#`` or the full-width ``＃`` (U+FF03), not followed by U+FE0F or U+20E3
-  (the keycap emoji ``#️⃣``);
-* then letters, combining marks, decimal digits, ``_`` and twitter-text's special
-  characters: the zero-width joiner and non-joiner (which spell Persian, Hindi, Malayalam,
-  Sinhala words), the katakana middle dot (``#ハリー・ポッター`` is one tag), the middle
-  dot (``#il·lusió``), the wave dash and full-width tilde, the maqaf and geresh, the kana
-  voiced marks, the Tibetan tsheg...; the tag ends at any other character (space,
-  punctuation, emoji);
-* at least one letter: ``#2019``, ``#_`` and ``#１２３`` are not hashtags;
-* the character before the hash is not ``&`` (``&#39;``) nor a hashtag character
-  (``foo#bar``, ``日本語#タグ``), and a tag followed by ``://`` (``#http://...``) or lying
-  inside a URL (``https://x.com/page#section``, ``example.com/#top``) is none.
-
-Where Instagram differs, Instagram wins:
-
-* ``#a#b`` is two tags, as instaloader (``structures.py``, ``_hashtag_regex``) and the
-  app read run-together tags; twitter-text drops both;
-* a tag is at most :data:`MAX_TAG_LENGTH` characters (instaloader's ``\\w{1,150}``, PR
-  #1540); a longer run is dropped, not cut;
-* one ASCII character (``#a``) is noise and dropped, one ideograph (``#猫``) is a real tag.
+What a hashtag is (twitter-text's grammar, where Instagram differs Instagram's) is
+:func:`extract_hashtags`'s docstring.
 
 Normalising (:func:`normalize_tag`): NFKC (full-width ``ｔｏｋｙｏ`` meets ``tokyo``),
 ``İ`` lowercased to ``i`` (``#İstanbul`` meets ``#istanbul``; Python's ``lower`` would add a
@@ -228,12 +207,34 @@ def normalize_tags(raw_tags: Iterable[str], stats: TagStats | None = None) -> tu
 def extract_hashtags(caption: str) -> list[str]:
     """Find the hashtags in free text, such as an Instagram caption.
 
+    What a hashtag is. Instagram publishes no grammar; the reference is twitter-text's
+    (twitter/twitter-text ``Regex.java`` ``VALID_HASHTAG`` and ``conformance/extract.yml``):
+
+    * a hash sign, ``#`` or the full-width ``＃`` (U+FF03), not followed by U+FE0F or U+20E3
+      (the keycap emoji ``#️⃣``);
+    * then letters, combining marks, decimal digits, ``_`` and twitter-text's special
+      characters: the zero-width joiner and non-joiner (which spell Persian, Hindi, Malayalam,
+      Sinhala words), the katakana middle dot (``#ハリー・ポッター`` is one tag), the middle
+      dot (``#il·lusió``), the wave dash and full-width tilde, the maqaf and geresh, the kana
+      voiced marks, the Tibetan tsheg...; the tag ends at any other character (space,
+      punctuation, emoji);
+    * at least one letter: ``#2019``, ``#_`` and ``#１２３`` are not hashtags;
+    * the character before the hash is not ``&`` (``&#39;``) nor a hashtag character
+      (``foo#bar``, ``日本語#タグ``), and a tag followed by ``://`` (``#http://...``) or lying
+      inside a URL (``https://x.com/page#section``, ``example.com/#top``) is none.
+
+    Where Instagram differs, Instagram wins:
+
+    * ``#a#b`` is two tags, as instaloader (``structures.py``, ``_hashtag_regex``) and the
+      app read run-together tags; twitter-text drops both;
+    * a tag is at most :data:`MAX_TAG_LENGTH` characters (instaloader's ``\\w{1,150}``, PR
+      #1540); a longer run is dropped, not cut;
+    * one ASCII character (``#a``) is noise and dropped, one ideograph (``#猫``) is a real tag.
+
     Parameters
     ----------
     caption : str
-        The text. The rules are twitter-text's, adapted to Instagram (the module's
-        docstring): ``#`` or ``＃``, then hashtag characters up to the first other one; not
-        after a letter or ``&``, not in a URL, not followed by ``://``; ``#a#b`` is two tags.
+        The text, read by the rules above.
 
     Returns
     -------

@@ -2,27 +2,8 @@
 
 ``python -m recommender build DATA --engine NAME`` picks one from :data:`ENGINES`; ``local``
 (the default) runs everything in this process; ``spark`` is the other entry of
-:data:`ENGINES`. Every engine honours the same contract, so the stages after it cannot tell
-which engine ran:
-
-``embed(job: EmbedJob, progress=None) -> EmbedStats``
-    Write the feature shards of ``job.paths`` into ``job.store``
-    (a :class:`~recommender.features.shards.ShardStore`). Shard ``i`` covers
-    ``job.paths[i * S : (i + 1) * S]`` (``S = job.shard_size``) and holds, in path order,
-    one row per readable image: its content hash, float16 features, thumbnail
-    (``job.thumb_size`` px, see :func:`recommender.features.pipeline.embed_shard`), and the
-    extra array ``position`` (int64, the image's index into ``job.paths``). Its ``meta`` is
-    ``{"first": i * S, "size": <paths covered>, "errors": [[position, message], ...]}``
-    for the unreadable images, which never fail the job. A shard that is already committed
-    and whose hashes match the files is kept: a killed job resumes where it stopped.
-    ``progress(done, total)`` counts images.
-
-``fit_als(matrix, params, progress=None) -> (post_factors, tag_factors)``
-    Implicit ALS on the posts x hashtags CSR ``matrix`` with
-    :class:`~recommender.fit.als.ALSParams`; float32 factors, finite or
-    :class:`~recommender.fit.als.FitError`. ``progress(iteration, iterations)``.
-
-Every engine passes the shared contract test ``tests/test_engines.py``.
+:data:`ENGINES`. Every engine honours :class:`Engine`'s contract, so the stages after it
+cannot tell which engine ran.
 """
 
 from __future__ import annotations
@@ -33,9 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.config import ALSParams
 from recommender.errors import ConfigError, DatasetError
 from recommender.features.job import EmbedJob, EmbedStats, Progress
-from recommender.fit.als import ALSParams
 
 # EmbedJob, EmbedStats and Progress live in recommender.features.job (the engines import that,
 # never this registry); they are re-exported here, part of the engine contract above.
@@ -53,6 +34,28 @@ __all__ = [
 
 
 class Engine(Protocol):
+    """Who runs the embed stage and the ALS fit: the contract every engine honours.
+
+    ``embed(job: EmbedJob, progress=None) -> EmbedStats``
+        Write the feature shards of ``job.paths`` into ``job.store``
+        (a :class:`~recommender.features.shards.ShardStore`). Shard ``i`` covers
+        ``job.paths[i * S : (i + 1) * S]`` (``S = job.shard_size``) and holds, in path order,
+        one row per readable image: its content hash, float16 features, thumbnail
+        (``job.thumb_size`` px, see :func:`recommender.features.pipeline.embed_shard`), and the
+        extra array ``position`` (int64, the image's index into ``job.paths``). Its ``meta`` is
+        ``{"first": i * S, "size": <paths covered>, "errors": [[position, message], ...]}``
+        for the unreadable images, which never fail the job. A shard that is already committed
+        and whose hashes match the files is kept: a killed job resumes where it stopped.
+        ``progress(done, total)`` counts images.
+
+    ``fit_als(matrix, params, progress=None) -> (post_factors, tag_factors)``
+        Implicit ALS on the posts x hashtags CSR ``matrix`` with
+        :class:`~recommender.config.ALSParams`; float32 factors, finite or
+        :class:`~recommender.fit.als.FitError`. ``progress(iteration, iterations)``.
+
+    Every engine passes the shared contract test ``tests/test_engines.py``.
+    """
+
     name: str
 
     def embed(self, job: EmbedJob, progress: Progress | None = None) -> EmbedStats: ...

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def collect(items: Iterable[Item], backbone) -> Extraction:
     good = [item for item in done if item.error is None]
     dim = getattr(backbone, "dim", 0)
     features = (
-        np.stack([item.features for item in good]).astype(np.float32)
+        np.stack([cast(np.ndarray, item.features) for item in good]).astype(np.float32)
         if good
         else np.zeros((0, dim), np.float32)
     )
@@ -78,7 +78,7 @@ def collect(items: Iterable[Item], backbone) -> Extraction:
     return Extraction(
         features=features,
         ok=[item.index for item in good],
-        hashes=[item.key for item in good],
+        hashes=[cast(str, item.key) for item in good],  # embedded items were read and hashed
         thumbnails=[item.thumbnail or b"" for item in good],
         errors=[(item.index, item.error) for item in done if item.error is not None],
         cached=sum(item.cached for item in good),
@@ -153,12 +153,20 @@ def _found(shard: Shard, row: int) -> Found:
     return np.asarray(shard.features[row], dtype=np.float32), shard.thumbnail(row), classes
 
 
+def _from(first: int, total: int, progress: Progress | None) -> Progress | None:
+    """``progress`` over the whole job for one shard's ``(done, _)``: its first image is
+    the job's ``first``."""
+    if progress is None:
+        return None
+    return lambda done, _total: progress(first + done, total)
+
+
 def _shard_lookup(shard: Shard | None, fallback: _RunIndex | None) -> Known:
     own = {} if shard is None else {d.tobytes(): r for r, d in enumerate(shard.raw_hashes)}
 
     def known(key: str) -> Found | None:
         row = own.get(bytes.fromhex(key))
-        if row is None:
+        if row is None or shard is None:  # (no shard: nothing is its own)
             return fallback.lookup(key) if fallback is not None else None
         return _found(shard, row)
 
@@ -205,7 +213,7 @@ def embed_to_shards(job: EmbedJob, backbone=None, progress: Progress | None = No
             job.paths[first:last],
             backbone,
             index,
-            progress=(lambda d, _t, f=first: progress(f + d, total)) if progress else None,
+            progress=_from(first, total, progress),
         )
         stats.embedded += embedded
         stats.reused += reused

@@ -276,7 +276,7 @@ class ShardStore:
             b"\0" * (start - len(_MAGIC) - 8 - len(head)),
         ]
         for value in arrays.values():
-            chunks.append(memoryview(value.reshape(-1).view(np.uint8)))
+            chunks.append(value.reshape(-1).view(np.uint8).data)
             chunks.append(b"\0" * (-value.nbytes % _ALIGN))
         self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
@@ -406,7 +406,9 @@ class ShardStore:
         if features.dtype != np.float16:
             return None
         extra = {k: v for k, v in arrays.items() if k not in _CORE}
-        meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+        meta = record.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
         try:
             return Shard(
                 int(number),

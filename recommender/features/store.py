@@ -1,17 +1,6 @@
 """The feature store: where the embed stage's shards live between builds, and its bound.
 
-Layout under the cache folder (``$HASHTAG_CACHE``, see :func:`default_cache_dir`)::
-
-    shards/<key>/<data set id>/000000.json, 000000-<sha>.bin, ...   (recommender.features.shards)
-                              /last-used, .lock
-
-``key`` (:func:`store_key`) names everything the features depend on: the backbone, the
-sha256 of its weights file, the preprocessing version, the thumbnail size and the shard
-format version (what a shard holds). Retrained
-weights in the same file path, or another thumbnail size, give another key, so they never
-reuse stale features or 32 px thumbnails for a 128 px request. The data set id is the hash
-of the data set's folder: a rebuild of the same folder reuses its shards (only changed
-chunks are re-embedded), a killed build resumes at its first missing shard.
+Where the shards live and what their key names: :func:`store_key`.
 
 Bounded: after a build, :func:`prune` deletes the least recently used data sets' shard
 folders until the store is under ``$HASHTAG_CACHE_MAX_GB`` (default
@@ -88,7 +77,20 @@ def check_cache_dir(root: str | Path) -> Path:
 
 def store_key(backbone, thumb_size: int) -> str:
     """What shards depend on: backbone, weights' sha256, preprocessing, thumbnail size and
-    what a shard holds (its format version)."""
+    what a shard holds (its format version).
+
+    Layout under the cache folder (``$HASHTAG_CACHE``, see :func:`default_cache_dir`;
+    the shards' files: :mod:`recommender.features.shards`)::
+
+        shards/<key>/<data set id>/000000.json, 000000-<sha>.bin, ...
+                                  /last-used, .lock
+
+    Retrained weights in the same file path, or another thumbnail size, give another key,
+    so they never reuse stale features or 32 px thumbnails for a 128 px request. The data
+    set id is the hash of the data set's folder: a rebuild of the same folder reuses its
+    shards (only changed chunks are re-embedded), a killed build resumes at its first
+    missing shard.
+    """
     return f"{backbone.cache_key}-t{int(thumb_size)}-s{SHARD_VERSION}"
 
 

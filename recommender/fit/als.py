@@ -7,75 +7,16 @@ holds the posts that have one.
 
 from __future__ import annotations
 
-import math
 import warnings
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.errors import ConfigError, FitError
+from recommender.config import ALSParams
+from recommender.errors import FitError
 from recommender.mapped import chunks
-
-WEIGHTINGS = ("none", "bm25")
-
-
-@dataclass(frozen=True)
-class ALSParams:
-    """Parameters of the ALS fit.
-
-    ``alpha`` follows ``implicit``: the confidence of an observed pair is ``alpha * value``
-    (Spark, which the original project used, takes ``1 + alpha * value``). 5 (was 20): the
-    same recall@10, more of a category's own tag on its photos, which calibrated hedging
-    then spends on fewer off-topic tags (benchmarks/README.md, issue 13, sixth session).
-    """
-
-    # metadata: the CLI's option for the field (recommender/cli.py: help, accepted range)
-    factors: int = field(default=64, metadata={"help": "ALS latent factors", "range": (1, 1024)})
-    iterations: int = field(default=20, metadata={"help": "ALS iterations", "range": (1, 1000)})
-    regularization: float = field(
-        default=0.05, metadata={"help": "ALS L2 regularisation", "range": (0.0, None)}
-    )
-    alpha: float = field(
-        default=5.0,
-        metadata={
-            "help": "ALS confidence scale (implicit: alpha*value; Spark: 1+alpha*value)",
-            "range": (0.0, None),
-            "open_lo": True,
-        },
-    )
-    weighting: str = field(
-        default="bm25",
-        metadata={
-            "help": "weighting of the post x hashtag matrix before ALS",
-            "choices": WEIGHTINGS,
-        },
-    )
-    min_support: int = field(
-        default=1, metadata={"help": "drop hashtags used by fewer posts", "range": (1, None)}
-    )
-    random_state: int = field(
-        default=42, metadata={"help": "the ALS seed", "flag": "--seed", "range": (0, 2**32 - 1)}
-    )
-
-    def __post_init__(self) -> None:
-        if self.factors < 1 or self.iterations < 1:
-            raise ConfigError("ALS needs factors >= 1 and iterations >= 1")
-        if not (math.isfinite(self.regularization) and math.isfinite(self.alpha)):
-            raise ConfigError("ALS regularization and alpha must be finite numbers")
-        if self.regularization < 0 or self.alpha <= 0:
-            raise ConfigError("ALS needs regularization >= 0 and alpha > 0")
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
-        if self.min_support < 1:
-            raise ConfigError("min_support must be >= 1")
-        if self.random_state < 0:
-            raise ConfigError("random_state (the seed) must be >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def tag_vocabulary(

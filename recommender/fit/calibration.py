@@ -17,13 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recommender.blas import serial_blas
+from recommender.config import Method
 from recommender.query.hedging import EVIDENCE_FEATURES, WIDE_NEIGHBOURS, HedgeCalibration
-from recommender.query.scoring import DEFAULT_NEIGHBORS, Method
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 if TYPE_CHECKING:
     from recommender.query.recommender import HashtagRecommender
@@ -129,15 +131,21 @@ def fit_calibration(
     return HedgeCalibration(mean, scale, weights, fitted, n_s, tuple(names))
 
 
+def _left_out(value: np.ndarray, h: float, target: np.ndarray) -> np.ndarray:
+    """The prior of a training image as if it had not trained the prior (leave-one-out,
+    with its leverage ``h``)."""
+    return value - h * (target - value) / (1.0 - h)
+
+
 def calibrate(
     rec: HashtagRecommender,
     sample: CalibrationSample,
     method: Method,
-    n_neighbors: int,
+    n_neighbours: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> HedgeCalibration | None:
     """Query ``sample``'s images of ``rec`` as if new (see the module notes) and fit the
-    calibration for ``method`` with ``n_neighbors`` neighbours; None when the model has no
+    calibration for ``method`` with ``n_neighbours`` neighbours; None when the model has no
     categories or no sample. Each image goes through the recommender's own query
     (:meth:`~recommender.query.recommender.HashtagRecommender.score_nearest` and
     :meth:`~recommender.query.hedging.CategoryHedge.evidence`); only its neighbour search
@@ -150,18 +158,18 @@ def calibrate(
     features = np.zeros((len(images), hedge.n_categories, len(EVIDENCE_FEATURES)))
     leverage = np.clip(np.asarray(sample.leverage, np.float64), 0.0, 0.999)
     targets = np.asarray(sample.prior_targets, np.float64)
-    wide = max(n_neighbors, WIDE_NEIGHBOURS)
+    wide = max(n_neighbours, WIDE_NEIGHBOURS)
     with serial_blas():
         for j, i in enumerate(images):
             query = np.asarray(rec.arrays.features[i], dtype=np.float32)
             idx, sims = rec.index.search(query, wide + DUPLICATE_SLACK)
             keep = (idx != i) & (sims < DUPLICATE_SIMILARITY)
-            s = rec.score_nearest(query, idx[keep][:wide], sims[keep][:wide], n_neighbors, method)
+            s = rec.score_nearest(query, idx[keep][:wide], sims[keep][:wide], n_neighbours, method)
             h, target = leverage[j], targets[j]
             features[j] = hedge.evidence(
                 method,
                 s,
-                prior_of=lambda value, h=h, t=target: value - h * (t - value) / (1.0 - h),
+                prior_of=partial(_left_out, h=h, target=target),
             )
             if progress is not None and ((j + 1) % 100 == 0 or j + 1 == len(images)):
                 progress(j + 1, len(images))
@@ -180,7 +188,7 @@ def fit_hedging(
     method and the default number of neighbours, and hand it to ``rec`` (kept in its
     manifest, with the seconds it took)."""
     start = time.perf_counter()
-    calibration = calibrate(rec, sample, rec.method, DEFAULT_NEIGHBORS, progress)
+    calibration = calibrate(rec, sample, rec.method, DEFAULT_NEIGHBOURS, progress)
     timings = rec.manifest.setdefault("fit_timings", {})
     timings["calibration_seconds"] = round(time.perf_counter() - start, 3)
     rec.use_calibration(calibration)

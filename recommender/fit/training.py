@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -124,8 +124,9 @@ def fit_model(
     sample = calibration_sample(
         np.array([len(posts[i].hashtags) >= 2 or posts[i].category in single for i in with_image])
     )
-    prior_weights, prior_tags, leverage = fit_image_prior(
-        features, targets, rows=rows, progress=prior_progress, leverage_of=sample
+    prior_weights, prior_tags, leverage = cast(  # with leverage_of, also the leverages
+        "tuple[np.ndarray, np.ndarray, np.ndarray]",
+        fit_image_prior(features, targets, rows=rows, progress=prior_progress, leverage_of=sample),
     )
     calibration = _calibration_sample(sample, leverage, targets, prior_tags, vocab, categories)
     # Large models keep float16 features: half the memory, same neighbours. When every

@@ -9,13 +9,8 @@ rank the model's hashtags by how many training posts carry them, then
 - **medium**: the next ones, up to :data:`MEDIUM_USES` (50%) of all uses;
 - **niche**: the rest.
 
-A hashtag tied with the last one of a tier is in that tier. On instagram-2019 (14,633
-hashtags, 49,300 uses, half the hashtags used once) that is broad = 108+ posts (45 hashtags,
-0.3%; #food has 879), medium = 15 to 107 posts (the next 2.4%), niche = 1 to 14 posts. A cut
-by hashtag count instead (top 1% broad = 39+ posts) made every suggestion for 9 of the 10
-example photos broad: suggestions come from the neighbours' common hashtags, 31 to 543
-posts (10th to 90th percentile), so the cut has to fall inside that range to tell them
-apart.
+A hashtag tied with the last one of a tier is in that tier (the tiers on the demo data, and
+why by uses: benchmarks/README.md, "The page's balanced 5").
 
 :func:`balanced` picks the hashtags to paste as a mix: at most :data:`BALANCED_MAX_BROAD`
 broad ones, the rest more specific.

@@ -23,7 +23,8 @@ import scipy.sparse as sp
 from recommender.errors import ModelError
 
 if TYPE_CHECKING:
-    from recommender.query.scoring import Method, Scored
+    from recommender.config import Method
+    from recommender.query.scoring import Scored
 
 # A category is "single-tag" when fewer than this share of its photos' posts carry a real
 # hashtag list (2+ hashtags): in the demo data architecture, babies, cars, fitness, nature
@@ -330,7 +331,10 @@ class CategoryHedge:
     def wide_neighbours(self, method: Method) -> int:
         """How many nearest images a query under ``method`` should fetch for its evidence
         beyond its neighbours (0: none needed)."""
-        if not self.active(method) or "wide_share" not in self.calibration.features:
+        calibration = self.calibration
+        if not self.active(method) or calibration is None:
+            return 0
+        if "wide_share" not in calibration.features:
             return 0
         return WIDE_NEIGHBOURS
 
@@ -403,7 +407,7 @@ class CategoryHedge:
     def removed(self, method: Method, query: Scored) -> Hedging:
         """Which tags ``method``'s hedging takes out of the ranking of ``query``, which it
         moves below the top :data:`DEMOTE_TOP`, and why."""
-        if not self.active(method):
+        if not self.active(method) or self.calibration is None:  # (active: calibrated)
             return Hedging(None, None)
         probability = self.calibration.probability(self.evidence(method, query))
         mask = calibrated_hedge_mask(

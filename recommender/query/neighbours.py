@@ -1,19 +1,6 @@
 """Nearest-neighbour search over L2-normalised image features (cosine similarity).
 
-Backends sit behind :func:`make_index`:
-
-``"exact"``
-    A float32 matrix-vector product and a partial sort: right for the model sizes people
-    build from their own posts (a few ms up to ~20k images on 2 cores).
-``"ivf"``
-    faiss' inverted file (``IVF<nlist>,<codes>``): the query is compared with the
-    compressed vectors of the ``nprobe`` closest clusters only, then the best candidates
-    are re-scored exactly from the full vectors. The codes are RaBitQ by default (1 bit a
-    dimension: 160 bytes a 1280-d vector), which rank well enough to pick candidates but
-    need the full vectors; ``SQ8`` (8 bits a dimension) also searches alone. See
-    ``benchmarks/README.md`` for the measurements behind the defaults.
-``"auto"`` (default)
-    ``"exact"`` below :data:`APPROX_MIN_SIZE` vectors, ``"ivf"`` from there on.
+Two backends, exact and faiss IVF, behind :func:`make_index` (which says when each serves).
 
 faiss is imported only when an IVF index is built or loaded. An IVF index turns into plain
 bytes with :meth:`IVFIndex.to_bytes` (faiss' own serialisation, no pickle); the model folder
@@ -270,7 +257,7 @@ class IVFIndex:
         if n == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         k = n if self.vectors is None else min(len(self), max(_RERANK_MIN, n * _RERANK_FACTOR))
-        params = self._faiss.SearchParametersIVF(nprobe=self.nprobe)
+        params = self._faiss.SearchParametersIVF(nprobe=self.nprobe)  # type: ignore[call-arg]
         dist, ids = self._index.search(query[None], k, params=params)
         found = ids[0] >= 0
         ids = ids[0][found]
@@ -325,9 +312,21 @@ _NO_FAISS = (
 def make_index(vectors: np.ndarray, kind: str = "auto", **options) -> ExactIndex | IVFIndex:
     """Build a search index of the given kind over ``vectors``.
 
-    ``"auto"`` picks ``"exact"`` below :data:`APPROX_MIN_SIZE` rows and ``"ivf"`` from
-    there on (``"exact"``, with a warning, if faiss is not installed). ``options`` go to
-    :meth:`IVFIndex.build` (``nlist``, ``nprobe``, ...).
+    ``"exact"``
+        A float32 matrix-vector product and a partial sort: right for the model sizes people
+        build from their own posts (a few ms up to ~20k images on 2 cores).
+    ``"ivf"``
+        faiss' inverted file (``IVF<nlist>,<codes>``): the query is compared with the
+        compressed vectors of the ``nprobe`` closest clusters only, then the best candidates
+        are re-scored exactly from the full vectors. The codes are RaBitQ by default (1 bit a
+        dimension: 160 bytes a 1280-d vector), which rank well enough to pick candidates but
+        need the full vectors; ``SQ8`` (8 bits a dimension) also searches alone. See
+        ``benchmarks/README.md`` for the measurements behind the defaults.
+    ``"auto"`` (default)
+        ``"exact"`` below :data:`APPROX_MIN_SIZE` rows and ``"ivf"`` from there on
+        (``"exact"``, with a warning, if faiss is not installed).
+
+    ``options`` go to :meth:`IVFIndex.build` (``nlist``, ``nprobe``, ...).
     """
     chosen = choose_kind(len(vectors), kind)
     if chosen == "exact":

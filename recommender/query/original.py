@@ -11,6 +11,7 @@ built before them cannot rank this way and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,16 @@ MISSING = (
     "This model was built before the original method was kept in the model folder; "
     "rebuild it (python -m recommender build DATA --out MODEL) to compare with the original."
 )
+
+
+class Weighted(Protocol):
+    """What :meth:`OriginalModel.contributions` reads of a ranking."""
+
+    @property
+    def neighbours(self) -> np.ndarray: ...
+
+    @property
+    def weights(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class OriginalModel:
         weights = np.full(len(found), 1.0 / max(len(found), 1))
         return OriginalRanking(self.rows[found], sims, weights, scores, best)
 
-    def contributions(self, ranking: OriginalRanking, tags: np.ndarray) -> np.ndarray:
+    def contributions(self, ranking: Weighted, tags: np.ndarray) -> np.ndarray:
         """(neighbours, len(tags)): what each neighbour's factors add to each tag's score."""
         column = np.full(self.n_tags, -1, dtype=np.int64)
         column[self.tag_ids] = np.arange(len(self.tag_ids))

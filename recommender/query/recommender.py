@@ -6,7 +6,7 @@ out (:mod:`recommender.query.hedging`) and explains the top ``k``. Models are fi
 :func:`recommender.fit.training.fit_recommender`.
 
 >>> rec = HashtagRecommender.load("models/demo")                       # doctest: +SKIP
->>> result = rec.recommend("photo.jpg", n_neighbors=15, k=10)          # doctest: +SKIP
+>>> result = rec.recommend("photo.jpg", n_neighbours=15, k=10)          # doctest: +SKIP
 >>> [(t.tag, round(t.score, 3)) for t in result.hashtags]              # doctest: +SKIP
 """
 
@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from recommender.blas import serial_blas
-from recommender.config import BATCH_SIZE_RANGE, THUMB_SIZE_RANGE, WORKERS_RANGE, BuildConfig
+from recommender.config import (
+    BATCH_SIZE_RANGE,
+    DEFAULT_BACKBONE,
+    DEFAULT_METHOD,
+    THUMB_SIZE_RANGE,
+    WORKERS_RANGE,
+    BuildConfig,
+    Method,
+    get_method,
+)
 from recommender.errors import ConfigError, ModelError
 from recommender.query.breadth import breadth_from_counts
 from recommender.query.hedging import DEMOTE_TOP, CategoryHedge, HedgeCalibration, moved_below
@@ -29,15 +38,7 @@ from recommender.query.neighbours import make_index, restore_index
 from recommender.query.original import NAME as ORIGINAL
 from recommender.query.original import OriginalModel
 from recommender.query.original import require as require_original
-from recommender.query.scoring import (
-    DEFAULT_METHOD,
-    DEFAULT_NEIGHBORS,
-    Method,
-    Scored,
-    Scorer,
-    get_method,
-    neighbour_weights,
-)
+from recommender.query.scoring import DEFAULT_NEIGHBOURS, Scored, Scorer, neighbour_weights
 from recommender.store import model_io
 from recommender.store.arrays import (
     ModelArrays,
@@ -47,7 +48,7 @@ from recommender.store.arrays import (
     write_parts,
 )
 from recommender.vision import images
-from recommender.vision.backbones import DEFAULT_BACKBONE, Backbone
+from recommender.vision.backbones import Backbone
 from recommender.vision.content import class_tag_matrix
 from recommender.vision.content import seen as seen_classes
 
@@ -58,19 +59,19 @@ __all__ = [
     "BuildConfig",
     "HashtagRecommender",
     "ModelArrays",
-    "Neighbor",
+    "Neighbour",
     "Recommendation",
     "SearchTag",
     "TagScore",
 ]
 
-MAX_NEIGHBORS = 50
+MAX_NEIGHBOURS = 50
 MAX_HASHTAGS = 100
 EMBED_BATCH = 32  # images per forward pass in embed_many (as the build's default)
 
 
 @dataclass(frozen=True)
-class Neighbor:
+class Neighbour:
     """A training image close to the query."""
 
     index: int  # row in the model's image index
@@ -156,7 +157,7 @@ class Recommendation:
     """Result of one query."""
 
     hashtags: list[TagScore]
-    neighbors: list[Neighbor]
+    neighbours: list[Neighbour]
     method: str
     # What the network sees: its top ImageNet classes (name, probability), if given.
     seen: list[tuple[str, float]] = field(default_factory=list)
@@ -174,7 +175,7 @@ class Recommendation:
         return {
             "method": self.method,
             "hashtags": [t.to_dict() for t in self.hashtags],
-            "neighbors": [n.to_dict() for n in self.neighbors],
+            "neighbors": [n.to_dict() for n in self.neighbours],
             "seen": [{"class": c, "probability": round(p, 4)} for c, p in self.seen],
             "left_out": list(self.left_out),
             "search_tags": [s.to_dict() for s in self.search_tags],
@@ -280,7 +281,7 @@ class HashtagRecommender:
         self._parts = parts
         self._thumbnails = thumbnail_list(parts.thumbnails)
         self._tag_ids = {t: i for i, t in enumerate(self.tags)}
-        self._backbone = None
+        self._backbone: Backbone | None = None
         self._backbone_lock = threading.Lock()
         self.path: Path | None = None
 
@@ -381,20 +382,20 @@ class HashtagRecommender:
     def recommend(
         self,
         image: images.ImageSource,
-        n_neighbors: int = DEFAULT_NEIGHBORS,
+        n_neighbours: int = DEFAULT_NEIGHBOURS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
     ) -> Recommendation:
-        """Top-``k`` hashtags for ``image`` from its ``n_neighbors`` nearest training images."""
+        """Top-``k`` hashtags for ``image`` from its ``n_neighbours`` nearest training images."""
         features, classes = self.embed_with_classes(image)
-        return self.recommend_features(features, n_neighbors, k, method, blocklist, classes)
+        return self.recommend_features(features, n_neighbours, k, method, blocklist, classes)
 
     @serial_blas()  # a query's products are small: one BLAS thread is several times faster
     def recommend_features(
         self,
         features: np.ndarray,
-        n_neighbors: int = DEFAULT_NEIGHBORS,
+        n_neighbours: int = DEFAULT_NEIGHBOURS,
         k: int = 10,
         method: str | Method | None = None,
         blocklist: Iterable[str] | None = None,
@@ -406,19 +407,20 @@ class HashtagRecommender:
         ``classes`` (from :meth:`embed_with_classes`) adds what the network sees; without
         them the content term is 0.
         """
-        if not 1 <= int(n_neighbors) <= MAX_NEIGHBORS:
-            raise ConfigError(f"n_neighbors must be between 1 and {MAX_NEIGHBORS}")
+        if not 1 <= int(n_neighbours) <= MAX_NEIGHBOURS:
+            raise ConfigError(f"n_neighbours must be between 1 and {MAX_NEIGHBOURS}")
         if not 1 <= int(k) <= MAX_HASHTAGS:
             raise ConfigError(f"k must be between 1 and {MAX_HASHTAGS}")
         m = get_method(method) if method is not None else self.method
         exclude = self.blocked_mask(blocklist) if blocklist else None
-        r = self.rank(features, n_neighbors, k, m, exclude, classes)
+        r = self.rank(features, n_neighbours, k, m, exclude, classes)
         left_out: list[str] = []
         if m.name == ORIGINAL:  # the original's own factors, nothing left out
-            contrib = self.original.contributions(r, r.best)
+            contrib = require_original(self.original).contributions(r, r.best)
         else:
-            if r.hedged is not exclude:  # what the same top k would have held unhedged
-                left_out = [self.tags[t] for t in r.top(int(k), exclude) if r.hedged[t]]
+            hedged = r.hedged
+            if hedged is not None and hedged is not exclude:  # the same top k unhedged
+                left_out = [self.tags[t] for t in r.top(int(k), exclude) if hedged[t]]
             contrib = self.scorer.contributions(r.neighbours, r.weights, r.best, m)
         scores, priors, contents = (r.at(v, r.best) for v in (r.scores, r.prior, r.content))
         down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
@@ -435,8 +437,8 @@ class HashtagRecommender:
             )
             for j, t in enumerate(r.best)
         ]
-        neighbors = [
-            Neighbor(
+        neighbours = [
+            Neighbour(
                 int(i),
                 self.image_paths[i],
                 self.image_post_ids[i],
@@ -446,18 +448,20 @@ class HashtagRecommender:
             )
             for i, s, w in zip(r.neighbours, r.similarities, r.weights, strict=False)
         ]
+        search_tags = self._search_tags(r, left_out)
         return Recommendation(
-            tags, neighbors, m.name, seen_classes(classes), left_out, self._search_tags(r, left_out)
+            tags, neighbours, m.name, seen_classes(classes), left_out, search_tags
         )
 
     def _search_tags(self, r: Ranked, left_out: list[str]) -> list[SearchTag]:
         """What hedging did with each category search tag of ``r``'s list and ``left_out``."""
-        if r.probability is None:
+        probabilities = r.probability
+        if probabilities is None:
             return []
         down = np.zeros(len(self.tags), bool) if r.demoted is None else r.demoted
 
         def probability(t: int) -> float | None:
-            p = float(r.probability[self.hedge.tag_category[t]])
+            p = float(probabilities[self.hedge.tag_category[t]])
             return p if np.isfinite(p) else None
 
         out = [
@@ -472,7 +476,7 @@ class HashtagRecommender:
     def rank(
         self,
         features: np.ndarray,
-        n_neighbors: int,
+        n_neighbours: int,
         k: int,
         method: Method,
         exclude: np.ndarray | None = None,
@@ -488,7 +492,7 @@ class HashtagRecommender:
         :meth:`recommend_features`)."""
         if method.name == ORIGINAL:
             return self._rank_original(features, k)
-        n = int(n_neighbors)
+        n = int(n_neighbours)
         nearest, sims = self.index.search(features, max(n, self.hedge.wide_neighbours(method)))
         s = self.score_nearest(
             features, nearest, sims, n, method, classes, int(k), exclude, candidates
@@ -516,7 +520,7 @@ class HashtagRecommender:
         features: np.ndarray,
         nearest: np.ndarray,
         similarities: np.ndarray,
-        n_neighbors: int,
+        n_neighbours: int,
         method: Method,
         classes: np.ndarray | None = None,
         k: int | None = None,
@@ -524,21 +528,21 @@ class HashtagRecommender:
         candidates: bool | None = None,
     ) -> Scored:
         """Score every hashtag for the query ``features`` from its ``nearest`` indexed images
-        (with their ``similarities``, most similar first), the first ``n_neighbors`` voting.
+        (with their ``similarities``, most similar first), the first ``n_neighbours`` voting.
 
         With ``k``: only enough hashtags that the top ``k`` (without ``exclude``, (T,)
         boolean, and whatever hedging takes out) is exactly that of every hashtag
         (``Scored.tags``; see :meth:`Scorer.score_top`, ``candidates`` as there)."""
-        n = int(n_neighbors)
+        n = int(n_neighbours)
         idx, sims = nearest[:n], similarities[:n]
         weights = neighbour_weights(sims, method)
         if k is None:
-            parts = self.scorer.score_parts(idx, weights, method, features, classes)
-            return Scored(nearest, idx, sims, weights, *parts)
-        tags, *parts = self.scorer.score_top(
+            terms = self.scorer.score_parts(idx, weights, method, features, classes)
+            return Scored(nearest, idx, sims, weights, *terms)
+        tags, scores, prior, content = self.scorer.score_top(
             idx, weights, method, features, classes, k, exclude, self._hedge_tags, candidates
         )
-        return Scored(nearest, idx, sims, weights, *parts, tags=tags)
+        return Scored(nearest, idx, sims, weights, scores, prior, content, tags=tags)
 
     def _rank_original(self, features: np.ndarray, k: int) -> Ranked:
         """The original project's ranking (:mod:`recommender.query.original`): its own

@@ -1,55 +1,21 @@
 """Turning the nearest training images into hashtag scores, and explaining each score.
 
-Every method here is linear in the neighbours, plus at most one term that does not depend
-on them (the *prior*): a hashtag's score is the sum of one contribution per neighbour plus
-the prior, so the explanation "how much did each neighbour add, and how much came from
-the image itself" is exact.
-
-- ALS part: neighbour j adds ``w_j * (p_j . h_t)``, its post factors against the tag's
-  factors. With uniform weights and nothing else this is the original project's method
-  (the mean of the neighbours' post factors, dotted with every hashtag's factors).
-- Vote part: neighbour j adds ``w_j * [t in tags_j]``. With ``profiles``, a neighbour that
-  carries a single hashtag ``s`` (in the demo data: an image known only by the search
-  hashtag it was scraped under) votes with the *profile* of ``s`` instead: the share of
-  the training posts carrying ``s`` and other hashtags that also carry ``t`` (1 for ``s``
-  itself). Such a neighbour then brings the hashtags that usually go with its one tag.
-- Prior: ``prior_weight * (x . W_t)``, a ridge regression from the query's image features
-  ``x`` to what each training image votes for (its hashtags, or its single hashtag's
-  profile). It is not a neighbour's doing, so it is reported on its own
-  (``TagScore.prior``).
-- Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
-  ImageNet head gives the query's top classes that the curated table maps to ``t``
-  (:mod:`recommender.vision.content`: a cheeseburger photo adds to #burger). Also the image's own
-  doing, reported on its own (``TagScore.content``); 0 when the query's class
-  probabilities are not given.
-
-A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
-adds the prior with ``prior_weight`` and the content term with ``content_weight``;
-``calibrated_hedge`` takes other categories' search tags out of the ranking and
-``calibrated_demote`` moves uncertain ones below the top 5 (:mod:`recommender.query.hedging`;
-tags are removed or moved, scores never change).
-
-Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
-therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
-those with a vote or a content term, the prior's where a bound says they can, then the
-rest by the length of their ALS factors until their bound falls below the k-th best),
-with the same scores and the same top k as scoring all.
-
-A method is named by its registry key, optionally with changed fields after a colon:
-``profiles_prior:calibrated_hedge=0.3,prior_weight=0.5`` (for comparing variants).
+A method blends an ALS part, a vote part, an image prior and a content term, each linear in
+the neighbours or independent of them, so every score splits exactly into what each
+neighbour added and what came from the image itself (:class:`Scorer` says how). The
+methods' parameters and registry are :class:`recommender.config.Method` and
+:data:`~recommender.config.METHODS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields, replace
-from typing import Any, get_type_hints
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.errors import ConfigError
+from recommender.config import Method
 
-NEIGHBOUR_WEIGHTINGS = ("uniform", "similarity")
 # From this many hashtags on, a query scores only candidates (Scorer.score_top); below it,
 # scoring every hashtag costs less than finding them (measured in benchmarks/bench_scale.py).
 CANDIDATE_MIN_TAGS = 50_000
@@ -62,209 +28,11 @@ _GEMV_ROWS = 4
 _SCAN_MAX_SHARE = 0.25
 
 
-@dataclass(frozen=True)
-class Method:
-    """How neighbour hashtags become scores.
-
-    Attributes
-    ----------
-    als_weight : float
-        1.0 scores with ALS factors only, 0.0 with neighbour votes only, between: a blend.
-    weighting : str
-        ``"uniform"``: every neighbour counts the same; ``"similarity"``: in proportion to
-        ``max(similarity, 0) ** power``.
-    power : float
-        Sharpness of the similarity weighting.
-    profiles : bool
-        Single-hashtag neighbours vote with their hashtag's profile (see the module notes).
-    prior_weight : float
-        Weight of the image->hashtag ridge prior added to the neighbours' score (0: none).
-    content_weight : float
-        Weight of what the ImageNet head sees (see the module notes; 0: nothing).
-    calibrated_hedge : float or None
-        Hedging: remove another category's search tags when the model's calibration
-        (:class:`recommender.query.hedging.CategoryHedge`) gives a post that looks like the
-        query less
-        than this probability of carrying one of its forms (None: off).
-    calibrated_single : float
-        With ``calibrated_hedge``: the threshold for a category whose photos carry only
-        their search tag (removing one of those can cost a photo of it its own tag).
-    calibrated_demote : float or None
-        Demotion: move another category's search tags below the top 5 (not out of the
-        ranking) when the calibration gives a post like the query less than this
-        probability of carrying one of its forms (None: off).
-    calibrated_demote_single : float
-        With ``calibrated_demote``: the threshold for a single-tag category.
-    """
-
-    name: str
-    als_weight: float
-    weighting: str = "similarity"
-    power: float = 1.0
-    profiles: bool = False
-    prior_weight: float = 0.0
-    content_weight: float = 0.0
-    calibrated_hedge: float | None = None
-    calibrated_single: float = 0.06
-    calibrated_demote: float | None = None
-    calibrated_demote_single: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.als_weight <= 1.0:
-            raise ConfigError("als_weight must lie in [0, 1]")
-        if self.weighting not in NEIGHBOUR_WEIGHTINGS:
-            raise ConfigError(f"weighting must be one of {NEIGHBOUR_WEIGHTINGS}")
-        if not self.power >= 0:  # also refuses NaN
-            raise ConfigError("power must be >= 0")
-        if not self.prior_weight >= 0:
-            raise ConfigError("prior_weight must be >= 0")
-        if not self.content_weight >= 0:
-            raise ConfigError("content_weight must be >= 0")
-        if self.calibrated_hedge is not None and not 0.0 <= self.calibrated_hedge <= 1.0:
-            raise ConfigError("calibrated_hedge must lie in [0, 1] (or none)")
-        if not 0.0 <= self.calibrated_single <= 1.0:
-            raise ConfigError("calibrated_single must lie in [0, 1]")
-        if self.calibrated_demote is not None and not 0.0 <= self.calibrated_demote <= 1.0:
-            raise ConfigError("calibrated_demote must lie in [0, 1] (or none)")
-        if not 0.0 <= self.calibrated_demote_single <= 1.0:
-            raise ConfigError("calibrated_demote_single must lie in [0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, saved: Any) -> Method:
-        """The method :meth:`to_dict` wrote, with the numbers it saved (not today's
-        :data:`METHODS` under that name, which may have been retuned since).
-
-        Fields a newer version added and ``saved`` lacks take their defaults (the method
-        was saved before they existed). A retired hedging rule (:data:`RETIRED_RULES`) that
-        ``saved`` names is ignored when it is off and refused when it is on. Raises
-        :class:`~recommender.errors.ConfigError` for anything that does not describe a
-        valid method.
-        """
-        if not isinstance(saved, dict):
-            raise ConfigError(f"a saved method is a JSON object, not {type(saved).__name__}")
-        for rule, companion in RETIRED_RULES.items():
-            if saved.get(rule) is not None:
-                raise ConfigError(
-                    f"the saved method hedges with {rule}={saved[rule]!r}, a rule this version "
-                    "no longer has; rebuild the model"
-                )
-            saved = {k: v for k, v in saved.items() if k not in (rule, companion)}
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(saved) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"the saved method has fields this version does not know: {', '.join(unknown)}"
-            )
-        missing = [n for n, f in known.items() if f.default is MISSING and n not in saved]
-        if missing:
-            raise ConfigError(f"the saved method lacks {', '.join(missing)}")
-        types = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for name, value in saved.items():
-            kind = types[name]
-            if kind == float | None:  # optional numbers (calibrated_hedge)
-                if value is None:
-                    values[name] = value
-                    continue
-                kind = float
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                raise ConfigError(f"the saved method's {name} is {value!r}, not a {kind.__name__}")
-            values[name] = value
-        return cls(**values)
-
-
-# Hedging rules earlier versions had (by margin, by the ImageNet head, by fixed evidence
-# thresholds), each with the option that only qualified it; no shipped method used them
-# (benchmarks/hedging_rules.py measures them). Models saved them switched off.
-RETIRED_RULES = {
-    "category_margin": None,
-    "head_hedge": "head_hedge_unnamed",
-    "evidence_hedge": "evidence_agreement",
-}
-
-
-METHODS: dict[str, Method] = {
-    # The original project: plain mean of the neighbours' ALS post factors.
-    "original": Method("original", als_weight=1.0, weighting="uniform"),
-    "als_weighted": Method("als_weighted", als_weight=1.0, weighting="similarity"),
-    "knn_vote": Method("knn_vote", als_weight=0.0, weighting="similarity"),
-    "blend": Method("blend", als_weight=0.5, weighting="similarity"),
-    "vote_profiles": Method("vote_profiles", als_weight=0.0, profiles=True),
-    "blend_profiles": Method("blend_profiles", als_weight=0.3, profiles=True),
-    # The default: its numbers were chosen by paired comparisons over 20 splits
-    # (benchmarks/README.md, "More neighbours, sharper weights", "Calibrated hedging by
-    # the photos a category's posts are like" and "Demotion: uncertain search tags below
-    # the top 5").
-    "profiles_prior": Method(
-        "profiles_prior",
-        als_weight=0.5,
-        power=5.0,
-        profiles=True,
-        prior_weight=1.0,
-        content_weight=0.4,
-        calibrated_hedge=0.325,
-        calibrated_single=0.105,
-        calibrated_demote=0.4,
-        calibrated_demote_single=0.3,
-    ),
-}
-DEFAULT_METHOD = "profiles_prior"
 # How many nearest training images a query uses unless told (the page's slider, the CLI's
 # -n, the evaluation's default): more neighbours with sharply similarity-weighted votes
-# (power 5 above) find more of a post's hashtags than 5 plainly weighted ones.
-DEFAULT_NEIGHBORS = 15
-
-
-def get_method(method: str | Method) -> Method:
-    """Look a method up by name (or pass a :class:`Method` through).
-
-    ``name:field=value,...`` is the registered method ``name`` with those fields changed
-    (``none`` for no value); the variant is named by the whole string.
-    """
-    if isinstance(method, Method):
-        return method
-    if not isinstance(method, str) or method.partition(":")[0] not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
-    name, _, options = method.partition(":")
-    base = METHODS[name]
-    if not options:
-        return base
-    changes: dict[str, object] = {}
-    names = {f.name for f in fields(Method)} - {"name"}
-    for item in options.split(","):
-        key, eq, value = (part.strip() for part in item.partition("="))
-        if key in RETIRED_RULES or key in RETIRED_RULES.values():
-            raise ConfigError(
-                f"{key} in {method!r} was a hedging rule this version no longer has; "
-                "use calibrated_hedge"
-            )
-        if not eq or key not in names:
-            raise ConfigError(
-                f"bad method option {item!r} in {method!r}; write field=value with a field "
-                f"among {', '.join(sorted(names))}"
-            )
-        changes[key] = _option_value(getattr(base, key), value, method)
-    return replace(base, name=method, **changes)
-
-
-def _option_value(current: object, value: str, method: str) -> object:
-    if value.lower() == "none":
-        return None
-    if isinstance(current, bool):
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ConfigError(f"{value!r} in {method!r} is not true or false")
-        return value.lower() in ("true", "1")
-    if isinstance(current, str):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{value!r} in {method!r} is not a number") from None
+# (the default method's power 5, recommender.config) find more of a post's hashtags than
+# 5 plainly weighted ones.
+DEFAULT_NEIGHBOURS = 15
 
 
 def neighbour_weights(similarities: np.ndarray, method: Method) -> np.ndarray:
@@ -315,6 +83,41 @@ class Scored:
 class Scorer:
     """Scores hashtags from the neighbours found in the image index.
 
+    Every method here is linear in the neighbours, plus at most one term that does not depend
+    on them (the *prior*): a hashtag's score is the sum of one contribution per neighbour plus
+    the prior, so the explanation "how much did each neighbour add, and how much came from
+    the image itself" is exact.
+
+    - ALS part: neighbour j adds ``w_j * (p_j . h_t)``, its post factors against the tag's
+      factors. With uniform weights and nothing else this is the original project's method
+      (the mean of the neighbours' post factors, dotted with every hashtag's factors).
+    - Vote part: neighbour j adds ``w_j * [t in tags_j]``. With ``profiles``, a neighbour that
+      carries a single hashtag ``s`` (in the demo data: an image known only by the search
+      hashtag it was scraped under) votes with the *profile* of ``s`` instead: the share of
+      the training posts carrying ``s`` and other hashtags that also carry ``t`` (1 for ``s``
+      itself). Such a neighbour then brings the hashtags that usually go with its one tag.
+    - Prior: ``prior_weight * (x . W_t)``, a ridge regression from the query's image features
+      ``x`` to what each training image votes for (its hashtags, or its single hashtag's
+      profile). It is not a neighbour's doing, so it is reported on its own
+      (``TagScore.prior``).
+    - Content: ``content_weight * p(t)``, where ``p(t)`` is the probability the backbone's
+      ImageNet head gives the query's top classes that the curated table maps to ``t``
+      (:mod:`recommender.vision.content`: a cheeseburger photo adds to #burger). Also the
+      image's own doing, reported on its own (``TagScore.content``); 0 when the query's
+      class probabilities are not given.
+
+    A method blends ALS and vote with ``als_weight``, chooses uniform or similarity weights and
+    adds the prior with ``prior_weight`` and the content term with ``content_weight``;
+    ``calibrated_hedge`` takes other categories' search tags out of the ranking and
+    ``calibrated_demote`` moves uncertain ones below the top 5 (:mod:`recommender.query.hedging`;
+    tags are removed or moved, scores never change).
+
+    Only the ALS term reaches every hashtag; the others are sparse. A query on a large model
+    therefore scores only the hashtags that can reach its top k (:meth:`Scorer.score_top`:
+    those with a vote or a content term, the prior's where a bound says they can, then the
+    rest by the length of their ALS factors until their bound falls below the k-th best),
+    with the same scores and the same top k as scoring all.
+
     Parameters
     ----------
     image_factors : (N_images, f) array
@@ -324,7 +127,7 @@ class Scorer:
     image_tags : (N_images, T) sparse matrix
         Binary: which hashtags each indexed post carries.
     profiles : (P, T) sparse matrix, optional
-        Hashtag profiles (see the module notes); none by default.
+        Hashtag profiles (the vote part above); none by default.
     image_profile : (N_images,) int array, optional
         Row of ``profiles`` each indexed post votes with when a method uses profiles, -1
         for its own hashtags.

@@ -5,31 +5,6 @@
 (:mod:`recommender.fit.training`) fills a :class:`ModelArrays`; the query facade
 (:class:`recommender.query.recommender.HashtagRecommender`) reads one back. Files, checksums and
 atomic writes are :mod:`recommender.store.model_io`'s job.
-
-Shapes (N indexed images, T hashtags, F ALS factors, d feature dimensions, P single-tag
-profiles, Q hashtags the prior predicts)::
-
-    features            (N, d)  float32, or float16 for large models
-    image_factors       (N, F)  float32  ALS factors of the indexed images' posts
-    tag_factors         (T, F)  float32
-    tag_counts          (T,)    int64    training posts per hashtag
-    image_tags_indptr   (N+1,)  int64    CSR of the indexed images' hashtags
-    image_tags_indices  (nnz,)  int32
-    profiles_indptr     (P+1,)  int64    CSR of the single-tag profiles (P, T)
-    profiles_indices    (nnz,)  int32
-    profiles_data       (nnz,)  float32
-    image_profile       (N,)    int64    row in the profiles, -1 for several hashtags
-    prior_weights       (d, Q)  float32  ridge prior from features to hashtags
-    prior_tags          (Q,)    int64    the hashtag columns the prior predicts
-
-The original project's method keeps its own small factor set (M indexed images whose posts
-have hashtags of their own, Q' hashtags they carry, 10 factors; see
-:mod:`recommender.fit.original`); a model built before it has none::
-
-    original_rows           (M,)      int64    rows of the image index, ascending
-    original_image_factors  (M, 10)   float32
-    original_tags           (Q',)     int64    the hashtags' ids
-    original_tag_factors    (Q', 10)  float32
 """
 
 from __future__ import annotations
@@ -53,7 +28,33 @@ ORIGINAL = ("original_rows", "original_image_factors", "original_tags", "origina
 
 @dataclass
 class ModelArrays:
-    """Every numeric array of a model (see the module docstring for shapes and dtypes)."""
+    """Every numeric array of a model, with its shape and dtype.
+
+    Shapes (N indexed images, T hashtags, F ALS factors, d feature dimensions, P single-tag
+    profiles, Q hashtags the prior predicts)::
+
+        features            (N, d)  float32, or float16 for large models
+        image_factors       (N, F)  float32  ALS factors of the indexed images' posts
+        tag_factors         (T, F)  float32
+        tag_counts          (T,)    int64    training posts per hashtag
+        image_tags_indptr   (N+1,)  int64    CSR of the indexed images' hashtags
+        image_tags_indices  (nnz,)  int32
+        profiles_indptr     (P+1,)  int64    CSR of the single-tag profiles (P, T)
+        profiles_indices    (nnz,)  int32
+        profiles_data       (nnz,)  float32
+        image_profile       (N,)    int64    row in the profiles, -1 for several hashtags
+        prior_weights       (d, Q)  float32  ridge prior from features to hashtags
+        prior_tags          (Q,)    int64    the hashtag columns the prior predicts
+
+    The original project's method keeps its own small factor set (M indexed images whose posts
+    have hashtags of their own, Q' hashtags they carry, 10 factors; see
+    :mod:`recommender.fit.original`); a model built before it has none::
+
+        original_rows           (M,)      int64    rows of the image index, ascending
+        original_image_factors  (M, 10)   float32
+        original_tags           (Q',)     int64    the hashtags' ids
+        original_tag_factors    (Q', 10)  float32
+    """
 
     features: np.ndarray
     image_factors: np.ndarray

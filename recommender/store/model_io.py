@@ -1,26 +1,6 @@
 """The model folder: plain data on disk, written atomically, checked on load.
 
-Layout of a model folder (format version 3)::
-
-    manifest.json    format name and version, how and from what it was built, and the
-                     sha256 and size of every other file
-    manifest.sha256  the sha256 of manifest.json itself (``sha256sum -c`` reads it)
-    arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
-                     offsets; see recommender.store.arrays), no object arrays
-    features.npy     the training images' features, (N, d) float32 or float16: written
-                     chunk by chunk, memory-mapped on load
-    index.json       hashtags and the training images (relative path, post id, hashtags)
-    thumbnails.bin   small JPEG thumbnails of the training images, concatenated (offsets in
-                     arrays.npz under "thumbnail_offsets"): streamed in, memory-mapped on load
-    neighbours.faiss only for large models: the approximate neighbour index, faiss' own
-                     serialisation (its parameters are in the manifest under "neighbours")
-
-Version 1 folders (features inside arrays.npz, thumbnails.npz) and version 2 folders
-(no manifest.sha256: their manifest is checked by its format version and schema only)
-still load. On load the manifest's keys are checked against :data:`MANIFEST_KEYS`: an
-unknown or (from version 3 on) missing key is a :class:`ModelError`, never a silent
-default. Weights named in ``config.weights`` must sit in the model folder or an installed
-package, or in a folder the user lists in ``$HASHTAG_WEIGHTS_DIRS``.
+The files of a model folder and its format versions: :func:`write_model`.
 
 Nothing here unpickles: arrays load with ``allow_pickle=False`` after their checksum
 matched, JSON with the standard parser; the neighbour index reaches faiss only after its
@@ -115,7 +95,7 @@ def _write_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> dict[s
     no copy of the whole archive in memory), fsynced; its sha256 and size, read back."""
     _check_plain(arrays)
     with open(folder / name, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # (numpy's stub: as if allow_pickle)
         fh.flush()
         os.fsync(fh.fileno())
     with open(folder / name, "rb") as back:
@@ -297,6 +277,28 @@ def write_model(
 ) -> Path:
     """Write a model folder atomically.
 
+    Layout of a model folder (format version 3)::
+
+        manifest.json    format name and version, how and from what it was built, and the
+                         sha256 and size of every other file
+        manifest.sha256  the sha256 of manifest.json itself (``sha256sum -c`` reads it)
+        arrays.npz       numeric arrays (factors, sparse tag lists, the prior, thumbnail
+                         offsets; see recommender.store.arrays), no object arrays
+        features.npy     the training images' features, (N, d) float32 or float16: written
+                         chunk by chunk, memory-mapped on load
+        index.json       hashtags and the training images (relative path, post id, hashtags)
+        thumbnails.bin   small JPEG thumbnails of the training images, concatenated (offsets in
+                         arrays.npz under "thumbnail_offsets"): streamed in, memory-mapped on load
+        neighbours.faiss only for large models: the approximate neighbour index, faiss' own
+                         serialisation (its parameters are in the manifest under "neighbours")
+
+    Version 1 folders (features inside arrays.npz, thumbnails.npz) and version 2 folders
+    (no manifest.sha256: their manifest is checked by its format version and schema only)
+    still load. On load the manifest's keys are checked against :data:`MANIFEST_KEYS`: an
+    unknown or (from version 3 on) missing key is a :class:`ModelError`, never a silent
+    default. Weights named in ``config.weights`` must sit in the model folder or an installed
+    package, or in a folder the user lists in ``$HASHTAG_WEIGHTS_DIRS``.
+
     ``arrays`` must hold ``"features"`` (written to its own file, chunk by chunk: it may be
     a memory map); ``thumbnails`` is an iterable of JPEG byte strings, one per image,
     streamed into the folder. ``neighbours`` are the bytes of an approximate neighbour
@@ -354,15 +356,15 @@ def write_model(
             + sum(lengths)
             + len(neighbours or b"")
         )
-        full = disk_full(
+        disk_error = disk_full(
             exc,
             path.parent,
             needed,
             "Free some space or choose another output folder (--out); any earlier model "
             f"at {path} is intact.",
         )
-        if full is not None:
-            raise full from None
+        if disk_error is not None:
+            raise disk_error from None
         raise
     return path
 

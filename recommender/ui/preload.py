@@ -60,7 +60,7 @@ def warm_page(rec) -> None:
     result = rec.recommend(Image.new("RGB", (64, 64), (128, 128, 128)), k=10)
     if result.hashtags:
         pres.score_figure(result.hashtags)
-        pres.contribution_figure(result.hashtags[0], result.neighbors)
+        pres.contribution_figure(result.hashtags[0], result.neighbours)
 
 
 def take(path: str | Path, version: str):

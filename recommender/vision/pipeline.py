@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def embed_batch(
     if not batch:
         return
     try:
-        pixels = np.stack([item.pixels for item in batch])
+        pixels = np.stack([cast(np.ndarray, item.pixels) for item in batch])  # decoded items
         if classes:
             vectors, probs = backbone.embed_with_classes(pixels)
         else:

@@ -13,10 +13,8 @@ Every pickle goes through :class:`_RestrictedUnpickler`, which only resolves the
 globals a state dict needs and maps them to inert stand-ins, so a hostile file cannot
 make the loader import or call anything else.
 
-Given the shapes the architecture expects (``expected``), a file is refused before any
-tensor data is read when its size is beyond what those tensors need, or when its tensors'
-names, shapes or storages do not match; each storage record is then read up to its own size
-only. A file declaring 200 tensors of 128 MB costs the few kilobytes of its pickle.
+A file is checked against the shapes the architecture expects before any tensor data is
+read (:func:`load_state_dict`).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import pickle
 import struct
 import zipfile
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -316,7 +315,7 @@ def _load_legacy(
         raise BackboneError(f"unsupported PyTorch legacy protocol version {protocol!r}")
     sys_info = _unpickle(stream)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-    order = "<" if little else ">"
+    order: Literal["<", ">"] = "<" if little else ">"
     storages: dict[str, _StorageRef] = {}
     result = _unpickle(stream, storages)
     _check_expected(result, storages, expected)
@@ -355,7 +354,7 @@ def _load_zip(
             if pkl is None:
                 raise BackboneError("the zip weights file has no data.pkl")
             prefix = pkl[: -len("data.pkl")]
-            order = "<"
+            order: Literal["<", ">"] = "<"
             if prefix + "byteorder" in names:
                 text = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
                 order = ">" if text == "big" else "<"
@@ -391,6 +390,9 @@ def load_state_dict(
     path: str | os.PathLike[str], expected: dict[str, tuple[int, ...]] | None = None
 ) -> dict[str, np.ndarray]:
     """Read a PyTorch state dict saved with ``torch.save``, without torch.
+
+    Each storage record is read up to its own size only, after the checks against
+    ``expected``: a file declaring 200 tensors of 128 MB costs the few kilobytes of its pickle.
 
     Parameters
     ----------

@@ -109,7 +109,7 @@ class DatasetFormat:
     summary: str
     description: str
     detect: Callable[[Path], bool]
-    load: Callable[[Path], Dataset]
+    load: Callable[..., Dataset]  # (path), or (path, options) when the layout has options
     write_sample: Callable[[Path, Sequence[SamplePost]], Path]
     priority: int = 50
     options: tuple[str, ...] = ()

@@ -1,39 +1,7 @@
 """Instagram's own "Download your information" export (JSON format), zipped or unpacked.
 
-What a person has for their own account. The export (checked against public code that reads
-it, see the tests) holds the posts in ``posts_1.json`` (``posts_2.json``... in large
-exports): ``your_instagram_activity/media/`` since 2025, ``your_instagram_activity/content/``
-before, plain ``content/`` in 2020-2023; each a list of entries::
-
-    {"media": [{"uri": "media/posts/202301/17912345.jpg", "creation_timestamp": 1673000000,
-                "title": "Sunday brunch #food #brunch"}], "title": "", ...}
-
-* ``uri`` is relative to the export's top folder (the archive's root), in any folder
-  (``media/posts/YYYYMM/``, flat ``media/posts/``, ``media/other/``), with or without an
-  extension: what a file is comes from its first bytes, never its name (``.heic`` files that
-  hold JPEG, videos without extension). Videos are skipped and counted (``skipped_video``);
-  a post with only videos is kept without image, for its hashtags.
-* A post with several media (a carousel) has its caption in the outer ``title``; a
-  single-media post in the media's ``title``. The post keeps its first photo.
-* Text is UTF-8 whose bytes were written as Latin-1 escapes (``"caf\\u00c3\\u00a9"`` is
-  "café"); :func:`fix_text` undoes it run by run.
-* ``archived_posts.json`` (``{"ig_archived_post_media": [post...]}``, posts the owner hid)
-  is read only with the ``archived_posts`` option.
-* Exports from before 2020 hold ``media.json`` at the top: ``{"photos": [{"path":
-  "photos/201812/<hex>.jpg", "caption": ..., "taken_at": ...}], "videos": [...], ...}``.
-
-Split exports. Instagram sends a large account as several zips, and a post's JSON may sit in
-one part and its photos in another: every part is passed (``build part1.zip part2.zip``, or
-a folder holding the parts) and read as one export. A part's account is the username in its
-``personal_information.json`` (``profile_user[0].string_map_data.Username.value``), else the
-one in its name as Instagram gives it (``instagram-<username>-<YYYY-MM-DD>-<id>.zip``); parts
-of two accounts are refused. Media a post names but no part holds are counted and named: "N
-photos are missing: is this one part of a split export? pass every part".
-
-A ``.zip`` is read in place: nothing is extracted, images are read from the archive when
-they are embedded. Any member or ``uri`` whose path leaves the archive (absolute, ``..``:
-a "zip slip") is refused and counted in ``skipped_outside_root``, like paths that leave a data
-set folder. The zip may also hold the export inside one top folder.
+What a person has for their own account: :func:`load` says what the export holds and how
+it is read, split exports (:func:`load_parts`) included.
 """
 
 from __future__ import annotations
@@ -354,6 +322,43 @@ def _html_only(path: Path) -> DatasetError:
 
 # --------------------------------------------------------------------------- loading
 def load(path: Path, options: ReadOptions | None = None) -> Dataset:
+    """Read the export at ``path``: a ``.zip`` or the folder it unpacks to.
+
+    What a person has for their own account. The export (checked against public code that reads
+    it, see the tests) holds the posts in ``posts_1.json`` (``posts_2.json``... in large
+    exports): ``your_instagram_activity/media/`` since 2025, ``your_instagram_activity/content/``
+    before, plain ``content/`` in 2020-2023; each a list of entries::
+
+        {"media": [{"uri": "media/posts/202301/17912345.jpg", "creation_timestamp": 1673000000,
+                    "title": "Sunday brunch #food #brunch"}], "title": "", ...}
+
+    * ``uri`` is relative to the export's top folder (the archive's root), in any folder
+      (``media/posts/YYYYMM/``, flat ``media/posts/``, ``media/other/``), with or without an
+      extension: what a file is comes from its first bytes, never its name (``.heic`` files that
+      hold JPEG, videos without extension). Videos are skipped and counted (``skipped_video``);
+      a post with only videos is kept without image, for its hashtags.
+    * A post with several media (a carousel) has its caption in the outer ``title``; a
+      single-media post in the media's ``title``. The post keeps its first photo.
+    * Text is UTF-8 whose bytes were written as Latin-1 escapes (``"caf\\u00c3\\u00a9"`` is
+      "café"); :func:`fix_text` undoes it run by run.
+    * ``archived_posts.json`` (``{"ig_archived_post_media": [post...]}``, posts the owner hid)
+      is read only with the ``archived_posts`` option.
+    * Exports from before 2020 hold ``media.json`` at the top: ``{"photos": [{"path":
+      "photos/201812/<hex>.jpg", "caption": ..., "taken_at": ...}], "videos": [...], ...}``.
+
+    Split exports. Instagram sends a large account as several zips, and a post's JSON may sit in
+    one part and its photos in another: every part is passed (``build part1.zip part2.zip``, or
+    a folder holding the parts) and read as one export. A part's account is the username in its
+    ``personal_information.json`` (``profile_user[0].string_map_data.Username.value``), else the
+    one in its name as Instagram gives it (``instagram-<username>-<YYYY-MM-DD>-<id>.zip``); parts
+    of two accounts are refused. Media a post names but no part holds are counted and named: "N
+    photos are missing: is this one part of a split export? pass every part".
+
+    A ``.zip`` is read in place: nothing is extracted, images are read from the archive when
+    they are embedded. Any member or ``uri`` whose path leaves the archive (absolute, ``..``:
+    a "zip slip") is refused and counted in ``skipped_outside_root``, like paths that leave a data
+    set folder. The zip may also hold the export inside one top folder.
+    """
     options = options or ReadOptions()
     if not path.exists() or not (path.is_file() or path.is_dir()):
         raise DatasetError(f"{path} is neither an Instagram export .zip nor its folder")
@@ -649,7 +654,7 @@ def write_sample(folder: Path, posts: Sequence[SamplePost]) -> Path:
     """A zipped export: photos under ``media/posts/``, a video for a post without image,
     captions as mojibake, the posts split over ``posts_1.json`` and ``posts_2.json``."""
     path = folder / "instagram-sample-2023-01-31.zip"
-    entries = []
+    entries: list[dict[str, object]] = []
     with zipfile.ZipFile(path, "w") as archive:
         for number, post in enumerate(posts):
             uris = [f"media/posts/202301/{post.key}_{i}.jpg" for i in range(len(post.images))]

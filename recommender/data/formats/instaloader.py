@@ -1,27 +1,6 @@
 """A folder written by instaloader: ``<stem>.jpg`` with its caption in ``<stem>.txt``.
 
-As instaloader (v4.15, ``instaloader.py``/``structures.py``) writes it; the stem is
-``{date_utc}_UTC`` by default:
-
-* the photo is ``<stem>.<ext>``, a sidecar's are ``<stem>_1.<ext>``, ``<stem>_2.<ext>``...
-  (the post keeps its first photo). The extension comes from the server's Content-Type
-  (``.jpg``, ``.webp``, ``.heic``), so what a file is comes from its first bytes. A video
-  (``<stem>.mp4``) comes with its thumbnail under the same stem: the thumbnail is skipped
-  and counted as a video, as the export reader skips videos;
-* the caption is in ``<stem>.txt``; when it was edited, the older ones were renamed
-  ``<stem>_old_01.txt``... Those are not posts, and their superseded tags are not read;
-* the metadata is ``<stem>.json.xz`` (``<stem>.json`` with ``--no-compress-json``):
-  ``{"node": {...}, "instaloader": {"node_type": "Post"}}``. Where it is, its caption
-  (``node.edge_media_to_caption.edges[0].node.text``, or ``node.caption``) is the post's
-  own, whatever ``--post-metadata-txt`` put in the ``.txt``; it is the only one of a
-  ``--no-captions`` download. A corrupt one skips its post (counted in
-  ``unreadable_files``);
-* with ``--comments``, ``<stem>_comments.json`` lists the comments, each with its answers:
-  the hashtags of the post owner's own comments (``owner.id`` or ``owner.username`` as
-  in the metadata's ``node.owner``) are the post's too, by default: many put their hashtags
-  in a first comment. The ``comment_hashtags`` option takes everyone's, or none.
-
-Sub-folders (one per profile or hashtag) are walked too.
+What instaloader writes and how each file is read: :func:`load`.
 """
 
 from __future__ import annotations
@@ -195,6 +174,31 @@ def _comment_texts(comments: object, owner: tuple[str, str] | None) -> list[str]
 
 
 def load(path: Path, options: ReadOptions | None = None) -> Dataset:
+    """Read the instaloader folder at ``path`` (and its sub-folders).
+
+    As instaloader (v4.15, ``instaloader.py``/``structures.py``) writes it; the stem is
+    ``{date_utc}_UTC`` by default:
+
+    * the photo is ``<stem>.<ext>``, a sidecar's are ``<stem>_1.<ext>``, ``<stem>_2.<ext>``...
+      (the post keeps its first photo). The extension comes from the server's Content-Type
+      (``.jpg``, ``.webp``, ``.heic``), so what a file is comes from its first bytes. A video
+      (``<stem>.mp4``) comes with its thumbnail under the same stem: the thumbnail is skipped
+      and counted as a video, as the export reader skips videos;
+    * the caption is in ``<stem>.txt``; when it was edited, the older ones were renamed
+      ``<stem>_old_01.txt``... Those are not posts, and their superseded tags are not read;
+    * the metadata is ``<stem>.json.xz`` (``<stem>.json`` with ``--no-compress-json``):
+      ``{"node": {...}, "instaloader": {"node_type": "Post"}}``. Where it is, its caption
+      (``node.edge_media_to_caption.edges[0].node.text``, or ``node.caption``) is the post's
+      own, whatever ``--post-metadata-txt`` put in the ``.txt``; it is the only one of a
+      ``--no-captions`` download. A corrupt one skips its post (counted in
+      ``unreadable_files``);
+    * with ``--comments``, ``<stem>_comments.json`` lists the comments, each with its answers:
+      the hashtags of the post owner's own comments (``owner.id`` or ``owner.username`` as
+      in the metadata's ``node.owner``) are the post's too, by default: many put their hashtags
+      in a first comment. The ``comment_hashtags`` option takes everyone's, or none.
+
+    Sub-folders (one per profile or hashtag) are walked too.
+    """
     options = options or ReadOptions()
     if not path.is_dir():
         raise DatasetError(f"{path} is not a folder of images with .txt captions")
@@ -265,6 +269,7 @@ def _load_post(
 def _comments(
     builder: DatasetBuilder, options: ReadOptions, prefix: str, post: _Post, node: dict | None
 ) -> list[str]:
+    assert post.comments is not None  # the caller checks
     shown = f"{prefix}{post.comments}"
     owner = None
     if options.comment_hashtags == "owner":

@@ -111,7 +111,7 @@ def _load_jsonl(builder: DatasetBuilder, manifest: Path) -> None:
     with manifest.open("rb") as handle:
         for line, raw in enumerate(bounded_lines(handle), start=1):
             where = f"{name} line {line}"
-            if raw is TOO_LONG:
+            if not isinstance(raw, bytes):  # TOO_LONG
                 builder.malformed(where, limits.message("the line", limits.RECORD))
                 continue
             if not raw.strip():

@@ -11,14 +11,7 @@ It is read by record batches within row groups, so memory holds one batch (at mo
 :data:`BATCH_ROWS` rows) besides the posts kept; :func:`write_manifest` writes one from any
 iterable of rows, in row groups of a fixed size.
 
-A small file can hold huge columns (a long string stored once in a dictionary page and
-repeated in every row, long runs of the same hashtag), so the reader is bounded by design:
-string columns stay dictionary-encoded in Arrow; a row group whose column chunk decompresses
-past :data:`recommender.limits.MEMBER`, or whose hashtag lists hold more entries than that
-bound allows (4 bytes each), is skipped with one line; hashtag lists are cut to 1.25 times
-:data:`recommender.limits.TAGS_PER_POST` before they become Python objects; a row over
-:data:`recommender.limits.RECORD` is counted malformed; Python objects are made a slice of
-at most :data:`SLICE_BYTES` at a time.
+A small file can hold huge columns, so the reader is bounded by design (:func:`load`).
 """
 
 from __future__ import annotations
@@ -81,6 +74,18 @@ def detect(path: Path) -> bool:
 
 
 def load(path: Path) -> Dataset:
+    """Read the manifest at ``path`` (a ``.parquet`` file or part folder, or a data set
+    folder holding one), a record batch at a time.
+
+    A small file can hold huge columns (a long string stored once in a dictionary page and
+    repeated in every row, long runs of the same hashtag), so the reader is bounded by design:
+    string columns stay dictionary-encoded in Arrow; a row group whose column chunk decompresses
+    past :data:`recommender.limits.MEMBER`, or whose hashtag lists hold more entries than that
+    bound allows (4 bytes each), is skipped with one line; hashtag lists are cut to 1.25 times
+    :data:`recommender.limits.TAGS_PER_POST` before they become Python objects; a row over
+    :data:`recommender.limits.RECORD` is counted malformed; Python objects are made a slice of
+    at most :data:`SLICE_BYTES` at a time.
+    """
     manifest = find_manifest(path)
     if manifest is None or not manifest.exists():
         raise DatasetError(
@@ -235,7 +240,11 @@ def _read_batches(builder: DatasetBuilder, batches, shown: str, row: int = 0) ->
             take = pa.array(good[start : start + max(fits, 1)])
             images = _plain(image_column.take(take)).to_pylist()
             lists = _plain(tags.take(take)).to_pylist()
-            ids = _plain(id_column.take(take)).to_pylist() if has_id else [None] * len(take)
+            ids = (
+                _plain(id_column.take(take)).to_pylist()
+                if id_column is not None
+                else [None] * len(take)
+            )
             for i, image, raw, value in zip(take.to_pylist(), images, lists, ids, strict=True):
                 where = f"{shown} row {row + i + 1}"
                 if cut[i]:

@@ -1,28 +1,6 @@
 """Implicit ALS on Spark (``pyspark.ml.recommendation.ALS(implicitPrefs=True)``) with the
 local engine's parameters; the factors come back to the driver as float32 arrays aligned
 with the matrix's rows and columns.
-
-The same parameters on both solvers
------------------------------------
-``ALSParams`` drives both. ``factors`` -> ``rank``, ``iterations`` -> ``maxIter``,
-``random_state`` -> ``seed``; the matrix is weighted identically before either solver.
-
-* **Confidence.** ``implicit`` gives an observed pair the confidence ``alpha * value`` (its
-  preference is 1 for every stored value); Spark gives ``1 + alpha_spark * |rating|`` with
-  preference 1 only for ``rating > 0``. This engine passes Spark ``alpha = 1`` and the
-  ratings ``alpha * value - 1``, so Spark's confidence is exactly ``alpha * value`` for
-  every pair with ``alpha * value > 1``. Pairs with ``alpha * value <= 1`` (BM25 values
-  below ``1 / alpha``: 0.05 by default) get a rating of ``1e-6``: preference 1, confidence
-  1 instead of implicit's ``alpha * value``.
-* **Regularisation.** ``implicit`` adds ``regularization * I`` to every row's system;
-  Spark's ALS-WR adds ``regParam * n_u * I``, ``n_u`` the row's number of positive ratings.
-  No single ``regParam`` makes the two equal for every row; this engine passes
-  ``regParam = regularization / mean(n_u)`` over the posts (the rows the recommendations
-  come from), so a post with the average number of hashtags gets the same penalty.
-  :data:`REG_SCALING` names the mapping and the benchmark measures it.
-* **Solver.** ``implicit`` runs 3 conjugate-gradient steps per row and iteration from a
-  random start; Spark solves each row exactly (Cholesky). The factors differ; the
-  evaluation's recall@10 is what is compared (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -32,8 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from recommender.config import ALSParams
 from recommender.engines.spark.session import SparkError, Watch, get_session, is_local
-from recommender.fit.als import ALSParams, FitError, weight_matrix
+from recommender.fit.als import FitError, weight_matrix
 
 REG_SCALING = "regularization / mean hashtags per post"
 # Ratings Spark receives for pairs whose implicit confidence alpha * value is <= 1.
@@ -80,7 +59,29 @@ def fit_als(
     master: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ALS on Spark with the local engine's parameters: (post_factors, tag_factors) float32,
-    aligned with ``matrix``'s rows and columns (see the module doc for the mapping).
+    aligned with ``matrix``'s rows and columns.
+
+    The same parameters on both solvers
+    -----------------------------------
+    ``ALSParams`` drives both. ``factors`` -> ``rank``, ``iterations`` -> ``maxIter``,
+    ``random_state`` -> ``seed``; the matrix is weighted identically before either solver.
+
+    * **Confidence.** ``implicit`` gives an observed pair the confidence ``alpha * value`` (its
+      preference is 1 for every stored value); Spark gives ``1 + alpha_spark * |rating|`` with
+      preference 1 only for ``rating > 0``. This engine passes Spark ``alpha = 1`` and the
+      ratings ``alpha * value - 1``, so Spark's confidence is exactly ``alpha * value`` for
+      every pair with ``alpha * value > 1``. Pairs with ``alpha * value <= 1`` (BM25 values
+      below ``1 / alpha``: 0.05 by default) get a rating of ``1e-6``: preference 1, confidence
+      1 instead of implicit's ``alpha * value``.
+    * **Regularisation.** ``implicit`` adds ``regularization * I`` to every row's system;
+      Spark's ALS-WR adds ``regParam * n_u * I``, ``n_u`` the row's number of positive ratings.
+      No single ``regParam`` makes the two equal for every row; this engine passes
+      ``regParam = regularization / mean(n_u)`` over the posts (the rows the recommendations
+      come from), so a post with the average number of hashtags gets the same penalty.
+      :data:`REG_SCALING` names the mapping and the benchmark measures it.
+    * **Solver.** ``implicit`` runs 3 conjugate-gradient steps per row and iteration from a
+      random start; Spark solves each row exactly (Cholesky). The factors differ; the
+      evaluation's recall@10 is what is compared (see benchmarks/README.md).
 
     Spark's ALS has no per-iteration callback: ``progress`` is called at the start and the
     end. Raises :class:`~recommender.fit.als.FitError` for non-finite factors.
