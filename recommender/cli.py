@@ -487,6 +487,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "the page (app.py) ships with the repository: run serve from a clone of it"
         )
     os.environ["HASHTAG_MODEL"] = str(args.model)
+    from recommender.ui.uploads import install_upload_gate
+
+    install_upload_gate()  # uploads over a session's bounds refused before their bodies
     try:
         preload.start(args.model, model_version(args.model))
     except RecommenderError:

@@ -123,3 +123,76 @@ def test_an_upload_is_decoded_once_for_model_preview_and_thumbnail(monkeypatch):
 def test_a_bad_upload_gives_its_reason_and_nothing_else():
     ready = uploads.prepare_photo(b"not an image", 224)
     assert ready.pixels is None and ready.preview == b"" and "not an image" in ready.error
+
+
+def _put(session: str, file_id: str, length: int | None) -> dict:
+    headers = [(b"host", b"127.0.0.1")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    return {
+        "type": "http",
+        "method": "PUT",
+        "path": f"/_stcore/upload_file/{session}/{file_id}",
+        "headers": headers,
+    }
+
+
+def _call(gate, scope) -> tuple[list[dict], list[dict]]:
+    """Run the ASGI ``gate`` on ``scope``: (what it sent, what reached the app behind it)."""
+    import asyncio
+
+    sent, reached = [], []
+
+    async def receive():
+        raise AssertionError("the body was read")
+
+    async def send(message):
+        sent.append(message)
+
+    gate.app = lambda scope, receive, send: _app(scope, reached)
+    asyncio.run(gate(scope, receive, send))
+    return sent, reached
+
+
+async def _app(scope, reached):
+    reached.append(scope)
+
+
+def test_the_upload_gate_refuses_from_the_headers_what_add_file_would_refuse():
+    """The flood's 6th file of 19 MB (and a 21st file) is refused before its body is read,
+    with the same message; uploads within the bounds, other requests, other sessions and
+    uploads without a length go through to Streamlit."""
+    runtime = Runtime("s1", "s2")
+    uploads.install_limits(runtime)
+    mgr = runtime.uploaded_file_mgr
+    big = 19 * 2**20
+    for i in range(5):
+        mgr.add_file("s1", rec(f"f{i}", big))
+    gate = uploads.UploadGate(None, runtime)
+    sent, reached = _call(gate, _put("s1", "f5", big + 300))
+    assert sent[0]["status"] == 413 and not reached
+    assert sent[1]["body"].decode() == uploads.session_problem(5, 5 * big, big)
+    for scope in (
+        _put("s1", "f0", big + 300),  # the same file again replaces it
+        _put("s1", "small", 2**20),  # still room for 1 MB
+        _put("s2", "f5", big + 300),  # another visitor
+        _put("s1", "f5", None),  # no length: Streamlit's own checks
+        {**_put("s1", "f5", big), "method": "GET"},
+        {"type": "websocket", "path": "/_stcore/stream", "headers": []},
+    ):
+        sent, reached = _call(gate, scope)
+        assert not sent and reached == [scope]
+    for i in range(uploads.MAX_FILES):
+        mgr.add_file("s2", rec(f"g{i}", 10))
+    sent, _ = _call(gate, _put("s2", "one-more", 10))
+    assert sent[0]["status"] == 413 and str(uploads.MAX_FILES).encode() in sent[1]["body"]
+
+
+def test_serve_puts_the_upload_gate_in_front_of_streamlits_server():
+    from streamlit.web.server.starlette import starlette_app
+
+    assert uploads.install_upload_gate()
+    assert uploads.install_upload_gate()  # once
+    stack = starlette_app.create_streamlit_middleware()
+    assert stack[0].cls is uploads.UploadGate
+    assert sum(m.cls is uploads.UploadGate for m in stack) == 1

@@ -15,6 +15,7 @@ page shows of it: the model input, a preview and a thumbnail.
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -94,6 +95,88 @@ def install_limits(runtime=None) -> bool:
         threading.Thread(
             target=_sweep_forever, args=(runtime,), name="upload-sweep", daemon=True
         ).start()
+    return True
+
+
+# What a multipart upload adds to its file: boundaries, headers, the file name.
+_MULTIPART_SLACK = 16 * 1024
+_UPLOAD_PATH = re.compile(r"/_stcore/upload_file/([^/]+)/([^/]+)$")
+
+
+class UploadGate:
+    """ASGI middleware: an upload that would take its session over :func:`session_problem`'s
+    bounds is refused from its headers (``Content-Length``), before its body is read.
+
+    Streamlit reads and parses an upload's whole body before anything else may refuse it
+    (``add_file`` in :func:`install_limits`): a flood of 19 MB files held the server's event
+    loop, and every other visitor waited. ``runtime`` defaults to the running Streamlit's.
+    """
+
+    def __init__(self, app, runtime=None) -> None:
+        self.app = app
+        self._runtime = runtime
+
+    def _problem(self, scope) -> str | None:
+        found = _UPLOAD_PATH.search(scope.get("path", ""))
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if found is None or not length.isdigit():
+            return None  # not an upload, or no length: Streamlit's own checks decide
+        runtime = self._runtime
+        if runtime is None:
+            from streamlit.runtime import Runtime, exists
+
+            if not exists():
+                return None
+            runtime = Runtime.instance()
+        manager = runtime.uploaded_file_mgr
+        store, lock = getattr(manager, "file_storage", None), getattr(manager, "_lock", None)
+        if not isinstance(store, dict) or lock is None:
+            return None
+        session_id, file_id = found.groups()
+        with lock:
+            others = [f for fid, f in store.get(session_id, {}).items() if fid != file_id]
+            held = sum(len(f.data) for f in others)
+        return session_problem(len(others), held, max(0, int(length) - _MULTIPART_SLACK))
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope.get("type") == "http" and scope.get("method") == "PUT":
+            problem = self._problem(scope)
+            if problem:
+                body = problem.encode()
+                await send({
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                })  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def install_upload_gate() -> bool:
+    """Put :class:`UploadGate` in front of the Streamlit server this process will start
+    (``serve`` calls it before starting Streamlit); False when this Streamlit builds its
+    server differently (the limits of :func:`install_limits` still hold)."""
+    try:
+        from starlette.middleware import Middleware
+        from streamlit.web.server.starlette import starlette_app
+    except ImportError:
+        return False
+    make = getattr(starlette_app, "create_streamlit_middleware", None)
+    if make is None:
+        return False
+    if getattr(make, "_gated", False):
+        return True
+
+    def with_gate() -> list:
+        return [Middleware(UploadGate), *make()]
+
+    with_gate._gated = True  # type: ignore[attr-defined]
+    starlette_app.create_streamlit_middleware = with_gate
     return True
 
 
