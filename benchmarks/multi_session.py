@@ -20,9 +20,10 @@ With ``--hostile``, one visitor plays normal (uploads ``--normal-uploads`` new p
 after the other, their time to results measured) while ``--sessions`` hostile sessions each
 upload the costly images of :mod:`benchmarks.hostile_images` (a 40 MP float TIFF named
 ``.png``, a 1 x 40,000,000 PNG, a progressive JPEG of 20,000 scans) and one more session
-drops 100 files of 19 MB at once, all from a browser of their own at nice 19
-(``--attacker-nice``: on one machine their nine tabs would otherwise take more CPU than the
-server, where a real attacker's browser runs on the attacker's machine). The server is
+drops 100 files of 19 MB at once, all from a process of their own at nice 19 (its own
+Playwright driver and browser; ``--attacker-nice``): on one machine they would otherwise
+take more CPU than the server (Playwright's driver alone reads and sends the flood's 1.9 GB),
+where a real attacker runs on the attacker's machine. The server is
 started as ``make run`` starts it. It reports the server's peak memory during the attack,
 the normal visitor's p95 time to results against the same visitor on the idle server
 before, and the server's memory after the hostile tabs are closed and Streamlit has
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import signal
@@ -442,6 +444,36 @@ async def hostile_visitor(browser, url: str, files: list[Path], timeout_ms: int)
         await context.close()
 
 
+async def attackers_apart(
+    url: str, costly: list[Path], flood: list[Path], sessions: int, timeout: float, nice: int
+) -> list[str]:
+    """The hostile sessions from a child process at ``nice``: its own Playwright driver
+    (which reads and sends the 1.9 GB of the flood) and its own browser; what each page said."""
+    command = ["nice", "-n", str(nice), sys.executable, str(Path(__file__).resolve())]
+    command += ["--attackers", url, "--sessions", str(sessions), "--timeout", str(timeout)]
+    command += ["--costly", *map(str, costly), "--flood", *map(str, flood)]
+    child = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await child.communicate()
+    try:
+        return list(json.loads(out.decode().strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return [f"the attackers' process ended with {child.returncode}"]
+
+
+async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> list[str]:
+    from playwright.async_api import async_playwright
+
+    timeout_ms = int(timeout * 1000)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            visits = [hostile_visitor(browser, url, costly, timeout_ms) for _ in range(sessions)]
+            visits.append(hostile_visitor(browser, url, flood, timeout_ms))
+            return list(await asyncio.gather(*visits))
+        finally:
+            await browser.close()
+
+
 @dataclass
 class Attack:
     idle: list[Outcome]
@@ -453,8 +485,8 @@ class Attack:
     settled_rss: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of the server during the attack
-    browser_cpu: float = 0.0  # and of the browser playing the normal visitor (or everyone)
-    attacker_cpu: float = 0.0  # and of the attackers' own browser, when niced apart
+    browser_cpu: float = 0.0  # and of Playwright + the browser playing the normal visitor
+    attacker_cpu: float = 0.0  # and of the attackers' own process tree, when niced apart
 
 
 async def attack(
@@ -467,7 +499,6 @@ async def attack(
     timeout: float,
     settle_seconds: float,
     attacker_nice: int = 0,
-    folder: Path | None = None,
 ) -> Attack:
     from playwright.async_api import async_playwright
 
@@ -475,14 +506,6 @@ async def attack(
     half = len(normal) // 2
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        attackers = browser
-        if attacker_nice:  # the attackers' tabs in a browser of their own, at low priority
-            wrapper = (folder or Path(tempfile.gettempdir())) / "chromium-niced"
-            wrapper.write_text(f'#!/bin/sh\nexec nice -n {attacker_nice} {CHROMIUM} "$@"\n')
-            wrapper.chmod(0o755)
-            attackers = await playwright.chromium.launch(
-                executable_path=str(wrapper), args=CHROMIUM_ARGS
-            )
         try:
             # The model is loaded by a first visit; then the idle server's latency.
             await normal_visitor(browser, server.url, normal[:1], timeout_ms)
@@ -492,24 +515,29 @@ async def attack(
             sampler.reset_peak()
             cpu = (sampler.server_cpu, sampler.browser_cpu, sampler.attacker_cpu)
             start = time.perf_counter()
-            hostile = [
-                hostile_visitor(attackers, server.url, costly, timeout_ms) for _ in range(sessions)
-            ]
-            hostile.append(hostile_visitor(attackers, server.url, flood, timeout_ms))
+            if attacker_nice:  # their own Playwright and browser, at low priority
+                hostile = [
+                    attackers_apart(server.url, costly, flood, sessions, timeout, attacker_nice)
+                ]
+            else:
+                hostile = [
+                    hostile_visitor(browser, server.url, costly, timeout_ms)
+                    for _ in range(sessions)
+                ]
+                hostile.append(hostile_visitor(browser, server.url, flood, timeout_ms))
             results = await asyncio.gather(
                 normal_visitor(browser, server.url, normal[half + 1 :], timeout_ms), *hostile
             )
             seconds = time.perf_counter() - start
             sampler.sample()
-            out = Attack(idle, results[0], list(results[1:]), sampler.peak, before)
+            pages = results[1] if attacker_nice else list(results[1:])
+            out = Attack(idle, results[0], pages, sampler.peak, before)
             out.seconds = seconds
             out.server_cpu = sampler.server_cpu - cpu[0]
             out.browser_cpu = sampler.browser_cpu - cpu[1]
             out.attacker_cpu = sampler.attacker_cpu - cpu[2]
             out.closed_rss = sampler.last
         finally:
-            if attackers is not browser:
-                await attackers.close()
             await browser.close()
     # Streamlit forgets a closed tab's session after two minutes; the sweep frees its files.
     deadline = time.perf_counter() + settle_seconds
@@ -550,7 +578,7 @@ def print_attack(result: Attack, sessions: int, settle_seconds: float) -> None:
         f"{result.settled_rss / mib:.0f} MiB {settle_seconds:.0f} s later"
     )
     attackers = (
-        f", the attackers' browser (niced) {result.attacker_cpu:.1f} s"
+        f", the attackers (niced: their Playwright and browser) {result.attacker_cpu:.1f} s"
         if result.attacker_cpu
         else ""
     )
@@ -626,10 +654,20 @@ def main(argv: list[str] | None = None) -> int:
         "--attacker-nice",
         type=int,
         default=19,
-        help="with --hostile: run the attackers' tabs in a browser of their own at this nice "
-        "value, standing in for their own machine (0: one browser for every visitor)",
+        help="with --hostile: run the attackers in a process of their own (Playwright and "
+        "browser) at this nice value, standing in for their own machine (0: one browser "
+        "for every visitor)",
     )
+    parser.add_argument("--attackers", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--costly", nargs="*", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--flood", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.attackers:  # the child process of a --hostile run (attackers_apart)
+        pages = asyncio.run(
+            attackers_main(args.attackers, args.costly, args.flood, args.sessions, args.timeout)
+        )
+        print(json.dumps(pages))
+        return 0
     if not 1 <= args.sessions <= MAX_SESSIONS:
         parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
     if not Path(CHROMIUM).exists():
@@ -696,7 +734,6 @@ def hostile_main(args, model: Path, photos: list[Path]) -> int:
                             args.timeout,
                             args.settle,
                             args.attacker_nice,
-                            folder,
                         )
                     )
                 finally:
