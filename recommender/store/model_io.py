@@ -167,10 +167,22 @@ def output_problem(path: str | Path) -> str | None:
     """
     path = Path(path).absolute()
     for _attempt in range(50):
-        before = _folder_id(path)
-        problem = _output_problem_once(path)
-        if problem is None or _folder_id(path) == before:
-            return problem
+        # The folder looked at is held open, so that its inode cannot be freed and given to
+        # the next build's folder while it is looked at: a folder moved aside and deleted
+        # mid-listing (it looks like someone else's) must not pass for the one still there.
+        try:
+            held = os.open(path, os.O_RDONLY)
+        except OSError:
+            held = None
+        try:
+            before = None if held is None else (os.fstat(held).st_dev, os.fstat(held).st_ino)
+            problem = _output_problem_once(path)
+            after = _folder_id(path)
+        finally:
+            if held is not None:
+                os.close(held)
+        if problem is None or (before is not None and after == before):
+            return problem  # (nothing held: whatever was looked at came and went)
         time.sleep(0.001)
     return problem
 
