@@ -225,6 +225,18 @@ def zipf_scorer() -> Scorer:
     return _zipf_scorer()
 
 
+def _sparse_random(rng, rows: int, cols: int, density: float) -> sp.csr_matrix:
+    """A random sparse matrix of about ``density`` (scipy.sparse.random takes seconds at
+    60,000 columns: it samples cells without replacement)."""
+    n = int(rows * cols * density)
+    m = sp.csr_matrix(
+        (rng.uniform(size=n), (rng.integers(0, rows, n), rng.integers(0, cols, n))),
+        shape=(rows, cols),
+    )
+    m.sum_duplicates()
+    return m
+
+
 def _zipf_scorer(seed: int = 0, n_tags: int = 60_000, n_images: int = 3000) -> Scorer:
     """A larger model shaped like a real one: Zipf-popular hashtags (a few carried by many
     posts, most by one or two), ALS factors whose norm grows with popularity, profiles for
@@ -245,12 +257,12 @@ def _zipf_scorer(seed: int = 0, n_tags: int = 60_000, n_images: int = 3000) -> S
     tag_factors = rng.normal(size=(n_tags, f)) * (norms / np.sqrt(f))[:, None]
     image_factors = rng.normal(size=(n_images, f)) * 0.5
     single = np.flatnonzero(np.diff(image_tags.indptr) == 1)
-    profiles = sp.random(40, n_tags, density=0.002, random_state=seed, format="csr")
+    profiles = _sparse_random(rng, 40, n_tags, 0.002)
     image_profile = np.full(n_images, -1)
     image_profile[single] = rng.integers(0, 40, len(single))
     prior_tags = rng.permutation(np.arange(3000))  # the most popular, in no order
     prior_weights = rng.normal(size=(d, len(prior_tags))) * 0.1
-    class_tags = sp.random(1000, n_tags, density=0.0002, random_state=seed + 1, format="csr")
+    class_tags = _sparse_random(rng, 1000, n_tags, 0.0002)
     class_tags.data[:] = 1
     return Scorer(
         image_factors,
