@@ -344,43 +344,43 @@ class Scorer:
             stays &= ~exclude[tags]
         if always is not None:
             stays &= ~np.isin(tags, always)
-        kept = scores[stays]
-        kth = _kth(kept, k)
+        kept = [scores[stays]]
+        kth = _kth(kept[0], k)
+
+        def add(ids: np.ndarray) -> float:
+            """Score ``ids`` (none of them ``always``) too; the new k-th best score."""
+            extra = score(ids)
+            found.append((ids, *extra))
+            kept.append(extra[0] if exclude is None else extra[0][~exclude[ids]])
+            return _kth(np.concatenate(kept), k)
+
         if use_prior:
             # The prior's other hashtags score ALS + prior: bounded from above, and scored
             # only where that bound reaches the k-th best.
-            reach = self._bound().scores(query, user, a, method.prior_weight) >= kth
-            if len(tags):  # those scored already
-                at = np.searchsorted(self._prior_sorted, tags).clip(0, len(self.prior_tags) - 1)
-                reach[self._prior_order[at[self._prior_sorted[at] == tags]]] = False
-            need = np.sort(self.prior_tags[reach])
+            reaches = self._bound().scores(query, user, a, method.prior_weight) >= kth
+            hit, columns = self._prior_columns(tags)
+            reaches[columns[hit]] = False  # scored already
+            need = np.sort(self.prior_tags[reaches])
             if len(need):
-                extra = score(need)
-                found.append((need, *extra))
-                kept = np.concatenate(
-                    [kept, extra[0] if exclude is None else extra[0][~exclude[need]]]
-                )
-                kth = _kth(kept, k)
+                kth = add(need)
         if a == 0:
             # every other hashtag scores exactly 0, and would win a tie by a lower id
             return _merged(found) if kth > 0 else None
         reach = abs(a) * float(np.linalg.norm(user)) * (1 + 1e-4)
         start, limit = 0, int(_SCAN_MAX_SHARE * self.n_tags)
         # With a prior, its hashtags were bounded above: the scan covers the others.
-        skip = self._bound().is_prior if use_prior else np.zeros(self.n_tags, dtype=bool)
+        skip = self._bound().is_prior if use_prior else None
         while start < len(self._norms) and reach * float(self._norms[start]) + 1e-12 >= kth:
             if start >= limit:
                 return None
             block = self._by_norm[start : start + _SCAN_BLOCK].astype(np.int64)
             start += len(block)
-            block = np.sort(block[~np.isin(block, tags) & ~skip[block]])
+            fresh = ~np.isin(block, tags)
+            if skip is not None:
+                fresh &= ~skip[block]
+            block = np.sort(block[fresh])
             if len(block):
-                extra = score(block)
-                found.append((block, *extra))
-                kept = np.concatenate(
-                    [kept, extra[0] if exclude is None else extra[0][~exclude[block]]]
-                )
-                kth = _kth(kept, k)
+                kth = add(block)
         return _merged(found)
 
     def _bound(self) -> _PriorBound:
@@ -402,15 +402,17 @@ class Scorer:
         """The prior term of the hashtags ``ids`` (0 for those the prior does not predict),
         equal to the last bit to the same entries of :meth:`prior`."""
         out = np.zeros(len(ids), dtype=np.float32)
-        sorted_tags = self._prior_sorted
-        at = np.minimum(np.searchsorted(sorted_tags, ids), len(sorted_tags) - 1)
-        hit = sorted_tags[at] == ids
+        hit, columns = self._prior_columns(ids)
         if hit.any():
-            rows = self._prior_order[at[hit]]
-            out[hit] = (method.prior_weight * _rows_dot(self._prior_rows, rows, query)).astype(
-                np.float32
-            )
+            rows = _rows_dot(self._prior_rows, columns[hit], query)
+            out[hit] = (method.prior_weight * rows).astype(np.float32)
         return out
+
+    def _prior_columns(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(hit, columns)``: which of the hashtags ``ids`` the prior predicts, and at
+        ``hit`` their column (row of the stored weights); elsewhere any column."""
+        at = np.searchsorted(self._prior_sorted, ids).clip(0, len(self._prior_sorted) - 1)
+        return self._prior_sorted[at] == ids, self._prior_order[at]
 
     def _prior_values(self, query: np.ndarray, method: Method) -> np.ndarray:
         """The prior term of the hashtags ``prior_tags``, shape (Q,)."""
