@@ -175,7 +175,7 @@ def output_problem(path: str | Path) -> str | None:
         except OSError:
             held = None
         try:
-            before = None if held is None else (os.fstat(held).st_dev, os.fstat(held).st_ino)
+            before = None if held is None else _stat_id(os.fstat(held))
             problem = _output_problem_once(path)
             after = _folder_id(path)
         finally:
@@ -759,9 +759,12 @@ def _across_a_swap(path: Path, read):
 
 def _folder_id(path: Path) -> tuple[int, int] | None:
     try:
-        st = os.stat(path)
+        return _stat_id(os.stat(path))
     except OSError:
         return None
+
+
+def _stat_id(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 

@@ -57,6 +57,14 @@ def session_problem(held_files: int, held_bytes: int, new_bytes: int) -> str | N
     return None
 
 
+def _problem_adding(store: dict, lock, session_id: str, file_id: str, new_bytes: int) -> str | None:
+    """:func:`session_problem` for a session of Streamlit's upload ``store`` adding (or
+    replacing) the file ``file_id`` of ``new_bytes``."""
+    with lock:
+        others = [f for fid, f in store.get(session_id, {}).items() if fid != file_id]
+        return session_problem(len(others), sum(len(f.data) for f in others), new_bytes)
+
+
 def install_limits(runtime=None) -> bool:
     """Bound and sweep the uploads of a running Streamlit server (once per server); False
     when there is no server to change (as under ``AppTest``) or its upload store is not
@@ -79,12 +87,7 @@ def install_limits(runtime=None) -> bool:
 
         def add_file(session_id: str, file) -> None:
             sweep(runtime)
-            with lock:
-                held = store.get(session_id, {})
-                others = [f for fid, f in held.items() if fid != file.file_id]
-                problem = session_problem(
-                    len(others), sum(len(f.data) for f in others), len(file.data)
-                )
+            problem = _problem_adding(store, lock, session_id, file.file_id, len(file.data))
             if problem:
                 _refuse(problem)
             original_add(session_id, file)
@@ -133,10 +136,8 @@ class UploadGate:
         if not isinstance(store, dict) or lock is None:
             return None
         session_id, file_id = found.groups()
-        with lock:
-            others = [f for fid, f in store.get(session_id, {}).items() if fid != file_id]
-            held = sum(len(f.data) for f in others)
-        return session_problem(len(others), held, max(0, int(length) - _MULTIPART_SLACK))
+        new_bytes = max(0, int(length) - _MULTIPART_SLACK)
+        return _problem_adding(store, lock, session_id, file_id, new_bytes)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope.get("type") == "http" and scope.get("method") == "PUT":
