@@ -460,15 +460,19 @@ async def attackers_apart(
         return [f"the attackers' process ended with {child.returncode}"]
 
 
+def hostile_visits(browser, url: str, costly, flood, sessions: int, timeout_ms: int) -> list:
+    """The attack's visits: ``sessions`` uploading the costly images, one the flood."""
+    visits = [hostile_visitor(browser, url, costly, timeout_ms) for _ in range(sessions)]
+    return [*visits, hostile_visitor(browser, url, flood, timeout_ms)]
+
+
 async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> list[str]:
     from playwright.async_api import async_playwright
 
-    timeout_ms = int(timeout * 1000)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            visits = [hostile_visitor(browser, url, costly, timeout_ms) for _ in range(sessions)]
-            visits.append(hostile_visitor(browser, url, flood, timeout_ms))
+            visits = hostile_visits(browser, url, costly, flood, sessions, int(timeout * 1000))
             return list(await asyncio.gather(*visits))
         finally:
             await browser.close()
@@ -520,11 +524,7 @@ async def attack(
                     attackers_apart(server.url, costly, flood, sessions, timeout, attacker_nice)
                 ]
             else:
-                hostile = [
-                    hostile_visitor(browser, server.url, costly, timeout_ms)
-                    for _ in range(sessions)
-                ]
-                hostile.append(hostile_visitor(browser, server.url, flood, timeout_ms))
+                hostile = hostile_visits(browser, server.url, costly, flood, sessions, timeout_ms)
             results = await asyncio.gather(
                 normal_visitor(browser, server.url, normal[half + 1 :], timeout_ms), *hostile
             )
