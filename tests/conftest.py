@@ -172,12 +172,36 @@ def tiny_photo(path: Path, theme: str, i: int = 0) -> Path:
     return path
 
 
+def write_manifest(root: Path, rows) -> Path:
+    """``root/posts.csv``, a CSV manifest of ``rows`` (dicts of image and hashtags); ``root``."""
+    import csv
+
+    with open(root / "posts.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["image", "hashtags"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def count_decodes(monkeypatch) -> list:
+    """A list that gets one item per image decode (recommender.vision.images._decode)."""
+    from recommender.vision import images
+
+    calls: list = []
+    decode = images._decode
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return decode(*args, **kw)
+
+    monkeypatch.setattr(images, "_decode", counted)
+    return calls
+
+
 def write_tiny_dataset(root: Path, extra_rows=()) -> Path:
     """The tiny data set in ``root``: a CSV manifest of :data:`TINY_PER_THEME` photos per
     theme, each post tagged with its theme's hashtags plus one of its own, then
     ``extra_rows``."""
-    import csv
-
     rows = []
     for theme, (_rgb, tags) in TINY_THEMES.items():
         for i in range(TINY_PER_THEME):
@@ -189,12 +213,7 @@ def write_tiny_dataset(root: Path, extra_rows=()) -> Path:
                     "hashtags": " ".join(f"#{t}" for t in tags) + f" #{own}",
                 }
             )
-    rows.extend(extra_rows)
-    with open(root / "posts.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image", "hashtags"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    return write_manifest(root, [*rows, *extra_rows])
 
 
 @pytest.fixture(scope="session")
@@ -226,7 +245,6 @@ def tiny_model(tiny_build):
 def real_photo_manifest(dataset, root: Path, per_category: int, extra_rows=()) -> Path:
     """A CSV manifest data set in ``root``: the first ``per_category`` real food and animal
     photos with 4+ hashtags, copied with their real tag lists, then ``extra_rows``."""
-    import csv
     import json
     import shutil
 
@@ -244,12 +262,7 @@ def real_photo_manifest(dataset, root: Path, per_category: int, extra_rows=()) -
             src = dataset / "data" / category / r["image_local_name"]
             shutil.copy(src, root / "photos" / src.name)
             rows.append({"image": f"photos/{src.name}", "hashtags": " ".join(r["hashtags"])})
-    rows.extend(extra_rows)
-    with open(root / "posts.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["image", "hashtags"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+    return write_manifest(root, [*rows, *extra_rows])
 
 
 def copy_real_photos(dataset, folder: Path, n: int, name: str = "{}.jpg") -> list[Path]:

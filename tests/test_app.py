@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import TINY_BACKBONE, rewrite_manifest
+from conftest import TINY_BACKBONE, count_decodes, rewrite_manifest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -709,6 +709,16 @@ def test_a_link_opens_the_same_view(demo_build, dataset_path, photos, demo_model
     assert at.query_params["example"] == "food"
 
 
+def page_from_link(demo_build, dataset_path, monkeypatch, query: dict) -> AppTest:
+    """The page on the demo model, opened from a link with ``query``."""
+    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
+    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    return at
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -717,11 +727,7 @@ def test_a_link_opens_the_same_view(demo_build, dataset_path, photos, demo_model
     ],
 )
 def test_a_bad_link_is_ignored(demo_build, dataset_path, monkeypatch, query):
-    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
-    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
+    at = page_from_link(demo_build, dataset_path, monkeypatch, query)
     assert not at.exception and not at.error
     assert [s.value for s in at.sidebar.slider] == [pres.N_DEFAULT, pres.K_DEFAULT]
     assert at.pills[0].value is None and "Drop photos" in at.info[0].value
@@ -733,11 +739,7 @@ def test_a_link_with_a_digit_int_cannot_read_is_ignored_with_a_note(
     demo_build, dataset_path, monkeypatch, query
 ):
     # '²'.isdigit() is True but int('²') raises: /?n=² crashed every load of the page.
-    monkeypatch.setenv("HASHTAG_MODEL", str(demo_build[0]))
-    monkeypatch.setenv("HASHTAG_DATASET", str(dataset_path))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
+    at = page_from_link(demo_build, dataset_path, monkeypatch, query)
     assert not at.exception and not at.error
     notes = [t.value for t in at.toast]
     assert any("was ignored" in note for note in notes), notes
@@ -745,17 +747,9 @@ def test_a_link_with_a_digit_int_cannot_read_is_ignored_with_a_note(
 
 def test_each_upload_is_decoded_once_and_the_limits_are_shown(page, photos, monkeypatch):
     from recommender.ui import uploads
-    from recommender.vision import images
 
     assert any(uploads.limits_line() in c.value for c in page.caption)
-    calls = []
-    decode = images._decode
-
-    def counted(*args, **kw):
-        calls.append(1)
-        return decode(*args, **kw)
-
-    monkeypatch.setattr(images, "_decode", counted)
+    calls = count_decodes(monkeypatch)
     upload(page, "food.jpg", (photos / "food.jpg").read_bytes() + b"decode-once")
     assert len(calls) == 1 and not errors(page)  # before: the model, then the preview
     page.sidebar.slider[0].set_value(12).run()

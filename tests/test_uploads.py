@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import count_decodes
 from PIL import Image
 from starlette.exceptions import HTTPException
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
@@ -103,17 +104,10 @@ def jpeg(size=(1600, 1200)) -> bytes:
 
 def test_an_upload_is_decoded_once_for_model_preview_and_thumbnail(monkeypatch):
     data = jpeg()
-    calls = []
-    decode = images._decode
-
-    def counted(*args, **kw):
-        calls.append(1)
-        return decode(*args, **kw)
-
-    monkeypatch.setattr(images, "_decode", counted)
+    calls = count_decodes(monkeypatch)
     ready = uploads.prepare_photo(data, 224)
     assert len(calls) == 1 and not ready.error
-    monkeypatch.setattr(images, "_decode", decode)
+    monkeypatch.undo()  # decode as usual again
     assert np.array_equal(ready.pixels, images.load_for_model(data, 224))  # as the CLI sees it
     preview = Image.open(io.BytesIO(ready.preview))
     thumb = Image.open(io.BytesIO(ready.thumb))
