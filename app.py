@@ -539,6 +539,7 @@ def main() -> None:
     st.query_params.from_dict(pres.view_to_query(st.session_state.get("example"), n, k))
     if not photos:
         st.info("Drop photos above, or pick an example, to see hashtag suggestions.")
+        st.html(preload.browser_preload_html(), unsafe_allow_javascript=True)
         st.stop()
 
     photos_hashed = [(name, data, content_hash(data)) for name, data in photos]

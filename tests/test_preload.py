@@ -68,3 +68,14 @@ def test_serve_starts_streamlit_on_the_address_given_without_a_source_watcher(
     assert argv[:2] == ["streamlit", "run"] and argv[2].endswith("app.py")
     assert "--server.fileWatcherType=none" in argv
     assert {"--server.address=127.0.0.1", "--server.port=8765"} <= set(argv)
+
+
+def test_the_landing_page_preloads_every_part_of_the_result_view_streamlit_has():
+    # Streamlit names its chunks with a content hash; a part renamed in a new Streamlit
+    # would silently stop being preloaded. (The browser test checks that the first result
+    # loads no code the preload did not.)
+    chunks = preload.result_view_chunks()
+    for stem in preload.RESULT_VIEW_CHUNKS:
+        assert any(name.split(".")[0] == stem for name in chunks), stem
+    html = preload.browser_preload_html()
+    assert html.startswith("<script>") and all(f'"{name}"' in html for name in chunks)

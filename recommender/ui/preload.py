@@ -73,3 +73,59 @@ def take(path: str | Path, version: str):
     if future is not None:
         return future.result()
     return HashtagRecommender.load(path, warm=True)
+
+
+# The parts of Streamlit's page that a result view shows and the landing page does not. The
+# browser fetches and runs each the first time an element needs it (Plotly alone is 4.7 MB of
+# JavaScript), which made a first upload about twice as slow as the next ones.
+RESULT_VIEW_CHUNKS = (
+    "PlotlyChart",  # the score and contribution charts
+    "StreamlitSyntaxHighlighter",  # st.code: the hashtags to paste
+    "ImageList",  # st.image: the photo
+    "Selectbox",  # the hashtag to explain
+    "Progress",
+    "ProgressBar",  # the progress of the features
+    "Html",  # the neighbour cards
+    "DataFrame",  # the table of several photos
+    "DownloadButton",  # its CSV
+    "axios",  # the upload itself
+)
+RESULT_VIEW_FONTS = ("italic 16px 'Source Sans'",)
+
+
+def _static_js() -> Path:
+    import streamlit
+
+    return Path(streamlit.__file__).parent / "static" / "static" / "js"
+
+
+def result_view_chunks() -> list[str]:
+    """The file names of :data:`RESULT_VIEW_CHUNKS` in the installed Streamlit (their names
+    carry a content hash). A chunk Streamlit no longer has is left out."""
+    names = []
+    for stem in RESULT_VIEW_CHUNKS:
+        found = sorted(p.name for p in _static_js().glob(f"{stem}.*.js") if p.name.count(".") == 2)
+        names += found
+    return names
+
+
+def browser_preload_html() -> str:
+    """A script for the landing page: once the browser is idle, it loads the code and the
+    font of the result view, so the first photo shows as fast as the next ones. It shows
+    nothing, and a chunk that fails to load is only loaded later, when needed."""
+    import json
+
+    return (
+        "<script>(() => {\n"
+        f"const chunks = {json.dumps(result_view_chunks())};\n"
+        f"const fonts = {json.dumps(list(RESULT_VIEW_FONTS))};\n"
+        "const main = document.querySelector('script[type=module][src*=\"/static/js/\"]');\n"
+        "if (!main || window.hashtagPreload) return;\n"
+        "const base = new URL('.', main.src);\n"
+        "const load = () => { window.hashtagPreload = Promise.allSettled([\n"
+        "  ...chunks.map((name) => import(new URL(name, base).href)),\n"
+        "  ...fonts.map((font) => document.fonts.load(font)),\n"
+        "]); };\n"
+        "(window.requestIdleCallback || setTimeout)(load);\n"
+        "})();</script>"
+    )
