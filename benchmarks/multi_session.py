@@ -16,12 +16,14 @@ copies, so no photo's features are already cached. Reports results received, err
 to results per session (median and max), and the peak resident memory of the server's
 process tree (read from /proc). Only loopback traffic; bounded in sessions and time.
 
-With ``--hostile``, one visitor plays normal (uploads ``--normal-uploads`` new photos one
-after the other, their time to results measured) while ``--sessions`` hostile sessions each
+With ``--hostile``, one visitor plays normal: it uploads ``--normal-uploads`` new photos one
+after the other on the idle server, then again from the moment every hostile page is open
+until the attack ends, their time to results measured. The ``--sessions`` hostile sessions each
 upload the costly images of :mod:`benchmarks.hostile_images` (a 40 MP float TIFF named
 ``.png``, a 1 x 40,000,000 PNG, a progressive JPEG of 20,000 scans) and one more session
 drops 100 files of 19 MB at once, all from a process of their own at nice 19 (its own
-Playwright driver and browser; ``--attacker-nice``): on one machine they would otherwise
+Playwright driver and browser, whose scheduler group gets that nice value too;
+``--attacker-nice``): on one machine they would otherwise
 take more CPU than the server (Playwright's driver alone reads and sends the flood's 1.9 GB),
 where a real attacker runs on the attacker's machine. The server is
 started as ``make run`` starts it. It reports the server's peak memory during the attack,
@@ -109,6 +111,31 @@ def niceness(pid: int) -> int:
         return 0
 
 
+def nice_new_autogroups(nice: int) -> None:
+    """Give ``nice`` to the scheduler groups of this process's descendants.
+
+    Playwright starts the browser in a session of its own. With Linux's autogroups
+    (``/proc/sys/kernel/sched_autogroup_enabled``) a session is a scheduling group, and a
+    process's nice value only weighs against its own group's: a niced browser would still
+    take a full share of the CPU against the server. The group's own nice value fixes that."""
+
+    def group(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/autogroup") as fh:
+                return fh.read().split()[0]
+        except (OSError, IndexError):
+            return ""
+
+    own = group(os.getpid())
+    for pid in process_tree(os.getpid()):
+        if group(pid) not in ("", own):
+            try:
+                with open(f"/proc/{pid}/autogroup", "w") as fh:
+                    fh.write(str(nice))
+            except OSError:
+                pass  # gone, or no autogroups here
+
+
 def usage(pids: list[int]) -> tuple[int, float]:
     """(resident bytes, CPU seconds so far) summed over ``pids`` that are still alive."""
     rss, cpu = 0, 0.0
@@ -134,6 +161,7 @@ class Sampler(threading.Thread):
         self.server_pid, self.interval = server_pid, interval
         self.peak = self.last = 0
         self.server_cpu = self.browser_cpu = self.attacker_cpu = 0.0
+        self.timeline: list[tuple[float, float]] = []  # (perf_counter(), server CPU s)
         self._halt = threading.Event()
 
     def sample(self) -> None:
@@ -144,6 +172,14 @@ class Sampler(threading.Thread):
         niced = [p for p in others if niceness(p) > 0]  # the attackers' browser, if apart
         self.browser_cpu = max(self.browser_cpu, usage([p for p in others if p not in niced])[1])
         self.attacker_cpu = max(self.attacker_cpu, usage(niced)[1])
+        self.timeline.append((time.perf_counter(), self.server_cpu))
+
+    def server_share(self, start: float, end: float) -> float:
+        """The server's CPU use between ``start`` and ``end`` (perf_counter()), in cores."""
+        inside = [(t, cpu) for t, cpu in self.timeline if start <= t <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -234,6 +270,10 @@ PAGE_SETTLED = """() => {
     return app && app.dataset.testScriptState === 'notRunning'
         && !document.querySelector('[data-stale=true]');
 }"""
+
+# The landing page's preload of the result view's code has ended (the promise it sets:
+# recommender.ui.preload.browser_preload_html).
+PRELOADED = """async () => window.hashtagPreload && (await window.hashtagPreload, true)"""
 
 
 def results_caption(page, text: str):
@@ -331,6 +371,9 @@ async def drive(server: Server, rounds: list[list[Path]], sampler: Sampler, time
                     for p in pages
                 )
             )
+            await asyncio.gather(  # and the result view's code, loaded while people choose
+                *(p.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50) for p in pages)
+            )
             names = ("round 1, first photos", "round 2, new photos, warm")
             for name, photos in zip(names, rounds, strict=False):
                 sampler.reset_peak()
@@ -402,29 +445,57 @@ async def settle(page, timeout_ms: int) -> None:
     await page.wait_for_function(PAGE_SETTLED, timeout=timeout_ms, polling=100)
 
 
-async def new_session(browser, url: str, timeout_ms: int):
+async def new_session(browser, url: str, timeout_ms: int, preloaded: bool = False):
+    """A new tab on the page; with ``preloaded``, once the landing page has loaded the
+    result view's code, as it does while a person picks a photo."""
     context = await browser.new_context(viewport=PAGE_SIZE)
     page = await context.new_page()
     await page.goto(url, timeout=timeout_ms)
     await page.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
+    if preloaded:
+        await page.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50)
     return context, page
 
 
-async def normal_visitor(browser, url: str, photos: list[Path], timeout_ms: int) -> list[Outcome]:
-    context, page = await new_session(browser, url, timeout_ms)
-    outcomes = []
-    try:
-        for photo in photos:
-            outcomes.append(await one_upload(page, 0, photo, timeout_ms))
-    finally:
-        await context.close()
+# A session holds at most 20 photos (recommender.ui.uploads); a visitor with more opens the
+# page anew, as a person would reload it.
+PHOTOS_PER_TAB = 19
+
+
+async def normal_visitor(
+    browser,
+    url: str,
+    photos: list[Path],
+    timeout_ms: int,
+    start: asyncio.Event | None = None,
+    until: asyncio.Future | None = None,
+) -> list[Outcome]:
+    """Upload ``photos`` one after the other. With ``start``, the first upload waits for it
+    (the page already open); with ``until``, the uploads stop once it is done (or the
+    photos run out)."""
+    outcomes: list[Outcome] = []
+    for first in range(0, len(photos), PHOTOS_PER_TAB):
+        context, page = await new_session(browser, url, timeout_ms, preloaded=True)
+        try:
+            if start is not None:
+                await asyncio.wait_for(start.wait(), timeout_ms / 1000)
+            for photo in photos[first : first + PHOTOS_PER_TAB]:
+                if until is not None and until.done():
+                    return outcomes
+                outcomes.append(await one_upload(page, 0, photo, timeout_ms))
+        finally:
+            await context.close()
     return outcomes
 
 
-async def hostile_visitor(browser, url: str, files: list[Path], timeout_ms: int) -> str:
+async def hostile_visitor(
+    browser, url: str, files: list[Path], timeout_ms: int, opened=lambda: None
+) -> str:
     """Upload ``files`` at once, wait until the page has answered them (an error for the
-    newest, the others in the table) and settled; what the page and the upload box said."""
+    newest, the others in the table) and settled; what the page and the upload box said.
+    ``opened`` is called once the page is open, before the upload."""
     context, page = await new_session(browser, url, timeout_ms)
+    opened()
     try:
         await page.locator("input[type=file]").set_input_files(files)
         answer = page.locator(
@@ -444,26 +515,47 @@ async def hostile_visitor(browser, url: str, files: list[Path], timeout_ms: int)
         await context.close()
 
 
+ATTACKED_UPLOADS = 10  # the normal visitor's photos for the attack, per photo on the idle server
+OPENED = "opened"  # what the attackers' process prints as each hostile page opens
+
+
 async def attackers_apart(
-    url: str, costly: list[Path], flood: list[Path], sessions: int, timeout: float, nice: int
+    url: str,
+    costly: list[Path],
+    flood: list[Path],
+    sessions: int,
+    timeout: float,
+    nice: int,
+    opened: asyncio.Event,
 ) -> list[str]:
     """The hostile sessions from a child process at ``nice``: its own Playwright driver
-    (which reads and sends the 1.9 GB of the flood) and its own browser; what each page said."""
+    (which reads and sends the 1.9 GB of the flood) and its own browser; what each page said.
+    ``opened`` is set once every hostile page is open."""
     command = ["nice", "-n", str(nice), sys.executable, str(Path(__file__).resolve())]
     command += ["--attackers", url, "--sessions", str(sessions), "--timeout", str(timeout)]
     command += ["--costly", *map(str, costly), "--flood", *map(str, flood)]
     child = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
-    out, _ = await child.communicate()
+    assert child.stdout is not None
+    lines, count = [], 0
+    while line := (await child.stdout.readline()).decode():
+        count += line.strip() == OPENED
+        if count == sessions + 1:
+            opened.set()
+        lines.append(line)
+    await child.wait()
+    opened.set()  # whatever happened: the normal visitor must not wait for ever
     try:
-        return list(json.loads(out.decode().strip().splitlines()[-1]))
+        return list(json.loads(lines[-1]))
     except (ValueError, IndexError):
         return [f"the attackers' process ended with {child.returncode}"]
 
 
-def hostile_visits(browser, url: str, costly, flood, sessions: int, timeout_ms: int) -> list:
+def hostile_visits(
+    browser, url: str, costly, flood, sessions: int, timeout_ms: int, opened=lambda: None
+) -> list:
     """The attack's visits: ``sessions`` uploading the costly images, one the flood."""
-    visits = [hostile_visitor(browser, url, costly, timeout_ms) for _ in range(sessions)]
-    return [*visits, hostile_visitor(browser, url, flood, timeout_ms)]
+    visits = [hostile_visitor(browser, url, costly, timeout_ms, opened) for _ in range(sessions)]
+    return [*visits, hostile_visitor(browser, url, flood, timeout_ms, opened)]
 
 
 async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> list[str]:
@@ -471,8 +563,17 @@ async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> l
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        nice_new_autogroups(os.nice(0))  # this process's nice value, for its browser too
         try:
-            visits = hostile_visits(browser, url, costly, flood, sessions, int(timeout * 1000))
+            visits = hostile_visits(
+                browser,
+                url,
+                costly,
+                flood,
+                sessions,
+                int(timeout * 1000),
+                lambda: print(OPENED, flush=True),
+            )
             return list(await asyncio.gather(*visits))
         finally:
             await browser.close()
@@ -491,6 +592,21 @@ class Attack:
     server_cpu: float = 0.0  # CPU seconds of the server during the attack
     browser_cpu: float = 0.0  # and of Playwright + the browser playing the normal visitor
     attacker_cpu: float = 0.0  # and of the attackers' own process tree, when niced apart
+    # The server's CPU use (cores) while the normal visitor's uploads ran, idle and attacked:
+    # the attack reached the server during those uploads only if the second is higher.
+    idle_share: float = 0.0
+    loaded_share: float = 0.0
+
+
+def uploads_window(outcomes: list[Outcome]) -> tuple[float, float]:
+    """From the first upload's start to the last one's results (perf_counter())."""
+    done = [o for o in outcomes if o.seconds is not None and o.first_result_at is not None]
+    if not done:
+        return 0.0, 0.0
+    return (
+        min(o.first_result_at - o.seconds for o in done),  # type: ignore[operator]
+        max(o.first_result_at for o in done),  # type: ignore[type-var]
+    )
 
 
 async def attack(
@@ -507,7 +623,7 @@ async def attack(
     from playwright.async_api import async_playwright
 
     timeout_ms = int(timeout * 1000)
-    half = len(normal) // 2
+    half = (len(normal) - 1) // (1 + ATTACKED_UPLOADS)  # the first loads the model
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -519,24 +635,41 @@ async def attack(
             sampler.reset_peak()
             cpu = (sampler.server_cpu, sampler.browser_cpu, sampler.attacker_cpu)
             start = time.perf_counter()
+            # The normal visitor's page is open; its uploads start once every hostile page
+            # is, and go on for as long as the attack does (or its photos last).
+            opened = asyncio.Event()
             if attacker_nice:  # their own Playwright and browser, at low priority
-                hostile = [
-                    attackers_apart(server.url, costly, flood, sessions, timeout, attacker_nice)
-                ]
+                hostile = asyncio.ensure_future(
+                    attackers_apart(
+                        server.url, costly, flood, sessions, timeout, attacker_nice, opened
+                    )
+                )
             else:
-                hostile = hostile_visits(browser, server.url, costly, flood, sessions, timeout_ms)
-            results = await asyncio.gather(
-                normal_visitor(browser, server.url, normal[half + 1 :], timeout_ms), *hostile
+                count = [0]
+
+                def one_open() -> None:
+                    count[0] += 1
+                    if count[0] == sessions + 1:
+                        opened.set()
+
+                visits = hostile_visits(
+                    browser, server.url, costly, flood, sessions, timeout_ms, one_open
+                )
+                hostile = asyncio.ensure_future(asyncio.gather(*visits))
+            loaded = await normal_visitor(
+                browser, server.url, normal[half + 1 :], timeout_ms, None, hostile
             )
+            pages = list(await hostile)
             seconds = time.perf_counter() - start
             sampler.sample()
-            pages = results[1] if attacker_nice else list(results[1:])
-            out = Attack(idle, results[0], pages, sampler.peak, before)
+            out = Attack(idle, loaded, pages, sampler.peak, before)
             out.seconds = seconds
             out.server_cpu = sampler.server_cpu - cpu[0]
             out.browser_cpu = sampler.browser_cpu - cpu[1]
             out.attacker_cpu = sampler.attacker_cpu - cpu[2]
             out.closed_rss = sampler.last
+            out.idle_share = sampler.server_share(*uploads_window(idle))
+            out.loaded_share = sampler.server_share(*uploads_window(loaded))
         finally:
             await browser.close()
     # Streamlit forgets a closed tab's session after two minutes; the sweep frees its files.
@@ -567,6 +700,8 @@ def print_attack(result: Attack, sessions: int, settle_seconds: float) -> None:
                 f"max {max(times):.2f} s"
             )
         print(line + (f"; errors: {errors[:2]}" if errors else ""))
+        slowest = sorted(times, reverse=True)[:5]
+        print(f"    slowest: {', '.join(f'{t:.2f}' for t in slowest)} s")
     idle = [o.seconds for o in result.idle if o.seconds and not o.error]
     loaded = [o.seconds for o in result.loaded if o.seconds and not o.error]
     if idle and loaded:
@@ -586,6 +721,10 @@ def print_attack(result: Attack, sessions: int, settle_seconds: float) -> None:
         f"  attack wall time {result.seconds:.1f} s; CPU time in it: server "
         f"{result.server_cpu:.1f} s, browser {result.browser_cpu:.1f} s{attackers} "
         f"({os.cpu_count()} cores)"
+    )
+    print(
+        f"  the server's CPU use while the normal visitor's uploads ran: idle "
+        f"{result.idle_share:.2f} cores, under attack {result.loaded_share:.2f} cores"
     )
     for i, shown in enumerate(result.hostile_pages, 1):
         lines = [line.strip() for line in shown.splitlines() if line.strip()]
@@ -645,7 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per step")
     parser.add_argument("--hostile", action="store_true", help="the hostile-visitor run")
     parser.add_argument(
-        "--normal-uploads", type=int, default=20, help="the normal visitor's, idle + attacked"
+        "--normal-uploads",
+        type=int,
+        default=20,
+        help="with --hostile: the normal visitor's on the idle server (and up to "
+        f"{ATTACKED_UPLOADS}x as many during the attack, for as long as it lasts)",
     )
     parser.add_argument(
         "--settle", type=float, default=160.0, help="seconds to wait after the tabs close"
@@ -714,7 +857,7 @@ def hostile_main(args, model: Path, photos: list[Path]) -> int:
         load = " ".join(fh.read().split()[:3])
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
         folder = Path(tmp)
-        normal = distinct_photos(photos, args.normal_uploads + 1, folder)
+        normal = distinct_photos(photos, 1 + args.normal_uploads * (1 + ATTACKED_UPLOADS), folder)
         costly, flood = hostile_files(folder)
         log = folder / "server.log"
         try:

@@ -32,14 +32,12 @@ from multi_session import (
     CHROMIUM_ARGS,
     PAGE_SETTLED,
     PAGE_SIZE,
+    PRELOADED,
     REPO,
     mirrored_copies,
     results_caption,
     streamlit_server,
 )
-
-# The landing page's preload of the result view's code has ended (the promise it sets).
-PRELOADED = """async () => window.hashtagPreload && (await window.hashtagPreload, true)"""
 
 
 def wait_for_results(page, caption: str, timeout_ms: int) -> None:
