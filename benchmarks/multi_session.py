@@ -453,6 +453,10 @@ async def new_session(browser, url: str, timeout_ms: int, preloaded: bool = Fals
     await page.goto(url, timeout=timeout_ms)
     await page.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
     if preloaded:
+        # The page's first run goes on below the upload box for a moment: a file set before
+        # it ends waits for it (no person picks a file that fast).
+        await page.get_by_text("Drop photos above").wait_for(timeout=timeout_ms)
+        await settle(page, timeout_ms)
         await page.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50)
     return context, page
 
