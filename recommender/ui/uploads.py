@@ -65,21 +65,32 @@ def _problem_adding(store: dict, lock, session_id: str, file_id: str, new_bytes:
         return session_problem(len(others), sum(len(f.data) for f in others), new_bytes)
 
 
-def install_limits(runtime=None) -> bool:
-    """Bound and sweep the uploads of a running Streamlit server (once per server); False
-    when there is no server to change (as under ``AppTest``) or its upload store is not
-    the in-memory one this knows."""
+def _upload_store(runtime=None):
+    """(runtime, its upload manager, the manager's in-memory store and lock) of ``runtime``,
+    by default the running Streamlit's; None when there is no server (as under ``AppTest``)
+    or its upload store is not the in-memory one this knows."""
     if runtime is None:
         from streamlit.runtime import Runtime, exists
 
         if not exists():
-            return False
+            return None
         runtime = Runtime.instance()
     manager = runtime.uploaded_file_mgr
     store = getattr(manager, "file_storage", None)
     lock = getattr(manager, "_lock", None)
-    if not isinstance(store, dict) or lock is None or not hasattr(manager, "add_file"):
+    if not isinstance(store, dict) or lock is None:
+        return None
+    return runtime, manager, store, lock
+
+
+def install_limits(runtime=None) -> bool:
+    """Bound and sweep the uploads of a running Streamlit server (once per server); False
+    when there is no server to change (as under ``AppTest``) or its upload store is not
+    the in-memory one this knows."""
+    found = _upload_store(runtime)
+    if found is None or not hasattr(found[1], "add_file"):
         return False
+    runtime, manager, store, lock = found
     with _install_lock:
         if id(manager) in _installed:
             return True
@@ -124,17 +135,10 @@ class UploadGate:
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if found is None or not length.isdigit():
             return None  # not an upload, or no length: Streamlit's own checks decide
-        runtime = self._runtime
-        if runtime is None:
-            from streamlit.runtime import Runtime, exists
-
-            if not exists():
-                return None
-            runtime = Runtime.instance()
-        manager = runtime.uploaded_file_mgr
-        store, lock = getattr(manager, "file_storage", None), getattr(manager, "_lock", None)
-        if not isinstance(store, dict) or lock is None:
+        upload_store = _upload_store(self._runtime)
+        if upload_store is None:
             return None
+        _runtime, _manager, store, lock = upload_store
         session_id, file_id = found.groups()
         new_bytes = max(0, int(length) - _MULTIPART_SLACK)
         return _problem_adding(store, lock, session_id, file_id, new_bytes)
