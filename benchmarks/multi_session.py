@@ -17,8 +17,8 @@ to results per session (median and max), and the peak resident memory of the ser
 process tree (read from /proc). Only loopback traffic; bounded in sessions and time.
 
 With ``--hostile``, one visitor plays normal: it uploads ``--normal-uploads`` new photos one
-after the other on the idle server, then again from the moment every hostile page is open
-until the attack ends, their time to results measured. The ``--sessions`` hostile sessions each
+after the other on the idle server, then again from the attack's start until the attack
+ends, their time to results measured. The ``--sessions`` hostile sessions each
 upload the costly images of :mod:`benchmarks.hostile_images` (a 40 MP float TIFF named
 ``.png``, a 1 x 40,000,000 PNG, a progressive JPEG of 20,000 scans) and one more session
 drops 100 files of 19 MB at once, all from a process of their own at nice 19 (its own
@@ -371,9 +371,7 @@ async def drive(server: Server, rounds: list[list[Path]], sampler: Sampler, time
                     for p in pages
                 )
             )
-            await asyncio.gather(  # and the result view's code, loaded while people choose
-                *(p.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50) for p in pages)
-            )
+            await asyncio.gather(*(ready_for_photo(p, timeout_ms) for p in pages))
             names = ("round 1, first photos", "round 2, new photos, warm")
             for name, photos in zip(names, rounds, strict=False):
                 sampler.reset_peak()
@@ -445,19 +443,22 @@ async def settle(page, timeout_ms: int) -> None:
     await page.wait_for_function(PAGE_SETTLED, timeout=timeout_ms, polling=100)
 
 
-async def new_session(browser, url: str, timeout_ms: int, preloaded: bool = False):
-    """A new tab on the page; with ``preloaded``, once the landing page has loaded the
-    result view's code, as it does while a person picks a photo."""
+async def ready_for_photo(page, timeout_ms: int) -> None:
+    """Until an open page is as a person finds it when they have picked a photo: its first
+    run ended (a file set before that waits for it) and the result view's code loaded."""
+    await page.get_by_text("Drop photos above").wait_for(timeout=timeout_ms)
+    await settle(page, timeout_ms)
+    await page.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50)
+
+
+async def new_session(browser, url: str, timeout_ms: int, ready: bool = False):
+    """A new tab on the page; with ``ready``, once it is :func:`ready_for_photo`."""
     context = await browser.new_context(viewport=PAGE_SIZE)
     page = await context.new_page()
     await page.goto(url, timeout=timeout_ms)
     await page.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
-    if preloaded:
-        # The page's first run goes on below the upload box for a moment: a file set before
-        # it ends waits for it (no person picks a file that fast).
-        await page.get_by_text("Drop photos above").wait_for(timeout=timeout_ms)
-        await settle(page, timeout_ms)
-        await page.wait_for_function(PRELOADED, timeout=timeout_ms, polling=50)
+    if ready:
+        await ready_for_photo(page, timeout_ms)
     return context, page
 
 
@@ -471,18 +472,14 @@ async def normal_visitor(
     url: str,
     photos: list[Path],
     timeout_ms: int,
-    start: asyncio.Event | None = None,
     until: asyncio.Future | None = None,
 ) -> list[Outcome]:
-    """Upload ``photos`` one after the other. With ``start``, the first upload waits for it
-    (the page already open); with ``until``, the uploads stop once it is done (or the
+    """Upload ``photos`` one after the other; with ``until``, stop once it is done (or the
     photos run out)."""
     outcomes: list[Outcome] = []
     for first in range(0, len(photos), PHOTOS_PER_TAB):
-        context, page = await new_session(browser, url, timeout_ms, preloaded=True)
+        context, page = await new_session(browser, url, timeout_ms, ready=True)
         try:
-            if start is not None:
-                await asyncio.wait_for(start.wait(), timeout_ms / 1000)
             for photo in photos[first : first + PHOTOS_PER_TAB]:
                 if until is not None and until.done():
                     return outcomes
@@ -492,14 +489,10 @@ async def normal_visitor(
     return outcomes
 
 
-async def hostile_visitor(
-    browser, url: str, files: list[Path], timeout_ms: int, opened=lambda: None
-) -> str:
+async def hostile_visitor(browser, url: str, files: list[Path], timeout_ms: int) -> str:
     """Upload ``files`` at once, wait until the page has answered them (an error for the
-    newest, the others in the table) and settled; what the page and the upload box said.
-    ``opened`` is called once the page is open, before the upload."""
+    newest, the others in the table) and settled; what the page and the upload box said."""
     context, page = await new_session(browser, url, timeout_ms)
-    opened()
     try:
         await page.locator("input[type=file]").set_input_files(files)
         answer = page.locator(
@@ -520,7 +513,6 @@ async def hostile_visitor(
 
 
 ATTACKED_UPLOADS = 10  # the normal visitor's photos for the attack, per photo on the idle server
-OPENED = "opened"  # what the attackers' process prints as each hostile page opens
 
 
 async def attackers_apart(
@@ -530,36 +522,24 @@ async def attackers_apart(
     sessions: int,
     timeout: float,
     nice: int,
-    opened: asyncio.Event,
 ) -> list[str]:
     """The hostile sessions from a child process at ``nice``: its own Playwright driver
-    (which reads and sends the 1.9 GB of the flood) and its own browser; what each page said.
-    ``opened`` is set once every hostile page is open."""
+    (which reads and sends the 1.9 GB of the flood) and its own browser; what each page said."""
     command = ["nice", "-n", str(nice), sys.executable, str(Path(__file__).resolve())]
     command += ["--attackers", url, "--sessions", str(sessions), "--timeout", str(timeout)]
     command += ["--costly", *map(str, costly), "--flood", *map(str, flood)]
     child = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
-    assert child.stdout is not None
-    lines, count = [], 0
-    while line := (await child.stdout.readline()).decode():
-        count += line.strip() == OPENED
-        if count == sessions + 1:
-            opened.set()
-        lines.append(line)
-    await child.wait()
-    opened.set()  # whatever happened: the normal visitor must not wait for ever
+    out, _ = await child.communicate()
     try:
-        return list(json.loads(lines[-1]))
+        return list(json.loads(out.decode().strip().splitlines()[-1]))
     except (ValueError, IndexError):
         return [f"the attackers' process ended with {child.returncode}"]
 
 
-def hostile_visits(
-    browser, url: str, costly, flood, sessions: int, timeout_ms: int, opened=lambda: None
-) -> list:
+def hostile_visits(browser, url: str, costly, flood, sessions: int, timeout_ms: int) -> list:
     """The attack's visits: ``sessions`` uploading the costly images, one the flood."""
-    visits = [hostile_visitor(browser, url, costly, timeout_ms, opened) for _ in range(sessions)]
-    return [*visits, hostile_visitor(browser, url, flood, timeout_ms, opened)]
+    visits = [hostile_visitor(browser, url, costly, timeout_ms) for _ in range(sessions)]
+    return [*visits, hostile_visitor(browser, url, flood, timeout_ms)]
 
 
 async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> list[str]:
@@ -569,15 +549,7 @@ async def attackers_main(url, costly, flood, sessions: int, timeout: float) -> l
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         nice_new_autogroups(os.nice(0))  # this process's nice value, for its browser too
         try:
-            visits = hostile_visits(
-                browser,
-                url,
-                costly,
-                flood,
-                sessions,
-                int(timeout * 1000),
-                lambda: print(OPENED, flush=True),
-            )
+            visits = hostile_visits(browser, url, costly, flood, sessions, int(timeout * 1000))
             return list(await asyncio.gather(*visits))
         finally:
             await browser.close()
@@ -627,41 +599,29 @@ async def attack(
     from playwright.async_api import async_playwright
 
     timeout_ms = int(timeout * 1000)
-    half = (len(normal) - 1) // (1 + ATTACKED_UPLOADS)  # the first loads the model
+    idle_count = (len(normal) - 1) // (1 + ATTACKED_UPLOADS)  # the first loads the model
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             # The model is loaded by a first visit; then the idle server's latency.
             await normal_visitor(browser, server.url, normal[:1], timeout_ms)
-            idle = await normal_visitor(browser, server.url, normal[1 : half + 1], timeout_ms)
+            idle = await normal_visitor(browser, server.url, normal[1 : idle_count + 1], timeout_ms)
             sampler.sample()
             before = sampler.last
             sampler.reset_peak()
             cpu = (sampler.server_cpu, sampler.browser_cpu, sampler.attacker_cpu)
             start = time.perf_counter()
-            # The normal visitor's page is open; its uploads start once every hostile page
-            # is, and go on for as long as the attack does (or its photos last).
-            opened = asyncio.Event()
+            # The normal visitor uploads from the attack's start for as long as it lasts
+            # (or its photos do).
             if attacker_nice:  # their own Playwright and browser, at low priority
                 hostile = asyncio.ensure_future(
-                    attackers_apart(
-                        server.url, costly, flood, sessions, timeout, attacker_nice, opened
-                    )
+                    attackers_apart(server.url, costly, flood, sessions, timeout, attacker_nice)
                 )
             else:
-                count = [0]
-
-                def one_open() -> None:
-                    count[0] += 1
-                    if count[0] == sessions + 1:
-                        opened.set()
-
-                visits = hostile_visits(
-                    browser, server.url, costly, flood, sessions, timeout_ms, one_open
-                )
+                visits = hostile_visits(browser, server.url, costly, flood, sessions, timeout_ms)
                 hostile = asyncio.ensure_future(asyncio.gather(*visits))
             loaded = await normal_visitor(
-                browser, server.url, normal[half + 1 :], timeout_ms, None, hostile
+                browser, server.url, normal[idle_count + 1 :], timeout_ms, hostile
             )
             pages = list(await hostile)
             seconds = time.perf_counter() - start
