@@ -11,6 +11,7 @@ waits for that load (usually long done) instead of starting its own. Without a p
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -109,6 +110,7 @@ def result_view_chunks() -> list[str]:
     return names
 
 
+@functools.cache  # the installed Streamlit's files: 10 ms of globbing on every landing run
 def browser_preload_html() -> str:
     """A script for the landing page: once the browser is idle, it loads the code and the
     font of the result view, so the first photo shows as fast as the next ones. It shows
